@@ -1,0 +1,47 @@
+"""bioimage_async: asyncio-native, tensorstore-based block-wise processing of huge volumes.
+
+Every I/O path is a coroutine; ``bioimage_async.sync`` holds blocking twins of the main calls.
+"""
+
+from . import sync
+from ._version import __version__
+from .context import configure
+from .errors import (
+    BioimageAsyncError,
+    ConfigError,
+    FormatNotSupportedError,
+    InternalPathNotFoundError,
+    InvalidIndexError,
+    MissingDependencyError,
+    NotSerializableError,
+    ReadOnlySourceError,
+    RunnerError,
+    SourceError,
+    SourceExistsError,
+    UnsafeBlockShapeError,
+)
+from .sources import Source, SourceSpec, as_source, create_source, from_spec, open_source
+
+__all__ = [
+    "BioimageAsyncError",
+    "ConfigError",
+    "FormatNotSupportedError",
+    "InternalPathNotFoundError",
+    "InvalidIndexError",
+    "MissingDependencyError",
+    "NotSerializableError",
+    "ReadOnlySourceError",
+    "RunnerError",
+    "Source",
+    "SourceError",
+    "SourceExistsError",
+    "SourceSpec",
+    "UnsafeBlockShapeError",
+    "__version__",
+    "as_source",
+    "configure",
+    "create_source",
+    "from_spec",
+    "open_source",
+    "sync",
+]

@@ -1,0 +1,204 @@
+"""The Source abstraction: an async, array-like handle on a volume with a reopenable spec.
+
+Data flows through two coroutines, ``read(index)`` and ``write(index, value)``. Subclasses
+implement ``_read(roi)`` / ``_write(roi, value)`` on a fully normalised region; index rules,
+shape checks, dtype casts and the read-only guard live here once, so no backend can drift.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._loop import run_sync
+from ..errors import NotSerializableError, ReadOnlySourceError
+from .indexing import NormalizedIndex, Roi, normalize_index
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Plain-JSON description from which any process can reopen a source.
+
+    ``kind`` names the opener (``"tensorstore"``, ``"hdf5"``, ``"view"``, ...); ``params`` is
+    JSON-serializable and may nest the specs of wrapped sources.
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": json.loads(json.dumps(self.params))}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SourceSpec:
+        if not isinstance(data, dict) or "kind" not in data:
+            raise ValueError(
+                f"a source spec is a dict with a 'kind' key (from SourceSpec.to_json()); "
+                f"got {data!r:.200}"
+            )
+        return cls(kind=str(data["kind"]), params=dict(data.get("params", {})))
+
+
+class Source(ABC):
+    """An async, array-like handle on a (possibly huge) volume.
+
+    Reading never loads more than the requested region. Index with numpy basic indexing: ints
+    (the axis is dropped), slices with step 1, and one Ellipsis.
+    """
+
+    #: The registry key of this source's spec (see ``sources.registry``).
+    kind: str = ""
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        """Storage chunk shape (the unit of decoding), or None for unchunked data."""
+        return None
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """Shard shape (the unit of a file write) where the format shards, else None."""
+        return None
+
+    @property
+    def write_granularity(self) -> tuple[int, ...] | None:
+        """The region two concurrent writers must never share: shards, else chunks."""
+        return self.shards or self.chunks
+
+    @property
+    def writable(self) -> bool:
+        return False
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why writes are refused, for the error message."""
+        return f"{self.describe()} is read-only"
+
+    @property
+    def reopenable(self) -> bool:
+        """Whether another process can reopen this source from its spec."""
+        try:
+            self.to_spec()
+        except NotSerializableError:
+            return False
+        return True
+
+    @property
+    def thread_offloaded(self) -> bool:
+        """Whether I/O goes through the blocking thread pool (not natively async)."""
+        return False
+
+    def describe(self) -> str:
+        """A short human-readable name, used in error messages."""
+        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.describe()} shape={self.shape} dtype={self.dtype} "
+            f"chunks={self.chunks} writable={self.writable}>"
+        )
+
+    # ---- the spec -------------------------------------------------------------------------
+    def to_spec(self) -> SourceSpec:
+        raise NotSerializableError(
+            f"{self.describe()} has no reopenable spec (it lives in this process's memory). "
+            "Write it to a file-backed format first, e.g. "
+            "await ba.create_source('x.zarr', shape=..., dtype=..., chunks=...)."
+        )
+
+    # ---- I/O ------------------------------------------------------------------------------
+    def normalize(self, index: Any) -> NormalizedIndex:
+        return normalize_index(index, self.shape)
+
+    async def read(self, index: Any = ...) -> np.ndarray:
+        """Read ``index`` (numpy basic indexing) into a new numpy array."""
+        normalized = self.normalize(index)
+        data = await self.read_roi(normalized.roi)
+        if normalized.squeeze:
+            data = data.reshape(normalized.result_shape)
+        return data
+
+    async def read_roi(self, roi: Roi) -> np.ndarray:
+        """Read a normalised region (one in-bounds slice per axis); the pipeline's fast path."""
+        if any(s.stop <= s.start for s in roi):
+            return np.empty(tuple(s.stop - s.start for s in roi), dtype=self.dtype)
+        return await self._read(roi)
+
+    async def write(self, index: Any, value: Any) -> None:
+        """Write ``value`` into ``index``; the value is cast to this source's dtype."""
+        normalized = self.normalize(index)
+        await self.write_roi(normalized.roi, self._conform(value, normalized))
+
+    async def write_roi(self, roi: Roi, value: np.ndarray) -> None:
+        """Write an array of exactly the region's shape (cast to dtype) into a normalised region."""
+        if not self.writable:
+            raise ReadOnlySourceError(
+                f"cannot write: {self.read_only_reason}. Open it with mode='r+' (formats: zarr, "
+                "zarr3, n5, precomputed, hdf5) or write into a new array from create_source()."
+            )
+        if any(s.stop <= s.start for s in roi):
+            return
+        if value.dtype != self.dtype:
+            value = value.astype(self.dtype)
+        await self._write(roi, value)
+
+    def _conform(self, value: Any, normalized: NormalizedIndex) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != normalized.result_shape and array.shape != normalized.shape:
+            if array.ndim == 0:
+                array = np.broadcast_to(array, normalized.shape)
+            else:
+                raise ValueError(
+                    f"cannot write a value of shape {array.shape} into a region of shape "
+                    f"{normalized.result_shape} of {self.describe()}; pass an array of exactly "
+                    "the region's shape (or a scalar)"
+                )
+        return array.reshape(normalized.shape)
+
+    @abstractmethod
+    async def _read(self, roi: Roi) -> np.ndarray: ...
+
+    async def _write(self, roi: Roi, value: np.ndarray) -> None:
+        raise ReadOnlySourceError(f"cannot write: {self.read_only_reason}")
+
+    # ---- blocking conveniences and views ----------------------------------------------------
+    def __getitem__(self, index: Any) -> np.ndarray:
+        """Blocking read; inside async code use ``await source.read(index)``."""
+        return run_sync(self.read(index))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """Blocking write; inside async code use ``await source.write(index, value)``."""
+        run_sync(self.write(index, value))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype)
+
+    def view(self, index: Any) -> Source:
+        """A lazy sub-region of this source; reads and writes stay inside it."""
+        from .view import ViewSource
+
+        return ViewSource(self, self.normalize(index))

@@ -1,0 +1,102 @@
+"""Lazy sub-region views: run any op on a region of interest of a huge volume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Source, SourceSpec
+from .indexing import NormalizedIndex, Roi
+
+
+class ViewSource(Source):
+    """The region ``index`` of ``parent``; int-indexed axes are dropped, as in numpy."""
+
+    kind = "view"
+
+    def __init__(self, parent: Source, region: NormalizedIndex) -> None:
+        self.parent = parent
+        self.region = region
+        self._kept = tuple(a for a in range(parent.ndim) if a not in region.squeeze)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.region.result_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.parent.dtype
+
+    def _kept_axes(self, values: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if values is None else tuple(values[a] for a in self._kept)
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        return self._kept_axes(self.parent.chunks)
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        return self._kept_axes(self.parent.shards)
+
+    @property
+    def grid_offset(self) -> tuple[int, ...]:
+        """Where the parent's chunk grid starts in this view's coordinates (for write safety)."""
+        granularity = self.parent.write_granularity
+        parent_offset = getattr(self.parent, "grid_offset", (0,) * self.parent.ndim)
+        if granularity is None:
+            return (0,) * self.ndim
+        return tuple(
+            (self.region.roi[a].start + parent_offset[a]) % granularity[a] for a in self._kept
+        )
+
+    @property
+    def writable(self) -> bool:
+        return self.parent.writable
+
+    @property
+    def read_only_reason(self) -> str:
+        return self.parent.read_only_reason
+
+    @property
+    def thread_offloaded(self) -> bool:
+        return self.parent.thread_offloaded
+
+    def describe(self) -> str:
+        bounds = ", ".join(f"{s.start}:{s.stop}" for s in self.region.roi)
+        return f"view [{bounds}] of {self.parent.describe()}"
+
+    def _parent_roi(self, roi: Roi) -> Roi:
+        parent_roi = list(self.region.roi)
+        for local, axis in zip(roi, self._kept):
+            origin = self.region.roi[axis].start
+            parent_roi[axis] = slice(origin + local.start, origin + local.stop)
+        return tuple(parent_roi)
+
+    async def _read(self, roi: Roi) -> np.ndarray:
+        data = await self.parent.read_roi(self._parent_roi(roi))
+        return data.reshape(tuple(s.stop - s.start for s in roi))
+
+    async def _write(self, roi: Roi, value: np.ndarray) -> None:
+        parent_roi = self._parent_roi(roi)
+        await self.parent.write_roi(
+            parent_roi, value.reshape(tuple(s.stop - s.start for s in parent_roi))
+        )
+
+    def to_spec(self) -> SourceSpec:
+        return SourceSpec(
+            self.kind,
+            {
+                "source": self.parent.to_spec().to_json(),
+                "roi": [[s.start, s.stop] for s in self.region.roi],
+                "squeeze": list(self.region.squeeze),
+            },
+        )
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> ViewSource:
+        from .registry import from_spec
+
+        parent = await from_spec(params["source"])
+        roi = tuple(slice(int(a), int(b)) for a, b in params["roi"])
+        return cls(parent, NormalizedIndex(roi, tuple(int(a) for a in params["squeeze"])))
