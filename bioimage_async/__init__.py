@@ -5,6 +5,7 @@ Every I/O path is a coroutine; ``bioimage_async.sync`` holds blocking twins of t
 
 from . import sync
 from ._version import __version__
+from .blocking.grid import Block, BlockGrid
 from .context import configure
 from .errors import (
     BioimageAsyncError,
@@ -20,9 +21,23 @@ from .errors import (
     SourceExistsError,
     UnsafeBlockShapeError,
 )
+from .ops import copy, downsample, iter_blocks, map_blocks
+from .pipeline.stats import RunStats
+from .runners.config import RunnerConfig
 from .sources import Source, SourceSpec, as_source, create_source, from_spec, open_source
+from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
+    "Block",
+    "BlockGrid",
+    "ResizedSource",
+    "RunStats",
+    "RunnerConfig",
+    "ThresholdSource",
+    "copy",
+    "downsample",
+    "iter_blocks",
+    "map_blocks",
     "BioimageAsyncError",
     "ConfigError",
     "FormatNotSupportedError",

@@ -6,6 +6,7 @@ KeyboardInterrupt cancels the underlying run (finished blocks stay written).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ._loop import run_sync
@@ -26,3 +27,39 @@ def create_source(path: Any, **kwargs: Any) -> Source:
 def from_spec(spec: Any) -> Source:
     """Blocking ``ba.from_spec``."""
     return run_sync(registry.from_spec(spec))
+
+
+def copy(input: Any, output: Any = None, **kwargs: Any) -> Any:
+    """Blocking ``ba.copy``; Ctrl-C cancels the run (finished blocks stay written)."""
+    from .ops import copy as copy_op
+
+    return run_sync(copy_op(input, output, **kwargs))
+
+
+def downsample(input: Any, scale_factor: Any, output: Any = None, **kwargs: Any) -> Any:
+    """Blocking ``ba.downsample``."""
+    from .ops import downsample as downsample_op
+
+    return run_sync(downsample_op(input, scale_factor, output, **kwargs))
+
+
+def map_blocks(fn: Any, input: Any, output: Any = None, **kwargs: Any) -> Any:
+    """Blocking ``ba.map_blocks``."""
+    from .ops import map_blocks as map_blocks_op
+
+    return run_sync(map_blocks_op(fn, input, output, **kwargs))
+
+
+def iter_blocks(source: Any, block_shape: Any = None, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """A plain iterator over ``ba.iter_blocks``: each step runs on the background loop."""
+    from .ops import iter_blocks as iter_blocks_op
+
+    agen = iter_blocks_op(source, block_shape, **kwargs)
+    try:
+        while True:
+            try:
+                yield run_sync(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        run_sync(agen.aclose())

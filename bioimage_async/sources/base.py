@@ -111,6 +111,11 @@ class Source(ABC):
         """Whether I/O goes through the blocking thread pool (not natively async)."""
         return False
 
+    @property
+    def serializes_writes(self) -> bool:
+        """Whether this handle applies writes one at a time (so in-process writers cannot race)."""
+        return False
+
     def describe(self) -> str:
         """A short human-readable name, used in error messages."""
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"

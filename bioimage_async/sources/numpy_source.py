@@ -33,6 +33,10 @@ class NumpySource(Source):
     def read_only_reason(self) -> str:
         return "the numpy array is not writeable (array.flags.writeable is False)"
 
+    @property
+    def serializes_writes(self) -> bool:
+        return True  # one process, no chunks: writes of disjoint blocks never interfere
+
     def describe(self) -> str:
         return f"numpy array of shape {self.shape} and dtype {self.dtype}"
 

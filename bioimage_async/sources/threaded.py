@@ -29,6 +29,10 @@ class ThreadedSource(Source):
     def thread_offloaded(self) -> bool:
         return True
 
+    @property
+    def serializes_writes(self) -> bool:
+        return self.serialize_calls
+
     def _locked(self, fn, *args):  # type: ignore[no-untyped-def]
         if not self.serialize_calls:
             return fn(*args)

@@ -62,6 +62,10 @@ class ViewSource(Source):
     def thread_offloaded(self) -> bool:
         return self.parent.thread_offloaded
 
+    @property
+    def serializes_writes(self) -> bool:
+        return self.parent.serializes_writes
+
     def describe(self) -> str:
         bounds = ", ".join(f"{s.start}:{s.stop}" for s in self.region.roi)
         return f"view [{bounds}] of {self.parent.describe()}"

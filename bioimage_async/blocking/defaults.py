@@ -1,0 +1,57 @@
+"""Default block shapes: always write-safe, big enough to amortise per-block overhead."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+TARGET_BLOCK_BYTES = 2 * 1024 * 1024
+
+
+def _fallback(shape: Sequence[int]) -> tuple[int, ...]:
+    if len(shape) >= 3:
+        return tuple([1] * (len(shape) - 3) + [64, 64, 64])
+    if len(shape) == 2:
+        return (512, 512)
+    return (TARGET_BLOCK_BYTES,)
+
+
+def default_block_shape(
+    shape: Sequence[int],
+    itemsize: int,
+    write_granularity: Sequence[int] | None,
+    read_chunks: Sequence[int] | None = None,
+    target_bytes: int = TARGET_BLOCK_BYTES,
+) -> tuple[int, ...]:
+    """A multiple of the output's chunk (shard) shape, aligned to input chunks where cheap.
+
+    Grows the block by doubling its smallest axis until it holds about ``target_bytes``.
+    """
+    shape = tuple(int(n) for n in shape)
+    if write_granularity is not None:
+        base = [int(g) for g in write_granularity]
+        if read_chunks is not None:
+            for axis, (g, c) in enumerate(zip(base, read_chunks)):
+                joint = math.lcm(g, int(c))
+                if joint <= 4 * max(g, int(c)):
+                    base[axis] = joint
+        step = [int(g) for g in write_granularity]
+    else:
+        base = [int(c) for c in (read_chunks or _fallback(shape))]
+        step = list(base)
+    block = [max(1, min(b, n)) for b, n in zip(base, shape)]
+
+    def nbytes(values: Sequence[int]) -> int:
+        return math.prod(values) * itemsize
+
+    while nbytes(block) < target_bytes:
+        growable = [
+            a for a in range(len(block)) if block[a] < shape[a] and block[a] % step[a] == 0
+        ]
+        if not growable:
+            break
+        axis = min(growable, key=lambda a: block[a])
+        block[axis] = min(block[axis] * 2, math.ceil(shape[axis] / step[axis]) * step[axis])
+        if block[axis] >= shape[axis]:
+            block[axis] = shape[axis] if shape[axis] % step[axis] else block[axis]
+    return tuple(min(b, max(n, 1)) if b > n else b for b, n in zip(block, shape))

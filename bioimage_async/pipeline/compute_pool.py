@@ -1,0 +1,157 @@
+"""A pool of compute worker processes driven from the event loop.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: with spawn/forkserver (tensorstore is not
+fork-safe) it re-runs the user's ``__main__`` script in every child, which breaks scripts
+without an ``if __name__ == '__main__'`` guard, and it cannot kill a worker that is mid-block.
+Here each worker is ``python -m bioimage_async.pipeline.compute_worker``, started with asyncio
+subprocesses (never fork), fed through pipes; cancelling kills the workers at once. The kernel
+is cloudpickled once per worker, so closures and functions from the user's own modules work.
+Workers never open a store: for local runs tensorstore lives only in the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import sys
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from ..blocking.grid import Block, BlockGrid
+from .task import BlockKernel
+
+HEADER_SIZE = 8
+
+
+def compute_block(
+    kernel: BlockKernel, block: Block, data: np.ndarray, out_dtype: np.dtype | None
+) -> np.ndarray:
+    """Run the kernel and check its result, casting to the output dtype where it runs."""
+    result = np.asarray(kernel.compute(block, data))
+    if result.shape != block.shape:
+        raise ValueError(
+            f"the kernel returned shape {result.shape} for block {block.id}, expected "
+            f"{block.shape}"
+        )
+    if out_dtype is not None and result.dtype != out_dtype:
+        result = result.astype(out_dtype)
+    return result
+
+
+def worker_environment() -> dict[str, str]:
+    """The parent's import path (so user modules resolve) and one BLAS thread per worker."""
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p] + env.get("PYTHONPATH", "").split(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    return env
+
+
+class _Worker:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def send(self, obj: Any) -> None:
+        payload = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=5)
+        assert self.process.stdin is not None
+        self.process.stdin.write(len(payload).to_bytes(HEADER_SIZE, "little") + payload)
+        await self.process.stdin.drain()
+
+    async def receive(self) -> Any:
+        assert self.process.stdout is not None
+        header = await self.process.stdout.readexactly(HEADER_SIZE)
+        payload = await self.process.stdout.readexactly(int.from_bytes(header, "little"))
+        return pickle.loads(payload)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+class ComputePool:
+    """``num_workers`` compute processes; at most one block per worker at a time."""
+
+    def __init__(
+        self, kernel: BlockKernel, grid: BlockGrid, out_dtype: np.dtype, num_workers: int
+    ) -> None:
+        self._setup = cloudpickle.dumps((kernel, grid, out_dtype))
+        self._num_workers = num_workers
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._all: list[_Worker] = []
+        self._start_lock: asyncio.Lock | None = None
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bioimage_async.pipeline.compute_worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=worker_environment(),
+        )
+        worker = _Worker(process)
+        self._all.append(worker)
+        await worker.send(self._setup)
+        return worker
+
+    async def _ensure_started(self) -> asyncio.Queue[_Worker]:
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._idle is None:
+                idle: asyncio.Queue[_Worker] = asyncio.Queue()
+                for worker in await asyncio.gather(
+                    *(self._spawn() for _ in range(self._num_workers))
+                ):
+                    idle.put_nowait(worker)
+                self._idle = idle
+        return self._idle
+
+    async def compute(self, block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
+        idle = await self._ensure_started()
+        worker = await idle.get()
+        try:
+            await worker.send((block_id, data))
+            ok, result, seconds = await worker.receive()
+        except asyncio.CancelledError:
+            worker.kill()  # mid-block: its pipe is in an unknown state
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as error:
+            worker.kill()
+            code = await worker.process.wait()
+            idle.put_nowait(await self._spawn())
+            raise RuntimeError(
+                f"the compute worker died (exit code {code}) while computing block {block_id}; "
+                "it was replaced. Out of memory? Check the block size and num_workers."
+            ) from error
+        idle.put_nowait(worker)
+        if not ok:
+            raise BlockComputeError(result)
+        return result, seconds
+
+    def processes(self) -> list[asyncio.subprocess.Process]:
+        return [w.process for w in self._all]
+
+    async def aclose(self, *, kill: bool) -> None:
+        """Stop every worker: close stdin (they exit), or kill them on cancellation/failure."""
+        for worker in self._all:
+            if kill:
+                worker.kill()
+            elif worker.process.stdin is not None and not worker.process.stdin.is_closing():
+                worker.process.stdin.close()
+        for worker in self._all:
+            try:
+                await asyncio.wait_for(worker.process.wait(), timeout=10)
+            except TimeoutError:
+                worker.kill()
+                await worker.process.wait()
+
+
+class BlockComputeError(RuntimeError):
+    """A block's compute raised in a worker process; carries the worker's traceback."""
+
+    def __init__(self, remote_traceback: str) -> None:
+        last = remote_traceback.strip().splitlines()[-1] if remote_traceback.strip() else ""
+        super().__init__(last)
+        self.remote_traceback = remote_traceback

@@ -1,0 +1,68 @@
+"""A compute worker process: ``python -m bioimage_async.pipeline.compute_worker``.
+
+Talks to its ComputePool over stdin/stdout with length-prefixed pickle frames. The first frame is
+the cloudpickled (kernel, grid, output dtype); every further frame is (block_id, data) and gets a
+reply (ok, result-or-traceback, seconds). The protocol gets a private copy of the stdout file
+descriptor and fd 1 is pointed at stderr, so a user function that prints cannot corrupt it.
+Importing this module loads numpy and cloudpickle only: startup stays lean.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+HEADER = struct.Struct("<Q")
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    payload = stream.read(size)
+    return pickle.loads(payload)
+
+
+def write_frame(stream: IO[bytes], obj: Any) -> None:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def main() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    protocol_in = sys.stdin.buffer
+
+    from .compute_pool import compute_block
+
+    setup = read_frame(protocol_in)  # cloudpickle output; plain pickle.loads reads it
+    if setup is None:
+        return
+    kernel, grid, out_dtype = setup
+    while True:
+        request = read_frame(protocol_in)
+        if request is None:
+            return
+        block_id, data = request
+        started = time.perf_counter()
+        try:
+            result = compute_block(kernel, grid.block(block_id), data, out_dtype)
+        except Exception:  # noqa: BLE001 - reported to the parent as this block's failure
+            write_frame(protocol_out, (False, traceback.format_exc(), 0.0))
+        else:
+            write_frame(protocol_out, (True, result, time.perf_counter() - started))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""One block, start to finish: mask check, read, compute, merge with the mask, write.
+
+Shared by the local pipeline and the distributed worker, so both backends compute identically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from .compute_pool import compute_block
+from .stats import RunStats
+from .task import BlockTask
+
+Compute = Callable[[int, np.ndarray], Awaitable[tuple[np.ndarray, float]]]
+
+
+def compute_inline(task: BlockTask) -> Compute:
+    """A Compute that runs the kernel in this process (workers, and cheap kernels)."""
+
+    async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        result = compute_block(task.kernel, task.grid.block(block_id), data, task.output.dtype)
+        return result, time.perf_counter() - started
+
+    return compute
+
+
+async def execute_block(
+    task: BlockTask, block_id: int, compute: Compute | None, stats: RunStats
+) -> bool:
+    """Process one block; returns False when an empty mask made it skip (nothing read/written)."""
+    block = task.grid.block(block_id)
+    mask = None
+    if task.mask is not None:
+        mask = np.asarray(await task.mask.read_roi(block.roi), dtype=bool)
+        if not mask.any():
+            return False
+    started = time.perf_counter()
+    data = await task.input.read_roi(task.kernel.input_roi(block))
+    stats.read_s += time.perf_counter() - started
+    stats.bytes_read += data.nbytes
+    if task.kernel.needs_compute:
+        if compute is None:
+            compute = compute_inline(task)
+        result, seconds = await compute(block_id, data)
+        stats.compute_s += seconds
+    else:
+        result = data
+    del data
+    if mask is not None and not mask.all():
+        old = await task.output.read_roi(block.roi)
+        result = np.where(mask, result.astype(task.output.dtype, copy=False), old)
+    started = time.perf_counter()
+    await task.output.write_roi(block.roi, result)
+    stats.write_s += time.perf_counter() - started
+    stats.bytes_written += result.nbytes
+    return True
