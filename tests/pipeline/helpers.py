@@ -1,0 +1,103 @@
+"""Sources for pipeline tests: a generated volume and a sink, so no test data is held in RAM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from bioimage_async.sources.base import Source
+from bioimage_async.sources.indexing import Roi
+
+
+class GeneratedSource(Source):
+    """A large virtual uint8 volume whose voxels are computed on read (index sum mod 251)."""
+
+    def __init__(self, shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
+        self._shape, self._chunks = shape, chunks
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def dtype(self):
+        return np.dtype(np.uint8)
+
+    @property
+    def chunks(self):
+        return self._chunks
+
+    async def _read(self, roi: Roi) -> np.ndarray:
+        await asyncio.sleep(0)
+        grids = np.ogrid[tuple(roi)]
+        return (sum(grids) % 251).astype(np.uint8)
+
+
+class SinkSource(Source):
+    """A writable sink that checks what it receives and keeps only a checksum."""
+
+    def __init__(self, shape: tuple[int, ...], chunks: tuple[int, ...], delay: float = 0.0) -> None:
+        self._shape, self._chunks, self.delay = shape, chunks, delay
+        self.checksum = 0
+        self.blocks = 0
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def dtype(self):
+        return np.dtype(np.uint8)
+
+    @property
+    def chunks(self):
+        return self._chunks
+
+    @property
+    def writable(self) -> bool:
+        return True
+
+    async def _read(self, roi: Roi) -> np.ndarray:
+        return np.zeros(tuple(s.stop - s.start for s in roi), np.uint8)
+
+    async def _write(self, roi: Roi, value: np.ndarray) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.checksum += int(value.sum(dtype=np.int64))
+        self.blocks += 1
+
+
+def slow_identity(block: np.ndarray) -> np.ndarray:
+    time.sleep(0.5)
+    return block
+
+
+class Heartbeat:
+    """Measures the event loop's worst stall: a 5 ms sleep that wakes up late."""
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.period)
+            self.worst = max(self.worst, loop.time() - before - self.period)
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass

@@ -1,0 +1,286 @@
+"""CloudVolume layers through open_cloudvolume, checked against cloud-volume's own reads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+from bioimage_async.sources.cloudvolume import CloudVolumeSource, open_cloudvolume
+
+cloudvolume = pytest.importorskip("cloudvolume")
+CloudVolume = cloudvolume.CloudVolume
+
+VOXEL_OFFSET = (10, 20, 3)  # XYZ
+VOLUME_SIZE = (70, 50, 19)  # XYZ, not a multiple of the chunk size
+CHUNK = (16, 16, 8)  # XYZ
+#: mip -> (downsampling factor, chunk size), XYZ
+MIPS = {1: ((2, 2, 1), (16, 16, 8)), 2: ((4, 4, 1), (8, 8, 8))}
+
+
+def _new_layer(path, *, num_channels=1, dtype="uint16"):
+    info = CloudVolume.create_new_info(
+        num_channels=num_channels,
+        layer_type="image",
+        data_type=dtype,
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=list(VOXEL_OFFSET),
+        volume_size=list(VOLUME_SIZE),
+        chunk_size=list(CHUNK),
+    )
+    # compress=False: on file:// cloud-volume would otherwise write *.gz chunk files, which
+    # tensorstore does not read, and the two readers could not be compared.
+    volume = CloudVolume(f"file://{path}", info=info, compress=False, progress=False)
+    for factor, chunk in MIPS.values():
+        volume.add_scale(factor, chunk_size=list(chunk))
+    volume.commit_info()
+    return f"file://{path}"
+
+
+def _cv(cloudpath, mip=0, **kwargs):
+    return CloudVolume(cloudpath, mip=mip, compress=False, progress=False, **kwargs)
+
+
+def _cv_read_zyx(cloudpath, mip=0, offset=None, size=None, **kwargs):
+    volume = _cv(cloudpath, mip, **kwargs)
+    lo = volume.voxel_offset if offset is None else offset
+    hi = [a + b for a, b in zip(lo, volume.volume_size if size is None else size)]
+    cutout = volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return np.asarray(cutout)[..., 0].transpose(2, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def layer(tmp_path_factory):
+    """A 3-mip uint16 layer written by cloud-volume, with a non-zero voxel offset."""
+    cloudpath = _new_layer(tmp_path_factory.mktemp("cv") / "layer")
+    rng = np.random.default_rng(42)
+    data = rng.integers(0, 60_000, VOLUME_SIZE, dtype=np.uint16)[..., None]  # x, y, z, c
+    _cv(cloudpath)[...] = data
+    for mip, (factor, _) in MIPS.items():
+        _cv(cloudpath, mip)[...] = data[:: factor[0], :: factor[1], :: factor[2]]
+    return cloudpath
+
+
+def _aligned_blocks(shape, chunks, grid_offset):
+    """Blocks whose borders lie on the chunk grid (shifted by grid_offset), in C order."""
+    edges = []
+    for n, c, g in zip(shape, chunks, grid_offset):
+        cuts = sorted({0, n, *range(g % c or c, n, c)})
+        edges.append([slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])])
+    return list(itertools.product(*edges))
+
+
+async def _gather_writes(source, data, blocks, in_flight=16):
+    limit = asyncio.Semaphore(in_flight)
+
+    async def write(block):
+        async with limit:
+            await source.write(block, data[block])
+
+    await asyncio.gather(*(write(b) for b in blocks))
+
+
+# ---- reading ---------------------------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mip", [0, 1, 2])
+async def test_every_mip_reads_voxel_for_voxel_as_cloudvolume(layer, mip):
+    source = open_cloudvolume(layer, mip=mip)
+    expected = _cv_read_zyx(layer, mip)
+    volume = _cv(layer, mip)
+    assert source.shape == tuple(int(n) for n in volume.volume_size[::-1])
+    assert source.chunks == tuple(int(c) for c in volume.chunk_size[::-1])
+    assert source.dtype == np.uint16
+    assert source.grid_offset == (0, 0, 0)
+    np.testing.assert_array_equal(await source.read(...), expected)
+
+
+@pytest.mark.asyncio
+async def test_regions_and_int_indices_read_like_numpy(layer):
+    source = open_cloudvolume(layer)
+    expected = _cv_read_zyx(layer)
+    for index in [
+        np.s_[3:17, 5:37, 9:61],
+        np.s_[7, 10:30, :],
+        np.s_[..., 4],
+        np.s_[-1, -3, -5],
+        np.s_[0:0, :, :],
+    ]:
+        np.testing.assert_array_equal(await source.read(index), expected[index])
+    np.testing.assert_array_equal(source[2:5, 1, 3:50], expected[2:5, 1, 3:50])
+
+
+@pytest.mark.asyncio
+async def test_offset_and_size_select_an_absolute_xyz_box(layer):
+    offset, size = (13, 25, 5), (30, 20, 10)
+    source = open_cloudvolume(layer, offset=offset, size=size)
+    assert source.shape == (10, 20, 30)
+    np.testing.assert_array_equal(
+        await source.read(...), _cv_read_zyx(layer, offset=offset, size=size)
+    )
+    # The layer's chunks start at its voxel offset: x borders at 10 + 16k, so local 13 (= 26).
+    assert source.grid_offset == ((3 - 5) % 8, (20 - 25) % 16, (10 - 13) % 16)
+
+
+@pytest.mark.asyncio
+async def test_an_offset_alone_presents_the_rest_of_the_layer(layer):
+    source = open_cloudvolume(layer, offset=(40, 30, 10))
+    assert source.xyz_size == (40, 40, 12)
+    np.testing.assert_array_equal(
+        await source.read(...), _cv_read_zyx(layer, offset=(40, 30, 10), size=(40, 40, 12))
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mip", [0, 1])
+async def test_open_source_precomputed_and_open_cloudvolume_agree(layer, mip):
+    key = _cv(layer, mip).key
+    folder = layer[len("file://") :]
+    through_tensorstore = await ba.open_source(f"precomputed://{folder}", key)
+    through_cloudvolume = open_cloudvolume(f"precomputed://{layer}", mip=mip)
+    assert through_tensorstore.shape == through_cloudvolume.shape
+    np.testing.assert_array_equal(
+        await through_tensorstore.read(...), await through_cloudvolume.read(...)
+    )
+    by_folder = await ba.open_source(folder, key)
+    np.testing.assert_array_equal(
+        await by_folder.read(np.s_[2:9, 4:20, 1:30]),
+        await through_cloudvolume.read(np.s_[2:9, 4:20, 1:30]),
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_plain_local_path_opens_and_is_recorded_absolute(layer, monkeypatch):
+    folder = layer[len("file://") :]
+    parent, name = folder.rsplit("/", 1)
+    monkeypatch.chdir(parent)
+    source = open_cloudvolume(name)
+    assert source.to_spec().params["cloudpath"] == layer
+    np.testing.assert_array_equal(await source.read(...), _cv_read_zyx(layer))
+
+
+@pytest.mark.asyncio
+async def test_spec_round_trips_through_json(layer):
+    source = open_cloudvolume(layer, mip=1, offset=(7, 12, 4), size=(20, 9, 11))
+    spec = json.loads(json.dumps(source.to_spec().to_json()))
+    assert spec["kind"] == "cloudvolume"
+    reopened = await ba.from_spec(spec)
+    assert isinstance(reopened, CloudVolumeSource)
+    assert (reopened.shape, reopened.chunks, reopened.grid_offset) == (
+        source.shape,
+        source.chunks,
+        source.grid_offset,
+    )
+    np.testing.assert_array_equal(await reopened.read(...), await source.read(...))
+
+
+@pytest.mark.asyncio
+async def test_concurrent_reads_use_one_handle_per_worker_thread(layer, monkeypatch):
+    source = open_cloudvolume(layer)
+    seen: dict[int, set[int]] = {}
+    original = CloudVolumeSource._thread_volume
+
+    def recording(self):
+        volume = original(self)
+        seen.setdefault(threading.get_ident(), set()).add(id(volume))
+        return volume
+
+    monkeypatch.setattr(CloudVolumeSource, "_thread_volume", recording)
+    expected = _cv_read_zyx(layer)
+    blocks = _aligned_blocks(source.shape, source.chunks, source.grid_offset)
+    results = await asyncio.gather(*(source.read(b) for b in blocks))
+    for block, data in zip(blocks, results):
+        np.testing.assert_array_equal(data, expected[block])
+    handles = [h for hs in seen.values() for h in hs]
+    assert all(len(hs) == 1 for hs in seen.values())
+    assert len(set(handles)) == len(handles)  # no handle is shared by two threads
+
+
+# ---- writing ---------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_concurrent_chunk_aligned_writes_end_identical_to_the_input(tmp_path):
+    cloudpath = _new_layer(tmp_path / "out")
+    source = open_cloudvolume(cloudpath, compress=False)
+    data = np.random.default_rng(1).integers(0, 60_000, source.shape, dtype=np.uint16)
+    blocks = _aligned_blocks(source.shape, source.chunks, source.grid_offset)
+    assert len(blocks) > 16
+    await _gather_writes(source, data, blocks, in_flight=16)
+    np.testing.assert_array_equal(_cv_read_zyx(cloudpath), data)
+    np.testing.assert_array_equal(await source.read(...), data)
+    # The layer stays readable through tensorstore too.
+    reread = await ba.open_source(f"precomputed://{tmp_path / 'out'}")
+    np.testing.assert_array_equal(await reread.read(...), data)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_into_an_unaligned_box_align_to_the_layer_grid(tmp_path):
+    cloudpath = _new_layer(tmp_path / "out")
+    offset, size = (13, 25, 5), (50, 40, 12)
+    source = open_cloudvolume(cloudpath, offset=offset, size=size, fill_missing=True)
+    assert source.grid_offset == (6, 11, 13)
+    data = np.random.default_rng(2).integers(1, 60_000, source.shape, dtype=np.uint16)
+    blocks = _aligned_blocks(source.shape, source.chunks, source.grid_offset)
+    await _gather_writes(source, data, blocks, in_flight=16)
+    everything = _cv_read_zyx(cloudpath, fill_missing=True)
+    inside = tuple(slice(o - v, o - v + s) for o, v, s in zip(offset, VOXEL_OFFSET, size))[::-1]
+    np.testing.assert_array_equal(everything[inside], data)
+    outside = np.ones(everything.shape, dtype=bool)
+    outside[inside] = False
+    assert not everything[outside].any()
+
+
+@pytest.mark.asyncio
+async def test_writes_through_a_reopened_spec_land_in_the_layer(tmp_path):
+    cloudpath = _new_layer(tmp_path / "out")
+    source = open_cloudvolume(cloudpath, mip=2, compress=False)
+    reopened = await ba.from_spec(source.to_spec().to_json())
+    data = np.arange(np.prod(source.shape), dtype=np.uint16).reshape(source.shape)
+    await reopened.write(..., data)
+    np.testing.assert_array_equal(_cv_read_zyx(cloudpath, mip=2), data)
+
+
+# ---- errors ----------------------------------------------------------------------------------
+def test_multi_channel_layers_are_refused_with_the_channel_count(tmp_path):
+    cloudpath = _new_layer(tmp_path / "rgb", num_channels=3, dtype="uint8")
+    with pytest.raises(ba.FormatNotSupportedError, match="3 channels"):
+        open_cloudvolume(cloudpath)
+
+
+def test_a_box_outside_the_layer_is_refused(layer):
+    with pytest.raises(ba.InvalidIndexError, match="outside the layer"):
+        open_cloudvolume(layer, offset=(0, 0, 0), size=(20, 20, 5))
+    with pytest.raises(ba.InvalidIndexError):
+        open_cloudvolume(layer, offset=(70, 20, 3), size=(20, 50, 19))
+
+
+@pytest.mark.asyncio
+async def test_out_of_bounds_indices_are_invalid(layer):
+    source = open_cloudvolume(layer)
+    with pytest.raises(ba.InvalidIndexError):
+        await source.read(np.s_[0:20, :, :])
+    with pytest.raises(ba.InvalidIndexError):
+        await source.write(np.s_[:, 50, :], 0)
+
+
+@pytest.mark.asyncio
+async def test_reading_never_written_chunks_says_to_use_fill_missing(tmp_path):
+    cloudpath = _new_layer(tmp_path / "empty")
+    with pytest.raises(ba.SourceError, match="fill_missing=True"):
+        await open_cloudvolume(cloudpath).read(np.s_[0:2, 0:2, 0:2])
+    assert not (await open_cloudvolume(cloudpath, fill_missing=True).read(...)).any()
+
+
+def test_a_missing_layer_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no CloudVolume layer"):
+        open_cloudvolume(tmp_path / "nothing")
+
+
+def test_secrets_are_never_written_into_a_spec(layer):
+    source = open_cloudvolume(layer, secrets={"token": "do-not-leak"})
+    with pytest.raises(ba.NotSerializableError, match="secrets"):
+        source.to_spec()

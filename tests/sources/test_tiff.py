@@ -1,0 +1,368 @@
+"""TIFF sources: files and folders of slices written by tifffile, compared voxel for voxel."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+import tifffile
+
+import bioimage_async as ba
+from bioimage_async.sources.tiff import TiffFolderSource, TiffSource, natural_key
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def stack() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 65535, size=(9, 37, 45), dtype=np.uint16)
+
+
+# written the ways microscopes and tools write TIFFs: contiguous (memory-mappable), compressed
+# strips, tiles, and an ImageJ hyperstack
+WRITERS = {
+    "contiguous": {},
+    "zlib": {"compression": "zlib"},
+    "tiled": {"tile": (16, 16)},
+    "zlib-predictor": {"compression": "zlib", "predictor": True},
+}
+
+
+@pytest.fixture(params=list(WRITERS))
+def tiff_file(request, tmp_path: Path, stack: np.ndarray) -> Path:
+    path = tmp_path / f"{request.param}.tif"
+    tifffile.imwrite(path, stack, **WRITERS[request.param])
+    return path
+
+
+REGIONS = [
+    (slice(None),),
+    (slice(2, 5),),
+    (4,),
+    (slice(3, 8), slice(5, 30), slice(1, 44)),
+    (Ellipsis, 12),
+    (slice(-2, None), 0, slice(0, 1)),
+]
+
+
+@pytest.mark.parametrize("index", REGIONS, ids=str)
+def test_reads_match_tifffile_voxel_for_voxel(tiff_file: Path, stack: np.ndarray, index) -> None:
+    src = run(ba.open_source(tiff_file))
+    assert isinstance(src, TiffSource)
+    assert src.shape == stack.shape and src.dtype == stack.dtype
+    assert src.chunks == (1, 37, 45)
+    np.testing.assert_array_equal(run(src.read(index)), stack[index])
+    np.testing.assert_array_equal(src[index], stack[index])
+
+
+def test_uncompressed_files_are_memory_mapped_and_compressed_ones_decoded(
+    tmp_path: Path, stack: np.ndarray
+) -> None:
+    for name, kwargs, mapped in [("u.tif", {}, True), ("z.tif", {"compression": "zlib"}, False)]:
+        tifffile.imwrite(tmp_path / name, stack, **kwargs)
+        assert run(ba.open_source(tmp_path / name)).memory_mapped is mapped
+
+
+def test_reading_a_page_range_decodes_only_those_pages(
+    tmp_path: Path, stack: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    src = run(ba.open_source(path))
+    decoded: list[int] = []
+    original = tifffile.TiffPage.asarray
+
+    def counting(self, *args, **kwargs):
+        decoded.append(self.index)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    monkeypatch.setattr(tifffile.TiffFrame, "asarray", counting)
+    np.testing.assert_array_equal(src[3:5, 2:4], stack[3:5, 2:4])
+    assert sorted(decoded) == [3, 4]
+
+
+def test_pages_stored_apart_are_mapped_page_by_page(tmp_path: Path, stack: np.ndarray) -> None:
+    # one page per write call: IFDs sit between the pages, so the series is not one block
+    path = tmp_path / "apart.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for page in stack:
+            writer.write(page, contiguous=False, metadata=None)
+    src = run(ba.open_source(path))
+    assert src.shape == stack.shape and src.memory_mapped
+    np.testing.assert_array_equal(src[2:7, 10:20, 3], stack[2:7, 10:20, 3])
+
+
+def test_concurrent_reads_of_one_compressed_file(tmp_path: Path, stack: np.ndarray) -> None:
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+
+    async def main() -> np.ndarray:
+        src = await ba.open_source(path)
+        parts = await asyncio.gather(*(src.read(slice(z, z + 1)) for z in range(stack.shape[0])))
+        return np.concatenate(parts)
+
+    np.testing.assert_array_equal(run(main()), stack)
+
+
+def test_multipage_tiff_shipped_with_scikit_image() -> None:
+    path = SKIMAGE_DATA / "multipage.tif"
+    expected = tifffile.imread(path)
+    src = run(ba.open_source(path))
+    assert src.shape == expected.shape == (2, 15, 10)
+    np.testing.assert_array_equal(src[...], expected)
+    np.testing.assert_array_equal(run(src.read((1, slice(3, 9)))), expected[1, 3:9])
+
+
+def test_multipage_rgb_tiff_shipped_with_scikit_image() -> None:
+    path = SKIMAGE_DATA / "multipage_rgb.tif"
+    expected = tifffile.imread(path)
+    src = run(ba.open_source(path))
+    assert src.shape == expected.shape and src.dtype == expected.dtype
+    np.testing.assert_array_equal(src[...], expected)
+    np.testing.assert_array_equal(src[1, 2, 4:8, 1:9], expected[1, 2, 4:8, 1:9])
+
+
+def test_single_2d_page(tmp_path: Path, stack: np.ndarray) -> None:
+    path = tmp_path / "plane.tiff"
+    tifffile.imwrite(path, stack[0], compression="zlib")
+    src = run(ba.open_source(path))
+    assert src.shape == (37, 45) and src.chunks == (37, 45)
+    np.testing.assert_array_equal(src[5:9, 40:], stack[0, 5:9, 40:])
+
+
+def test_rgb_pages_keep_their_samples_axis(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).random((4, 10, 12, 3)).astype(">f4")
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, data, photometric="rgb", byteorder=">")
+    src = run(ba.open_source(path))
+    assert src.shape == data.shape and src.dtype == np.float32 and src.dtype.isnative
+    assert src.chunks == (1, 10, 12, 3)
+    np.testing.assert_array_equal(src[1:3, 2:5, :, 1], data[1:3, 2:5, :, 1])
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_imagej_hyperstack_keeps_its_shape(tmp_path: Path, compression) -> None:
+    data = np.random.default_rng(4).integers(0, 999, (2, 3, 4, 11, 13), dtype=np.uint16)
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, data, imagej=True, compression=compression)
+    src = run(ba.open_source(path))
+    assert src.shape == data.shape and src.chunks == (1, 1, 1, 11, 13)
+    np.testing.assert_array_equal(src[1, 1:3, 2, 4:9], data[1, 1:3, 2, 4:9])
+    np.testing.assert_array_equal(src[...], data)
+
+
+def test_second_series_by_internal_path(tmp_path: Path, stack: np.ndarray) -> None:
+    path = tmp_path / "two.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(stack)
+        writer.write(stack[:2, :10, :10] + 1)
+    src = run(ba.open_source(path, "1"))
+    assert src.shape == (2, 10, 10)
+    np.testing.assert_array_equal(src[...], stack[:2, :10, :10] + 1)
+    again = run(ba.from_spec(src.to_spec().to_json()))
+    np.testing.assert_array_equal(again[1], stack[1, :10, :10] + 1)
+    with pytest.raises(ba.InternalPathNotFoundError, match="'2'.*'0', '1'"):
+        run(ba.open_source(path, "2"))
+    with pytest.raises(ba.InternalPathNotFoundError, match="'raw'"):
+        run(ba.open_source(path, "raw"))
+
+
+def test_file_spec_round_trip(tiff_file: Path, stack: np.ndarray) -> None:
+    src = run(ba.open_source(tiff_file))
+    spec = src.to_spec().to_json()
+    assert spec == {"kind": "tiff", "params": {"path": str(tiff_file.resolve()), "series": 0}}
+    again = run(ba.from_spec(spec))
+    np.testing.assert_array_equal(again[2:4, 7], stack[2:4, 7])
+
+
+# ---- folders of slices -----------------------------------------------------------------------
+def write_slices(folder: Path, stack: np.ndarray, name: str = "slice{}.tif", **kwargs) -> None:
+    folder.mkdir(exist_ok=True)
+    for z, plane in enumerate(stack):
+        tifffile.imwrite(folder / name.format(z), plane, **kwargs)
+
+
+@pytest.fixture
+def big_stack() -> np.ndarray:  # more than 10 slices, so natural and lexical order differ
+    return np.random.default_rng(5).integers(0, 255, size=(12, 19, 23), dtype=np.uint8)
+
+
+def test_natural_order() -> None:
+    names = ["slice10.tif", "slice2.tif", "Slice1.tif", "slice1.tif", "a.tif"]
+    assert sorted(names, key=natural_key) == [
+        "a.tif", "Slice1.tif", "slice1.tif", "slice2.tif", "slice10.tif"
+    ]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_folder_stacks_slices_in_natural_order(
+    tmp_path: Path, big_stack: np.ndarray, compression
+) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack, compression=compression)
+    src = run(ba.open_source(folder, pattern="slice*.tif"))
+    assert isinstance(src, TiffFolderSource)
+    assert src.shape == big_stack.shape and src.chunks == (1, 19, 23)
+    assert [Path(f).name for f in src.files[:3]] == ["slice0.tif", "slice1.tif", "slice2.tif"]
+    np.testing.assert_array_equal(src[...], big_stack)
+    np.testing.assert_array_equal(run(src.read((slice(8, 12), slice(3, 9), 4))), big_stack[8:12, 3:9, 4])
+
+
+def test_folder_without_pattern_uses_all_tiffs(tmp_path: Path, big_stack: np.ndarray) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack[:5], name="z{}.tiff")
+    (folder / "notes.txt").write_text("not a slice")
+    src = run(ba.open_source(folder))
+    assert src.shape == (5, 19, 23) and src.pattern == "*.tif*"
+    np.testing.assert_array_equal(src[...], big_stack[:5])
+    # bioimage-py keys an image stack by its pattern: internal_path works as the pattern
+    keyed = run(ba.open_source(folder, "z[0-2].tiff", format="tiff"))
+    np.testing.assert_array_equal(keyed[...], big_stack[:3])
+
+
+def test_folder_reads_only_the_slices_of_the_region(
+    tmp_path: Path, big_stack: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack)
+    src = run(ba.open_source(folder, pattern="*.tif"))
+    opened: list[str] = []
+    original = tifffile.memmap
+
+    def counting(file, *args, **kwargs):
+        opened.append(Path(file).name)
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "memmap", counting)
+    np.testing.assert_array_equal(src[9:11, 2:5], big_stack[9:11, 2:5])
+    assert opened == ["slice9.tif", "slice10.tif"]
+
+
+def test_folder_spec_round_trip(tmp_path: Path, big_stack: np.ndarray) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack, compression="zlib")
+    src = run(ba.open_source(folder, pattern="slice*.tif"))
+    spec = src.to_spec().to_json()
+    assert spec["kind"] == "tiff_folder"
+    assert spec["params"]["folder"] == str(folder.resolve())
+    assert spec["params"]["pattern"] == "slice*.tif"
+    again = run(ba.from_spec(spec))
+    assert again.shape == src.shape and again.dtype == src.dtype
+    np.testing.assert_array_equal(again[10:12, 1], big_stack[10:12, 1])
+    tifffile.imwrite(folder / "slice12.tif", big_stack[0])
+    with pytest.raises(ba.SourceError, match="now holds 13 slices.*spec was made with 12"):
+        run(ba.from_spec(spec))
+
+
+def test_folder_with_no_matching_file_names_folder_and_pattern(tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=r"empty'.*pattern '\*\.tif'"):
+        run(ba.open_source(folder, pattern="*.tif"))
+
+
+def test_folder_with_slices_of_another_shape_names_the_odd_file(
+    tmp_path: Path, big_stack: np.ndarray
+) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack[:4])
+    tifffile.imwrite(folder / "slice4.tif", big_stack[4, :10])
+    with pytest.raises(ba.SourceError, match=r"differ.*slice4.tif has shape \(10, 23\)"):
+        run(ba.open_source(folder, pattern="*.tif"))
+
+
+def test_folder_with_slices_of_another_dtype_names_the_odd_file(
+    tmp_path: Path, big_stack: np.ndarray
+) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack[:4])
+    tifffile.imwrite(folder / "slice2.tif", big_stack[2].astype(np.uint16))
+    with pytest.raises(ba.SourceError, match="slice2.tif has shape .* dtype uint16"):
+        run(ba.open_source(folder, pattern="*.tif"))
+
+
+def test_a_slice_replaced_after_opening_is_caught_on_read(
+    tmp_path: Path, big_stack: np.ndarray
+) -> None:
+    folder = tmp_path / "slices"
+    write_slices(folder, big_stack[:4])
+    src = run(ba.open_source(folder, pattern="*.tif"))
+    tifffile.imwrite(folder / "slice3.tif", big_stack[3, :5])
+    np.testing.assert_array_equal(src[:3], big_stack[:3])
+    with pytest.raises(ba.SourceError, match="slice3.tif has shape \\(5, 23\\)"):
+        src[3]
+
+
+def test_pattern_on_a_file_is_an_error(tmp_path: Path, stack: np.ndarray) -> None:
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, stack)
+    with pytest.raises(ValueError, match="selects slices in a folder"):
+        run(ba.open_source(path, pattern="*.tif"))
+
+
+# ---- errors ------------------------------------------------------------------------------------
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.tif"):
+        run(ba.open_source(tmp_path / "missing.tif"))
+
+
+def test_a_file_that_is_not_a_tiff_is_a_source_error(tmp_path: Path) -> None:
+    path = tmp_path / "fake.tif"
+    path.write_bytes(b"definitely not a tiff" * 20)
+    with pytest.raises(ba.SourceError, match="cannot read .*fake.tif.* as a TIFF"):
+        run(ba.open_source(path))
+
+
+def test_tiff_is_read_only(tmp_path: Path, stack: np.ndarray) -> None:
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, stack)
+    src = run(ba.open_source(path))
+    assert not src.writable
+    with pytest.raises(ba.ReadOnlySourceError, match="TIFF file .*f.tif is read-only"):
+        src[0] = np.zeros((37, 45), np.uint16)
+    with pytest.raises(ba.ReadOnlySourceError):
+        run(src.write((0, 0, 0), 1))
+    with pytest.raises(ba.FormatNotSupportedError, match="read-only.*mode='r\\+'"):
+        run(ba.open_source(path, mode="r+"))
+    from bioimage_async.sources.tiff import open_tiff
+
+    with pytest.raises(ba.FormatNotSupportedError, match="read-only"):
+        run(open_tiff(path, mode="a"))
+
+
+@pytest.mark.parametrize(
+    "index",
+    [(9,), (slice(0, 10),), (0, 37), ([1, 2],), (slice(None, None, 2),), (None,)],
+    ids=["int-oob", "slice-oob", "y-oob", "list", "step", "newaxis"],
+)
+def test_out_of_bounds_and_fancy_indices_raise(tmp_path: Path, stack: np.ndarray, index) -> None:
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    src = run(ba.open_source(path))
+    with pytest.raises(ba.InvalidIndexError):
+        run(src.read(index))
+    with pytest.raises(ba.InvalidIndexError):
+        src[index]
+
+
+def test_missing_tifffile_raises_missing_dependency_naming_the_extra(
+    tmp_path: Path, stack: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, stack)
+    spec = {"kind": "tiff", "params": {"path": str(path), "series": 0}}
+    monkeypatch.setitem(sys.modules, "tifffile", None)
+    for call in (lambda: ba.open_source(path), lambda: ba.from_spec(spec)):
+        with pytest.raises(ba.MissingDependencyError, match=r"bioimage-async\[tiff\]") as info:
+            run(call())
+        assert info.value.extra == "tiff"
