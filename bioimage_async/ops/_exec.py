@@ -55,7 +55,10 @@ def exec_options(**kwargs: Any) -> ExecOptions:
     try:
         return ExecOptions(**kwargs)
     except TypeError as err:
-        known = "job_type, job_config, num_workers, block_ids, resume_from, progress, stats, wait"
+        known = (
+            "job_type, job_config, num_workers, block_ids, resume_from, progress, stats, wait, "
+            "detach_on_cancel"
+        )
         raise TypeError(f"{err}; the execution keywords are: {known}") from None
 
 
@@ -104,6 +107,8 @@ async def run_task(task: BlockTask, options: ExecOptions) -> Any:
             f"mask shape {task.mask.shape} must equal the output shape {task.grid.shape}"
         )
     runner = get_runner(options.job_type, options.job_config)
+    if options.detach_on_cancel:
+        runner.detach_on_cancel = True  # type: ignore[attr-defined]
     stats = options.stats if options.stats is not None else RunStats(name=task.name)
     stats.name = task.name
     return await runner.run(

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from ..context import run_blocking
 from .compute_pool import compute_block
 from .stats import RunStats
 from .task import BlockTask
@@ -17,12 +18,17 @@ from .task import BlockTask
 Compute = Callable[[int, np.ndarray], Awaitable[tuple[np.ndarray, float]]]
 
 
-def compute_inline(task: BlockTask) -> Compute:
-    """A Compute that runs the kernel in this process (workers, and cheap kernels)."""
+def threaded_compute(task: BlockTask) -> Compute:
+    """A Compute that runs the kernel in the blocking thread pool, off the event loop.
+
+    Used for cheap numpy work locally and for all compute in distributed workers (where the
+    worker process is the unit of parallelism and reads overlap compute through threads).
+    """
 
     async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
-        result = compute_block(task.kernel, task.grid.block(block_id), data, task.output.dtype)
+        block = task.grid.block(block_id)
+        result = await run_blocking(compute_block, task.kernel, block, data, task.output.dtype)
         return result, time.perf_counter() - started
 
     return compute
@@ -44,7 +50,7 @@ async def execute_block(
     stats.bytes_read += data.nbytes
     if task.kernel.needs_compute:
         if compute is None:
-            compute = compute_inline(task)
+            compute = threaded_compute(task)
         result, seconds = await compute(block_id, data)
         stats.compute_s += seconds
     else:

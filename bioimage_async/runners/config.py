@@ -1,8 +1,20 @@
-"""Runner configuration objects (keyword-only, with a readable repr)."""
+"""Runner configuration objects and the user config file.
+
+The config file (TOML, ``[slurm]`` table) holds cluster defaults so users do not repeat them:
+``$BIOIMAGE_ASYNC_CONFIG``, else ``$XDG_CONFIG_HOME/bioimage-async/config.toml`` (falling back to
+``~/.config``); ``BIOIMAGE_ASYNC_NO_CONFIG=1`` ignores it (reproducible CI). A directly built
+``SlurmConfig(...)`` is used verbatim; ``SlurmConfig.load(**overrides)`` merges file and overrides.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
 
 
 @dataclass(kw_only=True)
@@ -10,14 +22,150 @@ class RunnerConfig:
     """Settings shared by every backend.
 
     ``memory_budget`` bounds the bytes of blocks held in flight by this process (the in-flight
-    count is lowered to fit); ``in_flight`` overrides the default count. ``tmp_root`` (where
-    distributed runs keep their folder; default: the system temp dir), ``poll_interval`` (seconds
-    between scheduler polls) and ``python_executable`` (the workers' interpreter; default: this
-    one) matter for the subprocess and slurm backends.
+    count is lowered to fit); ``in_flight`` overrides the default count. ``tmp_root`` is where
+    distributed runs keep their folder (default: the system temp dir; for slurm it must be on a
+    filesystem the nodes share), ``poll_interval`` the seconds between polls, ``python_executable``
+    the workers' interpreter (default: this one), ``blocks_per_task`` how many blocks one
+    distributed task processes (default: the work split into 4 tasks per worker), and
+    ``keep_tmp`` keeps the run folder after a successful run.
     """
 
     tmp_root: str | None = None
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     python_executable: str | None = None
     memory_budget: int = 256 * 1024 * 1024
     in_flight: int | None = None
+    blocks_per_task: int | None = None
+    keep_tmp: bool = False
+
+
+def _default_known_hosts() -> str:
+    return str(Path("~/.ssh/known_hosts").expanduser())
+
+
+@dataclass(kw_only=True)
+class SlurmConfig(RunnerConfig):
+    """Configuration for slurm runs, locally (``host=None``) or over SSH from a workstation.
+
+    Seed fields: partition, time, mem, cpus_per_task, gpus (``--gpus`` only when > 0), account,
+    qos, constraint, shebang (first line an interpreter line; further lines are an activation
+    preamble placed after the ``#SBATCH`` directives), max_array_size (None: ask the cluster),
+    latency_wait (seconds to wait for the sentinel of a COMPLETED task on NFS).
+
+    SSH fields: ``host`` (None runs sbatch here), ``port``, ``username``, ``client_keys`` (paths
+    of private keys; None uses the SSH agent and default keys), ``known_hosts`` (host keys are
+    checked against it; pass ``known_hosts=None`` explicitly to skip the check, which is unsafe),
+    ``remote_python`` (the interpreter on the cluster; default ``python_executable`` or
+    ``python3``), ``connect_timeout``, and the reconnect policy for dropped connections
+    (``reconnect_attempts``, ``reconnect_backoff``, ``reconnect_max_delay`` seconds).
+    """
+
+    partition: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    cpus_per_task: int = 1
+    gpus: int = 0
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    shebang: str | None = None
+    max_array_size: int | None = None
+    latency_wait: float = 120.0
+    host: str | None = None
+    port: int = 22
+    username: str | None = None
+    client_keys: list[str] | None = None
+    known_hosts: str | None = field(default_factory=_default_known_hosts)
+    remote_python: str | None = None
+    connect_timeout: float = 20.0
+    reconnect_attempts: int = 8
+    reconnect_backoff: float = 0.5
+    reconnect_max_delay: float = 30.0
+    extra_sbatch_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.shebang is not None and not self.shebang.lstrip().startswith("#!"):
+            raise ConfigError(
+                f"shebang must start with an interpreter line ('#!/bin/bash'), got "
+                f"{self.shebang.splitlines()[0]!r}"
+            )
+        if self.cpus_per_task < 1 or self.gpus < 0:
+            raise ConfigError("cpus_per_task must be >= 1 and gpus >= 0")
+        if isinstance(self.client_keys, str):
+            self.client_keys = [self.client_keys]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> SlurmConfig:
+        """Defaults from the config file's ``[slurm]`` table, then ``overrides`` on top."""
+        validate_field_names(overrides, "SlurmConfig.load() overrides")
+        merged = dict(read_slurm_defaults(path))
+        merged.update(overrides)
+        return cls(**merged)
+
+
+def slurm_field_names() -> list[str]:
+    return [f.name for f in fields(SlurmConfig)]
+
+
+def validate_field_names(values: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(values) - set(slurm_field_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {unknown} in {where}; valid SlurmConfig fields: "
+            f"{', '.join(slurm_field_names())}"
+        )
+
+
+def config_file_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The user config file: ``path``, else $BIOIMAGE_ASYNC_CONFIG, else the XDG location."""
+    if path is not None:
+        return Path(path).expanduser()
+    env = os.environ.get("BIOIMAGE_ASYNC_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "bioimage-async" / "config.toml"
+
+
+def _parse_toml(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        return {}
+    try:
+        with open(file, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"the config file {file} is not valid TOML: {err}") from err
+
+
+def read_slurm_defaults(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The ``[slurm]`` table of the config file ({} when absent or BIOIMAGE_ASYNC_NO_CONFIG=1)."""
+    if path is None and os.environ.get("BIOIMAGE_ASYNC_NO_CONFIG", "") not in ("", "0"):
+        return {}
+    file = config_file_path(path)
+    section = _parse_toml(file).get("slurm", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[slurm] in {file} must be a table")
+    validate_field_names(section, f"the [slurm] table of {file}")
+    return section
+
+
+def write_slurm_config(
+    path: str | os.PathLike[str] | None = None, *, replace: bool = False, **values: Any
+) -> str:
+    """Create or update the ``[slurm]`` table of the user config file; returns its path.
+
+    Fields are merged into the existing table (``replace=True`` replaces it), None values are
+    skipped, names are validated, and other tables in the file are kept.
+    """
+    import tomli_w
+
+    validate_field_names(values, "write_slurm_config()")
+    file = config_file_path(path)
+    data = _parse_toml(file)
+    section = {} if replace else dict(data.get("slurm", {}))
+    section.update({k: v for k, v in values.items() if v is not None})
+    data["slurm"] = section
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file, "wb") as handle:
+        tomli_w.dump(data, handle)
+    return str(file)

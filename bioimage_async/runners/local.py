@@ -9,11 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..blocking.safety import plan_writes
-from ..context import run_blocking
 from ..errors import RunnerError
-from ..pipeline.compute_pool import ComputePool, compute_block
+from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
-from ..pipeline.execute import Compute, execute_block
+from ..pipeline.execute import Compute, execute_block, threaded_compute
 from ..pipeline.progress import ProgressArg
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
@@ -29,17 +28,6 @@ def default_in_flight(cost: str, num_workers: int) -> int:
     if cost == "light":
         return 2 * num_workers + 2
     return 2 * num_workers + 1
-
-
-def light_compute(task: BlockTask) -> Compute:
-    """Cheap numpy work in the blocking thread pool, so the event loop stays free."""
-
-    async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
-        block = task.grid.block(block_id)
-        result = await run_blocking(compute_block, task.kernel, block, data, task.output.dtype)
-        return result, 0.0
-
-    return compute
 
 
 class LocalRunner(Runner):
@@ -73,7 +61,7 @@ class LocalRunner(Runner):
             cost == "heavy"
         ) else None
         compute: Compute | None = pool.compute if pool is not None else (
-            light_compute(task) if cost == "light" else None
+            threaded_compute(task) if cost == "light" else None
         )
         done = np.zeros(task.grid.num_blocks, dtype=bool)
 

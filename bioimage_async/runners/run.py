@@ -1,0 +1,241 @@
+"""A distributed run after submission: watch it, wait for it, cancel it, or attach to it later.
+
+``Run.wait()`` polls without blocking the event loop: one listing of the sentinels and of the
+progress folder, plus one scheduler query, per poll. A task the scheduler reports dead
+(FAILED, TIMEOUT, CANCELLED, ...) without a sentinel is declared dead after two observations; a
+COMPLETED task whose sentinel is not visible yet (NFS attribute caches) is waited for up to
+``latency_wait`` seconds. Whatever happens, the missing blocks are read from the progress logs,
+so the RunnerError names exactly the blocks that have no done record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RunnerError
+from ..pipeline.progress import Progress, ProgressArg
+from .config import RunnerConfig, SlurmConfig
+from .launcher import TERMINAL_FAILURES, Launcher, TaskState
+from .protocol import RunFolder
+
+logger = logging.getLogger("bioimage_async")
+
+
+@dataclass
+class RunStatus:
+    """A snapshot of a run: blocks done / failed / pending and the tasks' scheduler states."""
+
+    tmp_folder: str
+    job_ids: list[str]
+    blocks_total: int
+    blocks_done: int
+    tasks_total: int
+    tasks_succeeded: int
+    tasks_failed: int
+    task_states: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self.task_states.values() if s == "RUNNING")
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for s in self.task_states.values() if s == "PENDING")
+
+    @property
+    def finished(self) -> bool:
+        return self.tasks_succeeded + self.tasks_failed >= self.tasks_total or (
+            not any(s in ("RUNNING", "PENDING") for s in self.task_states.values())
+            and self.tasks_succeeded + self.tasks_failed > 0
+        )
+
+
+class Run:
+    """A submitted distributed run (``wait=False`` returns one; ``ba.attach`` rebuilds one)."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        launcher: Launcher,
+        config: RunnerConfig,
+        *,
+        result: Any = None,
+        detach_on_cancel: bool = False,
+    ) -> None:
+        self.folder = folder
+        self.launcher = launcher
+        self.config = config
+        self.result = result
+        self.detach_on_cancel = detach_on_cancel
+
+    @property
+    def tmp_folder(self) -> str:
+        return self.folder.path
+
+    @property
+    def name(self) -> str:
+        return self.folder.manifest.name
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [str(j) for a in self.folder.manifest.attempts for j in a.get("job_ids", [])]
+
+    def task_ids(self) -> list[int]:
+        ids: list[int] = []
+        for attempt in self.folder.manifest.attempts:
+            start, stop = attempt["task_ids"]
+            ids.extend(range(start, stop))
+        return ids
+
+    def __repr__(self) -> str:
+        return f"<Run {self.name!r} jobs={self.job_ids} tmp_folder={self.tmp_folder!r}>"
+
+    def attach_hint(self) -> str:
+        return (
+            f"the run goes on; pick it up again with: await ba.attach({self.tmp_folder!r}) "
+            f"(or: bioimage-async attach {self.tmp_folder})"
+        )
+
+    # ---- observing ------------------------------------------------------------------------
+    async def status(self) -> RunStatus:
+        succeeded, failed = await self.folder.sentinels()
+        states = await self.launcher.states(self.folder)
+        task_states = {}
+        for task_id in self.task_ids():
+            if task_id in succeeded:
+                task_states[task_id] = "SUCCEEDED"
+            elif task_id in failed:
+                task_states[task_id] = "FAILED"
+            else:
+                state = states.get(task_id)
+                task_states[task_id] = state.state if state else "UNKNOWN"
+        return RunStatus(
+            tmp_folder=self.tmp_folder,
+            job_ids=self.job_ids,
+            blocks_total=int(self.folder.manifest.requested_ids().size),
+            blocks_done=await self.folder.blocks_done_count(),
+            tasks_total=len(self.task_ids()),
+            tasks_succeeded=len(succeeded & set(self.task_ids())),
+            tasks_failed=len(failed & set(self.task_ids())),
+            task_states=task_states,
+        )
+
+    async def alive(self) -> bool:
+        """Whether any task of the run is still pending or running in the scheduler."""
+        succeeded, failed = await self.folder.sentinels()
+        states = await self.launcher.states(self.folder)
+        return any(
+            states.get(t, TaskState("GONE")).alive
+            for t in self.task_ids()
+            if t not in succeeded and t not in failed
+        )
+
+    # ---- waiting --------------------------------------------------------------------------
+    async def wait(self, progress: ProgressArg = None) -> Any:
+        """Wait until every task ended; return the op's result or raise RunnerError."""
+        try:
+            dead = await self._watch(progress)
+        except asyncio.CancelledError:
+            if self.detach_on_cancel:
+                logger.warning("cancelled waiting for %r: %s", self.name, self.attach_hint())
+            else:
+                await asyncio.shield(self._cancel_quietly())
+            raise
+        await self._finish(dead)
+        return self.result
+
+    async def _cancel_quietly(self) -> None:
+        try:
+            await self.launcher.cancel(self.folder)
+        except Exception as error:  # noqa: BLE001 - cancellation is best effort, then re-raise
+            logger.warning("could not cancel %s: %s", self.job_ids, error)
+
+    async def _watch(self, progress: ProgressArg) -> dict[int, str]:
+        total = int(self.folder.manifest.requested_ids().size)
+        bar = Progress(progress, total, self.name)
+        already = 0
+        dead: dict[int, str] = {}
+        strikes: dict[int, int] = {}
+        completed_since: dict[int, float] = {}
+        latency_wait = getattr(self.config, "latency_wait", 5.0)
+        if not isinstance(self.config, SlurmConfig):
+            latency_wait = min(latency_wait, 5.0)
+        try:
+            while True:
+                succeeded, failed = await self.folder.sentinels()
+                done_count = await self.folder.blocks_done_count()
+                if done_count > already:
+                    bar.advance(min(done_count, total) - already)
+                    already = min(done_count, total)
+                open_tasks = [
+                    t for t in self.task_ids() if t not in succeeded and t not in failed and t not in dead
+                ]
+                if not open_tasks:
+                    return dead
+                states = await self.launcher.states(self.folder)
+                now = time.monotonic()
+                for task_id in open_tasks:
+                    state = states.get(task_id, TaskState("GONE", reason="unknown to the scheduler"))
+                    if state.state in TERMINAL_FAILURES:
+                        strikes[task_id] = strikes.get(task_id, 0) + 1
+                        if strikes[task_id] >= 2:
+                            dead[task_id] = await self._reason(task_id, state)
+                    elif state.state == "COMPLETED":
+                        since = completed_since.setdefault(task_id, now)
+                        if now - since > latency_wait:
+                            dead[task_id] = await self._reason(
+                                task_id, state,
+                                f"COMPLETED but no sentinel after latency_wait={latency_wait}s",
+                            )
+                    else:
+                        strikes.pop(task_id, None)
+                await asyncio.sleep(self.config.poll_interval)
+        finally:
+            bar.close()
+
+    async def _reason(self, task_id: int, state: TaskState, note: str | None = None) -> str:
+        text = f"task {task_id}: {note or state.describe()}"
+        if state.log:
+            tail = await self.folder.log_tail(state.log)
+            if tail:
+                text += "\n    last lines of logs/" + state.log + ":\n    " + tail.replace("\n", "\n    ")
+        return text
+
+    async def _finish(self, dead: dict[int, str]) -> None:
+        missing = await self.folder.missing_blocks()
+        if not missing:
+            if not self.config.keep_tmp:
+                await self.folder.remove()
+            return
+        _, failed = await self.folder.sentinels()
+        first_error = None
+        details = []
+        for task_id in sorted(failed & set(self.task_ids())):
+            info = await self.folder.failure(task_id) or {}
+            if first_error is None and info.get("error"):
+                first_error = str(info["error"])
+            details.append(f"task {task_id}: blocks {str(info.get('failed'))[:120]} failed")
+        details.extend(dead[t] for t in sorted(dead))
+        if first_error is None and dead:
+            first_error = dead[min(dead)]
+        raise RunnerError.for_blocks(
+            self.name, missing, first_error, tmp_folder=self.tmp_folder,
+            details="\n".join(details),
+        )
+
+    # ---- cancelling -----------------------------------------------------------------------
+    async def cancel(self, timeout: float = 60.0) -> None:
+        """Cancel every pending/running task, then wait until the scheduler reports them gone."""
+        await self.launcher.cancel(self.folder)
+        deadline = time.monotonic() + timeout
+        while await self.alive():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tasks of {self.job_ids} still alive {timeout}s after cancel")
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def close(self) -> None:
+        await self.launcher.close()

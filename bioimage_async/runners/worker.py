@@ -1,0 +1,153 @@
+"""The distributed worker: ``python -m bioimage_async.runners.worker TMP_FOLDER TASK_ID [TASK_ID ...]``.
+
+Runs each task's blocks through the same ``execute_block`` as local runs, appends one progress
+line per finished block, and ends each task with a ``.success`` or ``.failed`` sentinel. It
+refuses a payload written by another Python minor version or package version. Imports stay lean
+(no scipy at start-up): per-task start-up cost is paid by every slurm array task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from .._version import __version__
+
+
+def _write_sentinel(folder: str, task_id: int, kind: str, content: dict[str, Any]) -> None:
+    path = os.path.join(folder, "status", f"{task_id}.{kind}")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(content, handle)
+    os.replace(tmp, path)
+
+
+def _check_versions(manifest: dict[str, Any]) -> str | None:
+    from .protocol import python_minor
+
+    if manifest.get("python") != python_minor():
+        return (
+            f"this worker runs Python {python_minor()} ({sys.executable}) but the payload was "
+            f"written by Python {manifest.get('python')}: pickled functions are not portable "
+            "across minor versions. Point python_executable / remote_python at a Python "
+            f"{manifest.get('python')} environment with bioimage_async {manifest.get('package_version')}."
+        )
+    if manifest.get("package_version") != __version__:
+        return (
+            f"this worker has bioimage_async {__version__} ({sys.executable}) but the payload was "
+            f"written by {manifest.get('package_version')}; install the same version on the "
+            "cluster (or set remote_python to an environment that has it)."
+        )
+    return None
+
+
+def _already_done(progress_path: str) -> set[int]:
+    from .protocol import PROGRESS_LINE
+
+    try:
+        with open(progress_path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return set()
+    raw = raw[: len(raw) - len(raw) % PROGRESS_LINE]
+    return {int(line) for line in raw.split(b"\n") if line.strip()}
+
+
+async def run_task(folder: str, task_id: int) -> int:
+    """Process one task; returns the exit code (0 success, 1 blocks failed, 2/3 setup errors)."""
+    started = time.perf_counter()
+    try:
+        with open(os.path.join(folder, "manifest.json")) as handle:
+            manifest = json.load(handle)
+        mismatch = _check_versions(manifest)
+        if mismatch is not None:
+            _write_sentinel(folder, task_id, "failed", {"error": mismatch, "failed": None})
+            print(mismatch, file=sys.stderr)
+            return 3
+        from ..pipeline.engine import run_blocks
+        from ..pipeline.execute import execute_block, threaded_compute
+        from ..pipeline.stats import RunStats
+        from ..pipeline.task import BlockTask
+        from ..sources.registry import from_spec
+        from .protocol import load_payload, progress_line
+
+        kernel, grid = load_payload(folder)
+        specs = manifest["sources"]
+        sources = {role: await from_spec(spec) for role, spec in specs.items()}
+        task = BlockTask(
+            manifest["name"], sources["input"], sources["output"], grid, kernel, sources.get("mask")
+        )
+        with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
+            groups: list[list[int]] = json.load(handle)
+    except Exception:  # noqa: BLE001 - any setup failure is this task's failure, reported
+        error = traceback.format_exc()
+        _write_sentinel(folder, task_id, "failed", {"error": error, "failed": None})
+        print(error, file=sys.stderr)
+        return 2
+
+    progress_path = os.path.join(folder, "progress", f"{task_id}.log")
+    done = _already_done(progress_path)
+    todo = [[b for b in group if b not in done] for group in groups]
+    todo = [group for group in todo if group]
+    total = sum(len(g) for g in todo)
+    fd = os.open(progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def mark(block_id: int) -> None:
+        os.write(fd, progress_line(block_id))  # one atomic append per finished block
+
+    cost = kernel.compute_cost
+    compute = threaded_compute(task) if cost != "none" else None
+    stats = RunStats(name=task.name)
+    try:
+        outcome = await run_blocks(
+            todo,
+            lambda block_id: execute_block(task, block_id, compute, stats),
+            total=total,
+            in_flight=4 if cost == "none" else 2,
+            progress=False,
+            stats=stats,
+            name=f"{task.name} task {task_id}",
+            on_done=mark,
+        )
+    finally:
+        os.close(fd)
+    summary = {
+        "blocks": total,
+        "seconds": round(time.perf_counter() - started, 3),
+        "read_s": round(stats.read_s, 3),
+        "compute_s": round(stats.compute_s, 3),
+        "write_s": round(stats.write_s, 3),
+    }
+    if outcome.failed:
+        _write_sentinel(
+            folder, task_id, "failed",
+            {"failed": outcome.failed, "error": outcome.first_error, **summary},
+        )
+        print(outcome.first_error, file=sys.stderr)
+        return 1
+    _write_sentinel(folder, task_id, "success", summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        print(
+            "usage: python -m bioimage_async.runners.worker TMP_FOLDER TASK_ID [TASK_ID ...]",
+            file=sys.stderr,
+        )
+        return 2
+    folder = args[0]
+    code = 0
+    for task_id in (int(a) for a in args[1:]):
+        code = max(code, asyncio.run(run_task(folder, task_id)))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""CloudVolume (neuroglancer precomputed) layers as writable (z, y, x) sources.
+
+CloudVolume addresses a layer in absolute (x, y, z, channel) voxel coordinates starting at the
+layer's ``voxel_offset``. A CloudVolumeSource presents a box of it, ``offset`` and ``size`` in
+absolute XYZ, as a zero-origin (z, y, x) array: local index ``(z, y, x)`` is absolute voxel
+``offset + (x, y, z)``. Only single-channel layers are presented; for multi-channel layers use
+``open_source("precomputed://...")``, which presents (c, z, y, x) through tensorstore.
+
+CloudVolume blocks and one handle is not safe to share between threads, so every read and write
+runs in the bounded blocking thread pool on a handle of that worker thread's own, reopened from
+the recorded open parameters (the parameters are also the spec another process reopens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..context import run_blocking
+from ..errors import (
+    FormatNotSupportedError,
+    InvalidIndexError,
+    MissingDependencyError,
+    NotSerializableError,
+    SourceError,
+)
+from .base import SourceSpec
+from .indexing import Roi
+from .threaded import ThreadedSource
+
+XYZ = tuple[int, int, int]
+
+
+def _import_cloudvolume() -> Any:
+    try:
+        import cloudvolume
+    except ImportError:
+        raise MissingDependencyError("cloud-volume", "cloudvolume", "open_cloudvolume") from None
+    return cloudvolume
+
+
+def _normalize_cloudpath(cloudpath: str | os.PathLike[str]) -> str:
+    """A cloudpath another process can reopen: local paths become absolute ``file://`` paths."""
+    path = os.fspath(cloudpath)
+    bare = path[len("precomputed://") :] if path.startswith("precomputed://") else path
+    if "://" not in bare:
+        return "file://" + os.path.abspath(os.path.expanduser(bare))
+    return path
+
+
+def _xyz(value: Sequence[int], name: str) -> XYZ:
+    values = tuple(int(v) for v in value)
+    if len(values) != 3:
+        raise ValueError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
+    return values  # type: ignore[return-value]
+
+
+class CloudVolumeSource(ThreadedSource):
+    """A box of a single-channel CloudVolume layer as a writable (z, y, x) source.
+
+    ``offset`` and ``size`` are absolute XYZ voxel coordinates at the opened mip; indices are
+    local to ``offset``. ``chunks`` is the layer's chunk size in (z, y, x) and ``grid_offset``
+    says where the layer's chunk grid (anchored at its ``voxel_offset``) starts in local
+    coordinates, so that blocks of concurrent writers can be aligned to the real chunk grid.
+    """
+
+    kind = "cloudvolume"
+    serialize_calls = False  # each worker thread uses its own handle
+
+    def __init__(
+        self,
+        volume: Any,
+        *,
+        open_params: dict[str, Any],
+        offset: Sequence[int] | None = None,
+        size: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        channels = int(volume.num_channels)
+        if channels != 1:
+            raise FormatNotSupportedError(
+                f"the CloudVolume layer {volume.cloudpath} has {channels} channels; "
+                "open_cloudvolume presents single-channel layers only. Open it with "
+                f"ba.open_source('precomputed://{volume.cloudpath}'), which presents "
+                "(c, z, y, x), and take a view of one channel"
+            )
+        self.open_params = dict(open_params)
+        self.cloudpath: str = self.open_params["cloudpath"]
+        self._volume = volume
+        self._local = threading.local()
+        self._local.volume = volume  # the opening thread may reuse its handle
+        voxel_offset = _xyz(volume.voxel_offset, "voxel_offset")
+        volume_size = _xyz(volume.volume_size, "volume_size")
+        layer_end = tuple(o + s for o, s in zip(voxel_offset, volume_size))
+        self.voxel_offset: XYZ = voxel_offset
+        self.xyz_offset: XYZ = voxel_offset if offset is None else _xyz(offset, "offset")
+        if size is None:
+            size = tuple(max(e - o, 0) for e, o in zip(layer_end, self.xyz_offset))
+        self.xyz_size: XYZ = _xyz(size, "size")
+        if any(s < 0 for s in self.xyz_size):
+            raise ValueError(f"size must not be negative, got {self.xyz_size}")
+        end = tuple(o + s for o, s in zip(self.xyz_offset, self.xyz_size))
+        bounded = bool(self.open_params.get("bounded", True))
+        if bounded and (
+            any(o < lo for o, lo in zip(self.xyz_offset, voxel_offset))
+            or any(e > hi for e, hi in zip(end, layer_end))
+        ):
+            raise InvalidIndexError(
+                f"the box offset={self.xyz_offset}, size={self.xyz_size} (XYZ) reaches outside the "
+                f"layer {self.cloudpath} at mip {self.open_params.get('mip', 0)}, whose bounds "
+                f"are {voxel_offset} to {layer_end} (XYZ, end exclusive); choose a box inside "
+                "them or open with bounded=False"
+            )
+        self._dtype = np.dtype(volume.dtype)
+        chunk_xyz = _xyz(volume.chunk_size, "chunk_size")
+        self._chunks = tuple(reversed(chunk_xyz))
+        self._grid_offset = tuple(
+            reversed([(v - o) % c for v, o, c in zip(voxel_offset, self.xyz_offset, chunk_xyz)])
+        )
+
+    # ---- metadata --------------------------------------------------------------------------
+    @property
+    def volume(self) -> Any:
+        """The CloudVolume handle opened in the calling thread (for metadata; I/O uses its own)."""
+        return self._volume
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(reversed(self.xyz_size))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self._chunks
+
+    @property
+    def grid_offset(self) -> tuple[int, ...]:
+        """Where the layer's chunk grid starts in this source's (z, y, x) coordinates.
+
+        ``(voxel_offset - offset) mod chunk_size``: chunk borders lie at local index
+        ``grid_offset + k * chunks`` on each axis.
+        """
+        return self._grid_offset
+
+    @property
+    def writable(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        mip = self.open_params.get("mip", 0)
+        return f"CloudVolume layer {self.cloudpath} (mip {mip}, XYZ box {self.xyz_offset}+{self.xyz_size})"
+
+    # ---- I/O (in worker threads) ------------------------------------------------------------
+    def _thread_volume(self) -> Any:
+        volume = getattr(self._local, "volume", None)
+        if volume is None:
+            cloudvolume = _import_cloudvolume()
+            volume = cloudvolume.CloudVolume(**_cloudvolume_kwargs(self.open_params))
+            self._local.volume = volume
+        return volume
+
+    def _absolute(self, roi: Roi) -> tuple[slice, slice, slice]:
+        z, y, x = roi
+        ox, oy, oz = self.xyz_offset
+        return (
+            slice(ox + x.start, ox + x.stop),
+            slice(oy + y.start, oy + y.stop),
+            slice(oz + z.start, oz + z.stop),
+        )
+
+    def read_blocking(self, roi: Roi) -> np.ndarray:
+        cloudvolume = _import_cloudvolume()
+        try:
+            cutout = self._thread_volume()[self._absolute(roi)]
+        except cloudvolume.exceptions.EmptyVolumeException as err:
+            raise SourceError(
+                f"cannot read {self.describe()}: chunks in the region {roi} were never written "
+                f"({err}). Open it with fill_missing=True to read missing chunks as zeros"
+            ) from err
+        data = np.asarray(cutout).view(np.ndarray)[..., 0]  # (x, y, z, 1) -> (x, y, z)
+        return np.ascontiguousarray(data.transpose(2, 1, 0))
+
+    def write_blocking(self, roi: Roi, value: np.ndarray) -> None:
+        cloudvolume = _import_cloudvolume()
+        xyz = value.transpose(2, 1, 0)[..., np.newaxis]  # (z, y, x) -> (x, y, z, 1), no copy
+        try:
+            self._thread_volume()[self._absolute(roi)] = xyz
+        except cloudvolume.exceptions.EmptyVolumeException as err:
+            raise SourceError(
+                f"cannot write the region {roi} of {self.describe()}: it covers part of a chunk "
+                f"that was never written, which must be read to merge the write ({err}). Open "
+                "it with fill_missing=True, or align the writes to the chunk grid"
+            ) from err
+
+    # ---- spec --------------------------------------------------------------------------------
+    def to_spec(self) -> SourceSpec:
+        extra = self.open_params.get("kwargs", {})
+        if "secrets" in extra:
+            raise NotSerializableError(
+                f"{self.describe()} was opened with secrets=, which a spec would write into run "
+                "folders in plain text; put the credentials in CloudVolume's secrets files "
+                "(~/.cloudvolume/secrets) on every node instead"
+            )
+        params = dict(self.open_params)
+        params["offset"] = list(self.xyz_offset)
+        params["size"] = list(self.xyz_size)
+        try:
+            json.dumps(params)
+        except TypeError as err:
+            raise NotSerializableError(
+                f"{self.describe()} has open parameters that are not plain JSON ({err}); pass "
+                "only JSON values (numbers, strings, lists, dicts) to open_cloudvolume"
+            ) from err
+        return SourceSpec(self.kind, params)
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> CloudVolumeSource:
+        params = dict(params)
+        offset = params.pop("offset", None)
+        size = params.pop("size", None)
+        extra = params.pop("kwargs", {})
+        cloudpath = params.pop("cloudpath")
+        return await run_blocking(
+            open_cloudvolume, cloudpath, offset=offset, size=size, **params, **extra
+        )
+
+
+def _cloudvolume_kwargs(open_params: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {k: v for k, v in open_params.items() if k != "kwargs"}
+    kwargs.update(open_params.get("kwargs", {}))
+    kwargs.setdefault("progress", False)
+    return kwargs
+
+
+def open_cloudvolume(
+    cloudpath: str | os.PathLike[str],
+    mip: int = 0,
+    fill_missing: bool = False,
+    bounded: bool = True,
+    cache: bool = False,
+    non_aligned_writes: bool = True,
+    offset: Sequence[int] | None = None,
+    size: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> CloudVolumeSource:
+    """Open a single-channel CloudVolume layer as a writable (z, y, x) source.
+
+    Opening reads the layer's ``info`` (blocking briefly); reads and writes then run in the
+    bounded thread pool, one CloudVolume handle per worker thread.
+
+    Args:
+        cloudpath: a CloudVolume path (``gs://``, ``s3://``, ``file://``, ``precomputed://...``)
+            or a local folder holding an ``info`` file.
+        mip: the resolution level to open.
+        fill_missing: read chunks that were never written as zeros instead of failing. A fresh
+            layer written by blocks not aligned to its chunk grid needs it (the partial chunks
+            are read, merged and rewritten).
+        bounded: refuse boxes and reads outside the layer's bounds.
+        cache: CloudVolume's local disk cache.
+        non_aligned_writes: allow writes not aligned to the chunk grid (merged read-modify-write;
+            blocks of concurrent writers must still never share a chunk).
+        offset: absolute XYZ origin of the box to present; default the layer's ``voxel_offset``.
+        size: XYZ size of the box; default up to the end of the layer.
+        kwargs: further CloudVolume arguments (JSON values only; they are recorded in the spec).
+            On ``file://`` layers CloudVolume gzips the chunks it writes into ``*.gz`` files by
+            default, which tensorstore (``open_source("precomputed://...")``) does not read:
+            pass ``compress=False`` to keep such a layer readable by both.
+
+    Returns:
+        A CloudVolumeSource of shape ``size[::-1]`` (z, y, x).
+    """
+    cloudvolume = _import_cloudvolume()
+    open_params: dict[str, Any] = {
+        "cloudpath": _normalize_cloudpath(cloudpath),
+        "mip": mip,
+        "fill_missing": bool(fill_missing),
+        "bounded": bool(bounded),
+        "cache": cache,
+        "non_aligned_writes": bool(non_aligned_writes),
+    }
+    kwargs.pop("progress", None)
+    if kwargs:
+        open_params["kwargs"] = dict(kwargs)
+    try:
+        volume = cloudvolume.CloudVolume(**_cloudvolume_kwargs(open_params))
+    except cloudvolume.exceptions.InfoUnavailableError as err:
+        raise FileNotFoundError(
+            f"no CloudVolume layer at {open_params['cloudpath']!r}: it has no readable info file"
+        ) from err
+    return CloudVolumeSource(volume, open_params=open_params, offset=offset, size=size)

@@ -1,0 +1,326 @@
+"""HDF5 datasets through h5py, in the blocking thread pool.
+
+h5py is not safe for concurrent calls on one file handle, so every call on a source is
+serialised (ThreadedSource's per-source lock, taken inside the worker thread; h5py also holds a
+process-wide lock of its own). The ``h5py.File`` stays open for the source's lifetime: reopening
+it per block would re-read the file's metadata every time.
+
+HDF5 is a local, single-writer format: distributed runs accept it as an input, not as an output.
+Opening with any writable mode ('r+', 'a', 'w') opens an *existing* file read-write; it never
+truncates or creates one (that is ``create_source(format='hdf5')``'s job).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import numpy as np
+
+from ..context import run_blocking
+from ..errors import (
+    FormatNotSupportedError,
+    InternalPathNotFoundError,
+    MissingDependencyError,
+    NotSerializableError,
+    SourceError,
+    SourceExistsError,
+)
+from .base import SourceSpec
+from .indexing import Roi
+from .threaded import ThreadedSource
+
+#: create_source(compression=...) -> h5py create_dataset keywords. 'default' is gzip level 1:
+#: readable by every HDF5 tool (lzf is h5py-only) and the fastest gzip level to write.
+_COMPRESSIONS: dict[str, dict[str, Any]] = {
+    "default": {"compression": "gzip", "compression_opts": 1},
+    "gzip": {"compression": "gzip", "compression_opts": 4},
+    "lzf": {"compression": "lzf"},
+    "none": {},
+}
+
+#: Stop walking a file for the "arrays found" list of an error message after this many.
+_LISTING_LIMIT = 1000
+
+
+def _h5py() -> Any:
+    """h5py, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
+    try:
+        return importlib.import_module("h5py")
+    except ImportError:
+        raise MissingDependencyError("h5py", "hdf5", "the hdf5 format") from None
+
+
+class Hdf5Source(ThreadedSource):
+    """An HDF5 dataset; readable always, writable when opened with a mode other than 'r'."""
+
+    kind = "hdf5"
+
+    def __init__(self, dataset: Any, *, writable: bool, owns_file: bool = True) -> None:
+        super().__init__()
+        dtype = np.dtype(dataset.dtype)
+        if dtype.kind not in "biufc":
+            raise FormatNotSupportedError(
+                f"HDF5 dataset {dataset.name!r} in {dataset.file.filename} has dtype {dtype}, "
+                "which is not a numeric volume; pass the internal_path of a numeric dataset"
+            )
+        self.dataset = dataset
+        self.path = os.path.abspath(dataset.file.filename)
+        self.key = dataset.name.lstrip("/")
+        self._writable = writable
+        self._owns_file = owns_file
+        self._shape = tuple(int(n) for n in dataset.shape)
+        self._file_dtype = dtype
+        self._dtype = dtype.newbyteorder("=")
+        self._chunks = None if dataset.chunks is None else tuple(int(c) for c in dataset.chunks)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        return self._chunks
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @property
+    def read_only_reason(self) -> str:
+        return f"{self.describe()} was opened read-only (mode='r')"
+
+    def describe(self) -> str:
+        return f"HDF5 dataset {self.key!r} in {self.path}"
+
+    def read_blocking(self, roi: Roi) -> np.ndarray:
+        if not roi:  # a scalar dataset
+            return np.asarray(self.dataset[()], dtype=self._dtype)
+        data = self.dataset[roi]
+        return data if self._file_dtype.isnative else data.astype(self._dtype)
+
+    def write_blocking(self, roi: Roi, value: np.ndarray) -> None:
+        self.dataset[roi if roi else ()] = value
+
+    def close(self) -> None:
+        """Flush and close the file (if this source opened it). Reads and writes then fail."""
+        with self._lock:
+            file = self.dataset.file
+            if self._owns_file and file.id.valid:
+                file.close()
+
+    def to_spec(self) -> SourceSpec:
+        if not os.path.isfile(self.path):
+            raise NotSerializableError(
+                f"{self.describe()} has no file on disk (an in-memory h5py file?), so another "
+                "process cannot reopen it; write it to a file first"
+            )
+        return SourceSpec(
+            self.kind,
+            {"path": self.path, "key": self.key, "mode": "r+" if self._writable else "r"},
+        )
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> Hdf5Source:
+        return await open_hdf5(params["path"], params["key"], mode=params.get("mode", "r"))
+
+
+# ---------------------------------------------------------------------------------------------
+# open, create, wrap
+# ---------------------------------------------------------------------------------------------
+def list_datasets(file: Any, limit: int = _LISTING_LIMIT) -> list[str]:
+    """Paths of the datasets in an open h5py File (or Group), for error messages."""
+    h5py = _h5py()
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> bool | None:
+        if isinstance(obj, h5py.Dataset):
+            found.append(name)
+        return True if len(found) >= limit else None  # a non-None return stops the walk
+
+    file.visititems(visit)
+    return found
+
+
+def _open_file(path: str, h5_mode: str) -> Any:
+    h5py = _h5py()
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such HDF5 file: {path!r}")
+    if os.path.isdir(path):
+        raise SourceError(f"{path!r} is a folder, not an HDF5 file")
+    try:
+        return h5py.File(path, h5_mode)
+    except OSError as err:
+        if "already open for read-only" in str(err):
+            raise SourceError(
+                f"cannot open {path!r} for writing: this process already has it open read-only "
+                "(a source opened with mode='r', or an h5py.File), and HDF5 cannot reopen it "
+                "read-write. Close that first (source.close()), or open it with mode='r+' "
+                "from the start"
+            ) from err
+        raise SourceError(
+            f"cannot open {path!r} as HDF5 (mode {h5_mode!r}): {err}. Is it an HDF5 file, and "
+            "is it not open for writing by another process (HDF5 file locking)?"
+        ) from err
+
+
+def _open_blocking(path: str, key: str | None, writable: bool) -> Hdf5Source:
+    h5py = _h5py()
+    file = _open_file(path, "r+" if writable else "r")
+    try:
+        if key is None:
+            datasets = list_datasets(file, limit=2)
+            if len(datasets) != 1:
+                raise InternalPathNotFoundError(path, None, list_datasets(file))
+            key = datasets[0]
+        node = file.get(key)
+        if not isinstance(node, h5py.Dataset):
+            raise InternalPathNotFoundError(path, key, list_datasets(file))
+        return Hdf5Source(node, writable=writable)
+    except BaseException:
+        file.close()
+        raise
+
+
+async def open_hdf5(
+    path: str | os.PathLike[str],
+    internal_path: str | None = None,
+    *,
+    mode: str = "r",
+) -> Hdf5Source:
+    """Open the dataset ``internal_path`` of an existing HDF5 file.
+
+    Without ``internal_path`` a file holding exactly one dataset opens that one; otherwise the
+    error lists the datasets found. ``mode='r'`` is read-only; 'r+', 'a' and 'w' open the existing
+    file read-write (never truncating it).
+    """
+    path = os.path.abspath(os.fspath(path))
+    key = None if internal_path in (None, "", "/") else str(internal_path).strip("/")
+    _h5py()
+    return await run_blocking(_open_blocking, path, key, mode != "r")
+
+
+def _compression_options(compression: str | None) -> dict[str, Any]:
+    name = "none" if compression is None else compression
+    try:
+        return dict(_COMPRESSIONS[name])
+    except KeyError:
+        raise FormatNotSupportedError(
+            f"unknown compression {compression!r} for hdf5; choose one of "
+            f"{', '.join(_COMPRESSIONS)} (or None)"
+        ) from None
+
+
+def _create_blocking(
+    path: str,
+    key: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunks: tuple[int, ...],
+    options: dict[str, Any],
+    fill_value: Any,
+    exist_ok: bool,
+) -> Hdf5Source:
+    h5py = _h5py()
+    if os.path.isdir(path):
+        raise SourceError(f"cannot create an HDF5 file at {path!r}: it is a folder")
+    try:
+        file = h5py.File(path, "a")
+    except OSError as err:
+        raise SourceError(
+            f"cannot open or create the HDF5 file {path!r} for writing: {err}. Is it an HDF5 "
+            "file, and not open in another process?"
+        ) from err
+    try:
+        node = file.get(key)
+        if node is not None:
+            return _reuse_existing(file, node, path, key, shape, dtype, exist_ok)
+        if 0 in shape:  # HDF5 cannot chunk an empty axis; an empty volume needs no filter
+            chunks_arg, options = None, {}
+        else:
+            chunks_arg = chunks
+        dataset = file.create_dataset(
+            key,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks_arg,
+            fillvalue=fill_value,
+            **options,
+        )  # intermediate groups of a nested key are created on the way
+        return Hdf5Source(dataset, writable=True)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _reuse_existing(
+    file: Any,
+    node: Any,
+    path: str,
+    key: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    exist_ok: bool,
+) -> Hdf5Source:
+    h5py = _h5py()
+    if not isinstance(node, h5py.Dataset):
+        raise SourceExistsError(
+            f"{path} already holds a group at {key!r}; choose another internal_path "
+            "for the new dataset"
+        )
+    if not exist_ok:
+        raise SourceExistsError(
+            f"an array already exists at {path} (key {key!r}); pass exist_ok=True to open it "
+            "for writing, or remove it first"
+        )
+    if tuple(node.shape) != shape or np.dtype(node.dtype) != dtype:
+        raise SourceExistsError(
+            f"the existing dataset {key!r} in {path} has shape {tuple(node.shape)} and dtype "
+            f"{node.dtype}, not the requested {shape} / {dtype}; remove it or choose another "
+            "internal_path"
+        )
+    return Hdf5Source(node, writable=True)
+
+
+async def create_hdf5(
+    path: str | os.PathLike[str],
+    *,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    internal_path: str | None = None,
+    compression: str | None = "default",
+    fill_value: Any = 0,
+    exist_ok: bool = False,
+) -> Hdf5Source:
+    """Create a chunked dataset (default key 'data') in a new or existing HDF5 file.
+
+    compression: 'default' (gzip level 1: fast and readable by every HDF5 tool), 'gzip'
+    (level 4), 'lzf' (faster, but only h5py reads it), 'none' or None. A nested internal_path
+    ('a/b/raw') creates the groups on the way. An existing dataset at the key raises
+    SourceExistsError unless ``exist_ok`` (then shape and dtype must match).
+    """
+    path = os.path.abspath(os.fspath(path))
+    key = (internal_path or "data").strip("/")
+    if not key:
+        raise ValueError(f"internal_path {internal_path!r} names no dataset; pass e.g. 'data'")
+    shape = tuple(int(n) for n in shape)
+    chunks = tuple(int(c) for c in chunks)
+    options = _compression_options(compression)
+    _h5py()
+    return await run_blocking(
+        _create_blocking, path, key, shape, np.dtype(dtype), chunks, options, fill_value, exist_ok
+    )
+
+
+def wrap_h5py_dataset(dataset: Any) -> Hdf5Source:
+    """as_source() of a user's h5py Dataset: shares the user's file handle (never closes it).
+
+    Writable when the user's file is open read-write; its spec reopens the file by path.
+    """
+    return Hdf5Source(dataset, writable=dataset.file.mode == "r+", owns_file=False)

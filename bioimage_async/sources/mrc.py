@@ -1,0 +1,142 @@
+"""MRC volumes through mrcfile, memory-mapped and read-only, in IMOD orientation.
+
+As in bioimage-py (and IMOD's 3dmod), the y axis is flipped relative to the order in the file:
+row 0 of a read is the file's last row. The flip is done per read on the memory map, so a read
+touches only the requested rows. Reads of a memory map are thread-safe and run in parallel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..context import run_blocking
+from ..errors import (
+    FormatNotSupportedError,
+    InternalPathNotFoundError,
+    MissingDependencyError,
+    SourceError,
+)
+from .base import SourceSpec
+from .indexing import Roi
+from .threaded import ThreadedSource
+
+#: The one internal path an MRC file has (bioimage-py's key for it); accepted and ignored.
+DEFAULT_KEY = "data"
+
+
+def _mrcfile() -> Any:
+    """mrcfile, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
+    try:
+        return importlib.import_module("mrcfile")
+    except ImportError:
+        raise MissingDependencyError("mrcfile", "mrc", "the mrc format") from None
+
+
+class MrcSource(ThreadedSource):
+    """The data block of an MRC file, with the y axis (the second-to-last axis) flipped."""
+
+    kind = "mrc"
+    serialize_calls = False  # slicing a read-only memory map is thread-safe
+
+    def __init__(self, path: str, mrc: Any) -> None:
+        super().__init__()
+        self.path = path
+        self._mrc = mrc
+        data = mrc.data
+        self._data = data
+        self._shape = tuple(int(n) for n in data.shape)
+        self._dtype = np.dtype(data.dtype).newbyteorder("=")
+        #: The flipped axis: y, the second-to-last (none for 1D data).
+        self._y_axis = len(self._shape) - 2 if len(self._shape) >= 2 else None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def read_only_reason(self) -> str:
+        return f"{self.describe()} is read-only (MRC is an input format here)"
+
+    def describe(self) -> str:
+        return f"MRC file {self.path}"
+
+    def read_blocking(self, roi: Roi) -> np.ndarray:
+        axis = self._y_axis
+        if axis is None:
+            return np.array(self._data[roi], dtype=self._dtype)
+        ny, y = self._shape[axis], roi[axis]
+        file_roi = list(roi)
+        file_roi[axis] = slice(ny - y.stop, ny - y.start)
+        data = np.flip(self._data[tuple(file_roi)], axis=axis)
+        return np.array(data, dtype=self._dtype, order="C")
+
+    def close(self) -> None:
+        """Release the memory map and the file."""
+        self._data = None
+        self._mrc.close()
+
+    def to_spec(self) -> SourceSpec:
+        return SourceSpec(self.kind, {"path": self.path})
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> MrcSource:
+        return await open_mrc(params["path"])
+
+
+def _open_blocking(path: str) -> MrcSource:
+    mrcfile = _mrcfile()
+    try:
+        mrc = mrcfile.mmap(path, mode="r")
+    except ValueError as err:
+        # Files from old SerialEM versions carry an invalid machine stamp (and other header
+        # slips); permissive mode reads them as bioimage-py does, with a warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                mrc = mrcfile.mmap(path, mode="r", permissive=True)
+            except (ValueError, OSError):
+                mrc = None
+        if mrc is None or mrc.data is None:
+            if mrc is not None:
+                mrc.close()
+            raise SourceError(f"cannot read {path!r} as an MRC file: {err}") from err
+        warnings.warn(
+            f"{path}: invalid MRC header ({err}); read in permissive mode", stacklevel=2
+        )
+    if mrc.data is None:
+        mrc.close()
+        raise SourceError(f"the MRC file {path!r} holds no data block")
+    return MrcSource(path, mrc)
+
+
+async def open_mrc(
+    path: str | os.PathLike[str],
+    internal_path: str | None = None,
+    *,
+    mode: str = "r",
+) -> MrcSource:
+    """Open an MRC file (.mrc/.rec/.map) read-only, with the y axis flipped (IMOD orientation).
+
+    ``internal_path`` may be None or 'data' (the key bioimage-py uses); anything else is an error.
+    """
+    if mode != "r":
+        raise FormatNotSupportedError(
+            f"the mrc format is read-only here, so mode={mode!r} is not possible; open it with "
+            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
+        )
+    _mrcfile()
+    path = os.path.abspath(os.fspath(path))
+    if internal_path not in (None, "", DEFAULT_KEY):
+        raise InternalPathNotFoundError(path, internal_path, [DEFAULT_KEY])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such MRC file: {path!r}")
+    return await run_blocking(_open_blocking, path)

@@ -1,0 +1,122 @@
+"""NIfTI images through nibabel, read-only, with the axes reversed to C order.
+
+NIfTI stores (x, y, z, ...) with x fastest; as in bioimage-py the source presents the reversed
+axes (..., z, y, x), the numpy C order the rest of the library uses. A read slices nibabel's
+array proxy (``img.dataobj``), which reads only the requested region of an uncompressed file and
+applies the header's scaling (scl_slope/scl_inter) to it; the whole image is never loaded.
+A gzipped file (.nii.gz) is decompressed from its start up to the region, unless the optional
+``indexed_gzip`` package is installed, which nibabel then uses for seeking.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import numpy as np
+
+from ..context import run_blocking
+from ..errors import (
+    FormatNotSupportedError,
+    InternalPathNotFoundError,
+    MissingDependencyError,
+    SourceError,
+)
+from .base import SourceSpec
+from .indexing import Roi
+from .threaded import ThreadedSource
+
+#: The one internal path a NIfTI file has (bioimage-py's key for it); accepted and ignored.
+DEFAULT_KEY = "data"
+
+
+def _nibabel() -> Any:
+    """nibabel, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
+    try:
+        return importlib.import_module("nibabel")
+    except ImportError:
+        raise MissingDependencyError("nibabel", "nifti", "the nifti format") from None
+
+
+class NiftiSource(ThreadedSource):
+    """A NIfTI image in C order (axes reversed); values scaled as the header says."""
+
+    kind = "nifti"
+
+    def __init__(self, path: str, image: Any) -> None:
+        super().__init__()
+        self.path = path
+        self.image = image
+        self._shape = tuple(int(n) for n in reversed(image.shape))
+        # The dtype of what slicing the proxy returns: the stored dtype, or the float type the
+        # header's scaling promotes it to. An empty slice computes it without reading voxels.
+        empty = image.dataobj[(slice(0, 0),) * len(image.shape)]
+        self._dtype = np.dtype(empty.dtype).newbyteorder("=")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def read_only_reason(self) -> str:
+        return f"{self.describe()} is read-only (NIfTI is an input format here)"
+
+    def describe(self) -> str:
+        return f"NIfTI image {self.path}"
+
+    def read_blocking(self, roi: Roi) -> np.ndarray:
+        data = self.image.dataobj[roi[::-1]]
+        return np.array(np.asarray(data).T, dtype=self._dtype, order="C")
+
+    def to_spec(self) -> SourceSpec:
+        return SourceSpec(self.kind, {"path": self.path})
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> NiftiSource:
+        return await open_nifti(params["path"])
+
+
+def _open_blocking(path: str) -> NiftiSource:
+    nibabel = _nibabel()
+    try:
+        image = nibabel.load(path)
+    except (
+        nibabel.filebasedimages.ImageFileError,
+        nibabel.spatialimages.HeaderDataError,
+        ValueError,
+        OSError,
+        EOFError,
+    ) as err:
+        raise SourceError(f"cannot read {path!r} as a NIfTI image: {err}") from err
+    if not hasattr(image, "dataobj") or not hasattr(image.dataobj, "__getitem__"):
+        raise SourceError(f"{path!r} loads as {type(image).__name__}, not a sliceable image")
+    return NiftiSource(path, image)
+
+
+async def open_nifti(
+    path: str | os.PathLike[str],
+    internal_path: str | None = None,
+    *,
+    mode: str = "r",
+) -> NiftiSource:
+    """Open a NIfTI image (.nii/.nii.gz) read-only, axes reversed to C order.
+
+    ``internal_path`` may be None or 'data' (the key bioimage-py uses); anything else is an error.
+    """
+    if mode != "r":
+        raise FormatNotSupportedError(
+            f"the nifti format is read-only here, so mode={mode!r} is not possible; open it with "
+            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
+        )
+    _nibabel()
+    path = os.path.abspath(os.fspath(path))
+    if internal_path not in (None, "", DEFAULT_KEY):
+        raise InternalPathNotFoundError(path, internal_path, [DEFAULT_KEY])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such NIfTI file: {path!r}")
+    return await run_blocking(_open_blocking, path)
