@@ -23,7 +23,9 @@ from .errors import (
 )
 from .ops import copy, downsample, iter_blocks, map_blocks
 from .pipeline.stats import RunStats
-from .runners.config import RunnerConfig
+from .runners.attach import attach
+from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
+from .runners.run import Run, RunStatus
 from .sources import Source, SourceSpec, as_source, create_source, from_spec, open_source
 from .sources.wrappers import ResizedSource, ThresholdSource
 
@@ -33,6 +35,12 @@ __all__ = [
     "ResizedSource",
     "RunStats",
     "RunnerConfig",
+    "Run",
+    "RunStatus",
+    "SlurmConfig",
+    "attach",
+    "config_file_path",
+    "write_slurm_config",
     "ThresholdSource",
     "copy",
     "downsample",

@@ -63,3 +63,25 @@ def iter_blocks(source: Any, block_shape: Any = None, **kwargs: Any) -> Iterator
                 return
     finally:
         run_sync(agen.aclose())
+
+
+def attach(tmp_folder: str, job_config: Any = None, **kwargs: Any) -> Any:
+    """Blocking ``ba.attach``: the Run of a temp folder."""
+    from .runners.attach import attach as attach_coro
+
+    return run_sync(attach_coro(tmp_folder, job_config, **kwargs))
+
+
+def wait(run: Any, progress: Any = None) -> Any:
+    """Blocking ``await run.wait()``."""
+    return run_sync(run.wait(progress))
+
+
+def status(run: Any) -> Any:
+    """Blocking ``await run.status()``."""
+    return run_sync(run.status())
+
+
+def cancel(run: Any) -> None:
+    """Blocking ``await run.cancel()``."""
+    run_sync(run.cancel())

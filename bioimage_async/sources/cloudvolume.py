@@ -64,9 +64,10 @@ class CloudVolumeSource(ThreadedSource):
     """A box of a single-channel CloudVolume layer as a writable (z, y, x) source.
 
     ``offset`` and ``size`` are absolute XYZ voxel coordinates at the opened mip; indices are
-    local to ``offset``. ``chunks`` is the layer's chunk size in (z, y, x) and ``grid_offset``
-    says where the layer's chunk grid (anchored at its ``voxel_offset``) starts in local
-    coordinates, so that blocks of concurrent writers can be aligned to the real chunk grid.
+    local to ``offset``. ``chunks`` is the layer's chunk size in (z, y, x), ``shards`` the box
+    of one shard file of a sharded layer (as tensorstore lays it out), and ``grid_offset`` says
+    where that grid (anchored at the layer's ``voxel_offset``) starts in local coordinates, so
+    that blocks of concurrent writers can be aligned to the layer's real write grid.
     """
 
     kind = "cloudvolume"
@@ -119,8 +120,21 @@ class CloudVolumeSource(ThreadedSource):
         self._dtype = np.dtype(volume.dtype)
         chunk_xyz = _xyz(volume.chunk_size, "chunk_size")
         self._chunks = tuple(reversed(chunk_xyz))
+        self._shards: tuple[int, ...] | None = None
+        self._unknown_shards: str | None = None
+        if volume.scale.get("sharding"):
+            try:
+                shard_xyz = _shard_shape(self.cloudpath, str(volume.key))
+            except Exception as err:  # tensorstore cannot open this kind of path
+                self._unknown_shards = f"{type(err).__name__}: {err}"
+            else:
+                if shard_xyz != chunk_xyz:
+                    self._shards = tuple(reversed(shard_xyz))
+        # The chunk (and shard) grid is anchored at the layer's voxel offset.
+        granularity = self.write_granularity or self._chunks
         self._grid_offset = tuple(
-            reversed([(v - o) % c for v, o, c in zip(voxel_offset, self.xyz_offset, chunk_xyz)])
+            (v - o) % g
+            for v, o, g in zip(reversed(voxel_offset), reversed(self.xyz_offset), granularity)
         )
 
     # ---- metadata --------------------------------------------------------------------------
@@ -142,17 +156,29 @@ class CloudVolumeSource(ThreadedSource):
         return self._chunks
 
     @property
-    def grid_offset(self) -> tuple[int, ...]:
-        """Where the layer's chunk grid starts in this source's (z, y, x) coordinates.
+    def shards(self) -> tuple[int, ...] | None:
+        """For sharded layers, the (z, y, x) box one shard file holds; else None."""
+        return self._shards
 
-        ``(voxel_offset - offset) mod chunk_size``: chunk borders lie at local index
-        ``grid_offset + k * chunks`` on each axis.
+    @property
+    def grid_offset(self) -> tuple[int, ...]:
+        """Where the layer's write grid (shards, else chunks) starts in local (z, y, x).
+
+        ``(voxel_offset - offset) mod write_granularity``: write-grid borders lie at local index
+        ``grid_offset + k * write_granularity`` on each axis.
         """
         return self._grid_offset
 
     @property
     def writable(self) -> bool:
-        return True
+        return self._unknown_shards is None
+
+    @property
+    def read_only_reason(self) -> str:
+        return (
+            f"{self.describe()} is sharded and its shard shape could not be determined "
+            f"({self._unknown_shards}), so concurrent writers could share a shard"
+        )
 
     def describe(self) -> str:
         mip = self.open_params.get("mip", 0)
@@ -231,6 +257,22 @@ class CloudVolumeSource(ThreadedSource):
         return await run_blocking(
             open_cloudvolume, cloudpath, offset=offset, size=size, **params, **extra
         )
+
+
+def _shard_shape(cloudpath: str, key: str) -> XYZ:
+    """The XYZ voxel box of one shard of a sharded scale, as tensorstore lays it out."""
+    import tensorstore as ts
+
+    from ..context import tensorstore_context
+    from .tensorstore_source import kvstore_for
+
+    spec = {
+        "driver": "neuroglancer_precomputed",
+        "kvstore": kvstore_for(cloudpath),
+        "scale_metadata": {"key": key},
+    }
+    store = ts.open(spec, read=True, open=True, context=tensorstore_context()).result()
+    return _xyz(store.chunk_layout.write_chunk.shape[:3], "shard shape")
 
 
 def _cloudvolume_kwargs(open_params: dict[str, Any]) -> dict[str, Any]:
