@@ -1,0 +1,1 @@
+"""The command line: ``bioimage-async copy|convert|downsample|pyramid|info|demo|...``."""
