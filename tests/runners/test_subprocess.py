@@ -1,0 +1,107 @@
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+
+from .blockfns import bright_volume, fail_while_marker_exists, invert, sleepy
+
+CHUNKS = (16, 32, 32)
+
+
+async def make_input(tmp_path, data):
+    src = await ba.create_source(tmp_path / "in.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    return src, out
+
+
+def config(tmp_path, **kw):
+    return ba.RunnerConfig(tmp_root=str(tmp_path), poll_interval=0.1, **kw)
+
+
+async def test_subprocess_copy_and_map_blocks_equal_local(tmp_path, volume):
+    src, out = await make_input(tmp_path, volume)
+    await ba.copy(src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+    np.testing.assert_array_equal(await out.read(), volume)
+    await ba.map_blocks(invert, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+    np.testing.assert_array_equal(await out.read(), 255 - volume)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("bioimage_async_")]  # cleaned up
+
+
+async def test_failed_blocks_are_exact_and_resume_from_completes(tmp_path):
+    shape, bright = (48, 64, 96), [2, 9, 13]
+    data = bright_volume(shape, CHUNKS, bright)
+    src, out = await make_input(tmp_path, data)
+    marker = tmp_path / "FAIL"
+    marker.write_text("")
+    fn = fail_while_marker_exists(str(marker))
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+    error = caught.value
+    assert error.failed_block_ids == bright
+    assert error.tmp_folder and os.path.isdir(error.tmp_folder)
+    assert "transient failure" in str(error)
+    marker.unlink()
+    await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=error.tmp_folder)
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_worker_killed_mid_run_is_reported_and_resumed(tmp_path, volume):
+    src, out = await make_input(tmp_path, volume)
+    run = await ba.map_blocks(sleepy(0.3), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False)
+    assert isinstance(run, ba.Run)
+    for _ in range(100):
+        status = await run.status()
+        if status.blocks_done >= 2:
+            break
+        await asyncio.sleep(0.1)
+    victim = int(run.job_ids[0])
+    os.killpg(victim, signal.SIGKILL)
+    with pytest.raises(ba.RunnerError) as caught:
+        await run.wait()
+    error = caught.value
+    grid = ba.BlockGrid(volume.shape, CHUNKS)
+    assert 0 < len(error.failed_block_ids) < grid.num_blocks
+    assert "SIGKILL" in str(error)
+    written = await out.read()
+    for block in grid:  # every block not reported missing is really written
+        if block.id not in error.failed_block_ids:
+            np.testing.assert_array_equal(written[block.roi], 255 - volume[block.roi])
+    await ba.map_blocks(sleepy(0.0), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=error.tmp_folder)
+    np.testing.assert_array_equal(await out.read(), 255 - volume)
+
+
+async def test_cancelling_the_awaiting_task_kills_the_workers(tmp_path, volume):
+    src, out = await make_input(tmp_path, volume)
+    task = asyncio.create_task(ba.map_blocks(sleepy(1.0), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path, keep_tmp=True)))
+    await asyncio.sleep(2.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    folders = [p for p in os.listdir(tmp_path) if p.startswith("bioimage_async_")]
+    run = await ba.attach(str(tmp_path / folders[0]))
+    assert not await run.alive()
+
+
+async def test_distributed_runs_refuse_in_memory_and_hdf5_outputs(tmp_path, volume):
+    src, _ = await make_input(tmp_path, volume)
+    with pytest.raises(ValueError, match="cannot be reopened"):
+        await ba.copy(volume, await ba.create_source(tmp_path / "x.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS), job_type="subprocess")
+    with pytest.raises(ValueError, match="cannot be reopened"):
+        await ba.copy(src, np.zeros_like(volume), job_type="subprocess")
+    pytest.importorskip("h5py")
+    h5 = await ba.create_source(tmp_path / "o.h5", shape=volume.shape, dtype="uint8", chunks=CHUNKS, format="hdf5", internal_path="data")
+    with pytest.raises(ValueError, match="HDF5 cannot be written by several processes"):
+        await ba.copy(src, h5, job_type="subprocess")
+
+
+async def test_attach_from_the_folder_alone_waits_for_the_result(tmp_path, volume):
+    src, out = await make_input(tmp_path, volume)
+    run = await ba.copy(src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False)
+    again = await ba.attach(run.tmp_folder, config(tmp_path))
+    result = await again.wait()
+    np.testing.assert_array_equal(await result.read(), volume)
