@@ -21,7 +21,7 @@ from .errors import (
     SourceExistsError,
     UnsafeBlockShapeError,
 )
-from .ops import copy, downsample, iter_blocks, map_blocks
+from .ops import copy, downsample, iter_blocks, map_blocks, pyramid
 from .pipeline.stats import RunStats
 from .runners.attach import attach
 from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
@@ -46,6 +46,7 @@ __all__ = [
     "downsample",
     "iter_blocks",
     "map_blocks",
+    "pyramid",
     "BioimageAsyncError",
     "ConfigError",
     "FormatNotSupportedError",

@@ -85,3 +85,10 @@ def status(run: Any) -> Any:
 def cancel(run: Any) -> None:
     """Blocking ``await run.cancel()``."""
     run_sync(run.cancel())
+
+
+def pyramid(input: Any, output_path: Any, levels: int, **kwargs: Any) -> Any:
+    """Blocking ``ba.pyramid``."""
+    from .ops import pyramid as pyramid_op
+
+    return run_sync(pyramid_op(input, output_path, levels, **kwargs))

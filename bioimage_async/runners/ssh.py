@@ -121,7 +121,13 @@ class SshSession:
     async def _ensure(self) -> None:
         async with self._lock:
             if self._connection is None:
-                await self._open()
+                try:
+                    await self._open()
+                except (OSError, asyncio.TimeoutError) as err:
+                    raise SshError(
+                        f"cannot reach {self.description}: {err}. Check host=, port= and that "
+                        "the cluster's login node accepts SSH from here."
+                    ) from err
 
     async def _reconnect(self, error: BaseException) -> None:
         started = time.monotonic()
@@ -136,8 +142,8 @@ class SshSession:
                 try:
                     await self._open()
                 except SshError:
-                    raise
-                except (OSError, ConnectionError, asyncio.TimeoutError, Exception) as err:  # noqa: BLE001
+                    raise  # host key or login refused: retrying cannot help
+                except Exception as err:  # noqa: BLE001 - refused, reset, timed out: retry
                     error = err
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.config.reconnect_max_delay)

@@ -272,7 +272,10 @@ def _shard_shape(cloudpath: str, key: str) -> XYZ:
         "scale_metadata": {"key": key},
     }
     store = ts.open(spec, read=True, open=True, context=tensorstore_context()).result()
-    return _xyz(store.chunk_layout.write_chunk.shape[:3], "shard shape")
+    shape = store.chunk_layout.write_chunk.shape
+    if shape is None or any(n is None for n in shape[:3]):
+        raise SourceError(f"tensorstore reports no shard shape for {cloudpath} ({key})")
+    return _xyz([int(n) for n in shape[:3] if n is not None], "shard shape")
 
 
 def _cloudvolume_kwargs(open_params: dict[str, Any]) -> dict[str, Any]:
