@@ -27,6 +27,8 @@ from .runners.attach import attach
 from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
 from .runners.run import Run, RunStatus
 from .sources import Source, SourceSpec, as_source, create_source, from_spec, open_source
+from .sources.cloudvolume import open_cloudvolume
+from .sources.webknossos import open_webknossos
 from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
     "configure",
     "create_source",
     "from_spec",
+    "open_cloudvolume",
     "open_source",
+    "open_webknossos",
     "sync",
 ]

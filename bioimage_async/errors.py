@@ -121,9 +121,12 @@ class RunnerError(BioimageAsyncError, RuntimeError):
         head = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
         message = f"{len(ids)} block(s) failed in {name!r}: [{head}]."
         if first_error:
-            message += f" First error: {first_error.strip()}"
+            lines = [line for line in first_error.strip().splitlines() if line.strip()]
+            message += f" First error: {lines[-1].strip() if lines else first_error.strip()}"
         if details:
             message += f"\n{details.rstrip()}"
+        if first_error and "\n" in first_error.strip():
+            message += f"\nFirst traceback:\n{first_error.rstrip()}"
         if tmp_folder is not None:
             message += (
                 f"\nFinished blocks are kept. Resume with resume_from={tmp_folder!r}, "

@@ -22,7 +22,7 @@ def _axis_runs(n_blocks: int, block: int, grain: int, offset: int) -> list[range
     runs: list[range] = []
     start = 0
     for p in range(1, n_blocks):
-        if (p * block + offset) % grain:
+        if (p * block - offset) % grain:
             continue
         runs.append(range(start, p))
         start = p
@@ -87,6 +87,9 @@ def plan_writes(
     output_name: str = "the output",
 ) -> WritePlan:
     """Check that concurrent block writes never share a chunk; group blocks within shards.
+
+    ``offset``: where the output's chunk borders lie in its own coordinates (a region of a larger
+    array): at ``offset + k * chunk`` on each axis.
 
     Raises UnsafeBlockShapeError, proposing a block shape, when blocks would split chunks.
     """

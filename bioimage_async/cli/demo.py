@@ -53,16 +53,22 @@ async def run_demo(folder: str) -> dict[str, object]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    folder = args[0] if args else os.path.join(tempfile.gettempdir(), "bioimage-async-demo")
-    report = asyncio.run(run_demo(folder))
-    print(
+def default_folder() -> str:
+    return os.path.join(tempfile.gettempdir(), "bioimage-async-demo")
+
+
+def report_text(report: dict[str, object]) -> str:
+    return (
         f"Converted {report['tiff']} -> {report['zarr']}\n"
         f"  shape {report['shape']}, dtype {report['dtype']}, zarr chunks {report['chunks']}\n"
         f"  {report['blocks']} blocks in {report['seconds']} s ({report['MB/s']} MB/s); "
         "a sample region was read back and matches the TIFF."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    print(report_text(asyncio.run(run_demo(args[0] if args else default_folder()))))
     return 0
 
 

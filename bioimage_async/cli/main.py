@@ -281,9 +281,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command in ("status", "attach", "cancel"):
         return await cmd_run(args)
     if args.command == "demo":
-        from .demo import main as demo_main
+        from .demo import default_folder, report_text, run_demo
 
-        return demo_main([args.folder] if args.folder else [])
+        print(report_text(await run_demo(args.folder or default_folder())))
+        return EXIT_OK
     raise AssertionError(args.command)
 
 

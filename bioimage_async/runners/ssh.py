@@ -123,7 +123,7 @@ class SshSession:
             if self._connection is None:
                 try:
                     await self._open()
-                except (OSError, asyncio.TimeoutError) as err:
+                except (OSError, TimeoutError) as err:
                     raise SshError(
                         f"cannot reach {self.description}: {err}. Check host=, port= and that "
                         "the cluster's login node accepts SSH from here."

@@ -155,14 +155,16 @@ class Source(ABC):
     async def write(self, index: Any, value: Any) -> None:
         """Write ``value`` into ``index``; the value is cast to this source's dtype."""
         normalized = self.normalize(index)
+        if not self.writable:  # refuse before looking at the value: the real problem first
+            await self.write_roi(normalized.roi, np.empty(0, self.dtype))
         await self.write_roi(normalized.roi, self._conform(value, normalized))
 
     async def write_roi(self, roi: Roi, value: np.ndarray) -> None:
         """Write an array of exactly the region's shape (cast to dtype) into a normalised region."""
         if not self.writable:
             raise ReadOnlySourceError(
-                f"cannot write: {self.read_only_reason}. Open it with mode='r+' (formats: zarr, "
-                "zarr3, n5, precomputed, hdf5) or write into a new array from create_source()."
+                f"cannot write: {self.read_only_reason}. To keep a modified copy, write into a "
+                "new array from ba.create_source() (zarr, zarr3, n5, precomputed or hdf5)."
             )
         if any(s.stop <= s.start for s in roi):
             return

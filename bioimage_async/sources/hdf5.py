@@ -93,7 +93,7 @@ class Hdf5Source(ThreadedSource):
 
     @property
     def read_only_reason(self) -> str:
-        return f"{self.describe()} was opened read-only (mode='r')"
+        return f"{self.describe()} was opened read-only (mode='r'); reopen it with mode='r+'"
 
     def describe(self) -> str:
         return f"HDF5 dataset {self.key!r} in {self.path}"

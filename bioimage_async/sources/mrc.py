@@ -109,9 +109,7 @@ def _open_blocking(path: str) -> MrcSource:
             if mrc is not None:
                 mrc.close()
             raise SourceError(f"cannot read {path!r} as an MRC file: {err}") from err
-        warnings.warn(
-            f"{path}: invalid MRC header ({err}); read in permissive mode", stacklevel=2
-        )
+        warnings.warn(f"{path}: invalid MRC header ({err}); read in permissive mode", stacklevel=2)
     if mrc.data is None:
         mrc.close()
         raise SourceError(f"the MRC file {path!r} holds no data block")

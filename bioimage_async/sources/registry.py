@@ -6,7 +6,6 @@ when its format is used, and then says which extra to install.
 
 from __future__ import annotations
 
-import glob
 import importlib
 import os
 from collections.abc import Awaitable, Callable
@@ -51,7 +50,6 @@ FORMATS: dict[str, FormatInfo] = {
                    "NIfTI, .nii/.nii.gz"),
         FormatInfo("knossos", "knossos", "open_knossos", None, None, False,
                    "KNOSSOS cubes, a folder of mag folders"),
-        FormatInfo("msr", "msr", "open_msr", "msr_reader", "msr", False, "MSR/OBF, .msr/.obf"),
     )
 }
 
@@ -68,8 +66,6 @@ EXTENSIONS: dict[str, str] = {
     ".map": "mrc",
     ".nii": "nifti",
     ".nii.gz": "nifti",
-    ".msr": "msr",
-    ".obf": "msr",
 }
 
 CREATABLE = ("zarr", "zarr3", "n5", "precomputed", "hdf5")
@@ -85,7 +81,7 @@ def infer_format(path: str, pattern: str | None = None) -> str:
     """The format of ``path`` from its extension or, for a folder, from what it holds."""
     if path.startswith("precomputed://"):
         return "precomputed"
-    lowered = path.rstrip("/").lower()
+    lowered = path.rstrip("/").lower()  # extensions are matched case-insensitively
     for ext in sorted(EXTENSIONS, key=len, reverse=True):
         if lowered.endswith(ext):
             return EXTENSIONS[ext]
@@ -101,7 +97,9 @@ def infer_format(path: str, pattern: str | None = None) -> str:
             p.name.startswith("mag") for p in folder.iterdir() if p.is_dir()
         ):
             return "knossos"
-        if pattern is not None or glob.glob(os.path.join(path, "*.tif*")):
+        if pattern is not None or any(
+            name.lower().endswith((".tif", ".tiff")) for name in os.listdir(path)
+        ):
             return "tiff"
     elif not folder.exists() and "://" not in path:
         raise FileNotFoundError(f"no such file or folder: {path!r}")
@@ -223,7 +221,6 @@ SPEC_KINDS: dict[str, tuple[str, str]] = {
     "cloudvolume": ("cloudvolume", "CloudVolumeSource"),
     "webknossos": ("webknossos", "WebKnossosSource"),
     "knossos": ("knossos", "KnossosSource"),
-    "msr": ("msr", "MsrSource"),
 }
 
 
@@ -241,8 +238,9 @@ async def from_spec(spec: SourceSpec | dict[str, Any]) -> Source:
         raise FormatNotSupportedError(
             f"unknown source spec kind {spec.kind!r}; known: {', '.join(SPEC_KINDS)}"
         ) from None
-    cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-    return await cls.from_params(spec.params)
+    info = next((f for f in FORMATS.values() if f.module == module), None)
+    backend = _backend(info) if info is not None else importlib.import_module(f"{__package__}.{module}")
+    return await getattr(backend, name).from_params(spec.params)
 
 
 def as_source(obj: Any) -> Source:

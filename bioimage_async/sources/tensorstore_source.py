@@ -76,7 +76,7 @@ class TensorStoreSource(Source):
 
     @property
     def read_only_reason(self) -> str:
-        return f"{self.describe()} was opened read-only (mode='r')"
+        return f"{self.describe()} was opened read-only (mode='r'); reopen it with mode='r+'"
 
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
@@ -462,9 +462,14 @@ async def create_tensorstore(
     if local is not None and key and format != "precomputed":
         _ensure_parent_groups(local, key, format)
     try:
-        if exists:
+        if exists:  # open what is there (whatever its codecs); shape and dtype checked below
+            existing = {k: v for k, v in spec.items() if k not in ("metadata", "multiscale_metadata")}
+            if driver == "neuroglancer_precomputed":
+                existing["scale_metadata"] = {"key": key} if key else {}
+                if not key:
+                    existing.pop("scale_metadata")
             store = await ts.open(
-                spec, read=True, write=True, open=True, context=tensorstore_context()
+                existing, read=True, write=True, open=True, context=tensorstore_context()
             )
         else:
             store = await ts.open(

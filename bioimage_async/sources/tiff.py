@@ -150,8 +150,11 @@ class TiffSource(ThreadedSource):
 
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> TiffSource:
-        series = int(params.get("series", 0))
-        return await open_tiff(params["path"], str(series) if series else None)
+        _tifffile()
+        path = str(params["path"])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such TIFF file: {path!r}")
+        return await run_blocking(_open_file_blocking, path, str(int(params.get("series", 0))))
 
 
 class TiffFolderSource(ThreadedSource):
@@ -293,12 +296,20 @@ def _open_file_blocking(path: str, key: str | None) -> TiffSource:
         except ValueError:  # compressed, tiled or scattered pages: decode page by page
             tif.filehandle.set_lock(True)
             return TiffSource(
-                path, series_index=index, shape=shape, page_shape=page_shape, dtype=dtype,
+                path,
+                series_index=index,
+                shape=shape,
+                page_shape=page_shape,
+                dtype=dtype,
                 series=series,
             )
         tif.close()
         return TiffSource(
-            path, series_index=index, shape=shape, page_shape=page_shape, dtype=dtype,
+            path,
+            series_index=index,
+            shape=shape,
+            page_shape=page_shape,
+            dtype=dtype,
             memmap=mapped.reshape(shape),
         )
     except BaseException:

@@ -41,13 +41,14 @@ class ViewSource(Source):
 
     @property
     def grid_offset(self) -> tuple[int, ...]:
-        """Where the parent's chunk grid starts in this view's coordinates (for write safety)."""
+        """Where the parent's chunk borders lie in this view's coordinates: at
+        ``grid_offset + k * write_granularity`` on each axis (for write safety)."""
         granularity = self.parent.write_granularity
         parent_offset = getattr(self.parent, "grid_offset", (0,) * self.parent.ndim)
         if granularity is None:
             return (0,) * self.ndim
         return tuple(
-            (self.region.roi[a].start + parent_offset[a]) % granularity[a] for a in self._kept
+            (parent_offset[a] - self.region.roi[a].start) % granularity[a] for a in self._kept
         )
 
     @property

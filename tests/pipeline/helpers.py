@@ -72,32 +72,3 @@ class SinkSource(Source):
 def slow_identity(block: np.ndarray) -> np.ndarray:
     time.sleep(0.5)
     return block
-
-
-class Heartbeat:
-    """Measures the event loop's worst stall: a 5 ms sleep that wakes up late."""
-
-    def __init__(self, period: float = 0.005) -> None:
-        self.period = period
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _beat(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(self.period)
-            self.worst = max(self.worst, loop.time() - before - self.period)
-
-    async def __aenter__(self) -> Heartbeat:
-        self._task = asyncio.create_task(self._beat())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass

@@ -1,5 +1,4 @@
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,8 @@ import pytest
 
 import bioimage_async as ba
 
-from .helpers import GeneratedSource, Heartbeat, SinkSource, slow_identity
+from ..loop_lag import Heartbeat
+from .helpers import GeneratedSource, SinkSource, slow_identity
 
 
 def expected_checksum(shape):
@@ -65,7 +65,7 @@ async def test_cancelling_the_awaiting_task_stops_quickly_and_leaves_no_child(tm
 
 def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(textwrap.dedent("""
         import time, numpy as np, bioimage_async as ba
         def slow(block):
             time.sleep(0.5)
@@ -104,6 +104,6 @@ async def test_event_loop_stays_responsive_during_copy_and_heavy_downsample(tmp_
         await ba.copy(src, out, num_workers=2)
     async with Heartbeat() as downsample_beat:
         await ba.downsample(src, 2, small, order=1, anti_aliasing=True, num_workers=2)
-    # a responsiveness bound on library code (not a throughput threshold); generous for CI load
-    assert copy_beat.worst < 0.1, copy_beat.worst
-    assert downsample_beat.worst < 0.1, downsample_beat.worst
+    # a responsiveness bound on library code (not a throughput threshold), net of waits for a core
+    assert copy_beat.worst < 0.05, (copy_beat.worst, copy_beat.worst_raw)
+    assert downsample_beat.worst < 0.05, (downsample_beat.worst, downsample_beat.worst_raw)

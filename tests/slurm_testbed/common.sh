@@ -1,4 +1,5 @@
-# Shared helpers for setup.sh, stop.sh and restart_sshd.sh (sourced, not run).
+# shellcheck shell=bash disable=SC2034
+# Shared helpers for setup.sh, stop.sh, restart_sshd.sh and check.sh (sourced, not run).
 # Every path of the test bed lives here, so the three scripts agree on them.
 
 TB_ROOT=/var/lib/slurm-testbed
@@ -30,7 +31,7 @@ tb_die() { printf '[slurm-testbed] ERROR: %s\n' "$*" >&2; exit 1; }
 # The command name in field 2 may hold spaces and parentheses: cut after the last ')'.
 tb_proc_state() {
     local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
     stat=${stat##*) }
     printf '%s' "${stat%% *}"
 }
@@ -38,8 +39,9 @@ tb_proc_state() {
 # Parent pid of a process, or empty.
 tb_proc_ppid() {
     local stat rest
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
     rest=${stat##*) }
+    # shellcheck disable=SC2086
     set -- $rest
     printf '%s' "$2"
 }
@@ -52,7 +54,7 @@ tb_pid_alive() {
     state=$(tb_proc_state "$pid")
     [[ -n $state && $state != Z && $state != X ]] || return 1
     if [[ -n $name ]]; then
-        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+        { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
         [[ $comm == "$name" ]] || return 1
     fi
     return 0
@@ -98,16 +100,26 @@ tb_stop_daemon() {
     rm -f "$pidfile"
 }
 
-# All descendants of a pid (children first found, depth-first), from /proc.
+# All descendants of a pid, one per line, from one pass over /proc (no fork per process).
 tb_descendants() {
-    local parent=$1 p ppid
+    local top=$1 p stat rest
+    local -A kids=()
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
-        ppid=$(tb_proc_ppid "$p")
-        if [[ $ppid == "$parent" ]]; then
-            printf '%s\n' "$p"
-            tb_descendants "$p"
-        fi
+        { read -r stat <"/proc/$p/stat"; } 2>/dev/null || continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        kids[$2]+="$p "
+    done
+    local -a todo=("$top")
+    while ((${#todo[@]})); do
+        p=${todo[0]}
+        todo=("${todo[@]:1}")
+        for rest in ${kids[$p]:-}; do
+            printf '%s\n' "$rest"
+            todo+=("$rest")
+        done
     done
 }
 
@@ -116,7 +128,7 @@ tb_pids_by_comm() {
     local p comm
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
-        comm=$(cat "/proc/$p/comm" 2>/dev/null) || continue
+        { read -r comm <"/proc/$p/comm"; } 2>/dev/null || continue
         [[ $comm == "$1" ]] && tb_pid_alive "$p" && printf '%s\n' "$p"
     done
     return 0
@@ -140,7 +152,7 @@ tb_wait_for() {
 tb_start_sshd() {
     mkdir -p /run/sshd && chmod 755 /run/sshd
     /usr/sbin/sshd -t -f "$TB_SSH/sshd_config" || tb_die "sshd_config does not pass sshd -t"
-    setsid /usr/sbin/sshd -f "$TB_SSH/sshd_config" -E "$TB_LOG/sshd.log" </dev/null >/dev/null 2>&1 ||
+    setsid /usr/sbin/sshd -f "$TB_SSH/sshd_config" -E "$TB_LOG/sshd.log" </dev/null >/dev/null 2>&1 9>&- ||
         tb_die "sshd did not start, see $TB_LOG/sshd.log"
     tb_wait_for 10 tb_port_open "$TB_SSH_PORT" || tb_die "sshd not listening on $TB_HOST:$TB_SSH_PORT, see $TB_LOG/sshd.log"
 }
@@ -148,20 +160,15 @@ tb_start_sshd() {
 # Stop the test sshd and, with $1 = drop, every connection it serves (its children):
 # stopping only the listener leaves established sessions alive.
 tb_stop_sshd() {
-    local pid kids
+    local pid
+    local -a targets
     if pid=$(tb_running_pid "$TB_RUN/sshd.pid" sshd); then
-        kids=$(tb_descendants "$pid" | tr '\n' ' ')
-        kill -TERM "$pid" 2>/dev/null || true
-        if [[ ${1:-} == drop && -n $kids ]]; then
-            # shellcheck disable=SC2086
-            kill -TERM $kids 2>/dev/null || true
-        fi
-        # shellcheck disable=SC2086
-        tb_wait_dead 10 "$pid" $([[ ${1:-} == drop ]] && echo $kids) || {
-            # shellcheck disable=SC2086
-            kill -KILL "$pid" $([[ ${1:-} == drop ]] && echo $kids) 2>/dev/null || true
-        }
-        tb_log "stopped sshd ($pid)${kids:+, sessions: $kids}"
+        targets=("$pid")
+        # shellcheck disable=SC2207
+        [[ ${1:-} == drop ]] && targets+=($(tb_descendants "$pid"))
+        kill -TERM "${targets[@]}" 2>/dev/null || true
+        tb_wait_dead 10 "${targets[@]}" || kill -KILL "${targets[@]}" 2>/dev/null || true
+        tb_log "stopped sshd ($pid)$( ((${#targets[@]} > 1)) && echo ", sessions: ${targets[*]:1}")"
     fi
     rm -f "$TB_RUN/sshd.pid"
 }

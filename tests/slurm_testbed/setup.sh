@@ -38,9 +38,10 @@ umask 022
 
 mkdir -p "$TB_ROOT"
 chmod 755 "$TB_ROOT"
-# One set-up at a time (parallel test sessions may all call this script).
+# One set-up at a time (parallel test sessions may all call this script). Every daemon is started
+# with fd 9 closed (9>&-): a daemon inheriting it would hold the lock for its whole life.
 exec 9>"$TB_ROOT/.setup.lock"
-flock 9
+flock -w 900 9 || tb_die "another setup.sh holds $TB_ROOT/.setup.lock"
 
 T_START=$(tb_now)
 TIMINGS=()
@@ -260,12 +261,16 @@ start_munged() {
     chown munge:munge /run/munge
     chmod 755 /run/munge
     if ! tb_running_pid "$TB_RUN/munged.pid" munged >/dev/null; then
+        if munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+            tb_log "WARNING: a munged not started by this script already serves /run/munge: using it"
+            return 0
+        fi
         rm -f "$TB_RUN/munged.pid" /run/munge/munged.pid
         # munged daemonises itself and runs as the munge user. It insists on a log file owned by
         # munge in a directory nobody else can write: keep its default /var/log/munge/munged.log.
         rm -f "$TB_LOG/munged.stdout"
         setsid runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid \
-            </dev/null >>"$TB_LOG/munged.stdout" 2>&1 ||
+            </dev/null >>"$TB_LOG/munged.stdout" 2>&1 9>&- ||
             tb_die "munged did not start: $(cat "$TB_LOG/munged.stdout"; tail -n 5 /var/log/munge/munged.log 2>/dev/null)"
         tb_wait_for 10 test -s /run/munge/munged.pid || tb_die "munged wrote no pid file"
         cp /run/munge/munged.pid "$TB_RUN/munged.pid"
@@ -291,7 +296,7 @@ start_mariadb() {
         setsid /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$TB_DB" --socket="$MYSQL_SOCKET" \
             --pid-file=/run/mysqld/mariadbd.pid --skip-networking --log-error="$TB_LOG/mariadb.log" \
             --innodb-buffer-pool-size=64M --skip-log-bin \
-            </dev/null >>"$TB_LOG/mariadb.log" 2>&1 &
+            </dev/null >>"$TB_LOG/mariadb.log" 2>&1 9>&- &
         disown
         tb_wait_for 30 sh -c "mariadb --socket=$MYSQL_SOCKET -e 'select 1' >/dev/null 2>&1" ||
             tb_die "mariadbd did not come up, see $TB_LOG/mariadb.log"
@@ -326,7 +331,7 @@ start_slurmdbd() {
     restart_if slurmdbd "$TB_RUN/slurmdbd.pid" slurmdbd slurmdbd
     if ! tb_running_pid "$TB_RUN/slurmdbd.pid" slurmdbd >/dev/null; then
         rm -f "$TB_RUN/slurmdbd.pid"
-        setsid /usr/sbin/slurmdbd </dev/null >>"$TB_LOG/slurmdbd.stdout" 2>&1 ||
+        setsid /usr/sbin/slurmdbd </dev/null >>"$TB_LOG/slurmdbd.stdout" 2>&1 9>&- ||
             tb_die "slurmdbd did not start, see $TB_LOG/slurmdbd.log"
         tb_wait_for 30 tb_port_open 6819 || tb_die "slurmdbd not listening on 6819, see $TB_LOG/slurmdbd.log"
     fi
@@ -341,7 +346,7 @@ start_slurmctld() {
     restart_if slurmctld "$TB_RUN/slurmctld.pid" slurmctld slurm
     if ! tb_running_pid "$TB_RUN/slurmctld.pid" slurmctld >/dev/null; then
         rm -f "$TB_RUN/slurmctld.pid"
-        setsid /usr/sbin/slurmctld </dev/null >>"$TB_LOG/slurmctld.stdout" 2>&1 ||
+        setsid /usr/sbin/slurmctld </dev/null >>"$TB_LOG/slurmctld.stdout" 2>&1 9>&- ||
             tb_die "slurmctld did not start, see $TB_LOG/slurmctld.log"
         tb_wait_for 30 sh -c 'scontrol ping 2>/dev/null | grep -q UP' ||
             tb_die "slurmctld does not answer, see $TB_LOG/slurmctld.log"
@@ -353,7 +358,7 @@ start_slurmd() {
     if ! tb_running_pid "$TB_RUN/slurmd.pid" slurmd >/dev/null; then
         rm -f "$TB_RUN/slurmd.pid"
         # The host name is 'vm', not the node name: name the node explicitly.
-        setsid /usr/sbin/slurmd -N localhost </dev/null >>"$TB_LOG/slurmd.stdout" 2>&1 ||
+        setsid /usr/sbin/slurmd -N localhost </dev/null >>"$TB_LOG/slurmd.stdout" 2>&1 9>&- ||
             tb_die "slurmd did not start, see $TB_LOG/slurmd.log"
     fi
 }
@@ -396,23 +401,33 @@ stage_done "sshd"
 
 # ---------------------------------------------------------------------------------------------
 # 5. The cluster Python: a venv from Debian's python3 (root's pyenv Python under /root is not
-#    readable by slurmtest), with the repo installed editable, world-readable.
-runuser -u "$TB_USER" -- test -r "$REPO_DIR/pyproject.toml" ||
-    tb_die "$REPO_DIR is not readable by $TB_USER: the editable install would not import for the cluster user"
+#    readable by slurmtest), with the repo installed editable (the cluster runs the current source),
+#    world-readable.
 if ! "$TB_VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
     rm -rf "$TB_VENV"
     mkdir -p "$(dirname "$TB_VENV")"
     /usr/bin/python3 -m venv "$TB_VENV" || tb_die "could not create $TB_VENV"
 fi
-# Re-install only when the repo path or its pyproject.toml changed (editable: the source is live).
-STAMP_WANT="$REPO_DIR $(sha256sum "$REPO_DIR/pyproject.toml" | cut -d' ' -f1)"
+if runuser -u "$TB_USER" -- test -r "$REPO_DIR/pyproject.toml"; then
+    # Editable: re-install only when the repo path or its pyproject.toml changed.
+    PIP_TARGET=(-e "${REPO_DIR}[slurm,hdf5]")
+    STAMP_WANT="editable $REPO_DIR $(sha256sum "$REPO_DIR/pyproject.toml" | cut -d' ' -f1)"
+else
+    # The cluster user could not read an editable install (e.g. a clone under /root, mode 700):
+    # install a copy instead, and re-install whenever a source file changed.
+    tb_log "WARNING: $REPO_DIR is not readable by $TB_USER: installing a copy (not editable) into $TB_VENV"
+    PIP_TARGET=("${REPO_DIR}[slurm,hdf5]")
+    STAMP_WANT="copy $REPO_DIR $(cd "$REPO_DIR" && find . \( -name .git -o -name .venv -o -name __pycache__ \
+        -o -name '*.egg-info' -o -name build -o -name dist \) -prune -o -type f \( -name '*.py' -o -name '*.toml' \
+        -o -name '*.cfg' -o -name '*.typed' \) -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+fi
 if [[ ! -f $TB_VENV/.testbed-installed || $(cat "$TB_VENV/.testbed-installed") != "$STAMP_WANT" ]]; then
     rm -f "$TB_VENV/.testbed-installed"
-    tb_log "pip install -e $REPO_DIR[slurm,hdf5] into $TB_VENV"
+    tb_log "pip install ${PIP_TARGET[*]} into $TB_VENV"
     if ! (cd / && "$TB_VENV/bin/python" -m pip install --no-input --progress-bar off -q \
-        -e "$REPO_DIR[slurm,hdf5]" >"$TB_ROOT/pip-install.log" 2>&1); then
+        "${PIP_TARGET[@]}" >"$TB_ROOT/pip-install.log" 2>&1); then
         tail -n 40 "$TB_ROOT/pip-install.log" >&2
-        tb_die "pip install -e $REPO_DIR[slurm,hdf5] into $TB_VENV FAILED (log: $TB_ROOT/pip-install.log)"
+        tb_die "pip install ${PIP_TARGET[*]} into $TB_VENV FAILED (log: $TB_ROOT/pip-install.log)"
     fi
     echo "$STAMP_WANT" >"$TB_VENV/.testbed-installed"
 fi
@@ -455,12 +470,12 @@ if [[ ${SLURM_TESTBED_SKIP_SMOKE:-0} != 1 ]]; then
     SSH=(ssh -i "$TB_CLIENT/id_ed25519" -p "$TB_SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=yes
         -o UserKnownHostsFile="$TB_SSH/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=10
         "$TB_USER@$TB_HOST")
-    out=$("${SSH[@]}" sinfo -h -o '%P %a %D %T') || tb_die "ssh $TB_USER@$TB_HOST:$TB_SSH_PORT sinfo failed"
+    out=$("${SSH[@]}" "sinfo -h -o '%P %a %D %T'" </dev/null) || tb_die "ssh $TB_USER@$TB_HOST:$TB_SSH_PORT sinfo failed"
     tb_log "ssh sinfo: $out"
     stage_done "smoke: ssh + sinfo"
     SMOKE_OUT=$TB_SHARED/.smoke-$$.out
     rm -f "$SMOKE_OUT"
-    "${SSH[@]}" "cd /tmp && sbatch --wait --quiet -o $SMOKE_OUT -J testbed-smoke --wrap 'echo ok \$(id -un) \$SLURM_JOB_ID'" ||
+    "${SSH[@]}" "cd /tmp && sbatch --wait --quiet -o $SMOKE_OUT -J testbed-smoke --wrap 'echo ok \$(id -un) \$SLURM_JOB_ID'" </dev/null ||
         tb_die "smoke sbatch --wait over ssh failed"
     grep -q "^ok $TB_USER " "$SMOKE_OUT" || tb_die "smoke job wrote no 'ok $TB_USER' (got: $(cat "$SMOKE_OUT" 2>/dev/null))"
     tb_log "smoke job: $(cat "$SMOKE_OUT")"

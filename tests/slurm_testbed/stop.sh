@@ -13,6 +13,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 T0=$(tb_now)
 tb_stop_sshd drop
+# Cancel what is still pending or running while slurmctld can record it: a job whose processes
+# are just killed stays RUNNING in the restored slurmctld state after the next start.
+if tb_running_pid "$TB_RUN/slurmctld.pid" slurmctld >/dev/null; then
+    active=$(timeout 10 squeue -h -t pending,running,suspended,configuring -o %A 2>/dev/null | sort -u | tr '\n' ' ') || active=""
+    if [[ -n ${active// /} ]]; then
+        # shellcheck disable=SC2086
+        timeout 10 scancel $active 2>/dev/null || true
+        tb_log "cancelled jobs: $active"
+        # Give slurmd a moment to end their processes (KillWait=5 s); slurmstepd leftovers are killed below.
+        tb_wait_for 8 sh -c '! squeue -h -t running,completing -o %A 2>/dev/null | grep -q .' || true
+    fi
+fi
 tb_stop_daemon "$TB_RUN/slurmd.pid" slurmd 15
 # Job steps of running jobs outlive slurmd: end them and the job processes under them too.
 steps=""

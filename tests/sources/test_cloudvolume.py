@@ -284,3 +284,45 @@ def test_secrets_are_never_written_into_a_spec(layer):
     source = open_cloudvolume(layer, secrets={"token": "do-not-leak"})
     with pytest.raises(ba.NotSerializableError, match="secrets"):
         source.to_spec()
+
+
+# ---- sharded layers ----------------------------------------------------------------------------
+def _new_sharded_layer(path):
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint8",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[8, 0, 16],
+        volume_size=[64, 60, 40],
+        chunk_size=[8, 8, 8],
+    )
+    info["scales"][0]["sharding"] = {
+        "@type": "neuroglancer_uint64_sharded_v1",
+        "preshift_bits": 3,
+        "hash": "identity",
+        "minishard_bits": 3,
+        "shard_bits": 3,
+        "minishard_index_encoding": "raw",
+        "data_encoding": "raw",
+    }
+    CloudVolume(f"file://{path}", info=info, compress=False, progress=False).commit_info()
+    return f"file://{path}"
+
+
+@pytest.mark.asyncio
+async def test_sharded_layers_expose_their_shards_and_align_writes_to_them(tmp_path):
+    cloudpath = _new_sharded_layer(tmp_path / "sharded")
+    source = open_cloudvolume(cloudpath, compress=False)
+    assert source.chunks == (8, 8, 8)
+    assert source.shards == (32, 32, 32)  # 2**3 chunks per axis, as tensorstore lays them out
+    assert source.write_granularity == (32, 32, 32)
+    assert source.grid_offset == (0, 0, 0)
+    assert open_cloudvolume(cloudpath, offset=(12, 4, 20)).grid_offset == (28, 28, 28)
+    data = np.random.default_rng(3).integers(0, 255, source.shape, dtype=np.uint8)
+    blocks = _aligned_blocks(source.shape, source.shards, source.grid_offset)
+    await _gather_writes(source, data, blocks, in_flight=16)
+    np.testing.assert_array_equal(_cv_read_zyx(cloudpath), data)
+    reread = await ba.open_source(f"precomputed://{tmp_path / 'sharded'}")
+    np.testing.assert_array_equal(await reread.read(...), data)

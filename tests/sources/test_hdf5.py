@@ -227,8 +227,13 @@ def test_relative_paths_are_recorded_absolute(
 # ---- create ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("compression", "filter_name", "level"),
-    [("default", "gzip", 1), ("gzip", "gzip", 4), ("lzf", "lzf", None), ("none", None, None),
-     (None, None, None)],
+    [
+        ("default", "gzip", 1),
+        ("gzip", "gzip", 4),
+        ("lzf", "lzf", None),
+        ("none", None, None),
+        (None, None, None),
+    ],
 )
 def test_create_writes_a_dataset_h5py_reads_back(
     tmp_path: Path, compression, filter_name, level
@@ -237,8 +242,13 @@ def test_create_writes_a_dataset_h5py_reads_back(
     data = np.random.default_rng(1).random((12, 30, 17)).astype(np.float32)
     src = run(
         ba.create_source(
-            path, shape=data.shape, dtype=data.dtype, chunks=(4, 16, 16), format="hdf5",
-            internal_path="a/b/raw", compression=compression,
+            path,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=(4, 16, 16),
+            format="hdf5",
+            internal_path="a/b/raw",
+            compression=compression,
         )
     )
     assert isinstance(src, Hdf5Source) and src.writable and src.chunks == (4, 16, 16)
@@ -267,7 +277,11 @@ def test_create_unknown_compression_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ba.FormatNotSupportedError, match="'zstd'.*default, gzip, lzf, none"):
         run(
             ba.create_source(
-                tmp_path / "x.h5", shape=(4,), dtype="u1", chunks=(2,), format="hdf5",
+                tmp_path / "x.h5",
+                shape=(4,),
+                dtype="u1",
+                chunks=(2,),
+                format="hdf5",
                 compression="zstd",
             )
         )
@@ -290,8 +304,13 @@ def test_create_over_existing_with_other_shape_is_refused(h5_file: Path) -> None
     with pytest.raises(ba.SourceExistsError, match=r"shape \(20, 33, 41\).*\(4, 4\)"):
         run(
             ba.create_source(
-                h5_file, shape=(4, 4), dtype="uint16", chunks=(2, 2), format="hdf5",
-                internal_path="raw", exist_ok=True,
+                h5_file,
+                shape=(4, 4),
+                dtype="uint16",
+                chunks=(2, 2),
+                format="hdf5",
+                internal_path="raw",
+                exist_ok=True,
             )
         )
 
@@ -300,8 +319,13 @@ def test_create_over_a_group_is_refused(h5_file: Path) -> None:
     with pytest.raises(ba.SourceExistsError, match="group at 'group'"):
         run(
             ba.create_source(
-                h5_file, shape=(4,), dtype="u1", chunks=(2,), format="hdf5",
-                internal_path="group", exist_ok=True,
+                h5_file,
+                shape=(4,),
+                dtype="u1",
+                chunks=(2,),
+                format="hdf5",
+                internal_path="group",
+                exist_ok=True,
             )
         )
 
@@ -348,7 +372,9 @@ def test_concurrent_reads_and_writes_on_one_handle(tmp_path: Path) -> None:
         src = await ba.create_source(
             path, shape=data.shape, dtype="uint8", chunks=(4, 64, 64), format="hdf5"
         )
-        await asyncio.gather(*(src.write(slice(z, z + 4), data[z : z + 4]) for z in range(0, 32, 4)))
+        await asyncio.gather(
+            *(src.write(slice(z, z + 4), data[z : z + 4]) for z in range(0, 32, 4))
+        )
         parts = await asyncio.gather(*(src.read(slice(z, z + 2)) for z in range(0, 32, 2)))
         return np.concatenate(parts)
 

@@ -61,7 +61,12 @@ def test_reads_are_the_file_with_y_flipped(mrc_path: Path, volume: np.ndarray, i
 
 @pytest.mark.parametrize(
     ("shape", "dtype"),
-    [((11, 23, 17), np.float32), ((6, 9, 8), np.int16), ((13, 21), np.uint16), ((4, 5, 6), np.int8)],
+    [
+        ((11, 23, 17), np.float32),
+        ((6, 9, 8), np.int16),
+        ((13, 21), np.uint16),
+        ((4, 5, 6), np.int8),
+    ],
 )
 def test_orientation_matches_bioimage_py(tmp_path: Path, shape, dtype) -> None:
     data = np.random.default_rng(1).integers(-100, 100, shape).astype(dtype)

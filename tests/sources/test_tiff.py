@@ -199,7 +199,11 @@ def big_stack() -> np.ndarray:  # more than 10 slices, so natural and lexical or
 def test_natural_order() -> None:
     names = ["slice10.tif", "slice2.tif", "Slice1.tif", "slice1.tif", "a.tif"]
     assert sorted(names, key=natural_key) == [
-        "a.tif", "Slice1.tif", "slice1.tif", "slice2.tif", "slice10.tif"
+        "a.tif",
+        "Slice1.tif",
+        "slice1.tif",
+        "slice2.tif",
+        "slice10.tif",
     ]
 
 
@@ -214,7 +218,9 @@ def test_folder_stacks_slices_in_natural_order(
     assert src.shape == big_stack.shape and src.chunks == (1, 19, 23)
     assert [Path(f).name for f in src.files[:3]] == ["slice0.tif", "slice1.tif", "slice2.tif"]
     np.testing.assert_array_equal(src[...], big_stack)
-    np.testing.assert_array_equal(run(src.read((slice(8, 12), slice(3, 9), 4))), big_stack[8:12, 3:9, 4])
+    np.testing.assert_array_equal(
+        run(src.read((slice(8, 12), slice(3, 9), 4))), big_stack[8:12, 3:9, 4]
+    )
 
 
 def test_folder_without_pattern_uses_all_tiffs(tmp_path: Path, big_stack: np.ndarray) -> None:

@@ -17,6 +17,9 @@ with warnings.catch_warnings():
     wk = pytest.importorskip("webknossos")
 cluster_tools = pytest.importorskip("cluster_tools")
 
+# webknossos' own advice while writing the fixtures (small chunks, numba for downsampling).
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:webknossos")
+
 TOPLEFT = (8, 4, 4)  # Mag(1) XYZ, a multiple of every mag below
 SIZE = (37, 29, 21)  # Mag(1) XYZ, not a multiple of the chunk shape or of any mag
 
@@ -25,7 +28,7 @@ def _write_layer(dataset, name, data, *, data_format="zarr3", num_channels=1):
     layer = dataset.add_layer(
         name,
         "color",
-        dtype_per_channel=data.dtype,
+        dtype=data.dtype,
         num_channels=num_channels,
         data_format=data_format,
         bounding_box=wk.BoundingBox(TOPLEFT, SIZE),
@@ -45,9 +48,7 @@ def dataset_path(tmp_path_factory):
         for name, data_format in (("color", "zarr3"), ("color_wkw", "wkw")):
             data = rng.integers(0, 60_000, SIZE, dtype=np.uint16)
             layer = _write_layer(dataset, name, data, data_format=data_format)
-            layer.downsample(
-                coarsest_mag=wk.Mag(4), sampling_mode="isotropic", executor=executor
-            )
+            layer.downsample(coarsest_mag=wk.Mag(4), sampling_mode="isotropic", executor=executor)
     aniso = _write_layer(dataset, "aniso", rng.integers(0, 255, SIZE, dtype=np.uint8))
     coarse = aniso.add_mag("2-2-1", chunk_shape=(8, 8, 8), shard_shape=(16, 16, 16))
     coarse.write(rng.integers(0, 255, (19, 15, 21), dtype=np.uint8), absolute_offset=TOPLEFT)
@@ -120,9 +121,7 @@ async def test_a_single_layer_dataset_needs_no_layer_name(single_layer_path):
 
 
 @pytest.mark.asyncio
-async def test_local_datasets_open_offline_by_relative_path_or_file_url(
-    dataset_path, monkeypatch
-):
+async def test_local_datasets_open_offline_by_relative_path_or_file_url(dataset_path, monkeypatch):
     monkeypatch.chdir(dataset_path.parent)
     by_relative = open_webknossos(dataset_path.name, layer_name="color")
     assert by_relative.to_spec().params["dataset_name_or_url"] == str(dataset_path)

@@ -1,0 +1,177 @@
+"""On the real single-node slurm cluster and sshd set up by tests/slurm_testbed/setup.sh."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+from bioimage_async.runners.ssh import SshError
+
+from .blockfns import bright_volume, fail_while_marker_exists, invert, sleepy
+
+pytestmark = pytest.mark.slurm
+ENV_FILE = "/var/lib/slurm-testbed/testbed.env"
+CHUNKS = (16, 32, 32)
+
+
+def load_env():
+    if not os.path.exists(ENV_FILE):
+        pytest.skip("the slurm test bed is not set up (bash tests/slurm_testbed/setup.sh)")
+    env = {}
+    for line in open(ENV_FILE):
+        if "=" in line and not line.startswith("#"):
+            key, value = line.strip().split("=", 1)
+            env[key] = value
+    return env
+
+
+@pytest.fixture
+def testbed():
+    return load_env()
+
+
+@pytest.fixture
+def shared(testbed, tmp_path):
+    """A per-test folder on the 'shared filesystem' that the cluster user can write."""
+    folder = os.path.join(testbed["SLURM_TESTBED_SHARED"], f"{tmp_path.name}-{os.getpid()}")
+    os.makedirs(folder)
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def ssh_config(testbed, shared, **kw):
+    return ba.SlurmConfig(
+        tmp_root=shared, poll_interval=0.25, latency_wait=10,
+        host=testbed["SLURM_TESTBED_HOST"], port=int(testbed["SLURM_TESTBED_PORT"]),
+        username=testbed["SLURM_TESTBED_USER"], client_keys=[testbed["SLURM_TESTBED_CLIENT_KEY"]],
+        known_hosts=testbed["SLURM_TESTBED_KNOWN_HOSTS"], remote_python=testbed["SLURM_TESTBED_REMOTE_PYTHON"],
+        **kw,
+    )
+
+
+def local_config(shared, **kw):
+    return ba.SlurmConfig(tmp_root=shared, poll_interval=0.25, latency_wait=10, **kw)
+
+
+async def make_io(shared, data, name="out.zarr", out_shape=None, out_chunks=CHUNKS):
+    src = await ba.create_source(os.path.join(shared, "in.zarr"), shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    await src.write(..., data)
+    out = await ba.create_source(os.path.join(shared, name), shape=out_shape or data.shape, dtype=data.dtype, chunks=out_chunks)
+    subprocess.run(["chmod", "-R", "a+rwX", shared], check=True)
+    return src, out
+
+
+def squeue_alive(job_ids):
+    result = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if line.split()[1] in ("RUNNING", "PENDING")]
+
+
+async def test_copy_over_ssh_equals_the_input(testbed, shared, volume):
+    src, out = await make_io(shared, volume)
+    await ba.copy(src, out, job_type="slurm", num_workers=4, job_config=ssh_config(testbed, shared))
+    np.testing.assert_array_equal(await out.read(), volume)
+
+
+async def test_downsample_with_local_sbatch_equals_a_local_run(shared, volume):
+    target = (23, 35, 42)
+    src, out = await make_io(shared, volume, "s1.zarr", target, (8, 16, 16))
+    await ba.downsample(src, 2, out, order=1, anti_aliasing=True, job_type="slurm", num_workers=4, job_config=local_config(shared))
+    np.testing.assert_array_equal(await out.read(), await ba.downsample(volume, 2, order=1, anti_aliasing=True))
+
+
+async def test_downsample_over_ssh_equals_a_local_run(testbed, shared, volume):
+    target = (23, 35, 42)
+    src, out = await make_io(shared, volume, "s1.zarr", target, (8, 16, 16))
+    await ba.downsample(src, 2, out, job_type="slurm", num_workers=4, job_config=ssh_config(testbed, shared))
+    np.testing.assert_array_equal(await out.read(), await ba.downsample(volume, 2))
+
+
+async def test_failed_tasks_give_exact_block_ids_and_resume_from_completes(testbed, shared):
+    shape, bright = (48, 64, 96), [1, 7, 16]
+    data = bright_volume(shape, CHUNKS, bright)
+    src, out = await make_io(shared, data)
+    marker = os.path.join(shared, "FAIL")
+    open(marker, "w").close()
+    fn = fail_while_marker_exists(marker)
+    config = ssh_config(testbed, shared)
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config)
+    error = caught.value
+    assert error.failed_block_ids == bright
+    assert "transient failure on a bright block" in str(error)
+    os.unlink(marker)
+    await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, resume_from=error.tmp_folder)
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_unknown_host_key_is_refused_before_anything_is_submitted(testbed, shared, volume):
+    src, out = await make_io(shared, volume)
+    for known_hosts in (testbed["SLURM_TESTBED_BAD_KNOWN_HOSTS"], testbed.get("SLURM_TESTBED_EMPTY_KNOWN_HOSTS")):
+        if known_hosts is None:
+            continue
+        with pytest.raises(SshError, match="not trusted"):
+            await ba.copy(src, out, job_type="slurm", job_config=ssh_config(testbed, shared, known_hosts=known_hosts))
+    assert not [p for p in os.listdir(shared) if p.startswith("bioimage_async_")]
+    with pytest.raises(ba.ConfigError, match="does not exist"):
+        await ba.copy(src, out, job_type="slurm", job_config=ssh_config(testbed, shared, known_hosts=os.path.join(shared, "nope")))
+
+
+async def test_run_is_split_across_arrays_beyond_max_array_size(shared, volume):
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, max_array_size=3, blocks_per_task=3, keep_tmp=True)
+    run = await ba.map_blocks(invert, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, wait=False)
+    grid = ba.BlockGrid(volume.shape, CHUNKS)
+    n_tasks = -(-grid.num_blocks // 3)
+    assert len(run.job_ids) == -(-n_tasks // 3) > 1
+    await run.wait()
+    np.testing.assert_array_equal(await out.read(), 255 - volume)
+
+
+async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, keep_tmp=True)
+    task = asyncio.create_task(ba.map_blocks(sleepy(30), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config))
+    folder = None
+    for _ in range(100):
+        await asyncio.sleep(0.2)
+        folders = [p for p in os.listdir(shared) if p.startswith("bioimage_async_")]
+        if folders and os.listdir(os.path.join(shared, folders[0], "progress")) == [] and os.path.exists(os.path.join(shared, folders[0], "submit-0-0.sh")):
+            folder = os.path.join(shared, folders[0])
+            break
+    assert folder is not None
+    await asyncio.sleep(3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    run = await ba.attach(folder, config)
+    for _ in range(40):
+        if not squeue_alive(run.job_ids):
+            break
+        await asyncio.sleep(0.5)
+    assert not squeue_alive(run.job_ids)
+
+
+async def test_scancelled_task_is_reported_with_its_state(shared, volume):
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, blocks_per_task=1)
+    run = await ba.map_blocks(sleepy(1.0), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, wait=False)
+    job = run.job_ids[0]
+    subprocess.run(["scancel", f"{job}_5"], check=True)
+    with pytest.raises(ba.RunnerError) as caught:
+        await run.wait()
+    assert caught.value.failed_block_ids == [5]
+    assert "CANCELLED" in str(caught.value)
+
+
+async def test_task_killed_by_its_time_limit_is_reported_as_timeout(shared, volume):
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, time="1", blocks_per_task=100)
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(sleepy(20), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=1, job_config=config)
+    assert "TIMEOUT" in str(caught.value)
+    assert caught.value.failed_block_ids  # the blocks that never finished
