@@ -179,7 +179,10 @@ class Run:
                 states = await self.launcher.states(self.folder)
                 now = time.monotonic()
                 for task_id in open_tasks:
-                    state = states.get(task_id, TaskState("GONE", reason="unknown to the scheduler"))
+                    state = states.get(task_id, TaskState(
+                        "GONE", reason="no longer known to the scheduler (cancelled before it "
+                        "started, or its record was purged)",
+                    ))
                     if state.state in TERMINAL_FAILURES:
                         strikes[task_id] = strikes.get(task_id, 0) + 1
                         if strikes[task_id] >= 2:

@@ -45,13 +45,14 @@ def shared(testbed, tmp_path):
 
 
 def ssh_config(testbed, shared, **kw):
-    return ba.SlurmConfig(
+    fields = dict(
         tmp_root=shared, poll_interval=0.25, latency_wait=10,
         host=testbed["SLURM_TESTBED_HOST"], port=int(testbed["SLURM_TESTBED_PORT"]),
         username=testbed["SLURM_TESTBED_USER"], client_keys=[testbed["SLURM_TESTBED_CLIENT_KEY"]],
         known_hosts=testbed["SLURM_TESTBED_KNOWN_HOSTS"], remote_python=testbed["SLURM_TESTBED_REMOTE_PYTHON"],
-        **kw,
     )
+    fields.update(kw)
+    return ba.SlurmConfig(**fields)
 
 
 def local_config(shared, **kw):
@@ -159,13 +160,16 @@ async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
 async def test_scancelled_task_is_reported_with_its_state(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, blocks_per_task=1)
-    run = await ba.map_blocks(sleepy(1.0), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, wait=False)
-    job = run.job_ids[0]
-    subprocess.run(["scancel", f"{job}_5"], check=True)
+    run = await ba.map_blocks(sleepy(4.0), src, out, block_shape=CHUNKS, block_ids=[0, 1, 2, 3], job_type="slurm", num_workers=2, job_config=config, wait=False)
+    for _ in range(100):
+        if (await run.status()).task_states.get(0) == "RUNNING":
+            break
+        await asyncio.sleep(0.2)
+    subprocess.run(["scancel", f"{run.job_ids[0]}_0"], check=True)
     with pytest.raises(ba.RunnerError) as caught:
         await run.wait()
-    assert caught.value.failed_block_ids == [5]
-    assert "CANCELLED" in str(caught.value)
+    assert caught.value.failed_block_ids == [0]
+    assert "task 0: CANCELLED" in str(caught.value)
 
 
 async def test_task_killed_by_its_time_limit_is_reported_as_timeout(shared, volume):
