@@ -137,8 +137,12 @@ class Run:
     # ---- waiting --------------------------------------------------------------------------
     async def wait(self, progress: ProgressArg = None) -> Any:
         """Wait until every task ended; return the op's result or raise RunnerError."""
+        from .ssh import SshError
+
         try:
             dead = await self._watch(progress)
+        except SshError as error:
+            raise SshError(f"{error}. {self.attach_hint()}") from error
         except asyncio.CancelledError:
             if self.detach_on_cancel:
                 logger.warning("cancelled waiting for %r: %s", self.name, self.attach_hint())
