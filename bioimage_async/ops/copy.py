@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..blocking.defaults import default_block_shape
+from ..blocking.defaults import TARGET_BLOCK_BYTES, default_block_shape
 from ..blocking.grid import BlockGrid
 from ..pipeline.task import BlockKernel, BlockTask
 from ..sources.base import Source
@@ -22,11 +22,15 @@ def same_source(a: Source, b: Source) -> bool:
 
 
 def resolve_block_shape(
-    block_shape: Any, output: Source, input_chunks: tuple[int, ...] | None
+    block_shape: Any,
+    output: Source,
+    input_chunks: tuple[int, ...] | None,
+    target_bytes: int = TARGET_BLOCK_BYTES,
 ) -> tuple[int, ...]:
     if block_shape is None:
         return default_block_shape(
-            output.shape, output.dtype.itemsize, output.write_granularity, input_chunks
+            output.shape, output.dtype.itemsize, output.write_granularity, input_chunks,
+            target_bytes,
         )
     block_shape = tuple(int(b) for b in block_shape)
     if len(block_shape) != output.ndim:

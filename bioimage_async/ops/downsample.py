@@ -5,6 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
+from ..blocking.defaults import HEAVY_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import BlockGrid
 from ..pipeline.task import BlockTask
 from ..sources.registry import as_source
@@ -63,8 +64,10 @@ async def downsample(
     in_chunks = (
         tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     )
-    grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks))
     kernel = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    # heavy kernels ship each input region to a worker process: keep blocks small (~512 KiB out)
+    target_bytes = HEAVY_BLOCK_BYTES if kernel.compute_cost == "heavy" else TARGET_BLOCK_BYTES
+    grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
     task = BlockTask(
         "downsample", src, out, grid, kernel, as_source(mask) if mask is not None else None
     )

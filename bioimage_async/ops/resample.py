@@ -82,41 +82,62 @@ class ResampleKernel(BlockKernel):
             result = self._spline(block, data, start)
         return _to_dtype(result, np.dtype(self.dtype))
 
-    # ---- orders 0 and 1: axis by axis ------------------------------------------------------
-    def _separable(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
-        work_dtype = _work_dtype(data.dtype)
-        array: np.ndarray = data
-        smoothing = any(sig > 0 for sig in self.sigmas)
-        for axis, (s, scale) in enumerate(zip(block.roi, self.scales)):
-            positions = np.arange(s.start, s.stop, dtype=np.float64) * scale
-            sigma = self.sigmas[axis]
-            if sigma > 0:
-                from scipy.ndimage import gaussian_filter1d
+    # ---- orders 0 and 1: axis by axis, as gathered taps ------------------------------------
+    def axis_taps(self, axis: int, out_start: int, out_stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global input indices and weights of every output position along one axis.
 
-                array = gaussian_filter1d(
-                    array.astype(work_dtype, copy=False), sigma, axis=axis, mode="mirror",
-                    truncate=_TRUNCATE, output=work_dtype,
-                )
-            local = positions - start[axis]
-            if self.order == 0:
-                index = np.floor(local + 0.5).astype(np.intp)
-                array = np.take(array, index, axis=axis)
+        Smoothing (a Gaussian with 'mirror' borders) followed by nearest/linear sampling is a
+        linear map along the axis; each output voxel needs only a few input voxels, so it is
+        computed as a weighted sum of gathered slices, and only at the positions that are kept.
+        Indices and weights depend on the global position alone, so blocks equal the whole.
+        """
+        n, scale = self.in_shape[axis], self.scales[axis]
+        positions = np.arange(out_start, out_stop, dtype=np.float64) * scale
+        if self.order == 0:
+            index = np.floor(positions + 0.5)[:, None]
+            weight = np.ones_like(index)
+        else:
+            lower = np.floor(positions)
+            frac = positions - lower
+            if not frac.any():
+                index, weight = lower[:, None], np.ones((lower.size, 1))
+            else:
+                index = np.stack([lower, np.minimum(lower + 1, n - 1)], axis=1)
+                weight = np.stack([1.0 - frac, frac], axis=1)
+        sigma = self.sigmas[axis]
+        if sigma > 0:
+            radius = gaussian_radius(sigma)
+            offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+            kernel = np.exp(-0.5 / sigma**2 * offsets**2)
+            kernel /= kernel.sum()
+            index = (index[:, :, None] + offsets[None, None, :]).reshape(index.shape[0], -1)
+            weight = (weight[:, :, None] * kernel[None, None, :]).reshape(weight.shape[0], -1)
+            period = 2 * (n - 1) if n > 1 else 1
+            index = np.abs(np.mod(index, period))  # mirror about the edge voxels
+            index = np.where(index > n - 1, period - index, index)
+        return index.astype(np.intp), weight
+
+    def _separable(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
+        array: np.ndarray = data
+        work = _work_dtype(data.dtype)
+        for axis, s in enumerate(block.roi):
+            index, weight = self.axis_taps(axis, s.start, s.stop)
+            index = index - start[axis]
+            if index.shape[1] == 1 and (weight == 1.0).all():
+                array = _gather(array, index[:, 0], axis)
                 continue
-            lower = np.floor(local).astype(np.intp)
-            weight = local - lower
-            if not weight.any():
-                array = np.take(array, lower, axis=axis)
-                continue
-            upper = np.minimum(lower + 1, array.shape[axis] - 1)
             shape = [1] * array.ndim
             shape[axis] = -1
-            w = weight.astype(work_dtype).reshape(shape)
-            low = np.take(array, lower, axis=axis).astype(work_dtype, copy=False)
-            high = np.take(array, upper, axis=axis).astype(work_dtype, copy=False)
-            array = low + (high - low) * w
-        if not smoothing and self.order == 0:
-            return np.ascontiguousarray(array)
-        return array
+            result = None
+            for tap in range(index.shape[1]):
+                taps = _gather(array, index[:, tap], axis)
+                factor = weight[:, tap].astype(work).reshape(shape)
+                if result is None:
+                    result = np.multiply(taps, factor, dtype=work)
+                else:
+                    result += taps * factor
+            array = result
+        return np.ascontiguousarray(array)
 
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------
     def _spline(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
@@ -129,6 +150,17 @@ class ResampleKernel(BlockKernel):
         return affine_transform(
             work, self.scales, offset=offset, output_shape=block.shape, order=self.order
         )
+
+
+def _gather(array: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+    """``np.take`` along ``axis``, as a strided view (no copy) when the indices are regular."""
+    if index.size > 1:
+        step = int(index[1] - index[0])
+        if step > 0 and np.array_equal(np.diff(index), np.full(index.size - 1, step)):
+            view = [slice(None)] * array.ndim
+            view[axis] = slice(int(index[0]), int(index[-1]) + 1, step)
+            return array[tuple(view)]
+    return np.take(array, index, axis=axis)
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:

@@ -21,9 +21,8 @@ import cloudpickle
 import numpy as np
 
 from ..blocking.grid import Block, BlockGrid
+from .compute_worker import HEADER, LENGTH
 from .task import BlockKernel
-
-HEADER_SIZE = 8
 
 
 def compute_block(
@@ -52,20 +51,38 @@ def worker_environment() -> dict[str, str]:
 
 
 class _Worker:
+    """One worker process and its pipes; frames as in ``compute_worker`` (pickle protocol 5,
+    arrays as out-of-band buffers written straight from their memory: no pickled copy)."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
 
     async def send(self, obj: Any) -> None:
-        payload = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=5)
         assert self.process.stdin is not None
-        self.process.stdin.write(len(payload).to_bytes(HEADER_SIZE, "little") + payload)
-        await self.process.stdin.drain()
+        stdin = self.process.stdin
+        if isinstance(obj, bytes):  # an already pickled message (the kernel set-up)
+            payload, buffers = obj, []
+        else:
+            buffers = []
+            payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        stdin.write(HEADER.pack(len(payload), len(buffers)))
+        stdin.write(payload)
+        for buffer in buffers:
+            raw = buffer.raw()
+            stdin.write(LENGTH.pack(raw.nbytes))
+            stdin.write(raw)
+        await stdin.drain()
 
     async def receive(self) -> Any:
         assert self.process.stdout is not None
-        header = await self.process.stdout.readexactly(HEADER_SIZE)
-        payload = await self.process.stdout.readexactly(int.from_bytes(header, "little"))
-        return pickle.loads(payload)
+        stdout = self.process.stdout
+        size, count = HEADER.unpack(await stdout.readexactly(HEADER.size))
+        payload = await stdout.readexactly(size)
+        buffers = []
+        for _ in range(count):
+            (length,) = LENGTH.unpack(await stdout.readexactly(LENGTH.size))
+            buffers.append(await stdout.readexactly(length))
+        return pickle.loads(payload, buffers=buffers)
 
     def kill(self) -> None:
         if self.process.returncode is None:

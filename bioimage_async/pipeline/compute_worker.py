@@ -17,22 +17,33 @@ import time
 import traceback
 from typing import IO, Any
 
-HEADER = struct.Struct("<Q")
+HEADER = struct.Struct("<QQ")  # pickle length, number of out-of-band buffers
+LENGTH = struct.Struct("<Q")
 
 
 def read_frame(stream: IO[bytes]) -> Any:
+    """One message: a pickle plus its out-of-band buffers (arrays travel without a copy)."""
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
         return None
-    (size,) = HEADER.unpack(header)
+    size, count = HEADER.unpack(header)
     payload = stream.read(size)
-    return pickle.loads(payload)
+    buffers = []
+    for _ in range(count):
+        (length,) = LENGTH.unpack(stream.read(LENGTH.size))
+        buffers.append(bytearray(stream.read(length)))
+    return pickle.loads(payload, buffers=buffers)
 
 
 def write_frame(stream: IO[bytes], obj: Any) -> None:
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(payload)))
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    stream.write(HEADER.pack(len(payload), len(buffers)))
     stream.write(payload)
+    for buffer in buffers:
+        raw = buffer.raw()
+        stream.write(LENGTH.pack(raw.nbytes))
+        stream.write(raw)
     stream.flush()
 
 

@@ -56,5 +56,5 @@ class Launcher(ABC):
     async def cancel(self, folder: RunFolder) -> None:
         """Stop every task of the run that is still pending or running."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook; most launchers hold nothing
         """Release connections."""
