@@ -14,7 +14,7 @@ import pytest
 import bioimage_async as ba
 
 from .blockfns import sleepy
-from .test_slurm import CHUNKS, make_io, squeue_alive, ssh_config, testbed, shared  # noqa: F401
+from .slurm_helpers import CHUNKS, make_io, squeue_alive, ssh_config
 
 pytestmark = pytest.mark.slurm
 
