@@ -91,6 +91,13 @@ class Run:
             ids.extend(range(start, stop))
         return ids
 
+    def _latest_task_ids(self) -> list[int]:
+        attempts = self.folder.manifest.attempts
+        if not attempts:
+            return []
+        start, stop = attempts[-1]["task_ids"]
+        return list(range(start, stop))
+
     def __repr__(self) -> str:
         return f"<Run {self.name!r} jobs={self.job_ids} tmp_folder={self.tmp_folder!r}>"
 
@@ -221,11 +228,17 @@ class Run:
         _, failed = await self.folder.sentinels()
         first_error = None
         details = []
-        for task_id in sorted(failed & set(self.task_ids())):
+        latest = set(self._latest_task_ids())
+        for task_id in sorted(failed & set(self.task_ids()), reverse=True):  # newest attempt first
             info = await self.folder.failure(task_id) or {}
-            if first_error is None and info.get("error"):
-                first_error = str(info["error"])
-            details.append(f"task {task_id}: blocks {str(info.get('failed'))[:120]} failed")
+            error = str(info.get("error") or "")
+            if first_error is None and error and task_id in latest:
+                first_error = error
+            last_line = error.strip().splitlines()[-1] if error.strip() else "no error text"
+            blocks = info.get("failed")
+            what = f"blocks {str(blocks)[:120]} failed" if blocks else "failed before any block"
+            details.append(f"task {task_id}: {what}: {last_line}")
+        details.reverse()
         details.extend(dead[t] for t in sorted(dead))
         if first_error is None and dead:
             first_error = dead[min(dead)]

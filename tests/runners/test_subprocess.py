@@ -105,3 +105,52 @@ async def test_attach_from_the_folder_alone_waits_for_the_result(tmp_path, volum
     again = await ba.attach(run.tmp_folder, config(tmp_path))
     result = await again.wait()
     np.testing.assert_array_equal(await result.read(), volume)
+
+
+async def test_worker_refuses_a_payload_of_another_package_version(tmp_path):
+    import json
+
+    shape, bright = (48, 64, 96), [4]
+    data = bright_volume(shape, CHUNKS, bright)
+    src, out = await make_input(tmp_path, data)
+    marker = tmp_path / "FAIL"
+    marker.write_text("")
+    fn = fail_while_marker_exists(str(marker))
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+    folder = caught.value.tmp_folder
+    manifest_path = os.path.join(folder, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    manifest["package_version"] = "0.0.0-other"
+    json.dump(manifest, open(manifest_path, "w"))
+    marker.unlink()
+    with pytest.raises(ba.RunnerError, match="payload was written by 0.0.0-other") as again:
+        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=folder)
+    assert again.value.failed_block_ids == bright
+
+
+async def test_progress_callable_sees_every_block(tmp_path, volume):
+    src, out = await make_input(tmp_path, volume)
+    seen = []
+    await ba.copy(src, out, block_shape=CHUNKS, progress=lambda done, total: seen.append((done, total)))
+    total = ba.BlockGrid(volume.shape, CHUNKS).num_blocks
+    assert seen[-1] == (total, total) and len(seen) == total
+    seen.clear()
+    await ba.copy(src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1] == (total, total)
+
+
+def test_cli_status_and_attach_of_a_detached_run(tmp_path, volume):
+    import subprocess
+    import sys
+
+    src = ba.sync.create_source(tmp_path / "i.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS)
+    src[...] = volume
+    out = ba.sync.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS)
+    run = ba.sync.map_blocks(sleepy(0.2), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path, keep_tmp=True), wait=False)
+    cli = [sys.executable, "-m", "bioimage_async.cli.main"]
+    status = subprocess.run([*cli, "status", run.tmp_folder], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "blocks done" in status.stdout, status.stderr
+    attached = subprocess.run([*cli, "attach", run.tmp_folder], capture_output=True, text=True, timeout=120)
+    assert attached.returncode == 0 and "every block is written" in attached.stdout, attached.stderr
+    np.testing.assert_array_equal(out[...], 255 - volume)
