@@ -54,7 +54,7 @@ def iter_blocks(source: Any, block_shape: Any = None, **kwargs: Any) -> Iterator
     """A plain iterator over ``ba.iter_blocks``: each step runs on the background loop."""
     from .ops import iter_blocks as iter_blocks_op
 
-    agen = iter_blocks_op(source, block_shape, **kwargs)
+    agen: Any = iter_blocks_op(source, block_shape, **kwargs)
     try:
         while True:
             try:

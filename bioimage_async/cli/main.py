@@ -12,7 +12,7 @@ import json
 import os
 import shlex
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -47,7 +47,7 @@ def _factor(text: str) -> int | tuple[int, ...]:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too, with our one-line style
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too, with our one-line style
         self.print_usage(sys.stderr)
         print(f"bioimage-async: error: {message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

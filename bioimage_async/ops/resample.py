@@ -128,7 +128,7 @@ class ResampleKernel(BlockKernel):
                 continue
             shape = [1] * array.ndim
             shape[axis] = -1
-            result = None
+            result: np.ndarray | None = None
             for tap in range(index.shape[1]):
                 taps = _gather(array, index[:, tap], axis)
                 factor = weight[:, tap].astype(work).reshape(shape)
@@ -136,6 +136,7 @@ class ResampleKernel(BlockKernel):
                     result = np.multiply(taps, factor, dtype=work)
                 else:
                     result += taps * factor
+            assert result is not None
             array = result
         return np.ascontiguousarray(array)
 

@@ -60,10 +60,10 @@ class _Worker:
     async def send(self, obj: Any) -> None:
         assert self.process.stdin is not None
         stdin = self.process.stdin
+        buffers: list[pickle.PickleBuffer] = []
         if isinstance(obj, bytes):  # an already pickled message (the kernel set-up)
-            payload, buffers = obj, []
+            payload = obj
         else:
-            buffers = []
             payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
         stdin.write(HEADER.pack(len(payload), len(buffers)))
         stdin.write(payload)

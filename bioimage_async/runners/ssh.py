@@ -51,8 +51,8 @@ class LocalShell:
                 f"{argv[0]!r} is not installed on this machine; set SlurmConfig(host=...) to "
                 "submit to a cluster over SSH"
             ) from err
-        out, err = await process.communicate()
-        result = CommandResult(process.returncode or 0, out.decode(), err.decode())
+        stdout, stderr = await process.communicate()
+        result = CommandResult(process.returncode or 0, stdout.decode(), stderr.decode())
         if check and result.returncode:
             raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
