@@ -39,7 +39,7 @@ class ResourceOptions:
 
     data_copy_concurrency: int = _default_threads()
     file_io_concurrency: int = 2 * _default_threads()
-    cache_bytes: int = 256 * 1024 * 1024
+    cache_bytes: int = 32 * 1024 * 1024
     file_io_sync: bool = False
     blocking_threads: int = _default_threads()
 

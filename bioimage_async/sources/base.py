@@ -185,6 +185,11 @@ class Source(ABC):
                 )
         return array.reshape(normalized.shape)
 
+    async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
+        """Copy ``source[source_roi]`` into ``self[roi]`` without a numpy round trip, if this
+        pair of sources can (tensorstore to tensorstore); False means: use read + write."""
+        return False
+
     @abstractmethod
     async def _read(self, roi: Roi) -> np.ndarray: ...
 

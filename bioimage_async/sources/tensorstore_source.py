@@ -88,6 +88,15 @@ class TensorStoreSource(Source):
     async def _write(self, roi: Roi, value: np.ndarray) -> None:
         await self.store[roi].write(value)
 
+    async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
+        if not isinstance(source, TensorStoreSource) or not self.writable:
+            return False
+        region = source.store[source_roi]
+        if region.dtype != self.store.dtype:
+            region = ts.cast(region, self.store.dtype)
+        await self.store[roi].write(region)  # chunk to chunk inside tensorstore
+        return True
+
     def to_spec(self) -> SourceSpec:
         spec = self.store.spec(minimal_spec=True, retain_context=False).to_json()
         spec.pop("context", None)
