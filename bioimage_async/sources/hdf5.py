@@ -12,7 +12,6 @@ truncates or creates one (that is ``create_source(format='hdf5')``'s job).
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -22,13 +21,13 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
-    MissingDependencyError,
     NotSerializableError,
     SourceError,
     SourceExistsError,
 )
 from .base import SourceSpec
 from .indexing import Roi
+from .optional import import_optional
 from .threaded import ThreadedSource
 
 #: create_source(compression=...) -> h5py create_dataset keywords. 'default' is gzip level 1:
@@ -45,11 +44,7 @@ _LISTING_LIMIT = 1000
 
 
 def _h5py() -> Any:
-    """h5py, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
-    try:
-        return importlib.import_module("h5py")
-    except ImportError:
-        raise MissingDependencyError("h5py", "hdf5", "the hdf5 format") from None
+    return import_optional("h5py", "h5py", "hdf5", "the hdf5 format")
 
 
 class Hdf5Source(ThreadedSource):

@@ -7,7 +7,6 @@ touches only the requested rows. Reads of a memory map are thread-safe and run i
 
 from __future__ import annotations
 
-import importlib
 import os
 import warnings
 from typing import Any
@@ -16,13 +15,12 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import (
-    FormatNotSupportedError,
     InternalPathNotFoundError,
-    MissingDependencyError,
     SourceError,
 )
 from .base import SourceSpec
 from .indexing import Roi
+from .optional import import_optional, refuse_write_mode
 from .threaded import ThreadedSource
 
 #: The one internal path an MRC file has (bioimage-py's key for it); accepted and ignored.
@@ -30,11 +28,7 @@ DEFAULT_KEY = "data"
 
 
 def _mrcfile() -> Any:
-    """mrcfile, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
-    try:
-        return importlib.import_module("mrcfile")
-    except ImportError:
-        raise MissingDependencyError("mrcfile", "mrc", "the mrc format") from None
+    return import_optional("mrcfile", "mrcfile", "mrc", "the mrc format")
 
 
 class MrcSource(ThreadedSource):
@@ -126,11 +120,7 @@ async def open_mrc(
 
     ``internal_path`` may be None or 'data' (the key bioimage-py uses); anything else is an error.
     """
-    if mode != "r":
-        raise FormatNotSupportedError(
-            f"the mrc format is read-only here, so mode={mode!r} is not possible; open it with "
-            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
-        )
+    refuse_write_mode("mrc", mode)
     _mrcfile()
     path = os.path.abspath(os.fspath(path))
     if internal_path not in (None, "", DEFAULT_KEY):

@@ -10,7 +10,6 @@ A gzipped file (.nii.gz) is decompressed from its start up to the region, unless
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -18,13 +17,12 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import (
-    FormatNotSupportedError,
     InternalPathNotFoundError,
-    MissingDependencyError,
     SourceError,
 )
 from .base import SourceSpec
 from .indexing import Roi
+from .optional import import_optional, refuse_write_mode
 from .threaded import ThreadedSource
 
 #: The one internal path a NIfTI file has (bioimage-py's key for it); accepted and ignored.
@@ -32,11 +30,7 @@ DEFAULT_KEY = "data"
 
 
 def _nibabel() -> Any:
-    """nibabel, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
-    try:
-        return importlib.import_module("nibabel")
-    except ImportError:
-        raise MissingDependencyError("nibabel", "nifti", "the nifti format") from None
+    return import_optional("nibabel", "nibabel", "nifti", "the nifti format")
 
 
 class NiftiSource(ThreadedSource):
@@ -108,11 +102,7 @@ async def open_nifti(
 
     ``internal_path`` may be None or 'data' (the key bioimage-py uses); anything else is an error.
     """
-    if mode != "r":
-        raise FormatNotSupportedError(
-            f"the nifti format is read-only here, so mode={mode!r} is not possible; open it with "
-            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
-        )
+    refuse_write_mode("nifti", mode)
     _nibabel()
     path = os.path.abspath(os.fspath(path))
     if internal_path not in (None, "", DEFAULT_KEY):

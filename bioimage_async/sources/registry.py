@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import FormatNotSupportedError, MissingDependencyError
 from .base import Source, SourceSpec
+from .optional import refuse_write_mode
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,8 @@ async def open_source(
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     fmt = format if format is not None else infer_format(path, kwargs.get("pattern"))
     info = format_info(fmt)
-    if mode != "r" and not info.writable:
-        raise FormatNotSupportedError(
-            f"the {fmt} format is read-only here, so mode={mode!r} is not possible; open it with "
-            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
-        )
+    if not info.writable:
+        refuse_write_mode(fmt, mode)
     backend = _backend(info)
     opener: Callable[..., Awaitable[Source]] = getattr(backend, info.opener)
     if info.module == "tensorstore_source":

@@ -11,7 +11,6 @@ handle.
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 import re
 from typing import Any
@@ -22,11 +21,11 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
-    MissingDependencyError,
     SourceError,
 )
 from .base import SourceSpec
 from .indexing import Roi, roi_shape
+from .optional import import_optional, refuse_write_mode
 from .threaded import ThreadedSource
 
 #: The slices of a folder when open_tiff is given a folder and no pattern.
@@ -34,11 +33,7 @@ DEFAULT_PATTERN = "*.tif*"
 
 
 def _tifffile() -> Any:
-    """tifffile, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
-    try:
-        return importlib.import_module("tifffile")
-    except ImportError:
-        raise MissingDependencyError("tifffile", "tiff", "the tiff format") from None
+    return import_optional("tifffile", "tifffile", "tiff", "the tiff format")
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -389,11 +384,7 @@ async def open_tiff(
     A folder's slices are matched by ``pattern`` (default '*.tif*', or ``internal_path`` when it
     holds the pattern, as bioimage-py keys image stacks) and stacked in natural order.
     """
-    if mode != "r":
-        raise FormatNotSupportedError(
-            f"the tiff format is read-only here, so mode={mode!r} is not possible; open it with "
-            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
-        )
+    refuse_write_mode("tiff", mode)
     _tifffile()
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):

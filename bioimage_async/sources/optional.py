@@ -1,0 +1,25 @@
+"""What every optional backend checks the same way: its library, and read-only modes."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import FormatNotSupportedError, MissingDependencyError
+
+
+def import_optional(module: str, package: str, extra: str, what: str) -> Any:
+    """``module``, or MissingDependencyError naming the extra (also for specs reopened elsewhere)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(package, extra, what) from None
+
+
+def refuse_write_mode(fmt: str, mode: str) -> None:
+    """Read-only formats accept only mode='r'; say what to do instead."""
+    if mode != "r":
+        raise FormatNotSupportedError(
+            f"the {fmt} format is read-only here, so mode={mode!r} is not possible; open it with "
+            "mode='r' and copy it into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
+        )
