@@ -32,10 +32,11 @@ def default_block_shape(
     shape = tuple(int(n) for n in shape)
     if write_granularity is not None:
         base = [int(g) for g in write_granularity]
-        if read_chunks is not None:
+        if read_chunks is not None:  # align to input chunks too where that stays small
             for axis, (g, c) in enumerate(zip(base, read_chunks)):
                 joint = math.lcm(g, int(c))
-                if joint <= 4 * max(g, int(c)):
+                widened = base[:axis] + [joint] + base[axis + 1 :]
+                if joint <= 4 * max(g, int(c)) and math.prod(widened) * itemsize <= 8 * target_bytes:
                     base[axis] = joint
         step = [int(g) for g in write_granularity]
     else:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..context import run_blocking
 from ..sources.base import Source
 from ..sources.registry import as_source, create_source
 from .copy import copy
@@ -90,7 +91,10 @@ async def pyramid(
     order, anti_aliasing = METHODS[chosen]
     path = os.fspath(output_path)
     os.makedirs(path, exist_ok=True)
-    level_chunks = chunks or src.chunks or tuple(min(n, 64) for n in src.shape)
+    # a chunked store's chunks carry over; page-wise chunks of a TIFF (1, Y, X) would not suit
+    level_chunks = chunks or (src.chunks if src.kind == "tensorstore" else None) or tuple(
+        min(n, 64) for n in src.shape
+    )
     outputs: list[Source] = []
     shape = src.shape
     for level in range(levels):
@@ -108,6 +112,10 @@ async def pyramid(
     attrs = ngff_metadata(os.path.basename(path.rstrip("/")), src.ndim, factors, levels, axes)
     attrs["multiscales"][0]["type"] = chosen
     attrs["multiscales"][0]["metadata"] = {"method": chosen, "order": order, "anti_aliasing": anti_aliasing}
-    with open(os.path.join(path, ".zattrs"), "w") as handle:
-        json.dump(attrs, handle, indent=1)
+    await run_blocking(_write_json, os.path.join(path, ".zattrs"), attrs)
     return outputs
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w") as handle:
+        json.dump(data, handle, indent=1)

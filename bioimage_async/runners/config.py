@@ -50,7 +50,9 @@ class SlurmConfig(RunnerConfig):
     Seed fields: partition, time, mem, cpus_per_task, gpus (``--gpus`` only when > 0), account,
     qos, constraint, shebang (first line an interpreter line; further lines are an activation
     preamble placed after the ``#SBATCH`` directives), max_array_size (None: ask the cluster),
-    latency_wait (seconds to wait for the sentinel of a COMPLETED task on NFS).
+    latency_wait (seconds to wait for the sentinel of a COMPLETED task on NFS),
+    scheduler_poll_interval (seconds between squeue/sacct queries: the run folder is polled every
+    ``poll_interval``, the scheduler less often to spare slurmctld).
 
     SSH fields: ``host`` (None runs sbatch here), ``port``, ``username``, ``client_keys`` (paths
     of private keys; None uses the SSH agent and default keys), ``known_hosts`` (host keys are
@@ -71,6 +73,7 @@ class SlurmConfig(RunnerConfig):
     shebang: str | None = None
     max_array_size: int | None = None
     latency_wait: float = 120.0
+    scheduler_poll_interval: float = 5.0
     host: str | None = None
     port: int = 22
     username: str | None = None

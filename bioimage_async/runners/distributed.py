@@ -44,11 +44,15 @@ class DistributedRunner(Runner):
     def tmp_root(self) -> str:
         return self.config.tmp_root or tempfile.gettempdir()
 
+    #: default tasks per worker: subprocess slots relaunch in milliseconds, so several tasks per
+    #: worker balance the load; a slurm array element costs ~1.5 s of scheduling, so one each.
+    tasks_per_worker = 4
+
     def num_tasks(self, n_groups: int, num_workers: int) -> int:
         per_task = self.config.blocks_per_task
         if per_task:
             return max(1, math.ceil(n_groups / per_task))
-        return min(n_groups, 4 * num_workers)
+        return min(n_groups, self.tasks_per_worker * num_workers)
 
     async def run(  # type: ignore[override]
         self,

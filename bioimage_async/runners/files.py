@@ -20,6 +20,8 @@ class RunFiles(Protocol):
 
     async def makedirs(self, path: str) -> None: ...
 
+    async def mkdir(self, path: str) -> None: ...
+
     async def write_bytes(self, path: str, data: bytes) -> None: ...
 
     async def read_bytes(self, path: str) -> bytes: ...
@@ -52,6 +54,9 @@ class LocalFiles:
     async def makedirs(self, path: str) -> None:
         await run_blocking(os.makedirs, path, exist_ok=True)
 
+    async def mkdir(self, path: str) -> None:
+        await run_blocking(os.mkdir, path)
+
     async def write_bytes(self, path: str, data: bytes) -> None:
         await run_blocking(_write_atomic, path, data)
 
@@ -76,6 +81,9 @@ class SftpFiles:
 
     async def makedirs(self, path: str) -> None:
         await self.sftp.makedirs(path, exist_ok=True)
+
+    async def mkdir(self, path: str) -> None:
+        await self.sftp.mkdir(path)
 
     async def write_bytes(self, path: str, data: bytes) -> None:
         tmp = f"{path}.tmp-{os.getpid()}"

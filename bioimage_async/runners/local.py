@@ -48,7 +48,14 @@ class LocalRunner(Runner):
         total = len(ids) if ids is not None else task.grid.num_blocks
         cost = task.kernel.compute_cost
         in_flight = self.config.in_flight or default_in_flight(cost, num_workers)
-        in_flight = max(1, min(in_flight, self.config.memory_budget // max(1, task.bytes_per_block())))
+        block_bytes = task.bytes_per_block()
+        if block_bytes > self.config.memory_budget:
+            logger.warning(
+                "one block of %r holds %.0f MiB, more than memory_budget (%.0f MiB); pass a "
+                "smaller block_shape than %s", task.name, block_bytes / 2**20,
+                self.config.memory_budget / 2**20, task.grid.block_shape,
+            )
+        in_flight = max(1, min(in_flight, self.config.memory_budget // max(1, block_bytes)))
         plan = plan_writes(
             task.grid,
             task.output.chunks,

@@ -173,6 +173,8 @@ class Run:
         strikes: dict[int, int] = {}
         completed_since: dict[int, float] = {}
         latency_wait = getattr(self.config, "latency_wait", 5.0)
+        scheduler_interval = getattr(self.config, "scheduler_poll_interval", 0.0)
+        last_query = -float("inf")
         if not isinstance(self.config, SlurmConfig):
             latency_wait = min(latency_wait, 5.0)
         try:
@@ -187,8 +189,12 @@ class Run:
                 ]
                 if not open_tasks:
                     return dead
-                states = await self.launcher.states(self.folder)
                 now = time.monotonic()
+                if now - last_query < scheduler_interval:
+                    await asyncio.sleep(self.config.poll_interval)
+                    continue
+                last_query = now
+                states = await self.launcher.states(self.folder)
                 for task_id in open_tasks:
                     state = states.get(task_id, TaskState(
                         "GONE", reason="no longer known to the scheduler (cancelled before it "
@@ -220,7 +226,10 @@ class Run:
         return text
 
     async def _finish(self, dead: dict[int, str]) -> None:
-        missing = await self.folder.missing_blocks()
+        succeeded, _ = await self.folder.sentinels()
+        # a worker writes .success only after recording every block: no need to read the logs
+        complete = not dead and set(self.task_ids()) <= succeeded
+        missing = [] if complete else await self.folder.missing_blocks()
         if not missing:
             if not self.config.keep_tmp:
                 await self.folder.remove()

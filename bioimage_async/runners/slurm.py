@@ -25,6 +25,7 @@ from .ssh import CommandResult, LocalShell, ResilientSftpFiles, SshSession
 logger = logging.getLogger("bioimage_async")
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
+_MAX_ARRAY_SIZES: dict[str, int] = {}  # per cluster (shell description), asked once per process
 
 
 def sbatch_script(
@@ -86,9 +87,12 @@ class SlurmLauncher(Launcher):
 
     async def max_array_size(self) -> int:
         if self._max_array_size is None:
-            result = await self.shell.run(["scontrol", "show", "config"])
-            match = re.search(r"MaxArraySize\s*=\s*(\d+)", result.stdout)
-            self._max_array_size = int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+            cluster = self.shell.description
+            if cluster not in _MAX_ARRAY_SIZES:
+                result = await self.shell.run(["scontrol", "show", "config"])
+                match = re.search(r"MaxArraySize\s*=\s*(\d+)", result.stdout)
+                _MAX_ARRAY_SIZES[cluster] = int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+            self._max_array_size = _MAX_ARRAY_SIZES[cluster]
         return self._max_array_size
 
     async def submit(self, folder: RunFolder, task_ids: list[int], num_workers: int) -> dict[str, Any]:
@@ -174,6 +178,7 @@ class SlurmRunner(DistributedRunner):
     """``job_type='slurm'``: a job array, submitted here or over SSH, watched through the run folder."""
 
     job_type = "slurm"
+    tasks_per_worker = 1
 
     def __init__(self, config: RunnerConfig | None = None) -> None:
         if config is None:

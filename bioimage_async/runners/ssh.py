@@ -222,6 +222,9 @@ class ResilientSftpFiles:
     async def makedirs(self, path: str) -> None:
         await self._with("makedirs", path)
 
+    async def mkdir(self, path: str) -> None:
+        await self._with("mkdir", path)
+
     async def write_bytes(self, path: str, data: bytes) -> None:
         await self._with("write_bytes", path, data)
 
@@ -240,4 +243,5 @@ class ResilientSftpFiles:
         return await self._with("list_sizes", path)
 
     async def rmtree(self, path: str) -> None:
-        await self._with("rmtree", path)
+        """One ``rm -rf`` on the cluster instead of one SFTP request per file."""
+        await self.session.run(["rm", "-rf", "--", path])

@@ -38,7 +38,7 @@ def _shared_fixture(testbed, tmp_path):
 
 def ssh_config(testbed, shared, **kw):
     fields = dict(
-        tmp_root=shared, poll_interval=0.25, latency_wait=10,
+        tmp_root=shared, poll_interval=0.25, latency_wait=10, scheduler_poll_interval=1.0,
         host=testbed["SLURM_TESTBED_HOST"], port=int(testbed["SLURM_TESTBED_PORT"]),
         username=testbed["SLURM_TESTBED_USER"], client_keys=[testbed["SLURM_TESTBED_CLIENT_KEY"]],
         known_hosts=testbed["SLURM_TESTBED_KNOWN_HOSTS"], remote_python=testbed["SLURM_TESTBED_REMOTE_PYTHON"],
@@ -48,7 +48,7 @@ def ssh_config(testbed, shared, **kw):
 
 
 def local_config(shared, **kw):
-    return ba.SlurmConfig(tmp_root=shared, poll_interval=0.25, latency_wait=10, **kw)
+    return ba.SlurmConfig(tmp_root=shared, poll_interval=0.25, latency_wait=10, scheduler_poll_interval=1.0, **kw)
 
 
 async def make_io(shared, data, name="out.zarr", out_shape=None, out_chunks=CHUNKS):
