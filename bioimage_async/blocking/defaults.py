@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 
 TARGET_BLOCK_BYTES = 2 * 1024 * 1024
-#: for blocks whose input travels to a compute process (pipe transfer, worker memory)
-HEAVY_BLOCK_BYTES = 512 * 1024
+#: for blocks that are smoothed/interpolated: float work copies of a larger input region
+COMPUTE_BLOCK_BYTES = 1024 * 1024
 
 
 def _fallback(shape: Sequence[int]) -> tuple[int, ...]:

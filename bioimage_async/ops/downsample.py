@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
-from ..blocking.defaults import HEAVY_BLOCK_BYTES, TARGET_BLOCK_BYTES
+from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import BlockGrid
 from ..pipeline.task import BlockTask
 from ..sources.registry import as_source
@@ -65,8 +65,10 @@ async def downsample(
         tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     )
     kernel = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
-    # heavy kernels ship each input region to a worker process: keep blocks small (~512 KiB out)
-    target_bytes = HEAVY_BLOCK_BYTES if kernel.compute_cost == "heavy" else TARGET_BLOCK_BYTES
+    # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
+    # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
+    computes = kernel.order > 0 or kernel.anti_aliasing
+    target_bytes = COMPUTE_BLOCK_BYTES if computes else TARGET_BLOCK_BYTES
     grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
     task = BlockTask(
         "downsample", src, out, grid, kernel, as_source(mask) if mask is not None else None
