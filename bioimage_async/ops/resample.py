@@ -75,7 +75,17 @@ class ResampleKernel(BlockKernel):
             roi.append(slice(max(0, first - halo), min(n, last + 1 + halo)))
         return tuple(roi)
 
+    @property
+    def integer_steps(self) -> tuple[int, ...] | None:
+        """The factors when in == factor * out on every axis (sampling at integer positions)."""
+        steps = tuple(i // o for i, o in zip(self.in_shape, self.out_shape))
+        exact = all(i == s * o for i, s, o in zip(self.in_shape, steps, self.out_shape))
+        return steps if exact else None
+
     def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
+        steps = self.integer_steps
+        if steps is not None and self.anti_aliasing and self.order <= 1 and data.ndim == 3:
+            return _to_dtype(self._planes(block, data, steps), np.dtype(self.dtype))
         start = tuple(s.start for s in self.input_roi(block))
         if self.order <= 1:
             result = self._separable(block, data, start)
@@ -140,6 +150,20 @@ class ResampleKernel(BlockKernel):
             assert result is not None
             array = result
         return np.ascontiguousarray(array)
+
+    def _planes(self, block: Block, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
+        from .resample_planes import crop_or_mirror, gaussian_weights, smooth_sample_planes
+
+        weights = [gaussian_weights(sigma) for sigma in self.sigmas]
+        have = [(s.start, s.stop) for s in self.input_roi(block)]
+        need = [
+            (step * s.start - len(w) // 2, step * (s.stop - 1) + len(w) // 2 + 1)
+            for step, s, w in zip(steps, block.roi, weights)
+        ]
+        padded = crop_or_mirror(data, have, need, self.in_shape)
+        z, y, x = steps
+        nz, ny, nx = block.shape
+        return smooth_sample_planes(padded, (nz, ny, nx), (z, y, x), weights)
 
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------
     def _spline(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:

@@ -83,3 +83,22 @@ async def test_resized_source_wrapper_reads_like_downsample(volume):
     resized = ba.ResizedSource(ba.as_source(volume), (23, 35, 42), order=1, anti_aliasing=True)
     expected = await ba.downsample(volume, 2, order=1, anti_aliasing=True)
     np.testing.assert_array_equal(await resized.read(np.s_[3:9, 10:20, 5:40]), expected[3:9, 10:20, 5:40])
+
+
+@pytest.mark.parametrize("factor", [2, (1, 2, 2), 3])
+@pytest.mark.parametrize("block_shape", [(8, 8, 8), (5, 11, 7)])
+async def test_integer_factor_fast_path_matches_whole_array_and_scipy(rng, factor, block_shape):
+    """in == factor * out: the plane-wise anti-aliased path (resample_planes) is taken."""
+    data = rng.integers(0, 256, size=(48, 66, 84), dtype=np.uint8)
+    factors = (factor,) * 3 if isinstance(factor, int) else factor
+    from bioimage_async.ops.resample import ResampleKernel
+
+    target = downscale_shape(data.shape, factors)
+    assert ResampleKernel(data.shape, target, 1, True).integer_steps == factors
+    whole = await ba.downsample(data, factor, order=1, anti_aliasing=True, block_shape=target)
+    blocked = await ba.downsample(data, factor, order=1, anti_aliasing=True, block_shape=block_shape, num_workers=2)
+    np.testing.assert_array_equal(blocked, whole)
+    scales = [i / o for i, o in zip(data.shape, target)]
+    smoothed = ndi.gaussian_filter(data.astype(np.float64), [max(0, (s - 1) / 2) for s in scales], mode="mirror")
+    reference = np.clip(np.rint(ndi.affine_transform(smoothed, scales, output_shape=target, order=1)), 0, 255)
+    assert np.abs(whole.astype(int) - reference.astype(int)).max() <= 1
