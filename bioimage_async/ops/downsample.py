@@ -5,13 +5,29 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
+import tensorstore as ts
+
 from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import BlockGrid
-from ..pipeline.task import BlockTask
+from ..pipeline.task import BlockKernel, BlockTask
+from ..sources.base import Source
 from ..sources.registry import as_source
+from ..sources.tensorstore_source import TensorStoreSource
 from ._exec import allocate_output, exec_options, run_task
 from .copy import resolve_block_shape
 from .resample import ResampleKernel, downscale_shape
+
+
+def _strided_view(src: Source, factors: tuple[int, ...], kernel: ResampleKernel) -> Source | None:
+    """Order 0 without smoothing, with exact integer factors, is ``src[::f, ::f, ...]``: for a
+    tensorstore input, tensorstore's own stride downsample serves it chunk to chunk (no block
+    buffers, no thread hop). None where that does not apply."""
+    if kernel.order or kernel.anti_aliasing or kernel.integer_steps is None:
+        return None
+    if not isinstance(src, TensorStoreSource):
+        return None
+    view = ts.downsample(src.store, list(factors), "stride")
+    return TensorStoreSource(view, writable=False, format=src.format, location=src.location)
 
 
 def normalize_factors(scale_factor: Any, ndim: int) -> tuple[int, ...]:
@@ -64,10 +80,14 @@ async def downsample(
     in_chunks = (
         tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     )
-    kernel = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    resample = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    kernel: BlockKernel = resample
+    strided = _strided_view(src, factors, resample)
+    if strided is not None and mask is None:
+        src, kernel = strided, BlockKernel()  # a plain copy of tensorstore's strided view
     # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
     # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
-    computes = kernel.order > 0 or kernel.anti_aliasing
+    computes = kernel is resample and (resample.order > 0 or resample.anti_aliasing)
     target_bytes = COMPUTE_BLOCK_BYTES if computes else TARGET_BLOCK_BYTES
     grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
     task = BlockTask(

@@ -102,3 +102,15 @@ async def test_integer_factor_fast_path_matches_whole_array_and_scipy(rng, facto
     smoothed = ndi.gaussian_filter(data.astype(np.float64), [max(0, (s - 1) / 2) for s in scales], mode="mirror")
     reference = np.clip(np.rint(ndi.affine_transform(smoothed, scales, output_shape=target, order=1)), 0, 255)
     assert np.abs(whole.astype(int) - reference.astype(int)).max() <= 1
+
+
+async def test_order_zero_on_a_zarr_input_uses_tensorstore_striding_and_reopens(tmp_path, rng):
+    data = rng.integers(0, 2**16, size=(32, 48, 64), dtype=np.uint16)
+    src = await ba.create_source(tmp_path / "i.zarr", shape=data.shape, dtype="uint16", chunks=(16, 16, 16))
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "o.zarr", shape=(16, 24, 32), dtype="uint16", chunks=(8, 8, 8))
+    await ba.downsample(src, 2, out, num_workers=2)
+    np.testing.assert_array_equal(await out.read(), data[::2, ::2, ::2])
+    again = await ba.create_source(tmp_path / "o2.zarr", shape=(16, 24, 32), dtype="uint16", chunks=(8, 8, 8))
+    await ba.downsample(src, 2, again, job_type="subprocess", num_workers=2, job_config=ba.RunnerConfig(tmp_root=str(tmp_path)))
+    np.testing.assert_array_equal(await again.read(), data[::2, ::2, ::2])
