@@ -185,6 +185,13 @@ class Source(ABC):
                 )
         return array.reshape(normalized.shape)
 
+    def mapped_region(self, roi: Roi) -> np.ndarray | None:
+        """A zero-copy view of a normalised region for memory-mapped sources, else None.
+
+        Touching it may page in from disk: use it from a worker thread, never the event loop.
+        """
+        return None
+
     async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
         """Copy ``source[source_roi]`` into ``self[roi]`` without a numpy round trip, if this
         pair of sources can (tensorstore to tensorstore); False means: use read + write."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from ..context import tensorstore_context
+from ..context import run_blocking, tensorstore_context
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
@@ -89,8 +89,17 @@ class TensorStoreSource(Source):
         await self.store[roi].write(value)
 
     async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
-        if not isinstance(source, TensorStoreSource) or not self.writable:
+        if not self.writable:
             return False
+        if not isinstance(source, TensorStoreSource):
+            mapped = source.mapped_region(source_roi)
+            if mapped is None or mapped.dtype != self.dtype:
+                return False
+            # tensorstore copies the view into its own buffer inside write(): page faults of
+            # the memory map happen there, so call it from a worker thread
+            futures = await run_blocking(self.store[roi].write, mapped)
+            await futures
+            return True
         region = source.store[source_roi]
         if region.dtype != self.store.dtype:
             region = ts.cast(region, self.store.dtype)

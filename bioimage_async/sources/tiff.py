@@ -106,6 +106,11 @@ class TiffSource(ThreadedSource):
         series = f" (series {self.series_index})" if self.series_index else ""
         return f"TIFF file {self.path}{series}"
 
+    def mapped_region(self, roi: Roi) -> np.ndarray | None:
+        if self._memmap is not None and self._memmap.dtype == self._dtype:
+            return self._memmap[roi]
+        return None
+
     def read_blocking(self, roi: Roi) -> np.ndarray:
         if self._memmap is not None:
             return np.array(self._memmap[roi], dtype=self._dtype)
