@@ -147,9 +147,6 @@ class ComputePool:
             raise BlockComputeError(result)
         return result, seconds
 
-    def processes(self) -> list[asyncio.subprocess.Process]:
-        return [w.process for w in self._all]
-
     async def aclose(self, *, kill: bool) -> None:
         """Stop every worker: close stdin (they exit), or kill them on cancellation/failure."""
         for worker in self._all:
