@@ -17,12 +17,11 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import (
-    InternalPathNotFoundError,
     SourceError,
 )
 from .base import SourceSpec
 from .indexing import Roi
-from .optional import import_optional, refuse_write_mode
+from .optional import import_optional, refuse_write_mode, single_array_file
 from .threaded import ThreadedSource
 
 #: The one internal path a NIfTI file has (bioimage-py's key for it); accepted and ignored.
@@ -104,9 +103,5 @@ async def open_nifti(
     """
     refuse_write_mode("nifti", mode)
     _nibabel()
-    path = os.path.abspath(os.fspath(path))
-    if internal_path not in (None, "", DEFAULT_KEY):
-        raise InternalPathNotFoundError(path, internal_path, [DEFAULT_KEY])
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such NIfTI file: {path!r}")
-    return await run_blocking(_open_blocking, path)
+    absolute = single_array_file(path, internal_path, DEFAULT_KEY, "NIfTI")
+    return await run_blocking(_open_blocking, absolute)

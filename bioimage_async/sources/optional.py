@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
-from ..errors import FormatNotSupportedError, MissingDependencyError
+from ..errors import FormatNotSupportedError, InternalPathNotFoundError, MissingDependencyError
 
 
 def import_optional(module: str, package: str, extra: str, what: str) -> Any:
@@ -14,6 +15,18 @@ def import_optional(module: str, package: str, extra: str, what: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise MissingDependencyError(package, extra, what) from None
+
+
+def single_array_file(
+    path: str | os.PathLike[str], internal_path: str | None, default_key: str, what: str
+) -> str:
+    """The absolute path of a one-array file (MRC, NIfTI), checking the key and the file."""
+    path = os.path.abspath(os.fspath(path))
+    if internal_path not in (None, "", default_key):
+        raise InternalPathNotFoundError(path, internal_path, [default_key])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such {what} file: {path!r}")
+    return path
 
 
 def refuse_write_mode(fmt: str, mode: str) -> None:
