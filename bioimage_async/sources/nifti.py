@@ -16,16 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..context import run_blocking
-from ..errors import (
-    SourceError,
-)
+from ..errors import SourceError
 from .base import SourceSpec
 from .indexing import Roi
+from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
 from .threaded import ThreadedSource
-
-#: The one internal path a NIfTI file has (bioimage-py's key for it); accepted and ignored.
-DEFAULT_KEY = "data"
 
 
 def _nibabel() -> Any:

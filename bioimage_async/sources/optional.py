@@ -17,6 +17,10 @@ def import_optional(module: str, package: str, extra: str, what: str) -> Any:
         raise MissingDependencyError(package, extra, what) from None
 
 
+#: The one internal path of a one-array file (bioimage-py's key for it); accepted and ignored.
+SINGLE_ARRAY_KEY = "data"
+
+
 def single_array_file(
     path: str | os.PathLike[str], internal_path: str | None, default_key: str, what: str
 ) -> str:
