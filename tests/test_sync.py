@@ -1,6 +1,7 @@
 import asyncio
 
 import numpy as np
+import pytest
 
 import bioimage_async as ba
 
@@ -41,3 +42,24 @@ async def test_iter_blocks_bounds_read_ahead(volume):
         if len(ids) == 3:
             break
     assert ids == [0, 1, 2] and grid.num_blocks > 3
+
+
+def test_sync_copy_of_a_zarr_python_array(tmp_path):
+    """as_source of a zarr-python array must not run the background loop from inside it."""
+    zarr = pytest.importorskip("zarr")
+    array = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(20, 30), chunks=(10, 10), dtype="uint8", zarr_format=2)
+    array[:] = np.arange(600, dtype=np.uint16).reshape(20, 30) % 251
+    np.testing.assert_array_equal(ba.sync.copy(array), array[:])
+
+
+async def test_as_source_of_a_zarr_python_array_opens_nothing_until_the_first_read(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    array = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(20, 30), chunks=(10, 10), dtype="uint8", zarr_format=2)
+    array[:] = 7
+    src = ba.as_source(array)
+    assert src.tensorstore() is None  # nothing opened inside the caller's loop
+    assert src.shape == (20, 30) and src.chunks == (10, 10)
+    np.testing.assert_array_equal(await src.read(np.s_[0:2]), np.full((2, 30), 7, np.uint8))
+    assert src.tensorstore() is not None
+    reopened = await ba.from_spec(src.to_spec().to_json())
+    np.testing.assert_array_equal(await reopened.read(), array[:])

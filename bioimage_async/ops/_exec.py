@@ -88,15 +88,15 @@ def check_distributed(task: BlockTask, options: ExecOptions) -> None:
                 f"reopened by {options.job_type} workers; write it to zarr/n5 first "
                 "(ba.create_source + ba.copy) or use job_type='local'"
             )
-    spec = task.output.to_spec()
-    if spec.kind == "hdf5" or (spec.kind == "view" and '"hdf5"' in str(spec.to_json())):
-        raise ValueError(
-            f"HDF5 cannot be written by several processes at once, so {task.output.describe()} "
-            "cannot be a distributed output; write to zarr/n5 (ba.create_source(..., "
-            "format='zarr')) and convert afterwards, or use job_type='local'"
-        )
     if not task.output.writable:
         raise ValueError(f"the output is not writable: {task.output.read_only_reason}")
+    if not task.output.multiprocess_writable:
+        raise ValueError(
+            f"{task.output.describe()} cannot be written by several processes at once (HDF5 is "
+            "a single-writer format), so it cannot be a distributed output; write to zarr/n5 "
+            "(ba.create_source(..., format='zarr')) and convert afterwards, or use "
+            "job_type='local'"
+        )
 
 
 async def run_task(task: BlockTask, options: ExecOptions) -> Any:

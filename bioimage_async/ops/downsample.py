@@ -2,32 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
+import numpy as np
 import tensorstore as ts
 
 from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
-from ..blocking.grid import BlockGrid
+from ..blocking.grid import Block, BlockGrid
+from ..kernels.resample import Resampling, downscale_shape
 from ..pipeline.task import BlockKernel, BlockTask
 from ..sources.base import Source
+from ..sources.indexing import Roi
 from ..sources.registry import as_source
-from ..sources.tensorstore_source import TensorStoreSource
 from ._exec import allocate_output, exec_options, run_task
 from .copy import resolve_block_shape
-from .resample import ResampleKernel, downscale_shape
 
 
-def _strided_view(src: Source, factors: tuple[int, ...], kernel: ResampleKernel) -> Source | None:
+@dataclass(frozen=True)
+class ResampleKernel(BlockKernel):
+    """The pipeline's face of ``kernels.resample.Resampling``: blocks are in the output space."""
+
+    resampling: Resampling
+
+    @property
+    def compute_cost(self) -> str:  # type: ignore[override]
+        """Orders 0-1 are numpy gathers and multiply-adds, which release the GIL: threads run
+        them in parallel without shipping each input region to a process (measured 1.5x faster
+        than the process pool). Higher orders call scipy's spline code: a process pool."""
+        return "light" if self.resampling.order <= 1 else "heavy"
+
+    def input_roi(self, block: Block) -> Roi:
+        return self.resampling.input_roi(block.roi)
+
+    def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
+        return self.resampling.compute(block.roi, data)
+
+    def describe(self) -> dict[str, Any]:
+        r = self.resampling
+        return {"kernel": "ResampleKernel", "order": r.order, "anti_aliasing": r.anti_aliasing}
+
+
+def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling) -> Source | None:
     """Order 0 without smoothing, with exact integer factors, is ``src[::f, ::f, ...]``: for a
-    tensorstore input, tensorstore's own stride downsample serves it chunk to chunk (no block
-    buffers, no thread hop). None where that does not apply."""
-    if kernel.order or kernel.anti_aliasing or kernel.integer_steps is None:
+    tensorstore-backed input, tensorstore's own stride downsample serves it chunk to chunk (no
+    block buffers, no thread hop). None where that does not apply."""
+    if resampling.interpolates or resampling.integer_steps is None:
         return None
-    if not isinstance(src, TensorStoreSource):
+    store = src.tensorstore()
+    if store is None:
         return None
-    view = ts.downsample(src.store, list(factors), "stride")
-    return TensorStoreSource(view, writable=False, format=src.format, location=src.location)
+    return as_source(ts.downsample(store, list(factors), "stride"))
 
 
 def normalize_factors(scale_factor: Any, ndim: int) -> tuple[int, ...]:
@@ -80,14 +106,14 @@ async def downsample(
     in_chunks = (
         tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     )
-    resample = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
-    kernel: BlockKernel = resample
-    strided = _strided_view(src, factors, resample)
+    resampling = Resampling(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    kernel: BlockKernel = ResampleKernel(resampling)
+    strided = _strided_view(src, factors, resampling)
     if strided is not None and mask is None:
         src, kernel = strided, BlockKernel()  # a plain copy of tensorstore's strided view
     # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
     # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
-    computes = kernel is resample and (resample.order > 0 or resample.anti_aliasing)
+    computes = kernel.needs_compute and resampling.interpolates
     target_bytes = COMPUTE_BLOCK_BYTES if computes else TARGET_BLOCK_BYTES
     grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
     task = BlockTask(

@@ -18,7 +18,7 @@ from ..sources.base import Source
 from ..sources.registry import as_source, create_source
 from .copy import copy
 from .downsample import downsample, normalize_factors
-from .resample import downscale_shape
+from ..kernels.resample import downscale_shape
 
 #: method -> (spline order, anti-aliasing)
 METHODS = {"nearest": (0, False), "linear": (1, False), "smooth": (1, True), "cubic": (3, True)}
@@ -92,7 +92,7 @@ async def pyramid(
     path = os.fspath(output_path)
     os.makedirs(path, exist_ok=True)
     # a chunked store's chunks carry over; page-wise chunks of a TIFF (1, Y, X) would not suit
-    level_chunks = chunks or (src.chunks if src.kind == "tensorstore" else None) or tuple(
+    level_chunks = chunks or (src.chunks if src.tensorstore() is not None else None) or tuple(
         min(n, 64) for n in src.shape
     )
     outputs: list[Source] = []

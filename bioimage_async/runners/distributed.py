@@ -67,7 +67,7 @@ class DistributedRunner(Runner):
     ) -> Any:
         plan = plan_writes(
             task.grid, task.output.chunks, task.output.shards,
-            getattr(task.output, "grid_offset", None), concurrent=True,
+            task.output.grid_offset, concurrent=True,
             output_name=task.output.describe(),
         )
         ids = task.grid.check_ids(block_ids) if block_ids is not None else None

@@ -60,7 +60,7 @@ class LocalRunner(Runner):
             task.grid,
             task.output.chunks,
             task.output.shards,
-            getattr(task.output, "grid_offset", None),
+            task.output.grid_offset,
             concurrent=in_flight > 1 and not task.output.serializes_writes,
             output_name=task.output.describe(),
         )

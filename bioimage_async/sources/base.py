@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tensorstore as ts
 
 from .._loop import run_sync
 from ..errors import NotSerializableError, ReadOnlySourceError
@@ -107,14 +108,31 @@ class Source(ABC):
         return True
 
     @property
-    def thread_offloaded(self) -> bool:
-        """Whether I/O goes through the blocking thread pool (not natively async)."""
-        return False
+    def grid_offset(self) -> tuple[int, ...]:
+        """Where the write grid's borders lie in this source's coordinates: at
+        ``grid_offset + k * write_granularity`` on each axis (non-zero for a region of a larger
+        array whose chunk grid it does not start on)."""
+        return (0,) * self.ndim
 
     @property
     def serializes_writes(self) -> bool:
         """Whether this handle applies writes one at a time (so in-process writers cannot race)."""
         return False
+
+    @property
+    def multiprocess_writable(self) -> bool:
+        """Whether several processes may write disjoint chunks of it at once (distributed runs).
+
+        True for chunked stores (zarr, n5, precomputed); False for single-writer files (HDF5)
+        and anything living in one process's memory.
+        """
+        return False
+
+    def tensorstore(self) -> ts.TensorStore | None:
+        """A tensorstore handle over exactly this source's domain (zero origin, this axis
+        order), where the source is backed by one; None otherwise. Lets tensorstore copy and
+        downsample chunk to chunk without numpy round trips."""
+        return None
 
     def describe(self) -> str:
         """A short human-readable name, used in error messages."""

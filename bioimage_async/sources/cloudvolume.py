@@ -174,6 +174,10 @@ class CloudVolumeSource(ThreadedSource):
         return self._unknown_shards is None
 
     @property
+    def multiprocess_writable(self) -> bool:
+        return True  # chunk (shard) files: disjoint blocks aligned to them never collide
+
+    @property
     def read_only_reason(self) -> str:
         return (
             f"{self.describe()} is sharded and its shard shape could not be determined "

@@ -226,6 +226,8 @@ async def from_spec(spec: SourceSpec | dict[str, Any]) -> Source:
     """Reopen a source from ``source.to_spec()`` or its JSON form."""
     if not isinstance(spec, SourceSpec):
         spec = SourceSpec.from_json(spec)
+    if spec.kind == "open_source":  # reopen by path, with open_source's own arguments
+        return await open_source(**spec.params)
     if spec.kind == "numpy":
         raise FormatNotSupportedError(
             "an in-memory numpy source cannot be reopened from a spec; write it to a file first"

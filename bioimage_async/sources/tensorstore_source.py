@@ -78,6 +78,13 @@ class TensorStoreSource(Source):
     def read_only_reason(self) -> str:
         return f"{self.describe()} was opened read-only (mode='r'); reopen it with mode='r+'"
 
+    @property
+    def multiprocess_writable(self) -> bool:
+        return True  # one object per chunk (shard): aligned writers never share one
+
+    def tensorstore(self) -> ts.TensorStore:
+        return self.store
+
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.format} array{where}"
@@ -91,7 +98,8 @@ class TensorStoreSource(Source):
     async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
         if not self.writable:
             return False
-        if not isinstance(source, TensorStoreSource):
+        other = source.tensorstore()
+        if other is None:
             mapped = source.mapped_region(source_roi)
             if mapped is None or mapped.dtype != self.dtype:
                 return False
@@ -100,7 +108,7 @@ class TensorStoreSource(Source):
             futures = await run_blocking(self.store[roi].write, mapped)
             await futures
             return True
-        region = source.store[source_roi]
+        region = other[source_roi]
         if region.dtype != self.store.dtype:
             region = ts.cast(region, self.store.dtype)
         await self.store[roi].write(region)  # chunk to chunk inside tensorstore

@@ -26,10 +26,6 @@ class ThreadedSource(Source):
         self._lock = threading.Lock()
 
     @property
-    def thread_offloaded(self) -> bool:
-        return True
-
-    @property
     def serializes_writes(self) -> bool:
         return self.serialize_calls
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import tensorstore as ts
 
 from .base import Source, SourceSpec
 from .indexing import NormalizedIndex, Roi
@@ -44,7 +45,7 @@ class ViewSource(Source):
         """Where the parent's chunk borders lie in this view's coordinates: at
         ``grid_offset + k * write_granularity`` on each axis (for write safety)."""
         granularity = self.parent.write_granularity
-        parent_offset = getattr(self.parent, "grid_offset", (0,) * self.parent.ndim)
+        parent_offset = self.parent.grid_offset
         if granularity is None:
             return (0,) * self.ndim
         return tuple(
@@ -60,12 +61,22 @@ class ViewSource(Source):
         return self.parent.read_only_reason
 
     @property
-    def thread_offloaded(self) -> bool:
-        return self.parent.thread_offloaded
-
-    @property
     def serializes_writes(self) -> bool:
         return self.parent.serializes_writes
+
+    @property
+    def multiprocess_writable(self) -> bool:
+        return self.parent.multiprocess_writable
+
+    def tensorstore(self) -> ts.TensorStore | None:
+        store = self.parent.tensorstore()
+        if store is None:
+            return None
+        index = tuple(
+            s.start if a in self.region.squeeze else s for a, s in enumerate(self.region.roi)
+        )
+        region = store[index]
+        return region[ts.d[:].translate_to[0]] if region.ndim else region
 
     def describe(self) -> str:
         bounds = ", ".join(f"{s.start}:{s.stop}" for s in self.region.roi)

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ..blocking.grid import Block
 from ..context import run_blocking
+from ..kernels.resample import Resampling
 from .base import Source, SourceSpec
 from .indexing import Roi
 
 
 class ResizedSource(Source):
-    """``source`` resampled to ``shape`` with the seed's semantics (see ops.resample)."""
+    """``source`` resampled to ``shape`` with the seed's semantics (see kernels.resample)."""
 
     kind = "resized"
 
@@ -25,10 +25,8 @@ class ResizedSource(Source):
         self, source: Source, shape: tuple[int, ...], *, order: int = 0,
         anti_aliasing: bool = False,
     ) -> None:
-        from ..ops.resample import ResampleKernel
-
         self.source = source
-        self.kernel = ResampleKernel(
+        self.kernel = Resampling(
             tuple(source.shape), tuple(int(n) for n in shape), order, anti_aliasing,
             source.dtype.str,
         )
@@ -53,9 +51,8 @@ class ResizedSource(Source):
         return f"{self.source.describe()} resized to {self.shape} (order {self.kernel.order})"
 
     async def _read(self, roi: Roi) -> np.ndarray:
-        block = Block(-1, roi, roi)
-        data = await self.source.read_roi(self.kernel.input_roi(block))
-        return await run_blocking(self.kernel.compute, block, data)
+        data = await self.source.read_roi(self.kernel.input_roi(roi))
+        return await run_blocking(self.kernel.compute, roi, data)
 
     def to_spec(self) -> SourceSpec:
         return SourceSpec(self.kind, {

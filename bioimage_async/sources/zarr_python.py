@@ -4,17 +4,22 @@ zarr-python does every block's I/O under the GIL (4.5-5x slower than tensorstore
 ../shared/notes); reopening the same files through tensorstore keeps the user's handle as the
 way to name an array and gives the pipeline the fast path. Arrays in stores tensorstore cannot
 reach (memory, custom stores) fall back to the zarr handle in the blocking thread pool.
+
+``as_source`` is synchronous and is called from async code: it must neither block the caller's
+event loop on I/O nor start a loop of its own. So the tensorstore handle is opened lazily, on the
+first read or write (shape, dtype and chunks come from the zarr array, already in memory).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorstore as ts
 
-from .._loop import run_sync
-from .base import Source
+from .base import Source, SourceSpec
 from .indexing import Roi
 from .threaded import ThreadedSource
 
@@ -55,6 +60,89 @@ class ZarrPythonSource(ThreadedSource):
         self.array[roi] = value
 
 
+class LocalZarrSource(Source):
+    """A zarr-python array on a local store, served by a tensorstore handle opened on first use.
+
+    Until the first read or write, ``tensorstore()`` is None (the pipeline then reads and writes
+    through numpy, which opens the handle); afterwards the chunk-to-chunk fast paths apply.
+    """
+
+    def __init__(self, array: Any, root: Path) -> None:
+        self.array = array
+        self.root = root
+        self.key = str(getattr(array, "path", "") or "")
+        self._writable = not getattr(array, "read_only", False)
+        self._inner: Source | None = None
+        self._opening: asyncio.Lock | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        return tuple(int(c) for c in self.array.chunks)
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        shards = getattr(self.array, "shards", None)
+        return None if shards is None else tuple(int(s) for s in shards)
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @property
+    def multiprocess_writable(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        where = self.root / self.key if self.key else self.root
+        return f"zarr array at {where} (from zarr-python)"
+
+    def tensorstore(self) -> ts.TensorStore | None:
+        return None if self._inner is None else self._inner.tensorstore()
+
+    async def _source(self) -> Source:
+        if self._inner is None:
+            if self._opening is None:
+                self._opening = asyncio.Lock()
+            async with self._opening:
+                if self._inner is None:
+                    from .registry import open_source
+
+                    mode = "r+" if self._writable else "r"
+                    self._inner = await open_source(
+                        str(self.root), self.key or None, format="zarr", mode=mode
+                    )
+        return self._inner
+
+    async def _read(self, roi: Roi) -> np.ndarray:
+        return await (await self._source()).read_roi(roi)
+
+    async def _write(self, roi: Roi, value: np.ndarray) -> None:
+        await (await self._source()).write_roi(roi, value)
+
+    async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
+        return await (await self._source()).copy_region_from(roi, source, source_roi)
+
+    def to_spec(self) -> SourceSpec:
+        """Reopen by path (the same spec before and after the lazy open, so resumes match)."""
+        return SourceSpec(
+            "open_source",
+            {
+                "path": str(self.root),
+                "internal_path": self.key or None,
+                "format": "zarr",
+                "mode": "r+" if self._writable else "r",
+            },
+        )
+
+
 def _local_root(array: Any) -> Path | None:
     store = getattr(array, "store", None)
     root = getattr(store, "root", None)
@@ -67,10 +155,4 @@ def wrap_zarr_array(array: Any) -> Source:
     root = _local_root(array)
     if root is None:
         return ZarrPythonSource(array)
-    from .tensorstore_source import open_tensorstore
-
-    mode = "r" if getattr(array, "read_only", False) else "r+"
-    key = str(getattr(array, "path", "") or "")
-    # as_source is synchronous; opening is a fast metadata read, done on the background loop
-    # (which also works when the caller is itself inside a running event loop).
-    return run_sync(open_tensorstore(str(root), key or None, format="zarr", mode=mode))
+    return LocalZarrSource(array, root)

@@ -3,7 +3,7 @@ import pytest
 import scipy.ndimage as ndi
 
 import bioimage_async as ba
-from bioimage_async.ops.resample import downscale_shape
+from bioimage_async.kernels.resample import downscale_shape
 
 
 def scipy_reference(data: np.ndarray, factor: int, order: int, anti_aliasing: bool) -> np.ndarray:
@@ -91,10 +91,10 @@ async def test_integer_factor_fast_path_matches_whole_array_and_scipy(rng, facto
     """in == factor * out: the plane-wise anti-aliased path (resample_planes) is taken."""
     data = rng.integers(0, 256, size=(48, 66, 84), dtype=np.uint8)
     factors = (factor,) * 3 if isinstance(factor, int) else factor
-    from bioimage_async.ops.resample import ResampleKernel
+    from bioimage_async.kernels.resample import Resampling
 
     target = downscale_shape(data.shape, factors)
-    assert ResampleKernel(data.shape, target, 1, True).integer_steps == factors
+    assert Resampling(data.shape, target, 1, True).integer_steps == factors
     whole = await ba.downsample(data, factor, order=1, anti_aliasing=True, block_shape=target)
     blocked = await ba.downsample(data, factor, order=1, anti_aliasing=True, block_shape=block_shape, num_workers=2)
     np.testing.assert_array_equal(blocked, whole)

@@ -95,8 +95,17 @@ async def test_distributed_runs_refuse_in_memory_and_hdf5_outputs(tmp_path, volu
         await ba.copy(src, np.zeros_like(volume), job_type="subprocess")
     pytest.importorskip("h5py")
     h5 = await ba.create_source(tmp_path / "o.h5", shape=volume.shape, dtype="uint8", chunks=CHUNKS, format="hdf5", internal_path="data")
-    with pytest.raises(ValueError, match="HDF5 cannot be written by several processes"):
+    with pytest.raises(ValueError, match="cannot be written by several processes"):
         await ba.copy(src, h5, job_type="subprocess")
+
+
+async def test_a_view_of_an_hdf5_file_is_refused_as_a_distributed_output(tmp_path, volume):
+    pytest.importorskip("h5py")
+    src, _ = await make_input(tmp_path, volume)
+    h5 = await ba.create_source(tmp_path / "o.h5", shape=volume.shape, dtype="uint8", chunks=CHUNKS, format="hdf5", internal_path="data")
+    region = np.s_[0:16, 0:32, 0:32]
+    with pytest.raises(ValueError, match="cannot be written by several processes"):
+        await ba.copy(src.view(region), h5.view(region), job_type="subprocess")
 
 
 async def test_attach_from_the_folder_alone_waits_for_the_result(tmp_path, volume):

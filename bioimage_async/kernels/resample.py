@@ -18,9 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocking.grid import Block
-from ..pipeline.task import BlockKernel
-from ..sources.indexing import Roi
+Roi = tuple[slice, ...]
 
 _TRUNCATE = 4.0
 _SPLINE_IIR_HALO = 12  # spline prefilter poles decay below 1e-6 within this many voxels
@@ -36,8 +34,8 @@ def gaussian_radius(sigma: float) -> int:
 
 
 @dataclass(frozen=True)
-class ResampleKernel(BlockKernel):
-    """Resample ``in_shape`` to ``out_shape``; blocks are in the output space."""
+class Resampling:
+    """Resample ``in_shape`` to ``out_shape``; regions are given in the output space."""
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
@@ -56,19 +54,18 @@ class ResampleKernel(BlockKernel):
         return tuple(max(0.0, (s - 1) / 2) for s in self.scales)
 
     @property
-    def compute_cost(self) -> str:  # type: ignore[override]
-        """Orders 0-1 are numpy gathers and multiply-adds, which release the GIL: threads run
-        them in parallel without shipping each input region to a process (measured 1.5x faster
-        than the process pool). Higher orders call scipy's spline code: a process pool."""
-        return "light" if self.order <= 1 else "heavy"
+    def interpolates(self) -> bool:
+        """Whether output values are computed (smoothing or interpolation), not just sampled."""
+        return self.order > 0 or self.anti_aliasing
 
     def _halo(self, axis: int) -> int:
         spline = 1 if self.order <= 1 else self.order + 1 + _SPLINE_IIR_HALO
         return gaussian_radius(self.sigmas[axis]) + spline
 
-    def input_roi(self, block: Block) -> Roi:
+    def input_roi(self, out_roi: Roi) -> Roi:
+        """The input region that output region ``out_roi`` needs (with the filter's halo)."""
         roi = []
-        for axis, (s, n, scale) in enumerate(zip(block.roi, self.in_shape, self.scales)):
+        for axis, (s, n, scale) in enumerate(zip(out_roi, self.in_shape, self.scales)):
             halo = self._halo(axis) if (self.order or self.anti_aliasing) else 0
             first = math.floor(s.start * scale)
             last = math.floor((s.stop - 1) * scale) + 1  # nearest rounding may go one up
@@ -82,15 +79,16 @@ class ResampleKernel(BlockKernel):
         exact = all(i == s * o for i, s, o in zip(self.in_shape, steps, self.out_shape))
         return steps if exact else None
 
-    def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
+    def compute(self, out_roi: Roi, data: np.ndarray) -> np.ndarray:
+        """Output region ``out_roi`` from ``data``, the input over ``input_roi(out_roi)``."""
         steps = self.integer_steps
         if steps is not None and self.anti_aliasing and self.order <= 1 and data.ndim == 3:
-            return _to_dtype(self._planes(block, data, steps), np.dtype(self.dtype))
-        start = tuple(s.start for s in self.input_roi(block))
+            return _to_dtype(self._planes(out_roi, data, steps), np.dtype(self.dtype))
+        start = tuple(s.start for s in self.input_roi(out_roi))
         if self.order <= 1:
-            result = self._separable(block, data, start)
+            result = self._separable(out_roi, data, start)
         else:
-            result = self._spline(block, data, start)
+            result = self._spline(out_roi, data, start)
         return _to_dtype(result, np.dtype(self.dtype))
 
     # ---- orders 0 and 1: axis by axis, as gathered taps ------------------------------------
@@ -128,10 +126,10 @@ class ResampleKernel(BlockKernel):
             index = np.where(index > n - 1, period - index, index)
         return index.astype(np.intp), weight
 
-    def _separable(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
+    def _separable(self, out_roi: Roi, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
         array: np.ndarray = data
         work = _work_dtype(data.dtype)
-        for axis, s in enumerate(block.roi):
+        for axis, s in enumerate(out_roi):
             index, weight = self.axis_taps(axis, s.start, s.stop)
             index = index - start[axis]
             if index.shape[1] == 1 and (weight == 1.0).all():
@@ -151,30 +149,31 @@ class ResampleKernel(BlockKernel):
             array = result
         return np.ascontiguousarray(array)
 
-    def _planes(self, block: Block, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
+    def _planes(self, out_roi: Roi, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
         from .resample_planes import crop_or_mirror, gaussian_weights, smooth_sample_planes
 
         weights = [gaussian_weights(sigma) for sigma in self.sigmas]
-        have = [(s.start, s.stop) for s in self.input_roi(block)]
+        have = [(s.start, s.stop) for s in self.input_roi(out_roi)]
         need = [
             (step * s.start - len(w) // 2, step * (s.stop - 1) + len(w) // 2 + 1)
-            for step, s, w in zip(steps, block.roi, weights)
+            for step, s, w in zip(steps, out_roi, weights)
         ]
         padded = crop_or_mirror(data, have, need, self.in_shape)
         z, y, x = steps
-        nz, ny, nx = block.shape
+        nz, ny, nx = (s.stop - s.start for s in out_roi)
         return smooth_sample_planes(padded, (nz, ny, nx), (z, y, x), weights)
 
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------
-    def _spline(self, block: Block, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
+    def _spline(self, out_roi: Roi, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
         from scipy.ndimage import affine_transform, gaussian_filter
 
         work = data.astype(np.float64)
         if any(sig > 0 for sig in self.sigmas):
             work = gaussian_filter(work, self.sigmas, mode="mirror", truncate=_TRUNCATE)
-        offset = [s.start * scale - st for s, scale, st in zip(block.roi, self.scales, start)]
+        offset = [s.start * scale - st for s, scale, st in zip(out_roi, self.scales, start)]
+        out_shape = tuple(s.stop - s.start for s in out_roi)
         return affine_transform(
-            work, self.scales, offset=offset, output_shape=block.shape, order=self.order
+            work, self.scales, offset=offset, output_shape=out_shape, order=self.order
         )
 
 
