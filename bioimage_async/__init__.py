@@ -12,6 +12,7 @@ from .errors import (
     ConfigError,
     FormatNotSupportedError,
     InternalPathNotFoundError,
+    InvalidArgumentError,
     InvalidIndexError,
     MissingDependencyError,
     NotSerializableError,
@@ -19,6 +20,7 @@ from .errors import (
     RunnerError,
     SourceError,
     SourceExistsError,
+    StorageError,
     UnsafeBlockShapeError,
 )
 from .ops import copy, downsample, iter_blocks, map_blocks, pyramid
@@ -26,12 +28,31 @@ from .pipeline.stats import RunStats
 from .runners.attach import attach
 from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
 from .runners.run import Run, RunStatus
-from .sources import Source, SourceSpec, as_source, create_source, from_spec, open_source
+from .sources import (
+    CreateRequest,
+    FormatBackend,
+    Source,
+    SourceSpec,
+    StorageOptions,
+    as_source,
+    create_source,
+    formats,
+    from_spec,
+    open_source,
+    register_format,
+)
 from .sources.cloudvolume import open_cloudvolume
 from .sources.webknossos import open_webknossos
 from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
+    "CreateRequest",
+    "FormatBackend",
+    "InvalidArgumentError",
+    "StorageError",
+    "StorageOptions",
+    "formats",
+    "register_format",
     "Block",
     "BlockGrid",
     "ResizedSource",

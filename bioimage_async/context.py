@@ -35,6 +35,8 @@ class ResourceOptions:
 
     ``file_io_sync`` is off by default like zarr-python and dask (fsync per chunk costs 14-18%
     here); set it True where durability against an OS crash matters more than speed.
+    ``storage_timeout`` bounds, in seconds, how long opening or probing an object-store URL
+    waits before saying the endpoint is unreachable.
     """
 
     data_copy_concurrency: int = _default_threads()
@@ -42,6 +44,7 @@ class ResourceOptions:
     cache_bytes: int = 32 * 1024 * 1024
     file_io_sync: bool = False
     blocking_threads: int = _default_threads()
+    storage_timeout: float = 30.0
 
     def context_spec(self) -> dict[str, Any]:
         return {
@@ -75,7 +78,7 @@ def configure(**options: Any) -> ResourceOptions:
     """Change the resource sizes for stores opened from now on in this process.
 
     Keys: data_copy_concurrency, file_io_concurrency, cache_bytes, file_io_sync,
-    blocking_threads. Stores already open keep the Context they were opened with.
+    blocking_threads, storage_timeout. Stores already open keep the Context they were opened with.
     """
     global _options, _context, _executor
     unknown = set(options) - set(asdict(_options))

@@ -5,7 +5,9 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
 ``IndexError``, ``ValueError``, ...), so plain ``except`` clauses keep working::
 
     BioimageAsyncError
+    ├── InvalidArgumentError (ValueError)
     ├── SourceError
+    │   ├── StorageError (OSError)
     │   ├── FormatNotSupportedError (ValueError)
     │   ├── MissingDependencyError (ImportError)
     │   ├── InternalPathNotFoundError (KeyError)
@@ -28,8 +30,17 @@ class BioimageAsyncError(Exception):
     """Root of every error raised by bioimage_async on purpose."""
 
 
+class InvalidArgumentError(BioimageAsyncError, ValueError):
+    """An argument has a value the call cannot use; the message names it and what would work."""
+
+
 class SourceError(BioimageAsyncError):
     """A volume cannot be opened, created, read or written as asked."""
+
+
+class StorageError(SourceError, OSError):
+    """Object storage refused or did not answer: no such bucket or key, access denied,
+    endpoint unreachable. Said in storage terms, never with a secret."""
 
 
 class FormatNotSupportedError(SourceError, ValueError):

@@ -217,8 +217,8 @@ async def cmd_convert(args: argparse.Namespace) -> int:
 
 async def cmd_downsample(args: argparse.Namespace) -> int:
     import bioimage_async as ba
-    from bioimage_async.ops.downsample import normalize_factors
     from bioimage_async.kernels.resample import downscale_shape
+    from bioimage_async.ops.downsample import normalize_factors
 
     src = await ba.open_source(args.input, args.key)
     target = downscale_shape(src.shape, normalize_factors(args.factor, src.ndim))

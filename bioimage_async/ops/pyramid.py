@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..context import run_blocking
+from ..kernels.resample import downscale_shape
 from ..sources.base import Source
 from ..sources.registry import as_source, create_source
 from .copy import copy
 from .downsample import downsample, normalize_factors
-from ..kernels.resample import downscale_shape
 
 #: method -> (spline order, anti-aliasing)
 METHODS = {"nearest": (0, False), "linear": (1, False), "smooth": (1, True), "cubic": (3, True)}

@@ -44,15 +44,37 @@ class SourceSpec:
         return cls(kind=str(data["kind"]), params=dict(data.get("params", {})))
 
 
+_SOURCE_KINDS: dict[str, type[Source]] = {}
+
+
+def source_class(kind: str) -> type[Source] | None:
+    """The Source subclass that reopens specs of ``kind`` (registered by defining it)."""
+    return _SOURCE_KINDS.get(kind)
+
+
 class Source(ABC):
     """An async, array-like handle on a (possibly huge) volume.
 
     Reading never loads more than the requested region. Index with numpy basic indexing: ints
     (the axis is dropped), slices with step 1, and one Ellipsis.
+
+    A subclass that sets ``kind`` and a ``from_params`` classmethod is reopened by
+    ``ba.from_spec`` from its ``to_spec()``: defining the class registers the kind.
     """
 
-    #: The registry key of this source's spec (see ``sources.registry``).
+    #: The registry key of this source's spec (see ``from_spec``).
     kind: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind and "from_params" in cls.__dict__:
+            _SOURCE_KINDS[kind] = cls
+
+    @classmethod
+    async def from_params(cls, params: dict[str, Any]) -> Source:
+        """Reopen from ``to_spec().params`` (subclasses with a ``kind`` implement it)."""
+        raise NotSerializableError(f"{cls.__name__} cannot be reopened from a spec")
 
     @property
     @abstractmethod

@@ -171,7 +171,7 @@ class CloudVolumeSource(ThreadedSource):
 
     @property
     def writable(self) -> bool:
-        return self._unknown_shards is None
+        return self._unknown_shards is None and not self.open_params.get("read_only", False)
 
     @property
     def multiprocess_writable(self) -> bool:
@@ -179,6 +179,8 @@ class CloudVolumeSource(ThreadedSource):
 
     @property
     def read_only_reason(self) -> str:
+        if self.open_params.get("read_only", False):
+            return f"{self.describe()} was opened read-only (mode='r'); reopen it with mode='r+'"
         return (
             f"{self.describe()} is sharded and its shard shape could not be determined "
             f"({self._unknown_shards}), so concurrent writers could share a shard"
@@ -268,11 +270,11 @@ def _shard_shape(cloudpath: str, key: str) -> XYZ:
     import tensorstore as ts
 
     from ..context import tensorstore_context
-    from .tensorstore_source import kvstore_for
+    from .location import Location
 
     spec = {
         "driver": "neuroglancer_precomputed",
-        "kvstore": kvstore_for(cloudpath),
+        "kvstore": Location.parse(cloudpath.removeprefix("precomputed://")).kvstore(),
         "scale_metadata": {"key": key},
     }
     store = ts.open(spec, read=True, open=True, context=tensorstore_context()).result()
@@ -283,7 +285,7 @@ def _shard_shape(cloudpath: str, key: str) -> XYZ:
 
 
 def _cloudvolume_kwargs(open_params: dict[str, Any]) -> dict[str, Any]:
-    kwargs = {k: v for k, v in open_params.items() if k != "kwargs"}
+    kwargs = {k: v for k, v in open_params.items() if k not in ("kwargs", "read_only")}
     kwargs.update(open_params.get("kwargs", {}))
     kwargs.setdefault("progress", False)
     return kwargs
@@ -298,6 +300,7 @@ def open_cloudvolume(
     non_aligned_writes: bool = True,
     offset: Sequence[int] | None = None,
     size: Sequence[int] | None = None,
+    read_only: bool = False,
     **kwargs: Any,
 ) -> CloudVolumeSource:
     """Open a single-channel CloudVolume layer as a writable (z, y, x) source.
@@ -318,6 +321,7 @@ def open_cloudvolume(
             blocks of concurrent writers must still never share a chunk).
         offset: absolute XYZ origin of the box to present; default the layer's ``voxel_offset``.
         size: XYZ size of the box; default up to the end of the layer.
+        read_only: refuse writes through this source.
         kwargs: further CloudVolume arguments (JSON values only; they are recorded in the spec).
             On ``file://`` layers CloudVolume gzips the chunks it writes into ``*.gz`` files by
             default, which tensorstore (``open_source("precomputed://...")``) does not read:
@@ -335,6 +339,8 @@ def open_cloudvolume(
         "cache": cache,
         "non_aligned_writes": bool(non_aligned_writes),
     }
+    if read_only:
+        open_params["read_only"] = True
     kwargs.pop("progress", None)
     if kwargs:
         open_params["kwargs"] = dict(kwargs)

@@ -25,8 +25,10 @@ from ..errors import (
     SourceError,
     SourceExistsError,
 )
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import CreateRequest, FormatBackend, LocalFileFormat
 from .indexing import Roi
+from .location import Location
 from .optional import import_optional
 from .threaded import ThreadedSource
 
@@ -319,3 +321,31 @@ def wrap_h5py_dataset(dataset: Any) -> Hdf5Source:
     Writable when the user's file is open read-write; its spec reopens the file by path.
     """
     return Hdf5Source(dataset, writable=dataset.file.mode == "r+", owns_file=False)
+
+
+class Hdf5Format(LocalFileFormat):
+    name = "hdf5"
+    description = "HDF5, .h5/.hdf5/.hdf (local files; single writer)"
+    extensions = (".h5", ".hdf5", ".hdf")
+    writable = True
+    creatable = True
+    requires = "h5py"
+    extra = "hdf5"
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await open_hdf5(path, internal_path, mode=mode, **options)
+
+    async def create(self, location: Location, request: CreateRequest) -> Source:
+        if request.shards is not None:
+            raise FormatNotSupportedError("shards= needs format='zarr3'; HDF5 has no sharding")
+        return await create_hdf5(
+            str(location.local_path), shape=request.shape, dtype=request.dtype,
+            chunks=request.chunks, internal_path=request.internal_path,
+            compression=request.compression, fill_value=request.fill_value,
+            exist_ok=request.exist_ok,
+        )
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (Hdf5Format(),)

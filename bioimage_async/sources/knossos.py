@@ -31,8 +31,10 @@ from ..errors import (
     MissingDependencyError,
     SourceError,
 )
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
+from .location import Location
 from .threaded import ThreadedSource
 
 CUBE_EDGE = 128
@@ -283,3 +285,20 @@ async def open_knossos(
             "mode='r' and copy into a writable format (zarr, zarr3, n5, precomputed, hdf5)"
         )
     return await run_blocking(_open_blocking, os.fspath(path), internal_path, dtype)
+
+
+class KnossosFormat(LocalFileFormat):
+    name = "knossos"
+    description = "KNOSSOS cubes, a folder of mag folders"
+
+    async def detect(self, location: Location) -> bool:
+        names = await location.list_names(1000)
+        return "knossos.conf" in names or any(n.startswith("mag") for n in names)
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await open_knossos(path, internal_path, mode=mode, **options)
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (KnossosFormat(),)

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import SourceError
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
 from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
@@ -119,3 +120,19 @@ async def open_mrc(
     _mrcfile()
     absolute = single_array_file(path, internal_path, DEFAULT_KEY, "MRC")
     return await run_blocking(_open_blocking, absolute)
+
+
+class MrcFormat(LocalFileFormat):
+    name = "mrc"
+    description = "MRC, .mrc/.rec/.map (y axis flipped to IMOD's orientation)"
+    extensions = (".mrc", ".rec", ".map")
+    requires = "mrcfile"
+    extra = "mrc"
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await open_mrc(path, internal_path, mode=mode, **options)
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (MrcFormat(),)

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import SourceError
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
 from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
@@ -101,3 +102,19 @@ async def open_nifti(
     _nibabel()
     absolute = single_array_file(path, internal_path, DEFAULT_KEY, "NIfTI")
     return await run_blocking(_open_blocking, absolute)
+
+
+class NiftiFormat(LocalFileFormat):
+    name = "nifti"
+    description = "NIfTI, .nii/.nii.gz (axes reversed to C order)"
+    extensions = (".nii", ".nii.gz")
+    requires = "nibabel"
+    extra = "nifti"
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await open_nifti(path, internal_path, mode=mode, **options)
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (NiftiFormat(),)

@@ -1,133 +1,79 @@
-"""Opening, creating and reopening sources: format inference and the spec registry.
+"""Opening, creating and reopening sources, derived from the format registry (``formats``).
 
-Backends are imported lazily, by module path, so that a missing optional library only matters
-when its format is used, and then says which extra to install.
+The format of a path is, in this order: ``format=``; a neuroglancer-style URL prefix
+(``zarr3://s3://...``); the extension (any case); what the folder or URL holds (each format's
+``detect``). ``create_source`` takes the format the same way, from the prefix or extension, and
+refuses a ``format=`` that contradicts them: ``out.h5`` is never silently a zarr folder.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import FormatNotSupportedError, MissingDependencyError
-from .base import Source, SourceSpec
+from ..errors import (
+    FormatNotSupportedError,
+    InvalidArgumentError,
+    NotSerializableError,
+)
+from .base import Source, SourceSpec, source_class
+from .formats import (
+    CreateRequest,
+    FormatBackend,
+    creatable_formats,
+    format_backend,
+    format_for_extension,
+    format_for_prefix,
+    formats,
+    known_formats_text,
+)
+from .location import Location
 from .optional import refuse_write_mode
+from .storage import StorageOptions
+
+MODES = ("r", "r+", "a", "w")
+
+#: Modules holding spec kinds that are not formats (imported when such a spec is reopened).
+SPEC_MODULES = ("view", "wrappers", "cloudvolume", "webknossos", "tensorstore_source")
 
 
-@dataclass(frozen=True)
-class FormatInfo:
-    """How to open one format: where its opener lives and what it needs."""
-
-    name: str
-    module: str
-    opener: str
-    requires: str | None  # the importable package the backend needs
-    extra: str | None  # the pip extra that installs it
-    writable: bool
-    description: str
-
-
-FORMATS: dict[str, FormatInfo] = {
-    f.name: f
-    for f in (
-        FormatInfo("zarr", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "zarr v2 or v3 (auto-detected), .zarr"),
-        FormatInfo("zarr3", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "zarr v3, incl. sharding"),
-        FormatInfo("n5", "tensorstore_source", "open_tensorstore", None, None, True, "n5, .n5"),
-        FormatInfo("precomputed", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "neuroglancer precomputed, precomputed://... or a folder with 'info'"),
-        FormatInfo("hdf5", "hdf5", "open_hdf5", "h5py", "hdf5", True, "HDF5, .h5/.hdf5/.hdf"),
-        FormatInfo("tiff", "tiff", "open_tiff", "tifffile", "tiff", False,
-                   "TIFF, .tif/.tiff, or a folder of 2D slices with pattern='*.tif'"),
-        FormatInfo("mrc", "mrc", "open_mrc", "mrcfile", "mrc", False, "MRC, .mrc/.rec/.map"),
-        FormatInfo("nifti", "nifti", "open_nifti", "nibabel", "nifti", False,
-                   "NIfTI, .nii/.nii.gz"),
-        FormatInfo("knossos", "knossos", "open_knossos", None, None, False,
-                   "KNOSSOS cubes, a folder of mag folders"),
-    )
-}
-
-EXTENSIONS: dict[str, str] = {
-    ".zarr": "zarr",
-    ".n5": "n5",
-    ".h5": "hdf5",
-    ".hdf5": "hdf5",
-    ".hdf": "hdf5",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".mrc": "mrc",
-    ".rec": "mrc",
-    ".map": "mrc",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-}
-
-CREATABLE = ("zarr", "zarr3", "n5", "precomputed", "hdf5")
-
-_MODES = ("r", "r+", "a", "w")
-
-
-def known_formats_text() -> str:
-    return "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
-
-
-def infer_format(path: str, pattern: str | None = None) -> str:
-    """The format of ``path`` from its extension or, for a folder, from what it holds."""
-    if path.startswith("precomputed://"):
-        return "precomputed"
-    lowered = path.rstrip("/").lower()  # extensions are matched case-insensitively
-    for ext in sorted(EXTENSIONS, key=len, reverse=True):
-        if lowered.endswith(ext):
-            return EXTENSIONS[ext]
-    folder = Path(path)
-    if folder.is_dir():
-        if (folder / "info").is_file():
-            return "precomputed"
-        if any((folder / name).exists() for name in (".zarray", ".zgroup", "zarr.json")):
-            return "zarr"
-        if (folder / "attributes.json").is_file():
-            return "n5"
-        if (folder / "knossos.conf").exists() or any(
-            p.name.startswith("mag") for p in folder.iterdir() if p.is_dir()
-        ):
-            return "knossos"
-        if pattern is not None or any(
-            name.lower().endswith((".tif", ".tiff")) for name in os.listdir(path)
-        ):
-            return "tiff"
-    elif not folder.exists() and "://" not in path:
-        raise FileNotFoundError(f"no such file or folder: {path!r}")
+async def resolve_format(
+    location: Location, format: str | None = None, options: dict[str, Any] | None = None
+) -> FormatBackend:
+    """The format backend of an existing path or URL."""
+    if format is not None:
+        return format_backend(format)
+    if location.prefix is not None:
+        named = format_for_prefix(location.prefix)
+        if named is None:
+            raise FormatNotSupportedError(
+                f"unknown format prefix '{location.prefix}://' in {location}; known prefixes: "
+                + ", ".join(f"{p}://" for b in formats() for p in b.url_prefixes)
+            )
+        return named
+    by_extension = format_for_extension(location.name)
+    if by_extension is not None:
+        return by_extension
+    if options and options.get("pattern") is not None:
+        return format_backend("tiff")
+    if location.is_local and not await location.exists():
+        raise FileNotFoundError(f"no such file or folder: {str(location)!r}")
+    if await location.is_dir():
+        for backend in formats():
+            if await backend.detect(location):
+                return backend
     raise FormatNotSupportedError(
-        f"cannot tell the format of {path!r} from its extension or content. Pass format= "
-        f"with one of: {known_formats_text()}"
+        f"cannot tell the format of {str(location)!r} from its extension or content. Pass "
+        f"format= with one of: {known_formats_text()}"
     )
 
 
-def format_info(fmt: str) -> FormatInfo:
-    try:
-        return FORMATS[fmt]
-    except KeyError:
-        raise FormatNotSupportedError(
-            f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}"
-        ) from None
-
-
-def _backend(info: FormatInfo) -> Any:
-    if info.requires is not None:
-        try:
-            importlib.import_module(info.requires)
-        except ImportError:
-            raise MissingDependencyError(
-                info.requires, info.extra or "all", f"the {info.name} format"
-            ) from None
-    return importlib.import_module(f"{__package__}.{info.module}")
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 async def open_source(
@@ -136,26 +82,95 @@ async def open_source(
     *,
     format: str | None = None,
     mode: str = "r",
-    **kwargs: Any,
+    storage: StorageOptions | dict[str, Any] | None = None,
+    **options: Any,
 ) -> Source:
     """Open an existing volume as a Source, inferring the format from the path.
 
-    ``internal_path`` selects the array inside a container (HDF5 dataset, zarr/n5 group key,
-    precomputed scale key). ``mode='r'`` opens read-only; 'r+'/'a'/'w' open writable formats for
-    writing (creation is ``create_source``'s job).
+    ``path`` is a local path or a URL (``s3://``, ``gs://``, ``http(s)://`` read-only, and the
+    prefixed forms ``precomputed://``, ``zarr://``, ``zarr3://``, ``n5://``). ``internal_path``
+    selects the array inside a container (HDF5 dataset, zarr/n5 group key, precomputed scale
+    key). ``mode='r'`` opens read-only; 'r+'/'a'/'w' open writable formats for writing
+    (creation is ``create_source``'s job). ``storage`` sets an object store's endpoint and
+    region for this call (default: the AWS_* environment variables).
     """
-    path = os.fspath(path)
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    fmt = format if format is not None else infer_format(path, kwargs.get("pattern"))
-    info = format_info(fmt)
-    if not info.writable:
-        refuse_write_mode(fmt, mode)
-    backend = _backend(info)
-    opener: Callable[..., Awaitable[Source]] = getattr(backend, info.opener)
-    if info.module == "tensorstore_source":
-        return await opener(path, internal_path, format=fmt, mode=mode, **kwargs)
-    return await opener(path, internal_path, mode=mode, **kwargs)
+    _check_mode(mode)
+    location = Location.parse(path, StorageOptions.coerce(storage))
+    backend = await resolve_format(location, format, options)
+    if location.is_remote and not backend.remote:
+        raise FormatNotSupportedError(
+            f"the {backend.name} format is read from local files only, not from {location}; "
+            "copy the file to a local disk first (object storage serves zarr, zarr3, n5 and "
+            "precomputed)"
+        )
+    backend.check_installed()
+    if mode != "r" and not backend.writable:
+        refuse_write_mode(backend.name, mode)
+    return await backend.open(location, internal_path, mode=mode, **options)
+
+
+def _compatible(named: FormatBackend, chosen: FormatBackend) -> bool:
+    zarr = {"zarr", "zarr3"}
+    return named.name == chosen.name or (named.name in zarr and chosen.name in zarr)
+
+
+def _positive_ints(values: Any, what: str) -> tuple[int, ...]:
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise InvalidArgumentError(f"{what} must be a tuple of integers, got {values!r}") from None
+    result = []
+    for value in items:
+        if isinstance(value, bool) or int(value) != value:
+            raise InvalidArgumentError(f"{what} must hold integers, got {items!r}")
+        result.append(int(value))
+    return tuple(result)
+
+
+def create_request(
+    *,
+    shape: Any,
+    dtype: Any,
+    chunks: Any,
+    internal_path: str | None,
+    compression: str | None,
+    shards: Any,
+    fill_value: Any,
+    exist_ok: bool,
+    voxel_size: Any = None,
+    unit: str | None = None,
+    dimension_names: Any = None,
+) -> CreateRequest:
+    """Validated, normalised create_source arguments (chunks clipped to the shape)."""
+    shape = _positive_ints(shape, "shape")
+    if any(n < 0 for n in shape):
+        raise InvalidArgumentError(f"shape {shape} must not be negative")
+    given = _positive_ints(chunks, "chunks")
+    if len(given) != len(shape) or any(c < 1 for c in given):
+        raise InvalidArgumentError(
+            f"chunks {given} must have one positive entry per axis of shape {shape}"
+        )
+    clipped = tuple(min(c, max(n, 1)) for c, n in zip(given, shape))
+    shard_shape = None if shards is None else _positive_ints(shards, "shards")
+    if voxel_size is not None:
+        voxel_size = tuple(float(v) for v in voxel_size)
+        if len(voxel_size) not in (len(shape), 3) or any(v <= 0 for v in voxel_size):
+            raise InvalidArgumentError(
+                f"voxel_size {voxel_size} must hold one positive size per axis of shape {shape}"
+            )
+    return CreateRequest(
+        shape=shape,
+        dtype=np.dtype(dtype),
+        chunks=clipped,
+        internal_path=internal_path,
+        compression=compression,
+        shards=shard_shape,
+        fill_value=fill_value,
+        exist_ok=bool(exist_ok),
+        voxel_size=voxel_size,
+        unit=unit,
+        dimension_names=None if dimension_names is None else tuple(dimension_names),
+    )
 
 
 async def create_source(
@@ -164,64 +179,64 @@ async def create_source(
     shape: tuple[int, ...],
     dtype: Any,
     chunks: tuple[int, ...],
-    format: str = "zarr",
+    format: str | None = None,
     internal_path: str | None = None,
     compression: str | None = "default",
     shards: tuple[int, ...] | None = None,
     fill_value: Any = 0,
     exist_ok: bool = False,
+    voxel_size: tuple[float, ...] | None = None,
+    unit: str | None = None,
+    storage: StorageOptions | dict[str, Any] | None = None,
 ) -> Source:
     """Create a new chunked array and open it writable.
 
-    formats: "zarr" (v2), "zarr3" (v3, optional ``shards``), "n5", "precomputed", "hdf5".
+    formats: "zarr" (v2), "zarr3" (v3, optional ``shards``), "n5", "precomputed", "hdf5" (local
+    only). Without ``format=`` the format follows the URL prefix or the extension as in
+    ``open_source`` (``.zarr``, ``.n5``, ``.h5/.hdf5/.hdf``); an unknown extension is an error
+    that lists the formats, and a ``format=`` that contradicts the extension is an error too.
     """
-    path = os.fspath(path)
-    if format not in CREATABLE:
-        raise FormatNotSupportedError(
-            f"cannot create format {format!r}; create_source writes one of {', '.join(CREATABLE)}"
-        )
-    shape = tuple(int(n) for n in shape)
-    chunks = tuple(int(min(c, max(n, 1))) for c, n in zip(chunks, shape))
-    if len(chunks) != len(shape) or any(c < 1 for c in chunks):
-        raise ValueError(
-            f"chunks {tuple(chunks)} must have one positive entry per axis of shape {shape}"
-        )
-    dtype = np.dtype(dtype)
-    if shards is not None:
-        shards = tuple(int(s) for s in shards)
-    if format == "hdf5":
-        backend = _backend(FORMATS["hdf5"])
-        return await backend.create_hdf5(
-            path, shape=shape, dtype=dtype, chunks=chunks, internal_path=internal_path,
-            compression=compression, fill_value=fill_value, exist_ok=exist_ok,
-        )
-    from .tensorstore_source import create_tensorstore
-
-    return await create_tensorstore(
-        path, shape=shape, dtype=dtype, chunks=chunks, format=format,
-        internal_path=internal_path, compression=compression, shards=shards,
-        fill_value=fill_value, exist_ok=exist_ok,
+    location = Location.parse(path, StorageOptions.coerce(storage))
+    named = (
+        format_for_prefix(location.prefix)
+        if location.prefix is not None
+        else format_for_extension(location.name)
     )
+    if format is None:
+        if named is None:
+            raise FormatNotSupportedError(
+                f"cannot tell which format to create at {str(location)!r} from its extension; "
+                f"name it .zarr, .n5 or .h5, or pass format= one of "
+                f"{', '.join(creatable_formats())}"
+            )
+        backend = named
+    else:
+        backend = format_backend(format)
+        if named is not None and not _compatible(named, backend):
+            raise FormatNotSupportedError(
+                f"format={format!r} contradicts the path {str(location)!r}, which names the "
+                f"{named.name} format; rename the path or drop format="
+            )
+    if not backend.creatable:
+        raise FormatNotSupportedError(
+            f"cannot create format {backend.name!r}; create_source writes one of "
+            f"{', '.join(creatable_formats())}"
+        )
+    if location.is_remote and not backend.remote:
+        raise FormatNotSupportedError(
+            f"the {backend.name} format is written to local files only, not to {location}; "
+            "object storage takes zarr, zarr3, n5 and precomputed"
+        )
+    request = create_request(
+        shape=shape, dtype=dtype, chunks=chunks, internal_path=internal_path,
+        compression=compression, shards=shards, fill_value=fill_value, exist_ok=exist_ok,
+        voxel_size=voxel_size, unit=unit,
+    )
+    backend.check_installed()
+    return await backend.create(location, request)
 
 
 # ---- specs ------------------------------------------------------------------------------------
-#: kind -> (module, class) whose ``from_params`` coroutine reopens a spec of that kind.
-SPEC_KINDS: dict[str, tuple[str, str]] = {
-    "tensorstore": ("tensorstore_source", "TensorStoreSource"),
-    "view": ("view", "ViewSource"),
-    "hdf5": ("hdf5", "Hdf5Source"),
-    "tiff": ("tiff", "TiffSource"),
-    "tiff_folder": ("tiff", "TiffFolderSource"),
-    "mrc": ("mrc", "MrcSource"),
-    "nifti": ("nifti", "NiftiSource"),
-    "resized": ("wrappers", "ResizedSource"),
-    "threshold": ("wrappers", "ThresholdSource"),
-    "cloudvolume": ("cloudvolume", "CloudVolumeSource"),
-    "webknossos": ("webknossos", "WebKnossosSource"),
-    "knossos": ("knossos", "KnossosSource"),
-}
-
-
 async def from_spec(spec: SourceSpec | dict[str, Any]) -> Source:
     """Reopen a source from ``source.to_spec()`` or its JSON form."""
     if not isinstance(spec, SourceSpec):
@@ -229,18 +244,18 @@ async def from_spec(spec: SourceSpec | dict[str, Any]) -> Source:
     if spec.kind == "open_source":  # reopen by path, with open_source's own arguments
         return await open_source(**spec.params)
     if spec.kind == "numpy":
-        raise FormatNotSupportedError(
+        raise NotSerializableError(
             "an in-memory numpy source cannot be reopened from a spec; write it to a file first"
         )
-    try:
-        module, name = SPEC_KINDS[spec.kind]
-    except KeyError:
-        raise FormatNotSupportedError(
-            f"unknown source spec kind {spec.kind!r}; known: {', '.join(SPEC_KINDS)}"
-        ) from None
-    info = next((f for f in FORMATS.values() if f.module == module), None)
-    backend = _backend(info) if info is not None else importlib.import_module(f"{__package__}.{module}")
-    return await getattr(backend, name).from_params(spec.params)
+    cls = source_class(spec.kind)
+    if cls is None:
+        formats()  # the built-in format modules define most kinds
+        for module in SPEC_MODULES:
+            importlib.import_module(f"{__package__}.{module}")
+        cls = source_class(spec.kind)
+    if cls is None:
+        raise FormatNotSupportedError(f"unknown source spec kind {spec.kind!r}")
+    return await cls.from_params(spec.params)
 
 
 def as_source(obj: Any) -> Source:
@@ -277,3 +292,13 @@ def as_source(obj: Any) -> Source:
         f"cannot use an object of type {type(obj).__name__} as a source; pass a numpy array, a "
         "tensorstore.TensorStore, a zarr array, an h5py dataset or a bioimage_async Source"
     )
+
+
+def infer_format(path: str | os.PathLike[str]) -> str:
+    """The name of a path's format by prefix or extension (no I/O), or '' when unknown."""
+    location = Location.parse(path)
+    if location.prefix is not None:
+        named = format_for_prefix(location.prefix)
+    else:
+        named = format_for_extension(location.name)
+    return named.name if named is not None else ""

@@ -23,8 +23,10 @@ from ..errors import (
     InternalPathNotFoundError,
     SourceError,
 )
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi, roi_shape
+from .location import Location
 from .optional import import_optional, refuse_write_mode
 from .threaded import ThreadedSource
 
@@ -409,3 +411,24 @@ async def open_tiff(
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such TIFF file or folder: {path!r}")
     return await run_blocking(_open_file_blocking, path, internal_path)
+
+
+class TiffFormat(LocalFileFormat):
+    name = "tiff"
+    description = "TIFF, .tif/.tiff, or a folder of 2D slices (pattern='*.tif')"
+    extensions = (".tif", ".tiff")
+    requires = "tifffile"
+    extra = "tiff"
+
+    async def detect(self, location: Location) -> bool:
+        return any(
+            name.lower().endswith((".tif", ".tiff")) for name in await location.list_names(1000)
+        )
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await open_tiff(path, internal_path, mode=mode, **options)
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (TiffFormat(),)

@@ -326,3 +326,67 @@ async def test_sharded_layers_expose_their_shards_and_align_writes_to_them(tmp_p
     np.testing.assert_array_equal(_cv_read_zyx(cloudpath), data)
     reread = await ba.open_source(f"precomputed://{tmp_path / 'sharded'}")
     np.testing.assert_array_equal(await reread.read(...), data)
+
+
+# ---- precomputed layers written with cloud-volume's defaults: gzip'd <chunk>.gz files -------
+def _gzip_layer(path, data_xyz):
+    """A layer written by cloud-volume with its defaults (file:// gzips every chunk)."""
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type="uint16", encoding="raw",
+        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=list(data_xyz.shape),
+        chunk_size=[16, 16, 8],
+    )
+    volume = CloudVolume(f"file://{path}", info=info, progress=False)
+    volume.commit_info()
+    volume[:, :, :] = data_xyz
+    return volume
+
+
+@pytest.fixture
+def gzip_layer(tmp_path, rng_cv):
+    data_xyz = rng_cv.integers(1, 60000, size=(40, 35, 17), dtype=np.uint16)
+    _gzip_layer(tmp_path / "gz", data_xyz)
+    names = [p.name for p in (tmp_path / "gz").rglob("*") if p.is_file() and p.name != "info"]
+    assert names and all(name.endswith(".gz") for name in names)  # cloud-volume's default
+    return tmp_path / "gz", data_xyz.transpose(2, 1, 0)
+
+
+@pytest.fixture
+def rng_cv():
+    return np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("form", ["path", "precomputed_url", "format"])
+async def test_a_gzip_chunked_layer_reads_exactly_through_every_opener(gzip_layer, form):
+    path, expected = gzip_layer
+    if form == "path":
+        src = await ba.open_source(path)
+    elif form == "precomputed_url":
+        src = await ba.open_source(f"precomputed://file://{path}")
+    else:
+        src = await ba.open_source(str(path), format="precomputed")
+    assert src.shape == expected.shape
+    np.testing.assert_array_equal(await src.read(), expected)
+    again = await ba.from_spec(src.to_spec().to_json())
+    np.testing.assert_array_equal(await again.read(np.s_[3]), expected[3])
+    assert not src.writable  # mode='r'
+
+
+async def test_a_small_write_into_a_gzip_layer_keeps_the_rest_of_the_chunk(gzip_layer):
+    path, expected = gzip_layer
+    src = await ba.open_source(path, mode="r+")
+    await src.write(np.s_[2:4, 5:7, 9:11], np.full((2, 2, 2), 7, np.uint16))
+    expected = expected.copy()
+    expected[2:4, 5:7, 9:11] = 7
+    files = [p.name for p in path.rglob("*") if p.is_file() and p.name != "info"]
+    assert all(name.endswith(".gz") for name in files)  # the layer's convention is kept
+    read_back = _cv_read_zyx(f"file://{path}")
+    np.testing.assert_array_equal(read_back, expected)
+    np.testing.assert_array_equal(await (await ba.open_source(path)).read(), expected)
+
+
+async def test_copying_a_gzip_layer_to_zarr_is_exact(gzip_layer, tmp_path):
+    path, expected = gzip_layer
+    out = await ba.create_source(tmp_path / "o.zarr", shape=expected.shape, dtype="uint16", chunks=(8, 16, 16))
+    await ba.copy(await ba.open_source(path), out, num_workers=2)
+    np.testing.assert_array_equal(await out.read(), expected)

@@ -43,17 +43,32 @@ async def test_written_through_our_api_then_read_by_zarr_python(tmp_path, data, 
     assert isinstance(zarr.open_group(str(tmp_path / "o.zarr"), mode="r"), zarr.Group)
 
 
-async def test_n5_written_by_tensorstore_and_by_us(tmp_path, data):
-    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "t.n5")}, "path": "setup0/s0",
-            "metadata": {"dimensions": list(data.shape), "blockSize": [16, 16, 16], "dataType": "uint16", "compression": {"type": "gzip"}}}
-    store = await ts.open(spec, create=True)
-    await store.write(data)
-    src = await ba.open_source(tmp_path / "t.n5", "setup0/s0")
+async def test_n5_written_by_z5py_reads_in_its_axis_order_in_the_bigdataviewer_layout(tmp_path, data):
+    """z5py, BigDataViewer and Fiji show dimensions [X, Y, Z] as a C-order (Z, Y, X) array."""
+    z5py = pytest.importorskip("z5py")
+    assert data.shape[0] != data.shape[2]
+    f = z5py.File(str(tmp_path / "bdv.n5"), "w")
+    f.create_dataset("setup0/timepoint0/s0", data=data, chunks=(8, 16, 32), compression="gzip")
+    src = await ba.open_source(tmp_path / "bdv.n5", "setup0/timepoint0/s0")
+    assert src.shape == data.shape and src.chunks == (8, 16, 32)
     np.testing.assert_array_equal(await src.read(), data)
-    ours = await ba.create_source(tmp_path / "o.n5", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16), format="n5", internal_path="s0")
-    await ours.write(..., data)
-    again = await ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "o.n5")}, "path": "s0"})
-    np.testing.assert_array_equal(await again.read(), data)
+    np.testing.assert_array_equal(await src.read(np.s_[3, 5:9, :]), data[3, 5:9, :])
+
+
+async def test_n5_we_write_is_read_by_z5py_with_our_shape(tmp_path, data):
+    z5py = pytest.importorskip("z5py")
+    ours = await ba.create_source(tmp_path / "o.n5", shape=data.shape, dtype=data.dtype, chunks=(8, 16, 32), internal_path="s0")
+    await ba.copy(data, ours, num_workers=2)
+    dataset = z5py.File(str(tmp_path / "o.n5"), "r")["s0"]
+    assert dataset.shape == data.shape and dataset.chunks == (8, 16, 32)
+    np.testing.assert_array_equal(dataset[:], data)
+    attributes = json.loads((tmp_path / "o.n5" / "s0" / "attributes.json").read_text())
+    assert attributes["dimensions"] == list(reversed(data.shape))  # fastest axis first
+    # tensorstore used directly shows the metadata order, i.e. our array transposed
+    raw = await ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "o.n5")}, "path": "s0"})
+    np.testing.assert_array_equal(await raw.read(), data.transpose())
+    reopened = await ba.from_spec(ours.to_spec().to_json())
+    np.testing.assert_array_equal(await reopened.read(np.s_[1]), data[1])
 
 
 async def test_precomputed_written_by_cloudvolume_is_read_in_zyx(tmp_path, data):

@@ -1,0 +1,204 @@
+"""The format seam: one registered ``FormatBackend`` object per format.
+
+A backend holds everything about its format in one place: its name, extensions and URL
+prefixes, how its content is recognised, how it opens and creates arrays, what it can do
+(write, create, live in object storage) and which optional package it needs. ``open_source``,
+``create_source``, the CLI's ``--format`` choices and the error messages are all derived from the
+registry, so a new format is one new module plus one registration line::
+
+    class ToyFormat(FormatBackend):
+        name = "toy"; extensions = (".toy",); description = "toy files"
+        async def open(self, location, internal_path, *, mode, **options): ...
+
+    ba.register_format(ToyFormat())
+
+The built-in backends are registered lazily (first use) from ``BUILTIN_MODULES``: each of those
+modules exposes ``FORMAT_BACKENDS``, and none imports its optional library at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import FormatNotSupportedError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from .base import Source
+    from .location import Location
+
+#: Modules (in ``bioimage_async.sources``) whose ``FORMAT_BACKENDS`` are the built-in formats,
+#: in detection order: a folder holding several formats' metadata is the first one's.
+BUILTIN_MODULES = ("tensorstore_source", "hdf5", "tiff", "mrc", "nifti", "knossos")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateRequest:
+    """What ``create_source`` asks a backend to create (validated and normalised)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    internal_path: str | None = None
+    compression: str | None = "default"
+    shards: tuple[int, ...] | None = None
+    fill_value: Any = 0
+    exist_ok: bool = False
+    voxel_size: tuple[float, ...] | None = None
+    unit: str | None = None
+    dimension_names: tuple[str, ...] | None = None
+
+
+class FormatBackend:
+    """One format: identity, detection, open, create and capabilities."""
+
+    #: The format's name (``format=`` and the CLI's ``--format``).
+    name: str = ""
+    #: One line for listings and error messages.
+    description: str = ""
+    #: Lower-case file or folder extensions that name this format (".nii.gz" style allowed).
+    extensions: tuple[str, ...] = ()
+    #: Neuroglancer-style URL prefixes that name this format ("zarr3://", ...).
+    url_prefixes: tuple[str, ...] = ()
+    #: Whether existing arrays can be opened for writing (mode 'r+').
+    writable: bool = False
+    #: Whether ``create_source`` can create arrays of this format.
+    creatable: bool = False
+    #: Whether the format works on object-storage URLs (s3://, gs://, http(s)://).
+    remote: bool = False
+    #: The importable package the backend needs, and the pip extra that installs it.
+    requires: str | None = None
+    extra: str | None = None
+
+    def check_installed(self) -> None:
+        """Raise MissingDependencyError (naming the extra) when the backend's library is absent."""
+        if self.requires is None:
+            return
+        try:
+            importlib.import_module(self.requires)
+        except ImportError:
+            raise MissingDependencyError(
+                self.requires, self.extra or "all", f"the {self.name} format"
+            ) from None
+
+    async def detect(self, location: Location) -> bool:
+        """Whether the folder or URL (with no telling extension) holds this format."""
+        return False
+
+    async def open(
+        self, location: Location, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        raise FormatNotSupportedError(f"the {self.name} format cannot be opened here")
+
+    async def create(self, location: Location, request: CreateRequest) -> Source:
+        raise FormatNotSupportedError(
+            f"cannot create format {self.name!r}; create_source writes one of "
+            f"{', '.join(creatable_formats())}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<FormatBackend {self.name!r}>"
+
+
+class LocalFileFormat(FormatBackend):
+    """A format read from local files by a blocking library: ``opener(path, key, mode=...)``."""
+
+    async def open(
+        self, location: Location, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        return await self.open_local(str(location.local_path), internal_path, mode=mode, **options)
+
+    async def open_local(
+        self, path: str, internal_path: str | None, *, mode: str, **options: Any
+    ) -> Source:
+        raise NotImplementedError
+
+
+_lock = threading.Lock()
+_formats: dict[str, FormatBackend] = {}
+_builtins_loaded = False
+
+
+def register_format(backend: FormatBackend, *, replace: bool = False) -> FormatBackend:
+    """Add a format to the registry (``replace=True`` swaps out one of the same name)."""
+    if not backend.name:
+        raise ValueError("a FormatBackend needs a name")
+    with _lock:
+        if backend.name in _formats and not replace:
+            raise ValueError(
+                f"a format named {backend.name!r} is already registered; pass replace=True"
+            )
+        _formats[backend.name] = backend
+    return backend
+
+
+def unregister_format(name: str) -> None:
+    with _lock:
+        _formats.pop(name, None)
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    modules = [importlib.import_module(f"{__package__}.{m}") for m in BUILTIN_MODULES]
+    with _lock:
+        if _builtins_loaded:
+            return
+        builtin = [b for module in modules for b in module.FORMAT_BACKENDS]
+        custom = dict(_formats)
+        _formats.clear()
+        _formats.update({b.name: b for b in builtin})
+        _formats.update(custom)  # user registrations keep precedence over built-ins
+        _builtins_loaded = True
+
+
+def formats() -> list[FormatBackend]:
+    """Every registered format, in detection order."""
+    _load_builtins()
+    return list(_formats.values())
+
+
+def format_backend(name: str) -> FormatBackend:
+    _load_builtins()
+    try:
+        return _formats[name]
+    except KeyError:
+        raise FormatNotSupportedError(
+            f"unknown format {name!r}; known formats: {', '.join(_formats)}"
+        ) from None
+
+
+def format_names() -> list[str]:
+    return [b.name for b in formats()]
+
+
+def creatable_formats() -> list[str]:
+    return [b.name for b in formats() if b.creatable]
+
+
+def known_formats_text() -> str:
+    return "; ".join(f"{b.name}: {b.description}" for b in formats())
+
+
+def format_for_extension(path: str) -> FormatBackend | None:
+    """The format whose extension ends ``path`` (longest match, any case), if any."""
+    lowered = path.rstrip("/").lower()
+    best: tuple[int, FormatBackend] | None = None
+    for backend in formats():
+        for ext in backend.extensions:
+            if lowered.endswith(ext) and (best is None or len(ext) > best[0]):
+                best = (len(ext), backend)
+    return None if best is None else best[1]
+
+
+def format_for_prefix(prefix: str) -> FormatBackend | None:
+    """The format a URL prefix such as 'zarr3://' names, if any."""
+    for backend in formats():
+        if prefix in backend.url_prefixes:
+            return backend
+    return None

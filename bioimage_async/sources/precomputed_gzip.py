@@ -1,0 +1,95 @@
+"""Precomputed layers whose chunk files are gzip'd as ``<chunk>.gz`` (cloud-volume's default on
+``file://``, and common on disks copied from buckets).
+
+tensorstore's precomputed driver looks only for ``<chunk>`` and reads a layer of ``.gz`` files
+as all fill value, silently; a write through it would create a plain ``<chunk>`` beside the
+``.gz`` one and shadow the rest of that chunk with zeros for every later reader. So every
+precomputed open first looks for ``.gz`` chunk names and, where it finds them, serves the layer
+through cloud-volume, the tool that wrote them: reads decode both names, writes keep the
+layer's convention (read-modify-write of the ``.gz`` files).
+
+Detection: a local scale folder is listed (up to ``LISTING_LIMIT`` names); remotely, the first
+chunk of the scale is looked up under both names. A remote layer whose first chunk was never
+written cannot be told apart this way; it is opened through tensorstore (documented).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import run_blocking
+from ..errors import FormatNotSupportedError, MissingDependencyError
+from .base import Source
+from .location import Location
+
+LISTING_LIMIT = 10_000
+
+
+def first_chunk_name(scale: dict[str, Any]) -> str:
+    """The file name of the chunk at the scale's origin (precomputed's unsharded naming)."""
+    offset = [int(v) for v in scale.get("voxel_offset", [0, 0, 0])]
+    size = [int(v) for v in scale["size"]]
+    chunk = [int(v) for v in scale["chunk_sizes"][0]]
+    bounds = [
+        f"{o}-{min(o + c, o + n)}" for o, c, n in zip(offset, chunk, size)
+    ]
+    return "_".join(bounds)
+
+
+async def has_gzip_chunks(location: Location, scale: dict[str, Any]) -> bool:
+    if scale.get("sharding"):
+        return False  # shard files carry their own per-chunk encoding, never a .gz name
+    folder = location.join(str(scale["key"]))
+    if location.is_local:
+        return any(name.endswith(".gz") for name in await folder.list_names(LISTING_LIMIT))
+    name = first_chunk_name(scale)
+    if await folder.exists(name):
+        return False
+    return await folder.exists(name + ".gz")
+
+
+def _scale_of(info: dict[str, Any], key: str, scale_index: int | None) -> tuple[int, dict[str, Any]]:
+    scales = info.get("scales") or []
+    if key:
+        for index, scale in enumerate(scales):
+            if str(scale.get("key")) == key:
+                return index, scale
+    index = scale_index or 0
+    return index, scales[index]
+
+
+async def gzip_layer_source(
+    location: Location,
+    info: dict[str, Any],
+    key: str,
+    scale_index: int | None,
+    writable: bool,
+) -> Source | None:
+    """A cloud-volume source for a layer of ``.gz`` chunk files; None for an ordinary layer."""
+    if not info.get("scales"):
+        return None
+    mip, scale = _scale_of(info, key, scale_index)
+    if not await has_gzip_chunks(location, scale):
+        return None
+    if int(info.get("num_channels", 1)) != 1:
+        raise FormatNotSupportedError(
+            f"the precomputed layer {location} stores gzip'd '<chunk>.gz' files, which "
+            "tensorstore cannot read, and has several channels, which the cloud-volume reader "
+            "here does not present. Recompress it without gzip (e.g. with igneous or "
+            "cloud-volume's compress=False) and open it again"
+        )
+    from .cloudvolume import open_cloudvolume
+
+    cloudpath = f"file://{location.path}" if location.is_local else str(location)
+    try:
+        source = await run_blocking(
+            open_cloudvolume, cloudpath, mip=mip, fill_missing=True, read_only=not writable
+        )
+    except MissingDependencyError as err:
+        raise MissingDependencyError(
+            "cloud-volume",
+            "cloudvolume",
+            f"the precomputed layer {location}, whose chunks are gzip'd '<chunk>.gz' files "
+            "(tensorstore would read them as fill value),",
+        ) from err
+    return source

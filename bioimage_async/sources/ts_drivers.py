@@ -1,0 +1,291 @@
+"""tensorstore drivers as small strategy objects: one per chunked format.
+
+Each driver knows its format's metadata files (to tell an array from a group and to write group
+metadata above nested arrays), its codecs, the tensorstore spec that creates an array, and how
+the stored axis order maps to the C order (z, y, x) every Source presents:
+
+- zarr v2 / v3: stored in C order already;
+- n5: ``dimensions`` are stored fastest-axis first ([X, Y, Z]); z5py, BigDataViewer, Fiji and
+  bioimage-py show that as a C-order (Z, Y, X) array, so we reverse the axes on open and write
+  ``dimensions``/``blockSize`` reversed on create (tensorstore's n5 driver alone would show
+  (X, Y, Z), transposed with respect to every other n5 tool);
+- precomputed: (x, y, z, c) stored; shown as (z, y, x), or (c, z, y, x) with several channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorstore as ts
+
+from ..errors import FormatNotSupportedError, InvalidArgumentError
+from .formats import CreateRequest
+from .location import Location
+
+#: n5 can store only these dtypes.
+_N5_DTYPES = {
+    "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64"
+}
+
+
+def json_fill(value: Any, dtype: np.dtype) -> Any:
+    """A fill value in the JSON form the metadata needs."""
+    if value is None:
+        return None
+    if dtype.kind == "b":
+        return bool(value)
+    if dtype.kind in "iu":
+        return int(value)
+    if dtype.kind == "c":
+        raise FormatNotSupportedError(
+            f"complex dtype {dtype} is not supported by bioimage_async's chunked formats; store "
+            "the real and imaginary parts as two float arrays (or a trailing axis of size 2)"
+        )
+    return float(value)
+
+
+class Driver:
+    """How one chunked format maps onto tensorstore."""
+
+    format: str = ""
+    ts_driver: str = ""
+    #: compression name -> the codec JSON of this format
+    compressions: dict[str, Any] = {}
+    #: (file name, content) of the metadata that makes a folder a group, or None
+    group_file: tuple[str, bytes] | None = None
+
+    async def node(self, location: Location, key: str) -> str | None:
+        """'array', 'group' or None for what is stored at ``key`` below ``location``."""
+        raise NotImplementedError
+
+    def open_spec(self, location: Location, key: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {"driver": self.ts_driver, "kvstore": location.kvstore()}
+        if key:
+            spec["path"] = key
+        return spec
+
+    def codec(self, compression: str | None) -> Any:
+        name = "none" if compression in (None, "none", "raw") else compression
+        if name not in self.compressions:
+            raise FormatNotSupportedError(
+                f"unknown compression {compression!r} for {self.format}; choose one of "
+                f"{', '.join(self.compressions)}"
+            )
+        return self.compressions[name]
+
+    def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def present(self, store: ts.TensorStore) -> ts.TensorStore:
+        """The store in C order (z, y, x) with a zero origin."""
+        return store[ts.d[:].translate_to[0]] if store.ndim else store
+
+    def check_shards(self, request: CreateRequest) -> None:
+        if request.shards is not None:
+            raise FormatNotSupportedError(
+                f"shards= needs format='zarr3' (sharded zarr v3); {self.format} has no sharding"
+            )
+
+
+class ZarrV2(Driver):
+    format = "zarr"
+    ts_driver = "zarr"
+    compressions = {
+        "default": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
+        "blosc": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
+        "zstd": {"id": "zstd", "level": 3},
+        "gzip": {"id": "zlib", "level": 5},
+        "none": None,
+    }
+    group_file = (".zgroup", b'{"zarr_format": 2}')
+
+    async def node(self, location: Location, key: str) -> str | None:
+        here = location.join(key)
+        if await here.exists(".zarray"):
+            return "array"
+        if await here.exists(".zgroup"):
+            return "group"
+        return None
+
+    def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
+        self.check_shards(request)
+        metadata = {
+            "shape": list(request.shape),
+            "chunks": list(request.chunks),
+            "dtype": request.dtype.str,
+            "compressor": self.codec(request.compression),
+            "fill_value": json_fill(request.fill_value, request.dtype),
+            "order": "C",
+        }
+        return {**self.open_spec(location, key), "metadata": metadata}
+
+
+class ZarrV3(Driver):
+    format = "zarr3"
+    ts_driver = "zarr3"
+    compressions = {
+        "default": [{"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5}}],
+        "blosc": [{"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5}}],
+        "zstd": [{"name": "zstd", "configuration": {"level": 3}}],
+        "gzip": [{"name": "gzip", "configuration": {"level": 5}}],
+        "none": [],
+    }
+    group_file = ("zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+
+    async def node(self, location: Location, key: str) -> str | None:
+        meta = await location.join(key).read_json("zarr.json")
+        if meta is None:
+            return None
+        return str(meta.get("node_type", "array"))
+
+    def check_shards(self, request: CreateRequest) -> None:
+        shards = request.shards
+        if shards is not None and (
+            len(shards) != len(request.chunks)
+            or any(s < 1 or s % c for s, c in zip(shards, request.chunks))
+        ):
+            raise InvalidArgumentError(
+                f"shards {tuple(shards)} must be a positive multiple of chunks "
+                f"{tuple(request.chunks)} on every axis"
+            )
+
+    def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
+        self.check_shards(request)
+        bytes_codec = {"name": "bytes", "configuration": {"endian": "little"}}
+        inner = [bytes_codec] + list(self.codec(request.compression))
+        if request.shards is not None:
+            codecs: list[Any] = [
+                {
+                    "name": "sharding_indexed",
+                    "configuration": {
+                        "chunk_shape": list(request.chunks),
+                        "codecs": inner,
+                        "index_codecs": [bytes_codec, {"name": "crc32c"}],
+                    },
+                }
+            ]
+            grid = list(request.shards)
+        else:
+            codecs, grid = inner, list(request.chunks)
+        metadata: dict[str, Any] = {
+            "shape": list(request.shape),
+            "data_type": request.dtype.name,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": grid}},
+            "codecs": codecs,
+            "fill_value": json_fill(request.fill_value, request.dtype),
+        }
+        if request.dimension_names is not None:
+            metadata["dimension_names"] = list(request.dimension_names)
+        return {**self.open_spec(location, key), "metadata": metadata}
+
+
+class N5(Driver):
+    format = "n5"
+    ts_driver = "n5"
+    compressions = {
+        "default": {"type": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
+        "blosc": {"type": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
+        "gzip": {"type": "gzip", "level": 5},
+        "zstd": {"type": "zstd", "level": 3},
+        "none": {"type": "raw"},
+    }
+    group_file = ("attributes.json", b'{"n5": "2.0.0"}')
+
+    async def node(self, location: Location, key: str) -> str | None:
+        meta = await location.join(key).read_json("attributes.json")
+        if meta is None:
+            return None
+        return "array" if "dimensions" in meta else "group"
+
+    def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
+        self.check_shards(request)
+        if request.dtype.name not in _N5_DTYPES:
+            raise FormatNotSupportedError(
+                f"n5 cannot store dtype {request.dtype}; use one of {sorted(_N5_DTYPES)} or zarr"
+            )
+        metadata = {  # fastest axis first, as z5py, BigDataViewer and Fiji write it
+            "dimensions": list(reversed(request.shape)),
+            "blockSize": list(reversed(request.chunks)),
+            "dataType": request.dtype.name,
+            "compression": self.codec(request.compression),
+        }
+        return {**self.open_spec(location, key), "metadata": metadata}
+
+    def present(self, store: ts.TensorStore) -> ts.TensorStore:
+        if store.ndim > 1:
+            store = store[ts.d[:].transpose[::-1]]
+        return super().present(store)
+
+
+class Precomputed(Driver):
+    format = "precomputed"
+    ts_driver = "neuroglancer_precomputed"
+    compressions = {
+        "default": "raw",
+        "none": "raw",
+        "raw": "raw",
+        "jpeg": "jpeg",
+        "compressed_segmentation": "compressed_segmentation",
+    }
+
+    async def node(self, location: Location, key: str) -> str | None:
+        info = await location.read_json("info")
+        if info is None:
+            return None
+        scales = info.get("scales") or []
+        if not key:
+            return "array" if scales else "group"
+        return "array" if any(s.get("key") == key for s in scales) else None
+
+    def open_spec(self, location: Location, key: str) -> dict[str, Any]:
+        return self.scale_spec(location, key, None)
+
+    def scale_spec(self, location: Location, key: str, scale_index: int | None) -> dict[str, Any]:
+        """A scale by key, by index, or the first one."""
+        spec: dict[str, Any] = {"driver": self.ts_driver, "kvstore": location.kvstore()}
+        if key:
+            spec["scale_metadata"] = {"key": key}
+        elif scale_index is not None:
+            spec["scale_index"] = scale_index
+        return spec
+
+    def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
+        self.check_shards(request)
+        shape, dtype = request.shape, request.dtype
+        if len(shape) not in (3, 4):
+            raise FormatNotSupportedError(
+                f"precomputed volumes are 3D (z, y, x) or 4D (c, z, y, x); got shape {shape}"
+            )
+        channels = shape[0] if len(shape) == 4 else 1
+        resolution = [1.0, 1.0, 1.0]
+        if request.voxel_size is not None:
+            resolution = [float(v) for v in reversed(request.voxel_size[-3:])]
+        scale: dict[str, Any] = {
+            "size": list(reversed(shape[-3:])),
+            "chunk_size": list(reversed(request.chunks[-3:])),
+            "resolution": resolution,
+            "encoding": self.codec(request.compression),
+        }
+        if key:
+            scale["key"] = key
+        return {
+            "driver": self.ts_driver,
+            "kvstore": location.kvstore(),
+            "multiscale_metadata": {
+                "data_type": dtype.name,
+                "num_channels": channels,
+                "type": "segmentation" if dtype.kind in "ui" and dtype.itemsize >= 4 else "image",
+            },
+            "scale_metadata": scale,
+        }
+
+    def present(self, store: ts.TensorStore) -> ts.TensorStore:
+        channels = int(store.shape[3])
+        store = store[ts.d[:].transpose[3, 2, 1, 0]]  # -> c, z, y, x
+        if channels == 1:
+            store = store[0]
+        return super().present(store)
+
+
+DRIVERS: dict[str, Driver] = {d.format: d for d in (ZarrV2(), ZarrV3(), N5(), Precomputed())}
