@@ -27,6 +27,8 @@ from .ops import copy, downsample, iter_blocks, map_blocks, pyramid
 from .pipeline.stats import RunStats
 from .runners.attach import attach
 from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
+from .runners.options import ExecKwargs, ExecOptions
+from .runners.registry import RunnerBackend, job_types, register_runner
 from .runners.run import Run, RunStatus
 from .sources import (
     CreateRequest,
@@ -46,6 +48,11 @@ from .sources.webknossos import open_webknossos
 from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
+    "ExecKwargs",
+    "ExecOptions",
+    "RunnerBackend",
+    "job_types",
+    "register_runner",
     "CreateRequest",
     "FormatBackend",
     "InvalidArgumentError",

@@ -13,9 +13,9 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def _stop() -> None:
 atexit.register(_stop)
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Awaitable[T]) -> T:
     """Run ``coro`` on the background loop and block until it is done.
 
     A KeyboardInterrupt while waiting cancels the coroutine, waits for its clean-up (so worker
@@ -67,7 +67,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """
     loop = background_loop()
     if threading.current_thread() is _thread:
-        coro.close()
+        close = getattr(coro, "close", None)
+        if close is not None:
+            close()
         raise RuntimeError(
             "a bioimage_async blocking call was made from inside its own background loop; "
             "inside async code, await the coroutine API (e.g. await source.read(...)) instead"

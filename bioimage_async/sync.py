@@ -1,60 +1,66 @@
 """Blocking twins of the coroutine API, run on one background event-loop thread.
 
 They work where an event loop is already running in the calling thread (Jupyter), and a
-KeyboardInterrupt cancels the underlying run (finished blocks stay written).
+KeyboardInterrupt cancels the underlying run (finished blocks stay written). Each twin is made
+from its async original by ``blocking()``, so it has exactly the original's signature and return
+type (editors and mypy see them) and the two can never drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
+
+from . import ops
 from ._loop import run_sync
+from .blocking.grid import Block
+from .runners.attach import attach as _attach
+from .runners.run import Run, RunStatus
 from .sources import registry
-from .sources.base import Source
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def open_source(path: Any, internal_path: str | None = None, **kwargs: Any) -> Source:
-    """Blocking ``ba.open_source``."""
-    return run_sync(registry.open_source(path, internal_path, **kwargs))
+def blocking(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The blocking twin of coroutine function ``fn`` (same signature, same result)."""
+
+    @functools.wraps(fn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(fn(*args, **kwargs))
+
+    twin.__doc__ = f"Blocking ``ba.{fn.__name__}`` (Ctrl-C cancels it).\n\n{fn.__doc__ or ''}"
+    return twin
 
 
-def create_source(path: Any, **kwargs: Any) -> Source:
-    """Blocking ``ba.create_source``."""
-    return run_sync(registry.create_source(path, **kwargs))
+open_source = blocking(registry.open_source)
+create_source = blocking(registry.create_source)
+from_spec = blocking(registry.from_spec)
+copy = blocking(ops.copy)
+downsample = blocking(ops.downsample)
+map_blocks = blocking(ops.map_blocks)
+pyramid = blocking(ops.pyramid)
+attach = blocking(_attach)
 
 
-def from_spec(spec: Any) -> Source:
-    """Blocking ``ba.from_spec``."""
-    return run_sync(registry.from_spec(spec))
+class BlockIterator:
+    """A plain iterator over ``ba.iter_blocks``: each step runs on the background loop.
+
+    Breaking out of a ``for`` loop releases the inner generator, which closes it and cancels
+    the pending reads, even when the caller keeps a reference to this object.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[tuple[Block, np.ndarray]]:
+        return _drive(self._stream.__aiter__())
 
 
-def copy(input: Any, output: Any = None, **kwargs: Any) -> Any:
-    """Blocking ``ba.copy``; Ctrl-C cancels the run (finished blocks stay written)."""
-    from .ops import copy as copy_op
-
-    return run_sync(copy_op(input, output, **kwargs))
-
-
-def downsample(input: Any, scale_factor: Any, output: Any = None, **kwargs: Any) -> Any:
-    """Blocking ``ba.downsample``."""
-    from .ops import downsample as downsample_op
-
-    return run_sync(downsample_op(input, scale_factor, output, **kwargs))
-
-
-def map_blocks(fn: Any, input: Any, output: Any = None, **kwargs: Any) -> Any:
-    """Blocking ``ba.map_blocks``."""
-    from .ops import map_blocks as map_blocks_op
-
-    return run_sync(map_blocks_op(fn, input, output, **kwargs))
-
-
-def iter_blocks(source: Any, block_shape: Any = None, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
-    """A plain iterator over ``ba.iter_blocks``: each step runs on the background loop."""
-    from .ops import iter_blocks as iter_blocks_op
-
-    agen: Any = iter_blocks_op(source, block_shape, **kwargs)
+def _drive(agen: AsyncIterator[tuple[Block, np.ndarray]]) -> Iterator[tuple[Block, np.ndarray]]:
     try:
         while True:
             try:
@@ -62,33 +68,27 @@ def iter_blocks(source: Any, block_shape: Any = None, **kwargs: Any) -> Iterator
             except StopAsyncIteration:
                 return
     finally:
-        run_sync(agen.aclose())
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            run_sync(aclose())
 
 
-def attach(tmp_folder: str, job_config: Any = None, **kwargs: Any) -> Any:
-    """Blocking ``ba.attach``: the Run of a temp folder."""
-    from .runners.attach import attach as attach_coro
+@functools.wraps(ops.iter_blocks)
+def iter_blocks(*args: Any, **kwargs: Any) -> BlockIterator:
+    """Blocking ``ba.iter_blocks``: a plain iterator of (block, data)."""
+    return BlockIterator(ops.iter_blocks(*args, **kwargs))
 
-    return run_sync(attach_coro(tmp_folder, job_config, **kwargs))
 
-
-def wait(run: Any, progress: Any = None) -> Any:
+def wait(run: Run, progress: Any = None) -> Any:
     """Blocking ``await run.wait()``."""
     return run_sync(run.wait(progress))
 
 
-def status(run: Any) -> Any:
+def status(run: Run) -> RunStatus:
     """Blocking ``await run.status()``."""
     return run_sync(run.status())
 
 
-def cancel(run: Any) -> None:
+def cancel(run: Run) -> None:
     """Blocking ``await run.cancel()``."""
     run_sync(run.cancel())
-
-
-def pyramid(input: Any, output_path: Any, levels: int, **kwargs: Any) -> Any:
-    """Blocking ``ba.pyramid``."""
-    from .ops import pyramid as pyramid_op
-
-    return run_sync(pyramid_op(input, output_path, levels, **kwargs))

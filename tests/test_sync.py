@@ -33,15 +33,77 @@ def test_sync_api_works_inside_a_running_event_loop(volume):
     np.testing.assert_array_equal(asyncio.run(notebook_cell()), volume)
 
 
-async def test_iter_blocks_bounds_read_ahead(volume):
-    grid = ba.BlockGrid(volume.shape, (16, 32, 32))
-    ids = []
-    async for block, data in ba.iter_blocks(volume, (16, 32, 32), prefetch=2):
-        np.testing.assert_array_equal(data, volume[block.roi])
-        ids.append(block.id)
-        if len(ids) == 3:
+class GatedSource(ba.Source):
+    """Block 0's region reads at once; every other read waits until released (or cancelled)."""
+
+    def __init__(self, shape):
+        self._shape = shape
+        self.started: list[int] = []
+        self.cancelled = 0
+        self.release = asyncio.Event()
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def dtype(self):
+        return np.dtype("uint8")
+
+    async def _read(self, roi):
+        self.started.append(roi[0].start)
+        if roi[0].start:
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return np.zeros(tuple(s.stop - s.start for s in roi), np.uint8)
+
+
+async def test_iter_blocks_bounds_read_ahead():
+    src = GatedSource((40, 4, 4))
+    seen = []
+    async for block, _ in ba.iter_blocks(src, (4, 4, 4), prefetch=3):
+        seen.append(block.id)
+        await asyncio.sleep(0.05)  # let any unbounded read-ahead start
+        assert len(src.started) <= len(seen) + 3  # the consumed block plus prefetch
+        src.release.set()
+    assert seen == list(range(10))
+
+
+async def test_breaking_out_cancels_pending_reads_even_with_a_kept_reference():
+    src = GatedSource((40, 4, 4))
+    stream = ba.iter_blocks(src, (4, 4, 4), prefetch=3)
+    async for block, _ in stream:
+        assert block.id == 0
+        break
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if src.cancelled:
             break
-    assert ids == [0, 1, 2] and grid.num_blocks > 3
+    assert stream is not None and src.cancelled == 3  # blocks 1-3 were pending
+
+
+def test_breaking_out_of_the_sync_iterator_cancels_pending_reads_with_a_kept_reference():
+    import time
+
+    src = GatedSource((40, 4, 4))
+    iterator = ba.sync.iter_blocks(src, (4, 4, 4), prefetch=3)
+    first = next(iter(iterator))[0]  # one step, then the pass is dropped (like a break)
+    assert first.id == 0
+    for _ in range(50):
+        if src.cancelled:
+            break
+        time.sleep(0.01)
+    assert iterator is not None and src.cancelled == 3
+
+
+def test_sync_twins_have_the_signatures_of_their_async_originals():
+    import inspect
+
+    for name in ("open_source", "create_source", "from_spec", "copy", "downsample", "map_blocks", "pyramid", "attach"):
+        assert inspect.signature(getattr(ba.sync, name)) == inspect.signature(getattr(ba, name)), name
 
 
 def test_sync_copy_of_a_zarr_python_array(tmp_path):

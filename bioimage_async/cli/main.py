@@ -14,6 +14,9 @@ import shlex
 import sys
 from typing import Any, NoReturn
 
+from ..runners.registry import job_types
+from ..sources.formats import creatable_formats
+
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -57,7 +60,7 @@ def _add_exec(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
     group.add_argument("--workers", type=int, default=2, help="parallel workers (default 2)")
     group.add_argument("--block-shape", type=_ints, help="block shape z,y,x (default: derived from the chunks)")
-    group.add_argument("--job-type", choices=("local", "subprocess", "slurm"), default="local")
+    group.add_argument("--job-type", choices=job_types(), default="local")
     group.add_argument("--block-ids", type=_id_list, help="only these block ids, e.g. 3,7,10-12")
     group.add_argument("--resume", metavar="TMP", help="finish the failed distributed run in TMP")
     group.add_argument("--tmp-root", help="where distributed runs keep their folder")
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output")
     convert.add_argument("--key", help="array inside the input container")
     convert.add_argument("--out-key", help="array inside the output container")
-    convert.add_argument("--format", default="zarr", choices=("zarr", "zarr3", "n5", "precomputed", "hdf5"))
+    convert.add_argument("--format", choices=creatable_formats(),
+                         help="output format (default: from the output's extension)")
     convert.add_argument("--chunks", type=_ints, help="output chunks z,y,x (default: 64^3-ish)")
     convert.add_argument("--shards", type=_ints, help="zarr3 shard shape z,y,x")
     convert.add_argument("--compression", default="default")
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--anti-aliasing", action="store_true")
     down.add_argument("--key")
     down.add_argument("--out-key")
-    down.add_argument("--format", default="zarr", choices=("zarr", "zarr3", "n5", "precomputed"))
+    down.add_argument("--format", choices=creatable_formats(),
+                      help="output format (default: from the output's extension)")
     down.add_argument("--chunks", type=_ints)
     down.add_argument("--overwrite", action="store_true")
     _add_exec(down)

@@ -1,65 +1,26 @@
-"""The execution keywords every block-wise op takes, validated once, and the hand-off to a runner."""
+"""What every block-wise op does the same way: options, the output, checks, the hand-off."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..pipeline.progress import ProgressArg
+from ..errors import InvalidArgumentError
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
-from ..runners.base import JOB_TYPES, get_runner
-from ..runners.config import RunnerConfig
+from ..runners.options import ExecKwargs, ExecOptions
+from ..runners.registry import runner_backend
 from ..sources.base import Source
 from ..sources.numpy_source import NumpySource
 
-
-@dataclass(kw_only=True)
-class ExecOptions:
-    """job_type, job_config, num_workers, block_ids, resume_from, progress, stats, wait."""
-
-    job_type: str = "local"
-    job_config: RunnerConfig | None = None
-    num_workers: int = 1
-    block_ids: Sequence[int] | None = None
-    resume_from: str | None = None
-    progress: ProgressArg = None
-    stats: RunStats | None = None
-    wait: bool = True
-    detach_on_cancel: bool = False
-
-    def __post_init__(self) -> None:
-        if self.job_type not in JOB_TYPES:
-            raise ValueError(f"job_type must be one of {JOB_TYPES}, got {self.job_type!r}")
-        if not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise ValueError(f"num_workers must be a positive integer, got {self.num_workers!r}")
-        if self.resume_from is not None and self.block_ids is not None:
-            raise ValueError("Pass either 'resume_from' or 'block_ids', not both.")
-        if self.resume_from is not None and self.job_type == "local":
-            raise ValueError(
-                "resume_from is only valid for distributed backends (job_type='subprocess' or "
-                "'slurm'); re-run a local run with block_ids=error.failed_block_ids"
-            )
-        if not self.wait and self.job_type == "local":
-            raise ValueError("wait=False needs a distributed job_type ('subprocess' or 'slurm')")
-
-    @property
-    def distributed(self) -> bool:
-        return self.job_type != "local"
+#: What an op returns: the output (the given Source, or the allocated numpy array of a local run
+#: without ``output``), or a ``ba.Run`` handle when ``wait=False``.
+OpResult = Any
 
 
-def exec_options(**kwargs: Any) -> ExecOptions:
-    try:
-        return ExecOptions(**kwargs)
-    except TypeError as err:
-        known = (
-            "job_type, job_config, num_workers, block_ids, resume_from, progress, stats, wait, "
-            "detach_on_cancel"
-        )
-        raise TypeError(f"{err}; the execution keywords are: {known}") from None
+def exec_options(kwargs: ExecKwargs) -> ExecOptions:
+    return ExecOptions.from_kwargs(kwargs)
 
 
 def allocate_output(
@@ -69,7 +30,7 @@ def allocate_output(
     if output is not None:
         return output, None
     if options.distributed:
-        raise ValueError(
+        raise InvalidArgumentError(
             "'output' is required for distributed execution: create one with "
             "await ba.create_source(path, shape=..., dtype=..., chunks=...)"
         )
@@ -83,15 +44,15 @@ def check_distributed(task: BlockTask, options: ExecOptions) -> None:
         return
     for role, source in task.sources().items():
         if not source.reopenable:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the {role} ({source.describe()}) lives in this process's memory and cannot be "
                 f"reopened by {options.job_type} workers; write it to zarr/n5 first "
                 "(ba.create_source + ba.copy) or use job_type='local'"
             )
     if not task.output.writable:
-        raise ValueError(f"the output is not writable: {task.output.read_only_reason}")
+        raise InvalidArgumentError(f"the output is not writable: {task.output.read_only_reason}")
     if not task.output.multiprocess_writable:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{task.output.describe()} cannot be written by several processes at once (HDF5 is "
             "a single-writer format), so it cannot be a distributed output; write to zarr/n5 "
             "(ba.create_source(..., format='zarr')) and convert afterwards, or use "
@@ -99,24 +60,30 @@ def check_distributed(task: BlockTask, options: ExecOptions) -> None:
         )
 
 
-async def run_task(task: BlockTask, options: ExecOptions) -> Any:
-    """Hand a validated task to the runner of ``options.job_type``."""
+def check_task(task: BlockTask, options: ExecOptions) -> None:
+    """Everything that can be refused before anything runs (or is created)."""
     check_distributed(task, options)
     if task.mask is not None and task.mask.shape != task.grid.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"mask shape {task.mask.shape} must equal the output shape {task.grid.shape}"
         )
-    runner = get_runner(options.job_type, options.job_config)
-    if options.detach_on_cancel:
-        runner.detach_on_cancel = True  # type: ignore[attr-defined]
+    if options.block_ids is not None:
+        task.grid.check_ids(options.block_ids)
+
+
+async def run_task(task: BlockTask, options: ExecOptions) -> Any:
+    """Hand a validated task to the runner of ``options.job_type``."""
+    check_task(task, options)
+    backend = runner_backend(options.job_type)
+    assert options.job_config is not None  # ExecOptions fills in the backend's default
+    runner = backend.runner(options.job_config)
     stats = options.stats if options.stats is not None else RunStats(name=task.name)
     stats.name = task.name
-    return await runner.run(
-        task,
-        block_ids=options.block_ids,
-        num_workers=options.num_workers,
-        progress=options.progress,
-        stats=stats,
-        resume_from=options.resume_from,
-        wait=options.wait,
-    )
+    return await runner.run(task, options, stats)
+
+
+def finish(result: Any, options: ExecOptions, output: Any, array: np.ndarray | None) -> OpResult:
+    """The op's return value: the Run (wait=False), the allocated array, or the output."""
+    if not options.wait:
+        return result
+    return array if array is not None else output

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from ..blocking.defaults import TARGET_BLOCK_BYTES, default_block_shape
 from ..blocking.grid import BlockGrid
+from ..errors import InvalidArgumentError
 from ..pipeline.task import BlockKernel, BlockTask
+from ..runners.options import ExecKwargs
 from ..sources.base import Source
 from ..sources.registry import as_source
-from ._exec import allocate_output, exec_options, run_task
+from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 
 
 def same_source(a: Source, b: Source) -> bool:
@@ -32,13 +34,27 @@ def resolve_block_shape(
             output.shape, output.dtype.itemsize, output.write_granularity, input_chunks,
             target_bytes,
         )
-    block_shape = tuple(int(b) for b in block_shape)
+    block_shape = positive_int_tuple(block_shape, "block_shape")
     if len(block_shape) != output.ndim:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"block_shape {block_shape} must have one entry per axis of the output "
             f"(shape {output.shape})"
         )
     return block_shape
+
+
+def positive_int_tuple(values: Any, what: str) -> tuple[int, ...]:
+    """A tuple of positive integers, refusing floats, strings and scalars with the value."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"{what} must be a tuple of positive integers, got {values!r}")
+    result = []
+    for value in values:
+        if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+            raise InvalidArgumentError(
+                f"{what} must be a tuple of positive integers, got {tuple(values)!r}"
+            )
+        result.append(int(value))
+    return tuple(result)
 
 
 async def copy(
@@ -47,28 +63,27 @@ async def copy(
     *,
     block_shape: Any = None,
     mask: Any = None,
-    **exec_kwargs: Any,
-) -> Any:
+    **exec_kwargs: Unpack[ExecKwargs],
+) -> OpResult:
     """Copy ``input`` into ``output`` block by block; the output's dtype governs (cast on write).
 
     Without ``output`` (local runs only) a numpy array is allocated and returned. With ``mask``,
     voxels outside it keep the output's old values and blocks with an empty mask are skipped
     without reading the input. Returns the output (the given one or the new array).
     """
-    options = exec_options(**exec_kwargs)
+    options = exec_options(exec_kwargs)
     src = as_source(input)
     out, array = allocate_output(
         as_source(output) if output is not None else None, src.shape, src.dtype, options
     )
     if same_source(src, out):
-        raise ValueError("copy needs 'output' to differ from 'input'")
+        raise InvalidArgumentError("copy needs 'output' to differ from 'input'")
     if out.shape != src.shape:
-        raise ValueError(f"output shape {out.shape} must equal the input shape {src.shape}")
+        raise InvalidArgumentError(
+            f"output shape {out.shape} must equal the input shape {src.shape}"
+        )
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks))
     task = BlockTask(
         "copy", src, out, grid, BlockKernel(), as_source(mask) if mask is not None else None
     )
-    result = await run_task(task, options)
-    if not options.wait:
-        return result
-    return array if array is not None else output
+    return finish(await run_task(task, options), options, output, array)

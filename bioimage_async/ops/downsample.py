@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import tensorstore as ts
 
 from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import Block, BlockGrid
+from ..errors import InvalidArgumentError
 from ..kernels.resample import Resampling, downscale_shape
 from ..pipeline.task import BlockKernel, BlockTask
+from ..runners.options import ExecKwargs
 from ..sources.base import Source
 from ..sources.indexing import Roi
 from ..sources.registry import as_source
-from ._exec import allocate_output, exec_options, run_task
+from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 from .copy import resolve_block_shape
 
 
@@ -57,18 +60,40 @@ def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling)
 
 
 def normalize_factors(scale_factor: Any, ndim: int) -> tuple[int, ...]:
-    if isinstance(scale_factor, Integral):
-        factors = (int(scale_factor),) * ndim
+    """Integer factors >= 1, one per axis (an int applies to every axis).
+
+    Non-integer factors are refused, never truncated: 1.5 would silently become 1 (the input
+    unchanged) and 2.9 would become 2.
+    """
+    if isinstance(scale_factor, (Integral, np.integer)) and not isinstance(scale_factor, bool):
+        values: tuple[Any, ...] = (scale_factor,) * ndim
+    elif isinstance(scale_factor, (str, bytes)) or not isinstance(scale_factor, Iterable):
+        raise InvalidArgumentError(
+            f"scale_factor must be an integer >= 1 or one integer per axis, got "
+            f"{scale_factor!r}; downsample takes integer factors only (ba.ResizedSource "
+            "resamples to any shape)"
+        )
     else:
-        factors = tuple(int(f) for f in scale_factor)
-        if len(factors) != ndim:
-            raise ValueError(
-                f"scale_factor {tuple(scale_factor)} has {len(factors)} entries but the input "
-                f"has {ndim} axes"
+        values = tuple(scale_factor)
+    if len(values) != ndim:
+        raise InvalidArgumentError(
+            f"scale_factor {values} has {len(values)} entries but the input has {ndim} axes"
+        )
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)) or value < 1:
+            raise InvalidArgumentError(
+                f"scale_factor must hold integers >= 1, got {values}; downsample takes integer "
+                "factors only (ba.ResizedSource resamples to any shape)"
             )
-    if any(f < 1 for f in factors):
-        raise ValueError(f"downsample needs scale factors >= 1, got {factors}")
-    return factors
+    return tuple(int(v) for v in values)
+
+
+def spline_order(order: Any) -> int:
+    if isinstance(order, bool) or not isinstance(order, (Integral, np.integer)) or not (
+        0 <= int(order) <= 5
+    ):
+        raise InvalidArgumentError(f"order must be an integer from 0 to 5, got {order!r}")
+    return int(order)
 
 
 async def downsample(
@@ -80,8 +105,8 @@ async def downsample(
     anti_aliasing: bool = False,
     block_shape: Any = None,
     mask: Any = None,
-    **exec_kwargs: Any,
-) -> Any:
+    **exec_kwargs: Unpack[ExecKwargs],
+) -> OpResult:
     """Downsample by an integer factor per axis to shape ceil(shape / factor).
 
     Output index i samples input coordinate i * (in/out) with a spline of ``order`` (0..5);
@@ -89,9 +114,8 @@ async def downsample(
     (order 0, no smoothing) never invent values, so they are safe for label volumes.
     ``block_shape`` and ``mask`` are in the output space.
     """
-    options = exec_options(**exec_kwargs)
-    if not 0 <= int(order) <= 5:
-        raise ValueError(f"order must be between 0 and 5, got {order}")
+    options = exec_options(exec_kwargs)
+    order = spline_order(order)
     src = as_source(input)
     factors = normalize_factors(scale_factor, src.ndim)
     target = downscale_shape(src.shape, factors)
@@ -99,7 +123,7 @@ async def downsample(
         as_source(output) if output is not None else None, target, src.dtype, options
     )
     if out.shape != target:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"output shape {out.shape} must be the downsampled shape {target} "
             f"(ceil of {src.shape} / {factors})"
         )
@@ -119,7 +143,4 @@ async def downsample(
     task = BlockTask(
         "downsample", src, out, grid, kernel, as_source(mask) if mask is not None else None
     )
-    result = await run_task(task, options)
-    if not options.wait:
-        return result
-    return array if array is not None else output
+    return finish(await run_task(task, options), options, output, array)

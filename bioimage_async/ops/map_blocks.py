@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from numbers import Integral
+from typing import Any, Unpack
 
 import numpy as np
 
 from ..blocking.grid import Block, BlockGrid
+from ..errors import InvalidArgumentError
 from ..pipeline.task import BlockKernel, BlockTask
+from ..runners.options import ExecKwargs
 from ..sources.indexing import Roi
 from ..sources.registry import as_source
-from ._exec import allocate_output, exec_options, run_task
+from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 from .copy import resolve_block_shape, same_source
 
 
@@ -29,7 +32,7 @@ class FunctionKernel(BlockKernel):
     def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
         result = np.asarray(self.fn(data))
         if result.shape != data.shape:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the function returned shape {result.shape} for block {block.id}, but its input "
                 f"(block plus halo) had shape {data.shape}; map_blocks needs the same shape back"
             )
@@ -47,35 +50,50 @@ async def map_blocks(
     block_shape: Any = None,
     halo: Any = None,
     mask: Any = None,
-    **exec_kwargs: Any,
-) -> Any:
+    **exec_kwargs: Unpack[ExecKwargs],
+) -> OpResult:
     """Write ``fn(block_with_halo)`` (halo cropped) into ``output`` for every block.
 
     ``fn`` runs in worker processes, so it must be picklable by cloudpickle (lambdas, closures
     and functions from your own modules work). The halo is clipped at the volume border.
     """
-    options = exec_options(**exec_kwargs)
+    options = exec_options(exec_kwargs)
     if not callable(fn):
-        raise TypeError(f"map_blocks needs a callable fn, got {type(fn).__name__}")
+        raise InvalidArgumentError(f"map_blocks needs a callable fn, got {type(fn).__name__}")
     src = as_source(input)
     out, array = allocate_output(
         as_source(output) if output is not None else None, src.shape, src.dtype, options
     )
     if out.shape != src.shape:
-        raise ValueError(f"output shape {out.shape} must equal the input shape {src.shape}")
+        raise InvalidArgumentError(
+            f"output shape {out.shape} must equal the input shape {src.shape}"
+        )
     if same_source(src, out) and halo is not None and any(halo):
-        raise ValueError(
+        raise InvalidArgumentError(
             "map_blocks with a halo cannot write into its own input (blocks would read "
             "neighbours already overwritten); use a separate output"
         )
     if halo is not None:
-        halo = (int(halo),) * src.ndim if isinstance(halo, int) else tuple(int(h) for h in halo)
+        halo = halo_tuple(halo, src.ndim)
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(
         "map_blocks", src, out, grid, FunctionKernel(fn),
         as_source(mask) if mask is not None else None,
     )
-    result = await run_task(task, options)
-    if not options.wait:
-        return result
-    return array if array is not None else output
+    return finish(await run_task(task, options), options, output, array)
+
+
+def halo_tuple(halo: Any, ndim: int) -> tuple[int, ...]:
+    """A halo per axis (an int applies to every axis); non-negative integers only."""
+    values = (halo,) * ndim if isinstance(halo, Integral) else halo
+    problem = InvalidArgumentError(
+        f"halo must be a non-negative integer or one per axis ({ndim} axes), got {halo!r}"
+    )
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise problem
+    result = tuple(values)
+    if len(result) != ndim or not all(
+        isinstance(h, Integral) and not isinstance(h, bool) and int(h) >= 0 for h in result
+    ):
+        raise problem
+    return tuple(int(h) for h in result)

@@ -29,6 +29,15 @@ class RunStats:
     max_in_flight: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
+    def merge(self, other: RunStats) -> None:
+        """Add another run's counts and times (a composite op's steps into its total)."""
+        for name in ("blocks_total", "blocks_done", "blocks_skipped", "blocks_failed",
+                     "bytes_read", "bytes_written", "read_s", "compute_s", "write_s", "wall_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.max_in_flight = max(self.max_in_flight, other.max_in_flight)
+        for key, value in other.extra.items():
+            self.extra[key] = self.extra.get(key, 0.0) + value
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError, InvalidArgumentError
 from ..sources.base import SourceSpec
-from .config import RunnerConfig, SlurmConfig
+from .config import RunnerConfig
 from .files import LocalFiles, RunFiles
 from .launcher import Launcher
 from .protocol import RunFolder
+from .registry import backend_for_config, runner_backend
 from .run import Run
 
 
@@ -19,32 +21,35 @@ async def attach(
 
     For a run submitted over SSH, pass the same ``SlurmConfig(host=...)`` (the folder lives on the
     cluster). ``run.wait()`` returns the output source when it can be opened here, else its spec.
+    The backend is the one recorded in the folder; an unknown one is an error.
     """
-    files: RunFiles
-    launcher: Launcher
-    if isinstance(job_config, SlurmConfig) and job_config.host is not None:
-        from .slurm import SlurmRunner
-
-        files, launcher = await SlurmRunner(job_config).connect()
-    else:
-        files = LocalFiles()
-        launcher = None  # type: ignore[assignment]
-    folder = await RunFolder.open(files, tmp_folder)
-    job_type = folder.manifest.data.get("job_type")
-    if launcher is None:
-        if job_type == "slurm":
-            from .slurm import SlurmLauncher
-            from .ssh import LocalShell
-
-            config = job_config if isinstance(job_config, SlurmConfig) else SlurmConfig.load()
-            job_config = config
-            launcher = SlurmLauncher(config, LocalShell())
-        else:
-            from .subprocess import SubprocessLauncher
-
-            job_config = job_config or RunnerConfig()
-            launcher = SubprocessLauncher(job_config)
-    assert job_config is not None
+    files: RunFiles = LocalFiles()
+    launcher: Launcher | None = None
+    hinted = backend_for_config(job_config)
+    if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
+        files, launcher = await hinted.connect(job_config)
+    try:
+        folder = await RunFolder.open(files, tmp_folder)
+        job_type = str(folder.manifest.data.get("job_type"))
+        try:
+            backend = runner_backend(job_type)
+        except InvalidArgumentError:
+            raise ConfigError(
+                f"{tmp_folder} was written by the {job_type!r} backend, which is not registered "
+                "in this process (register it with ba.register_runner before attaching)"
+            ) from None
+        if not backend.detachable:
+            raise ConfigError(
+                f"{tmp_folder} is a {job_type} run folder, which has no jobs to attach to; "
+                f"finish it with resume_from={tmp_folder!r}"
+            )
+        config = backend.config(job_config if isinstance(job_config, backend.config_type) else None)
+        if launcher is None:
+            _, launcher = await backend.connect(config)
+    except BaseException:
+        if launcher is not None:
+            await launcher.close()
+        raise
     output_spec = SourceSpec.from_json(folder.manifest.data["sources"]["output"])
     result: Any = output_spec
     if isinstance(files, LocalFiles):
@@ -54,4 +59,4 @@ async def attach(
             result = await from_spec(output_spec)
         except Exception:  # noqa: BLE001 - not reachable here: hand back the spec instead
             result = output_spec
-    return Run(folder, launcher, job_config, result=result, detach_on_cancel=detach_on_cancel)
+    return Run(folder, launcher, config, backend, result=result, detach_on_cancel=detach_on_cancel)

@@ -11,60 +11,48 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
-from abc import abstractmethod
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..blocking.safety import plan_writes
-from ..pipeline.progress import ProgressArg
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .base import Runner
+from .config import RunnerConfig
 from .files import RunFiles
 from .launcher import Launcher
+from .options import ExecOptions
 from .protocol import RunFolder, split_into_tasks
+from .registry import RunnerBackend
 from .run import Run
 
 logger = logging.getLogger("bioimage_async")
 
 
 class DistributedRunner(Runner):
-    """Runs a BlockTask as worker processes that talk through a run folder."""
+    """Runs a BlockTask as worker processes that talk through a run folder; the backend
+    (subprocess, slurm, ...) says where the folder lives and how tasks start."""
 
-    job_type = ""
-    detach_on_cancel = False
+    def __init__(self, config: RunnerConfig, backend: RunnerBackend) -> None:
+        super().__init__(config)
+        self.backend = backend
 
-    @abstractmethod
     async def connect(self) -> tuple[RunFiles, Launcher]:
         """Where the run folder lives and how tasks start (local, or over one SSH connection)."""
-
-    def tmp_root(self) -> str:
-        return self.config.tmp_root or tempfile.gettempdir()
-
-    #: default tasks per worker: subprocess slots relaunch in milliseconds, so several tasks per
-    #: worker balance the load; a slurm array element costs ~1.5 s of scheduling, so one each.
-    tasks_per_worker = 4
+        return await self.backend.connect(self.config)
 
     def num_tasks(self, n_groups: int, num_workers: int) -> int:
         per_task = self.config.blocks_per_task
         if per_task:
             return max(1, math.ceil(n_groups / per_task))
-        return min(n_groups, self.tasks_per_worker * num_workers)
+        return min(n_groups, self.backend.tasks_per_worker * num_workers)
 
-    async def run(  # type: ignore[override]
-        self,
-        task: BlockTask,
-        *,
-        block_ids: Sequence[int] | None,
-        num_workers: int,
-        progress: ProgressArg,
-        stats: RunStats,
-        resume_from: str | None = None,
-        wait: bool = True,
-    ) -> Any:
+    async def run(self, task: BlockTask, options: ExecOptions, stats: RunStats) -> Any:
+        num_workers, progress, wait = options.num_workers, options.progress, options.wait
+        resume_from, block_ids = options.resume_from, options.block_ids
+        detach_on_cancel = options.detach_on_cancel or self.backend.detach_on_cancel
+        job_type = self.backend.name
         plan = plan_writes(
             task.grid, task.output.chunks, task.output.shards,
             task.output.grid_offset, concurrent=True,
@@ -76,7 +64,7 @@ class DistributedRunner(Runner):
             if resume_from is not None:
                 folder = await RunFolder.open(files, resume_from)
                 await folder.check_payload(task)
-                previous = Run(folder, launcher, self.config, result=task.output)
+                previous = Run(folder, launcher, self.config, self.backend, result=task.output)
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
@@ -86,17 +74,19 @@ class DistributedRunner(Runner):
                 missing = await folder.missing_blocks()
                 groups = list(plan.groups(missing)) if missing else []
             else:
-                folder = await RunFolder.create(files, self.tmp_root(), task, ids, self.job_type)
+                folder = await RunFolder.create(
+                    files, self.backend.tmp_root(self.config), task, ids, job_type
+                )
                 groups = list(plan.groups(ids))
             run = Run(
-                folder, launcher, self.config, result=task.output,
-                detach_on_cancel=self.detach_on_cancel,
+                folder, launcher, self.config, self.backend, result=task.output,
+                detach_on_cancel=detach_on_cancel,
             )
             if groups:
                 tasks = split_into_tasks(groups, len(groups), self.num_tasks(len(groups), num_workers))
                 task_ids = await folder.add_tasks(tasks)
                 jobs = await launcher.submit(folder, task_ids, num_workers)
-                await folder.record_attempt(self.job_type, task_ids, jobs)
+                await folder.record_attempt(job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
             stats.blocks_total = int(np.asarray(folder.manifest.requested_ids()).size)
             if not wait:

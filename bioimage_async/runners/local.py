@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,10 +12,12 @@ from ..errors import RunnerError
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
 from ..pipeline.execute import Compute, execute_block, threaded_compute
-from ..pipeline.progress import ProgressArg
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .base import Runner
+from .config import RunnerConfig
+from .options import ExecOptions
+from .registry import RunnerBackend
 
 logger = logging.getLogger("bioimage_async")
 
@@ -33,18 +34,9 @@ def default_in_flight(cost: str, num_workers: int) -> int:
 class LocalRunner(Runner):
     """Runs every block in this process's event loop (CPU work in a spawn/forkserver pool)."""
 
-    async def run(  # type: ignore[override]
-        self,
-        task: BlockTask,
-        *,
-        block_ids: Sequence[int] | None,
-        num_workers: int,
-        progress: ProgressArg,
-        stats: RunStats,
-        resume_from: str | None = None,
-        wait: bool = True,
-    ) -> None:
-        ids = task.grid.check_ids(block_ids) if block_ids is not None else None
+    async def run(self, task: BlockTask, options: ExecOptions, stats: RunStats) -> None:
+        num_workers = options.num_workers
+        ids = task.grid.check_ids(options.block_ids) if options.block_ids is not None else None
         total = len(ids) if ids is not None else task.grid.num_blocks
         cost = task.kernel.compute_cost
         in_flight = self.config.in_flight or default_in_flight(cost, num_workers)
@@ -81,7 +73,7 @@ class LocalRunner(Runner):
                 lambda block_id: execute_block(task, block_id, compute, stats),
                 total=total,
                 in_flight=in_flight,
-                progress=progress,
+                progress=options.progress,
                 stats=stats,
                 name=task.name,
                 on_done=mark,
@@ -103,3 +95,19 @@ class LocalRunner(Runner):
             await pool.aclose(kill=False)
         if outcome.failed:
             raise RunnerError.for_blocks(task.name, outcome.failed, outcome.first_error)
+
+
+class LocalBackend(RunnerBackend):
+    """``job_type='local'``: the pipeline in this process, heavy compute in a process pool."""
+
+    name = "local"
+    description = "this process (compute in a local process pool)"
+    distributed = False
+    detachable = False
+    resumable = False
+
+    def runner(self, config: RunnerConfig) -> Runner:
+        return LocalRunner(config)
+
+
+RUNNER_BACKEND = LocalBackend()

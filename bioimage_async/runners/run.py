@@ -18,9 +18,10 @@ from typing import Any
 
 from ..errors import RunnerError
 from ..pipeline.progress import Progress, ProgressArg
-from .config import RunnerConfig, SlurmConfig
+from .config import RunnerConfig
 from .launcher import TERMINAL_FAILURES, Launcher, TaskState
 from .protocol import RunFolder
+from .registry import RunnerBackend
 
 logger = logging.getLogger("bioimage_async")
 
@@ -62,6 +63,7 @@ class Run:
         folder: RunFolder,
         launcher: Launcher,
         config: RunnerConfig,
+        backend: RunnerBackend,
         *,
         result: Any = None,
         detach_on_cancel: bool = False,
@@ -69,6 +71,7 @@ class Run:
         self.folder = folder
         self.launcher = launcher
         self.config = config
+        self.backend = backend
         self.result = result
         self.detach_on_cancel = detach_on_cancel
 
@@ -172,11 +175,9 @@ class Run:
         dead: dict[int, str] = {}
         strikes: dict[int, int] = {}
         completed_since: dict[int, float] = {}
-        latency_wait = getattr(self.config, "latency_wait", 5.0)
-        scheduler_interval = getattr(self.config, "scheduler_poll_interval", 0.0)
+        latency_wait = self.backend.latency_wait(self.config)
+        scheduler_interval = self.backend.scheduler_poll_interval(self.config)
         last_query = -float("inf")
-        if not isinstance(self.config, SlurmConfig):
-            latency_wait = min(latency_wait, 5.0)
         try:
             while True:
                 succeeded, failed = await self.folder.sentinels()

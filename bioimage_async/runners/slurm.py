@@ -16,10 +16,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import RunnerConfig, SlurmConfig
-from .distributed import DistributedRunner
 from .files import LocalFiles, RunFiles
 from .launcher import Launcher, TaskState
 from .protocol import RunFolder
+from .registry import RunnerBackend
 from .ssh import CommandResult, LocalShell, ResilientSftpFiles, SshSession
 
 logger = logging.getLogger("bioimage_async")
@@ -174,44 +174,51 @@ class SlurmLauncher(Launcher):
         await self.shell.close()
 
 
-class SlurmRunner(DistributedRunner):
-    """``job_type='slurm'``: a job array, submitted here or over SSH, watched through the run folder."""
+class SlurmBackend(RunnerBackend):
+    """``job_type='slurm'``: a job array, submitted here or over SSH, watched through the run
+    folder. Cancelling the caller's wait cancels the jobs unless ``detach_on_cancel=True``."""
 
-    job_type = "slurm"
-    tasks_per_worker = 1
+    name = "slurm"
+    description = "a slurm job array, submitted here or over SSH (SlurmConfig.host)"
+    config_type = SlurmConfig
+    tasks_per_worker = 1  # an array element costs ~1.5 s of scheduling: one task each
 
-    def __init__(self, config: RunnerConfig | None = None) -> None:
-        if config is None:
-            config = SlurmConfig.load()
-        elif not isinstance(config, SlurmConfig):
+    def config(self, given: RunnerConfig | None) -> RunnerConfig:
+        return SlurmConfig.load() if given is None else super().config(given)
+
+    def tmp_root(self, config: RunnerConfig) -> str:
+        assert isinstance(config, SlurmConfig)
+        if config.tmp_root is None and config.host is not None:
             raise ConfigError(
-                f"job_type='slurm' needs a ba.SlurmConfig as job_config, got {type(config).__name__}"
+                "SlurmConfig.tmp_root is required for runs over SSH: a folder on the "
+                "cluster's shared filesystem that every node can read and write"
             )
-        super().__init__(config)
+        return super().tmp_root(config)
 
-    def tmp_root(self) -> str:
-        assert isinstance(self.config, SlurmConfig)
-        if self.config.tmp_root is None:
-            if self.config.host is not None:
-                raise ConfigError(
-                    "SlurmConfig.tmp_root is required for runs over SSH: a folder on the "
-                    "cluster's shared filesystem that every node can read and write"
-                )
-            return super().tmp_root()
-        return self.config.tmp_root
+    def remote_folders(self, config: RunnerConfig) -> bool:
+        return isinstance(config, SlurmConfig) and config.host is not None
 
-    async def connect(self) -> tuple[RunFiles, Launcher]:
-        assert isinstance(self.config, SlurmConfig)
-        if self.config.host is None:
-            return LocalFiles(), SlurmLauncher(self.config, LocalShell())
-        session = SshSession(self.config)
+    def latency_wait(self, config: RunnerConfig) -> float:
+        return config.latency_wait if isinstance(config, SlurmConfig) else 120.0
+
+    def scheduler_poll_interval(self, config: RunnerConfig) -> float:
+        return config.scheduler_poll_interval if isinstance(config, SlurmConfig) else 5.0
+
+    async def connect(self, config: RunnerConfig) -> tuple[RunFiles, Launcher]:
+        assert isinstance(config, SlurmConfig)
+        if config.host is None:
+            return LocalFiles(), SlurmLauncher(config, LocalShell())
+        session = SshSession(config)
         try:
             await session.call(_noop)  # connect now: a bad host key fails before any upload
         except BaseException:
             await session.close()
             raise
-        return ResilientSftpFiles(session), SlurmLauncher(self.config, session)
+        return ResilientSftpFiles(session), SlurmLauncher(config, session)
 
 
 async def _noop(connection: Any, sftp: Any) -> None:
     return None
+
+
+RUNNER_BACKEND = SlurmBackend()

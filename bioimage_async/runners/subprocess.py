@@ -15,10 +15,10 @@ import sys
 from typing import Any
 
 from .config import RunnerConfig
-from .distributed import DistributedRunner
 from .files import LocalFiles, RunFiles
 from .launcher import Launcher, TaskState
 from .protocol import RunFolder
+from .registry import RunnerBackend
 
 
 def _pid_alive(pid: int) -> bool:
@@ -112,10 +112,15 @@ class SubprocessLauncher(Launcher):
                 await process.wait()
 
 
-class SubprocessRunner(DistributedRunner):
-    """``job_type='subprocess'``: worker processes on this machine through the run-folder protocol."""
+class SubprocessBackend(RunnerBackend):
+    """``job_type='subprocess'``: worker processes on this machine through the run-folder
+    protocol (the local mirror of slurm: same folder, same worker, same resume)."""
 
-    job_type = "subprocess"
+    name = "subprocess"
+    description = "worker processes on this machine, through a run folder"
 
-    async def connect(self) -> tuple[RunFiles, Launcher]:
-        return LocalFiles(), SubprocessLauncher(self.config)
+    async def connect(self, config: RunnerConfig) -> tuple[RunFiles, Launcher]:
+        return LocalFiles(), SubprocessLauncher(config)
+
+
+RUNNER_BACKEND = SubprocessBackend()

@@ -82,7 +82,7 @@ async def test_sharded_output_with_chunk_sized_blocks_is_written_correctly(tmp_p
 
 
 async def test_resume_from_is_refused_for_local_runs(zarr_volume):
-    with pytest.raises(ValueError, match="resume_from is only valid for distributed backends"):
+    with pytest.raises(ValueError, match="resume_from is not available"):
         await ba.copy(zarr_volume, resume_from="/tmp/x")
 
 

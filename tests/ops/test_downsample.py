@@ -73,10 +73,28 @@ async def test_matches_bioimage_py(volume):
 async def test_invalid_factor_and_order_are_refused(volume):
     with pytest.raises(ValueError, match=">= 1"):
         await ba.downsample(volume, 0)
-    with pytest.raises(ValueError, match="between 0 and 5"):
+    with pytest.raises(ValueError, match="from 0 to 5"):
         await ba.downsample(volume, 2, order=7)
     with pytest.raises(ValueError, match="entries"):
         await ba.downsample(volume, (2, 2))
+
+
+@pytest.mark.parametrize("factor", [(1.5, 1.5, 1.5), (2.9, 2.9, 2.9), 1.5, "2", (2, 2.0000001, 2)])
+async def test_non_integer_factors_are_refused_not_truncated(volume, factor):
+    with pytest.raises(ba.InvalidArgumentError, match="integer"):
+        await ba.downsample(volume, factor)
+
+
+@pytest.mark.parametrize("order", [1.5, "1", True, -1])
+async def test_non_integer_orders_are_refused(volume, order):
+    with pytest.raises(ba.InvalidArgumentError, match="order must be an integer"):
+        await ba.downsample(volume, 2, order=order)
+
+
+@pytest.mark.parametrize("block_ids", ["12", [1.7], [True], 5, [[1, 2]]])
+async def test_block_ids_that_are_not_integers_are_refused_with_the_value(volume, block_ids):
+    with pytest.raises(ba.InvalidArgumentError, match="block_ids"):
+        await ba.copy(volume, block_ids=block_ids)
 
 
 async def test_resized_source_wrapper_reads_like_downsample(volume):
