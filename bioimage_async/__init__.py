@@ -9,6 +9,8 @@ from .blocking.grid import Block, BlockGrid
 from .context import configure
 from .errors import (
     BioimageAsyncError,
+    BlockComputeError,
+    CastingError,
     ConfigError,
     FormatNotSupportedError,
     InternalPathNotFoundError,
@@ -48,6 +50,8 @@ from .sources.webknossos import open_webknossos
 from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
+    "BlockComputeError",
+    "CastingError",
     "ExecKwargs",
     "ExecOptions",
     "RunnerBackend",

@@ -5,7 +5,8 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
 ``IndexError``, ``ValueError``, ...), so plain ``except`` clauses keep working::
 
     BioimageAsyncError
-    ├── InvalidArgumentError (ValueError)
+    ├── InvalidArgumentError (ValueError, TypeError)
+    ├── CastingError (ValueError)
     ├── SourceError
     │   ├── StorageError (OSError)
     │   ├── FormatNotSupportedError (ValueError)
@@ -30,8 +31,14 @@ class BioimageAsyncError(Exception):
     """Root of every error raised by bioimage_async on purpose."""
 
 
-class InvalidArgumentError(BioimageAsyncError, ValueError):
-    """An argument has a value the call cannot use; the message names it and what would work."""
+class InvalidArgumentError(BioimageAsyncError, ValueError, TypeError):
+    """An argument has a value or type the call cannot use; the message names it and what
+    would work. (Both a ValueError and a TypeError, so either ``except`` clause catches it.)"""
+
+
+class CastingError(BioimageAsyncError, ValueError):
+    """Values do not fit the output dtype (out of range, NaN/inf into integers); the message
+    names the block or region, the offending range and the ``casting=`` opt-ins."""
 
 
 class SourceError(BioimageAsyncError):
@@ -149,6 +156,15 @@ class RunnerError(BioimageAsyncError, RuntimeError):
                 "block_ids=error.failed_block_ids."
             )
         return cls(message, ids, tmp_folder)
+
+
+class BlockComputeError(BioimageAsyncError, RuntimeError):
+    """A block's compute raised in a worker process; carries the worker's traceback."""
+
+    def __init__(self, remote_traceback: str) -> None:
+        last = remote_traceback.strip().splitlines()[-1] if remote_traceback.strip() else ""
+        super().__init__(last)
+        self.remote_traceback = remote_traceback
 
 
 class PayloadMismatchError(RunnerError):

@@ -74,6 +74,7 @@ def check_task(task: BlockTask, options: ExecOptions) -> None:
 async def run_task(task: BlockTask, options: ExecOptions) -> Any:
     """Hand a validated task to the runner of ``options.job_type``."""
     check_task(task, options)
+    task.casting = options.casting
     backend = runner_backend(options.job_type)
     assert options.job_config is not None  # ExecOptions fills in the backend's default
     runner = backend.runner(options.job_config)

@@ -21,22 +21,33 @@ import cloudpickle
 import numpy as np
 
 from ..blocking.grid import Block, BlockGrid
+from ..errors import BlockComputeError, InvalidArgumentError
+from ..kernels.casting import cast_checked
 from .compute_worker import HEADER, LENGTH
 from .task import BlockKernel
 
 
+def block_where(block: Block) -> str:
+    """'block 7 (region [0:64, 64:128])', for error messages."""
+    return f"block {block.id} (region [" + ", ".join(f"{s.start}:{s.stop}" for s in block.roi) + "])"
+
+
 def compute_block(
-    kernel: BlockKernel, block: Block, data: np.ndarray, out_dtype: np.dtype | None
+    kernel: BlockKernel,
+    block: Block,
+    data: np.ndarray,
+    out_dtype: np.dtype | None,
+    casting: str = "checked",
 ) -> np.ndarray:
-    """Run the kernel and check its result, casting to the output dtype where it runs."""
+    """Run the kernel and check its result, casting (checked) to the output dtype where it runs."""
     result = np.asarray(kernel.compute(block, data))
     if result.shape != block.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the kernel returned shape {result.shape} for block {block.id}, expected "
             f"{block.shape}"
         )
     if out_dtype is not None and result.dtype != out_dtype:
-        result = result.astype(out_dtype)
+        result = cast_checked(result, out_dtype, casting, block_where(block))
     return result
 
 
@@ -93,9 +104,14 @@ class ComputePool:
     """``num_workers`` compute processes; at most one block per worker at a time."""
 
     def __init__(
-        self, kernel: BlockKernel, grid: BlockGrid, out_dtype: np.dtype, num_workers: int
+        self,
+        kernel: BlockKernel,
+        grid: BlockGrid,
+        out_dtype: np.dtype,
+        num_workers: int,
+        casting: str = "checked",
     ) -> None:
-        self._setup = cloudpickle.dumps((kernel, grid, out_dtype))
+        self._setup = cloudpickle.dumps((kernel, grid, out_dtype, casting))
         self._num_workers = num_workers
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
@@ -160,12 +176,3 @@ class ComputePool:
             except TimeoutError:
                 worker.kill()
                 await worker.process.wait()
-
-
-class BlockComputeError(RuntimeError):
-    """A block's compute raised in a worker process; carries the worker's traceback."""
-
-    def __init__(self, remote_traceback: str) -> None:
-        last = remote_traceback.strip().splitlines()[-1] if remote_traceback.strip() else ""
-        super().__init__(last)
-        self.remote_traceback = remote_traceback

@@ -60,7 +60,7 @@ def main() -> None:
     setup = read_frame(protocol_in)  # cloudpickle output; plain pickle.loads reads it
     if setup is None:
         return
-    kernel, grid, out_dtype = setup
+    kernel, grid, out_dtype, casting = setup
     while True:
         request = read_frame(protocol_in)
         if request is None:
@@ -68,7 +68,7 @@ def main() -> None:
         block_id, data = request
         started = time.perf_counter()
         try:
-            result = compute_block(kernel, grid.block(block_id), data, out_dtype)
+            result = compute_block(kernel, grid.block(block_id), data, out_dtype, casting)
         except Exception:  # noqa: BLE001 - reported to the parent as this block's failure
             write_frame(protocol_out, (False, traceback.format_exc(), 0.0))
         else:

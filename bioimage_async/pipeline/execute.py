@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from ..context import run_blocking
-from .compute_pool import compute_block
+from ..kernels.casting import cast_checked
+from .compute_pool import block_where, compute_block
 from .stats import RunStats
 from .task import BlockTask
 
@@ -28,12 +29,26 @@ def threaded_compute(task: BlockTask) -> Compute:
     def timed(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()  # inside the thread: queueing is not compute
         block = task.grid.block(block_id)
-        return compute_block(task.kernel, block, data, task.output.dtype), time.perf_counter() - started
+        result = compute_block(task.kernel, block, data, task.output.dtype, task.casting)
+        return result, time.perf_counter() - started
 
     async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
         return await run_blocking(timed, block_id, data)
 
     return compute
+
+
+def _lossless(task: BlockTask) -> bool:
+    """Whether input values always fit the output dtype (tensorstore's own cast may then copy
+    chunk to chunk; otherwise values go through the checked cast in numpy)."""
+    return bool(np.can_cast(task.input.dtype, task.output.dtype, "safe"))
+
+
+def _cast(task: BlockTask, block_id: int, values: np.ndarray) -> np.ndarray:
+    if values.dtype == task.output.dtype:
+        return values
+    where = block_where(task.grid.block(block_id))
+    return cast_checked(values, task.output.dtype, task.casting, where)
 
 
 async def execute_block(
@@ -47,7 +62,7 @@ async def execute_block(
         if not mask.any():
             return False
     started = time.perf_counter()
-    if mask is None and not task.kernel.needs_compute:
+    if mask is None and not task.kernel.needs_compute and _lossless(task):
         if await task.output.copy_region_from(block.roi, task.input, block.roi):
             stats.write_s += time.perf_counter() - started
             nbytes = int(np.prod(block.shape)) * task.output.dtype.itemsize
@@ -67,9 +82,9 @@ async def execute_block(
     del data
     if mask is not None and not mask.all():
         old = await task.output.read_roi(block.roi)
-        result = np.where(mask, result.astype(task.output.dtype, copy=False), old)
+        result = np.where(mask, _cast(task, block_id, result), old)
     started = time.perf_counter()
-    await task.output.write_roi(block.roi, result)
+    await task.output.write_roi(block.roi, _cast(task, block_id, result), casting="unsafe")
     stats.write_s += time.perf_counter() - started
     stats.bytes_written += result.nbytes
     return True

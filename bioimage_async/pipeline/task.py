@@ -53,6 +53,8 @@ class BlockTask:
     grid: BlockGrid
     kernel: BlockKernel = field(default_factory=BlockKernel)
     mask: Source | None = None
+    #: how values meet the output dtype: "checked" (refuse what does not fit), "clip", "unsafe"
+    casting: str = "checked"
 
     def sources(self) -> dict[str, Source]:
         named = {"input": self.input, "output": self.output}

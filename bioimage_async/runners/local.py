@@ -56,7 +56,9 @@ class LocalRunner(Runner):
             concurrent=in_flight > 1 and not task.output.serializes_writes,
             output_name=task.output.describe(),
         )
-        pool = ComputePool(task.kernel, task.grid, task.output.dtype, num_workers) if (
+        pool = ComputePool(
+            task.kernel, task.grid, task.output.dtype, num_workers, task.casting
+        ) if (
             cost == "heavy"
         ) else None
         compute: Compute | None = pool.compute if pool is not None else (

@@ -58,6 +58,7 @@ def layout_of(task: BlockTask) -> dict[str, Any]:
         "halo": list(grid.halo),
         "num_blocks": grid.num_blocks,
         "kernel": task.kernel.describe(),
+        "casting": task.casting,
     }
 
 
@@ -133,7 +134,9 @@ class RunFolder:
         await asyncio.gather(*(files.mkdir(f"{path}/{sub}") for sub in ("tasks", "progress", "status", "logs")))
         sources = {k: v.to_spec().to_json() for k, v in task.sources().items()}
         layout = layout_of(task)
-        payload = cloudpickle.dumps({"kernel": task.kernel, "grid": task.grid})
+        payload = cloudpickle.dumps(
+            {"kernel": task.kernel, "grid": task.grid, "casting": task.casting}
+        )
         manifest = Manifest(
             {
                 "format": 1,
@@ -275,7 +278,8 @@ class RunFolder:
         await self.files.rmtree(self.path)
 
 
-def load_payload(path: str) -> tuple[BlockKernel, BlockGrid]:
+def load_payload(path: str) -> tuple[BlockKernel, BlockGrid, str]:
+    """(kernel, grid, casting) of a run folder."""
     with open(os.path.join(path, PAYLOAD), "rb") as handle:
         payload = cloudpickle.load(handle)
-    return payload["kernel"], payload["grid"]
+    return payload["kernel"], payload["grid"], payload.get("casting", "checked")

@@ -76,11 +76,12 @@ async def run_task(folder: str, task_id: int) -> int:
         from ..sources.registry import from_spec
         from .protocol import load_payload, progress_line
 
-        kernel, grid = load_payload(folder)
+        kernel, grid, casting = load_payload(folder)
         specs = manifest["sources"]
         sources = {role: await from_spec(spec) for role, spec in specs.items()}
         task = BlockTask(
-            manifest["name"], sources["input"], sources["output"], grid, kernel, sources.get("mask")
+            manifest["name"], sources["input"], sources["output"], grid, kernel,
+            sources.get("mask"), casting,
         )
         with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
             groups: list[list[int]] = json.load(handle)

@@ -17,6 +17,7 @@ import tensorstore as ts
 
 from .._loop import run_sync
 from ..errors import NotSerializableError, ReadOnlySourceError
+from ..kernels.casting import cast_checked
 from .indexing import NormalizedIndex, Roi, normalize_index
 
 
@@ -192,15 +193,21 @@ class Source(ABC):
             return np.empty(tuple(s.stop - s.start for s in roi), dtype=self.dtype)
         return await self._read(roi)
 
-    async def write(self, index: Any, value: Any) -> None:
-        """Write ``value`` into ``index``; the value is cast to this source's dtype."""
+    async def write(self, index: Any, value: Any, *, casting: str = "checked") -> None:
+        """Write ``value`` into ``index``.
+
+        The value meets this source's dtype through checked casting: a value it cannot hold
+        (out of range, NaN/inf into integers) raises CastingError; ``casting="clip"`` clips and
+        ``casting="unsafe"`` is numpy's wrapping ``astype``.
+        """
         normalized = self.normalize(index)
         if not self.writable:  # refuse before looking at the value: the real problem first
             await self.write_roi(normalized.roi, np.empty(0, self.dtype))
-        await self.write_roi(normalized.roi, self._conform(value, normalized))
+        await self.write_roi(normalized.roi, self._conform(value, normalized), casting=casting)
 
-    async def write_roi(self, roi: Roi, value: np.ndarray) -> None:
-        """Write an array of exactly the region's shape (cast to dtype) into a normalised region."""
+    async def write_roi(self, roi: Roi, value: np.ndarray, *, casting: str = "checked") -> None:
+        """Write an array of exactly the region's shape into a normalised region (checked
+        casting to this source's dtype, see ``write``)."""
         if not self.writable:
             raise ReadOnlySourceError(
                 f"cannot write: {self.read_only_reason}. To keep a modified copy, write into a "
@@ -209,7 +216,8 @@ class Source(ABC):
         if any(s.stop <= s.start for s in roi):
             return
         if value.dtype != self.dtype:
-            value = value.astype(self.dtype)
+            where = "region [" + ", ".join(f"{s.start}:{s.stop}" for s in roi) + "]"
+            value = cast_checked(value, self.dtype, casting, f"{where} of {self.describe()}")
         await self._write(roi, value)
 
     def _conform(self, value: Any, normalized: NormalizedIndex) -> np.ndarray:
@@ -249,7 +257,7 @@ class Source(ABC):
         return run_sync(self.read(index))
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        """Blocking write; inside async code use ``await source.write(index, value)``."""
+        """Blocking write (checked casting); inside async code ``await source.write(...)``."""
         run_sync(self.write(index, value))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""Checked casting: values meet an output dtype without being silently wrapped.
+
+numpy's ``astype`` stores 300.0 into uint8 as 44, -5 as 251 and NaN as 0, with at most a
+warning. A voxel changed that way is the worst kind of defect (nothing says it happened), so by
+default a value the output cannot hold is an error naming the region, the offending range and
+the fix. ``casting="clip"`` clips to the output's range (NaN to 0) and ``casting="unsafe"`` is
+numpy's own ``astype``, for users who want exactly that.
+
+The check costs one min and one max over the block, and only when the conversion can lose
+values (a "safe" cast in numpy's sense, e.g. uint8 to uint16, is never checked). Fractions are
+truncated toward zero when floats go into integers, as numpy does; that is a rounding, not a
+wrap, and is documented rather than refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CastingError, InvalidArgumentError
+
+CASTINGS = ("checked", "unsafe", "clip")
+
+
+def _range_text(dtype: np.dtype) -> str:
+    if dtype.kind == "b":
+        return "False/True (0 or 1)"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return f"{info.min}..{info.max}"
+    info_f = np.finfo(dtype)
+    return f"{float(info_f.min):.4g}..{float(info_f.max):.4g}"
+
+
+def float_bounds(dtype: np.dtype) -> tuple[float, float]:
+    """The widest float64 range that converts into integer ``dtype`` without overflow
+    (float(2**63 - 1) rounds up to 2**63, which int64 cannot hold)."""
+    info = np.iinfo(dtype)
+    lo, hi = float(info.min), float(info.max)
+    if int(hi) > info.max:
+        hi = float(np.nextafter(hi, 0.0))
+    return lo, hi
+
+
+def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
+    """Whether every value of ``value`` is representable in ``dtype``, and the value range."""
+    if value.size == 0:
+        return True, "no values"
+    if value.dtype.kind == "c":
+        if dtype.kind == "c":
+            return True, ""
+        return False, "complex values"
+    low, high = value.min(), value.max()
+    if value.dtype.kind == "f" and (np.isnan(low) or np.isnan(high)):
+        return (dtype.kind == "f"), "NaN values"
+    shown = f"values from {low} to {high}"
+    if dtype.kind == "b":
+        return bool(low >= 0 and high <= 1 and np.isin(value, (0, 1)).all()), shown
+    if dtype.kind in "iu":
+        if value.dtype.kind == "f":
+            if not (np.isfinite(low) and np.isfinite(high)):
+                return False, shown
+            lo, hi = float_bounds(dtype)
+            return bool(low >= lo and high <= hi), shown
+        info = np.iinfo(dtype)
+        return bool(int(low) >= info.min and int(high) <= info.max), shown
+    if dtype.kind == "f":
+        if value.dtype.kind in "iub":
+            return True, shown  # integers become the nearest float: a rounding, in range
+        finfo = np.finfo(dtype)
+        finite = np.isfinite(low) or np.isfinite(high)
+        too_big = (np.isfinite(low) and low < finfo.min) or (np.isfinite(high) and high > finfo.max)
+        return bool(not (finite and too_big)), shown
+    return True, shown
+
+
+def cast_checked(
+    value: np.ndarray, dtype: np.dtype, casting: str = "checked", where: str = "the region"
+) -> np.ndarray:
+    """``value`` as ``dtype`` under ``casting`` ("checked", "clip" or "unsafe")."""
+    dtype = np.dtype(dtype)
+    if value.dtype == dtype:
+        return value
+    if casting == "unsafe" or np.can_cast(value.dtype, dtype, "safe"):
+        return value.astype(dtype)
+    if casting == "clip":
+        return clip_cast(value, dtype)
+    if casting != "checked":
+        raise InvalidArgumentError(f"casting must be one of {CASTINGS}, got {casting!r}")
+    fits, shown = _fits(value, dtype)
+    if not fits:
+        raise CastingError(
+            f"{where}: {shown} ({value.dtype}) do not fit the output dtype {dtype} "
+            f"({_range_text(dtype)}); writing them would store wrapped values. Pass "
+            "casting='clip' to clip them to the range (NaN to 0), casting='unsafe' for numpy's "
+            "wrapping, or write into a dtype that holds them"
+        )
+    return value.astype(dtype)
+
+
+def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Clip to ``dtype``'s range (NaN to 0, inf to the range's ends), then cast."""
+    if dtype.kind == "b":
+        return value != 0
+    if value.dtype.kind == "c":
+        value = value.real
+    if dtype.kind in "iu":
+        if value.dtype.kind == "f":
+            lo, hi = float_bounds(dtype)
+            value = np.nan_to_num(value, nan=0.0, posinf=hi, neginf=lo)
+            return np.clip(value, lo, hi).astype(dtype)
+        if value.dtype.kind == "b":
+            return value.astype(dtype)
+        info, own = np.iinfo(dtype), np.iinfo(value.dtype)
+        lo_i, hi_i = max(info.min, own.min), min(info.max, own.max)
+        return np.clip(value, value.dtype.type(lo_i), value.dtype.type(hi_i)).astype(dtype)
+    finfo = np.finfo(dtype)
+    return np.clip(value, finfo.min, finfo.max).astype(dtype)
