@@ -17,6 +17,8 @@ from collections.abc import Awaitable
 from concurrent.futures import Future
 from typing import TypeVar
 
+from .errors import SyncCallError
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -70,7 +72,7 @@ def run_sync(coro: Awaitable[T]) -> T:
         close = getattr(coro, "close", None)
         if close is not None:
             close()
-        raise RuntimeError(
+        raise SyncCallError(
             "a bioimage_async blocking call was made from inside its own background loop; "
             "inside async code, await the coroutine API (e.g. await source.read(...)) instead"
         )

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import tensorstore as ts
 
+from .errors import InvalidArgumentError
+
 T = TypeVar("T")
 
 
@@ -83,7 +85,7 @@ def configure(**options: Any) -> ResourceOptions:
     global _options, _context, _executor
     unknown = set(options) - set(asdict(_options))
     if unknown:
-        raise TypeError(
+        raise InvalidArgumentError(
             f"configure() got unknown option(s) {sorted(unknown)}; "
             f"known: {sorted(asdict(_options))}"
         )

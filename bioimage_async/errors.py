@@ -7,7 +7,9 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
     BioimageAsyncError
     ├── InvalidArgumentError (ValueError, TypeError)
     ├── CastingError (ValueError)
+    ├── SyncCallError (RuntimeError)
     ├── SourceError
+    │   ├── SourceNotFoundError (FileNotFoundError)
     │   ├── StorageError (OSError)
     │   ├── FormatNotSupportedError (ValueError)
     │   ├── MissingDependencyError (ImportError)
@@ -18,6 +20,12 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
     ├── InvalidIndexError (IndexError)
     ├── UnsafeBlockShapeError (ValueError)
     ├── ConfigError (ValueError)
+    ├── SshError (ConnectionError)
+    ├── CommandError (RuntimeError)
+    ├── BlockComputeError (RuntimeError)
+    ├── WorkerCrashedError (RuntimeError)
+    ├── RunFolderNotFoundError (FileNotFoundError)
+    ├── RunTimeoutError (TimeoutError)
     └── RunnerError (RuntimeError)
         └── PayloadMismatchError
 """
@@ -43,6 +51,14 @@ class CastingError(BioimageAsyncError, ValueError):
 
 class SourceError(BioimageAsyncError):
     """A volume cannot be opened, created, read or written as asked."""
+
+
+class SyncCallError(BioimageAsyncError, RuntimeError):
+    """A blocking (ba.sync / src[...]) call was made where it would deadlock."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """No file, folder, layer or object at the given path or URL."""
 
 
 class StorageError(SourceError, OSError):
@@ -156,6 +172,26 @@ class RunnerError(BioimageAsyncError, RuntimeError):
                 "block_ids=error.failed_block_ids."
             )
         return cls(message, ids, tmp_folder)
+
+
+class SshError(BioimageAsyncError, ConnectionError):
+    """The cluster cannot be reached, or its host key is not trusted."""
+
+
+class CommandError(BioimageAsyncError, RuntimeError):
+    """A scheduler command (sbatch, squeue, ...) failed, here or on the cluster."""
+
+
+class WorkerCrashedError(BioimageAsyncError, RuntimeError):
+    """A compute worker process died while computing a block (it is replaced)."""
+
+
+class RunFolderNotFoundError(BioimageAsyncError, FileNotFoundError):
+    """A path given as a run folder (resume_from=, attach) holds no run."""
+
+
+class RunTimeoutError(BioimageAsyncError, TimeoutError):
+    """A run's tasks did not stop within the time allowed after a cancel."""
 
 
 class BlockComputeError(BioimageAsyncError, RuntimeError):

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ..errors import InvalidArgumentError, InvalidIndexError
 from ..sources.indexing import Roi
 
 
@@ -58,15 +59,15 @@ class BlockGrid:
         self.shape = tuple(int(n) for n in shape)
         self.block_shape = tuple(int(b) for b in block_shape)
         if len(self.block_shape) != len(self.shape):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"block_shape {self.block_shape} has {len(self.block_shape)} entries but the "
                 f"volume has {len(self.shape)} axes (shape {self.shape})"
             )
         if any(b < 1 for b in self.block_shape):
-            raise ValueError(f"block_shape {self.block_shape} must be positive on every axis")
+            raise InvalidArgumentError(f"block_shape {self.block_shape} must be positive on every axis")
         self.halo = tuple(int(h) for h in halo) if halo is not None else (0,) * len(self.shape)
         if len(self.halo) != len(self.shape) or any(h < 0 for h in self.halo):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"halo {self.halo} must have one non-negative entry per axis of shape {self.shape}"
             )
         self.grid_shape = tuple(
@@ -85,7 +86,7 @@ class BlockGrid:
 
     def grid_position(self, block_id: int) -> tuple[int, ...]:
         if not 0 <= block_id < self.num_blocks:
-            raise IndexError(
+            raise InvalidIndexError(
                 f"block id {block_id} is out of range: this grid has {self.num_blocks} blocks "
                 f"(ids 0..{self.num_blocks - 1})"
             )
@@ -121,7 +122,7 @@ class BlockGrid:
         ids = sorted({int(i) for i in block_ids})
         bad = [i for i in ids if not 0 <= i < self.num_blocks]
         if bad:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"block_ids {bad[:10]} are out of range: the grid {self.grid_shape} of "
                 f"block_shape {self.block_shape} over shape {self.shape} has ids "
                 f"0..{self.num_blocks - 1}"

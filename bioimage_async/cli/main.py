@@ -14,6 +14,7 @@ import shlex
 import sys
 from typing import Any, NoReturn
 
+from ..errors import InvalidArgumentError
 from ..runners.registry import job_types
 from ..sources.formats import creatable_formats
 
@@ -147,7 +148,7 @@ def _exec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _default_chunks(shape: tuple[int, ...], given: tuple[int, ...] | None, src_chunks: Any) -> tuple[int, ...]:
     if given is not None:
         if len(given) != len(shape):
-            raise ValueError(f"--chunks {given} must have {len(shape)} entries for shape {shape}")
+            raise InvalidArgumentError(f"--chunks {given} must have {len(shape)} entries for shape {shape}")
         return given
     base = [64] * len(shape) if len(shape) >= 3 else [512] * len(shape)
     return tuple(min(b, n) for b, n in zip(base, shape))
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bioimage-async: interrupted; finished blocks are written", file=sys.stderr)
         return 130
-    except (ba.BioimageAsyncError, ValueError, TypeError, OSError, KeyError, ImportError) as error:
+    except ba.BioimageAsyncError as error:
         if args.debug:
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -21,7 +21,7 @@ import cloudpickle
 import numpy as np
 
 from ..blocking.grid import Block, BlockGrid
-from ..errors import BlockComputeError, InvalidArgumentError
+from ..errors import BlockComputeError, InvalidArgumentError, WorkerCrashedError
 from ..kernels.casting import cast_checked
 from .compute_worker import HEADER, LENGTH
 from .task import BlockKernel
@@ -154,7 +154,7 @@ class ComputePool:
             worker.kill()
             code = await worker.process.wait()
             idle.put_nowait(await self._spawn())
-            raise RuntimeError(
+            raise WorkerCrashedError(
                 f"the compute worker died (exit code {code}) while computing block {block_id}; "
                 "it was replaced. Out of memory? Check the block size and num_workers."
             ) from error

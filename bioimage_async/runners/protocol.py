@@ -33,7 +33,7 @@ import numpy as np
 
 from .._version import __version__
 from ..blocking.grid import BlockGrid
-from ..errors import PayloadMismatchError
+from ..errors import PayloadMismatchError, RunFolderNotFoundError
 from ..pipeline.task import BlockKernel, BlockTask
 from .files import RunFiles
 
@@ -165,7 +165,7 @@ class RunFolder:
     async def open(cls, files: RunFiles, path: str) -> RunFolder:
         path = path.rstrip("/")
         if not await files.exists(f"{path}/{MANIFEST}"):
-            raise FileNotFoundError(
+            raise RunFolderNotFoundError(
                 f"{path} is not a bioimage_async run folder (no {MANIFEST}); pass the tmp_folder "
                 "of a RunnerError or a Run handle"
             )

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RunnerError
+from ..errors import RunnerError, RunTimeoutError
 from ..pipeline.progress import Progress, ProgressArg
 from .config import RunnerConfig
 from .launcher import TERMINAL_FAILURES, Launcher, TaskState
@@ -147,7 +147,7 @@ class Run:
     # ---- waiting --------------------------------------------------------------------------
     async def wait(self, progress: ProgressArg = None) -> Any:
         """Wait until every task ended; return the op's result or raise RunnerError."""
-        from .ssh import SshError
+        from ..errors import SshError
 
         try:
             dead = await self._watch(progress)
@@ -264,7 +264,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while await self.alive():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"tasks of {self.job_ids} still alive {timeout}s after cancel")
+                raise RunTimeoutError(f"tasks of {self.job_ids} still alive {timeout}s after cancel")
             await asyncio.sleep(self.config.poll_interval)
 
     async def close(self) -> None:

@@ -17,15 +17,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import BioimageAsyncError, ConfigError, MissingDependencyError
+from ..errors import (
+    CommandError,
+    ConfigError,
+    MissingDependencyError,
+    RunFolderNotFoundError,
+    SshError,
+)
 from .config import SlurmConfig
 
 logger = logging.getLogger("bioimage_async")
 T = TypeVar("T")
-
-
-class SshError(BioimageAsyncError, ConnectionError):
-    """The cluster cannot be reached, or its host key is not trusted."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class LocalShell:
         stdout, stderr = await process.communicate()
         result = CommandResult(process.returncode or 0, stdout.decode(), stderr.decode())
         if check and result.returncode:
-            raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise CommandError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
 
     async def close(self) -> None:
@@ -190,7 +192,7 @@ class SshSession:
 
         result = await self.call(action)
         if check and result.returncode:
-            raise RuntimeError(f"{command} failed on {self.description} ({result.returncode}): "
+            raise CommandError(f"{command} failed on {self.description} ({result.returncode}): "
                                f"{result.stderr.strip()}")
         return result
 
@@ -234,7 +236,7 @@ class ResilientSftpFiles:
         try:
             return await self._with("read_bytes", path)
         except asyncssh.SFTPNoSuchFile as err:
-            raise FileNotFoundError(path) from err
+            raise RunFolderNotFoundError(path) from err
 
     async def exists(self, path: str) -> bool:
         return await self._with("exists", path)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorstore as ts
 
 from .._loop import run_sync
-from ..errors import NotSerializableError, ReadOnlySourceError
+from ..errors import InvalidArgumentError, NotSerializableError, ReadOnlySourceError
 from ..kernels.casting import cast_checked
 from .indexing import NormalizedIndex, Roi, normalize_index
 
@@ -38,7 +38,7 @@ class SourceSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceSpec:
         if not isinstance(data, dict) or "kind" not in data:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a source spec is a dict with a 'kind' key (from SourceSpec.to_json()); "
                 f"got {data!r:.200}"
             )
@@ -226,7 +226,7 @@ class Source(ABC):
             if array.ndim == 0:
                 array = np.broadcast_to(array, normalized.shape)
             else:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"cannot write a value of shape {array.shape} into a region of shape "
                     f"{normalized.result_shape} of {self.describe()}; pass an array of exactly "
                     "the region's shape (or a scalar)"

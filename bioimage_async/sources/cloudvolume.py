@@ -24,10 +24,12 @@ import numpy as np
 from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
+    InvalidArgumentError,
     InvalidIndexError,
     MissingDependencyError,
     NotSerializableError,
     SourceError,
+    SourceNotFoundError,
 )
 from .base import SourceSpec
 from .indexing import Roi
@@ -56,7 +58,7 @@ def _normalize_cloudpath(cloudpath: str | os.PathLike[str]) -> str:
 def _xyz(value: Sequence[int], name: str) -> XYZ:
     values = tuple(int(v) for v in value)
     if len(values) != 3:
-        raise ValueError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
+        raise InvalidArgumentError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
     return values  # type: ignore[return-value]
 
 
@@ -104,7 +106,7 @@ class CloudVolumeSource(ThreadedSource):
             size = tuple(max(e - o, 0) for e, o in zip(layer_end, self.xyz_offset))
         self.xyz_size: XYZ = _xyz(size, "size")
         if any(s < 0 for s in self.xyz_size):
-            raise ValueError(f"size must not be negative, got {self.xyz_size}")
+            raise InvalidArgumentError(f"size must not be negative, got {self.xyz_size}")
         end = tuple(o + s for o, s in zip(self.xyz_offset, self.xyz_size))
         bounded = bool(self.open_params.get("bounded", True))
         if bounded and (
@@ -347,7 +349,7 @@ def open_cloudvolume(
     try:
         volume = cloudvolume.CloudVolume(**_cloudvolume_kwargs(open_params))
     except cloudvolume.exceptions.InfoUnavailableError as err:
-        raise FileNotFoundError(
+        raise SourceNotFoundError(
             f"no CloudVolume layer at {open_params['cloudpath']!r}: it has no readable info file"
         ) from err
     return CloudVolumeSource(volume, open_params=open_params, offset=offset, size=size)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import FormatNotSupportedError, MissingDependencyError
+from ..errors import FormatNotSupportedError, InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
     from .base import Source
@@ -126,10 +126,10 @@ _builtins_loaded = False
 def register_format(backend: FormatBackend, *, replace: bool = False) -> FormatBackend:
     """Add a format to the registry (``replace=True`` swaps out one of the same name)."""
     if not backend.name:
-        raise ValueError("a FormatBackend needs a name")
+        raise InvalidArgumentError("a FormatBackend needs a name")
     with _lock:
         if backend.name in _formats and not replace:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a format named {backend.name!r} is already registered; pass replace=True"
             )
         _formats[backend.name] = backend

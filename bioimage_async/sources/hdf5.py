@@ -21,9 +21,11 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
+    InvalidArgumentError,
     NotSerializableError,
     SourceError,
     SourceExistsError,
+    SourceNotFoundError,
 )
 from .base import Source, SourceSpec
 from .formats import CreateRequest, FormatBackend, LocalFileFormat
@@ -147,7 +149,7 @@ def list_datasets(file: Any, limit: int = _LISTING_LIMIT) -> list[str]:
 def _open_file(path: str, h5_mode: str) -> Any:
     h5py = _h5py()
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such HDF5 file: {path!r}")
+        raise SourceNotFoundError(f"no such HDF5 file: {path!r}")
     if os.path.isdir(path):
         raise SourceError(f"{path!r} is a folder, not an HDF5 file")
     try:
@@ -305,7 +307,7 @@ async def create_hdf5(
     path = os.path.abspath(os.fspath(path))
     key = (internal_path or "data").strip("/")
     if not key:
-        raise ValueError(f"internal_path {internal_path!r} names no dataset; pass e.g. 'data'")
+        raise InvalidArgumentError(f"internal_path {internal_path!r} names no dataset; pass e.g. 'data'")
     shape = tuple(int(n) for n in shape)
     chunks = tuple(int(c) for c in chunks)
     options = _compression_options(compression)

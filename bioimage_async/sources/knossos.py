@@ -28,8 +28,10 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
+    InvalidArgumentError,
     MissingDependencyError,
     SourceError,
+    SourceNotFoundError,
 )
 from .base import Source, SourceSpec
 from .formats import FormatBackend, LocalFileFormat
@@ -221,7 +223,7 @@ def _pillow() -> Any:
 def _open_blocking(path: str, internal_path: str | None, dtype: Any) -> KnossosSource:
     root = Path(os.path.abspath(os.path.expanduser(path)))
     if not root.is_dir():
-        raise FileNotFoundError(f"no KNOSSOS dataset folder at {str(root)!r}")
+        raise SourceNotFoundError(f"no KNOSSOS dataset folder at {str(root)!r}")
     mag_folders = sorted(
         p.name for p in root.iterdir() if p.is_dir() and _MAG_FOLDER.search(p.name)
     )
@@ -256,7 +258,7 @@ def _open_blocking(path: str, internal_path: str | None, dtype: Any) -> KnossosS
     else:
         resolved = np.dtype(np.uint8)
         if dtype is not None and np.dtype(dtype) != resolved:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the KNOSSOS cubes of {folder} are {extension} images, which hold uint8; "
                 f"dtype={np.dtype(dtype)} applies to .raw cubes only"
             )

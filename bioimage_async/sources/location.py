@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import run_blocking
+from ..errors import InvalidArgumentError
 from .storage import StorageOptions, kvstore_read, kvstore_write
 
 REMOTE_SCHEMES = ("s3", "gs", "http", "https")
@@ -70,7 +71,7 @@ class Location:
     @property
     def local_path(self) -> Path:
         if not self.is_local:
-            raise ValueError(f"{self} is not a local path")
+            raise InvalidArgumentError(f"{self} is not a local path")
         return Path(self.path)
 
     @property

@@ -6,7 +6,12 @@ import importlib
 import os
 from typing import Any
 
-from ..errors import FormatNotSupportedError, InternalPathNotFoundError, MissingDependencyError
+from ..errors import (
+    FormatNotSupportedError,
+    InternalPathNotFoundError,
+    MissingDependencyError,
+    SourceNotFoundError,
+)
 
 
 def import_optional(module: str, package: str, extra: str, what: str) -> Any:
@@ -29,7 +34,7 @@ def single_array_file(
     if internal_path not in (None, "", default_key):
         raise InternalPathNotFoundError(path, internal_path, [default_key])
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such {what} file: {path!r}")
+        raise SourceNotFoundError(f"no such {what} file: {path!r}")
     return path
 
 

@@ -18,6 +18,7 @@ from ..errors import (
     FormatNotSupportedError,
     InvalidArgumentError,
     NotSerializableError,
+    SourceNotFoundError,
 )
 from .base import Source, SourceSpec, source_class
 from .formats import (
@@ -60,7 +61,7 @@ async def resolve_format(
     if options and options.get("pattern") is not None:
         return format_backend("tiff")
     if location.is_local and not await location.exists():
-        raise FileNotFoundError(f"no such file or folder: {str(location)!r}")
+        raise SourceNotFoundError(f"no such file or folder: {str(location)!r}")
     if await location.is_dir():
         for backend in formats():
             if await backend.detect(location):
@@ -267,7 +268,7 @@ def as_source(obj: Any) -> Source:
     if isinstance(obj, Source):
         return obj
     if isinstance(obj, (str, bytes, os.PathLike)):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"as_source() takes an array, not a path ({obj!r}); open files with "
             "`await ba.open_source(path)` (or ba.sync.open_source in blocking code)"
         )
@@ -288,7 +289,7 @@ def as_source(obj: Any) -> Source:
         from .hdf5 import wrap_h5py_dataset
 
         return wrap_h5py_dataset(obj)
-    raise TypeError(
+    raise InvalidArgumentError(
         f"cannot use an object of type {type(obj).__name__} as a source; pass a numpy array, a "
         "tensorstore.TensorStore, a zarr array, an h5py dataset or a bioimage_async Source"
     )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import tensorstore as ts
 
 from ..context import resource_options, tensorstore_context
-from ..errors import StorageError
+from ..errors import InvalidArgumentError, StorageError
 
 if TYPE_CHECKING:
     from .location import Location
@@ -66,7 +66,7 @@ class StorageOptions:
         try:
             return cls(**value)
         except TypeError:
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"storage= takes ba.StorageOptions or a dict with endpoint_url and region, "
                 f"got {value!r}"
             ) from None

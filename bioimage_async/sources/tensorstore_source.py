@@ -18,9 +18,11 @@ import tensorstore as ts
 from ..context import resource_options, run_blocking, tensorstore_context
 from ..errors import (
     InternalPathNotFoundError,
+    InvalidArgumentError,
     ReadOnlySourceError,
     SourceError,
     SourceExistsError,
+    SourceNotFoundError,
 )
 from .base import Source, SourceSpec
 from .formats import CreateRequest, FormatBackend
@@ -255,7 +257,7 @@ async def open_tensorstore(
             "mode='r' and write to a local path, s3:// or gs://"
         )
     if location.is_local and not await location.exists():
-        raise FileNotFoundError(f"no such file or folder: {str(location)!r}")
+        raise SourceNotFoundError(f"no such file or folder: {str(location)!r}")
     key = (internal_path or "").strip("/")
     if driver.format == "zarr":
         driver = await _zarr_driver(location, key)
@@ -264,7 +266,7 @@ async def open_tensorstore(
 
         info = await location.read_json("info")
         if info is None:
-            raise FileNotFoundError(f"no precomputed layer at {location} (no 'info' file)")
+            raise SourceNotFoundError(f"no precomputed layer at {location} (no 'info' file)")
         scale_keys = [str(scale.get("key")) for scale in info.get("scales") or []]
         if key and key not in scale_keys:
             raise InternalPathNotFoundError(str(location), key, scale_keys)
@@ -366,9 +368,9 @@ class TensorStoreFormat(FormatBackend):
         **options: Any,
     ) -> Source:
         if options:
-            raise TypeError(f"unexpected keyword argument(s) for {self.name}: {sorted(options)}")
+            raise InvalidArgumentError(f"unexpected keyword argument(s) for {self.name}: {sorted(options)}")
         if scale_index is not None and self.name != "precomputed":
-            raise TypeError(f"scale_index= applies to precomputed layers, not {self.name}")
+            raise InvalidArgumentError(f"scale_index= applies to precomputed layers, not {self.name}")
         return await open_tensorstore(
             location, internal_path, driver=self.driver, mode=mode, scale_index=scale_index
         )

@@ -21,7 +21,9 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
+    InvalidArgumentError,
     SourceError,
+    SourceNotFoundError,
 )
 from .base import Source, SourceSpec
 from .formats import FormatBackend, LocalFileFormat
@@ -155,7 +157,7 @@ class TiffSource(ThreadedSource):
         _tifffile()
         path = str(params["path"])
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such TIFF file: {path!r}")
+            raise SourceNotFoundError(f"no such TIFF file: {path!r}")
         return await run_blocking(_open_file_blocking, path, str(int(params.get("series", 0))))
 
 
@@ -326,7 +328,7 @@ def _list_slices(folder: str, pattern: str) -> list[str]:
     matches = glob.glob(os.path.join(glob.escape(folder), pattern))
     files = [f for f in matches if os.path.isfile(f)]
     if not files:
-        raise FileNotFoundError(
+        raise SourceNotFoundError(
             f"no file in the folder {folder!r} matches pattern {pattern!r}; pass the pattern "
             "of the slices, e.g. pattern='*.tif' or pattern='slice_*.tiff'"
         )
@@ -362,7 +364,7 @@ def _reopen_folder(
 ) -> TiffFolderSource:
     """Reopen from a spec without re-reading every header (each read checks its slices)."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"no such folder of TIFF slices: {folder!r}")
+        raise SourceNotFoundError(f"no such folder of TIFF slices: {folder!r}")
     files = _list_slices(folder, pattern)
     if len(files) != num_slices:
         raise SourceError(
@@ -397,19 +399,19 @@ async def open_tiff(
     if os.path.isdir(path):
         if internal_path not in (None, ""):
             if pattern is not None and pattern != internal_path:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"a folder of slices takes one pattern; got internal_path={internal_path!r} "
                     f"and pattern={pattern!r}"
                 )
             pattern = internal_path
         return await run_blocking(_open_folder_blocking, path, pattern or DEFAULT_PATTERN)
     if pattern is not None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"pattern={pattern!r} selects slices in a folder, but {path!r} is a file; pass the "
             "folder, or drop pattern="
         )
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such TIFF file or folder: {path!r}")
+        raise SourceNotFoundError(f"no such TIFF file or folder: {path!r}")
     return await run_blocking(_open_file_blocking, path, internal_path)
 
 

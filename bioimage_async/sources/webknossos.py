@@ -26,8 +26,10 @@ from ..context import run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
+    InvalidArgumentError,
     MissingDependencyError,
     SourceError,
+    SourceNotFoundError,
 )
 from .base import SourceSpec
 from .indexing import Roi
@@ -64,7 +66,7 @@ def _is_local(dataset_name_or_url: str, organization_id: str | None) -> bool:
 def _xyz(value: Sequence[int], name: str) -> XYZ:
     values = tuple(int(v) for v in value)
     if len(values) != 3:
-        raise ValueError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
+        raise InvalidArgumentError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
     return values  # type: ignore[return-value]
 
 
@@ -75,7 +77,7 @@ def _open_mag_view(params: dict[str, Any]) -> Any:
     if _is_local(where, params.get("organization_id")):
         path = where[len("file://") :] if where.startswith("file://") else where
         if not (Path(path) / "datasource-properties.json").is_file():
-            raise FileNotFoundError(
+            raise SourceNotFoundError(
                 f"no webknossos dataset at {path!r} (no datasource-properties.json there); "
                 "pass a dataset folder, a URL, or a dataset name with organization_id="
             )
@@ -151,9 +153,9 @@ class WebKnossosSource(ThreadedSource):
             size = tuple(max(e - o, 0) for e, o in zip(bbox.bottomright, self.xyz_offset))
         self.xyz_size: XYZ = _xyz(size, "size")
         if any(s < 0 for s in self.xyz_size):
-            raise ValueError(f"size must not be negative, got {self.xyz_size}")
+            raise InvalidArgumentError(f"size must not be negative, got {self.xyz_size}")
         if any(o % m for o, m in zip(self.xyz_offset, self.mag)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"offset {self.xyz_offset} (Mag(1) XYZ) is not a multiple of the mag "
                 f"{self.mag_name}; at this magnification a box must start on a voxel of it, "
                 f"e.g. offset={tuple(o - o % m for o, m in zip(self.xyz_offset, self.mag))}"

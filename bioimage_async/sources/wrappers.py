@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..context import run_blocking
+from ..errors import InvalidArgumentError
 from ..kernels.resample import Resampling
 from .base import Source, SourceSpec
 from .indexing import Roi
@@ -76,7 +77,7 @@ class ThresholdSource(Source):
 
     def __init__(self, source: Source, threshold: float, comparison: str = ">") -> None:
         if comparison not in self._COMPARISONS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"comparison must be one of {sorted(self._COMPARISONS)}, got {comparison!r}"
             )
         self.source = source
