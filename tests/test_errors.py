@@ -7,9 +7,21 @@ import bioimage_async as ba
 from bioimage_async import errors
 
 PACKAGE = Path(ba.__file__).parent
-BUILTIN = {"ValueError", "TypeError", "RuntimeError", "KeyError", "IndexError", "OSError",
-           "FileNotFoundError", "TimeoutError", "ConnectionError", "PermissionError",
-           "FileExistsError", "ImportError", "Exception"}
+BUILTIN = {
+    "ValueError",
+    "TypeError",
+    "RuntimeError",
+    "KeyError",
+    "IndexError",
+    "OSError",
+    "FileNotFoundError",
+    "TimeoutError",
+    "ConnectionError",
+    "PermissionError",
+    "FileExistsError",
+    "ImportError",
+    "Exception",
+}
 
 
 def test_no_module_raises_a_bare_builtin_error():

@@ -19,8 +19,38 @@ def tool(name: str) -> str:
 
 
 def test_ruff_is_clean():
-    result = subprocess.run([tool("ruff"), "check", "bioimage_async", "tests"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("ruff"), "check", "bioimage_async", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_ruff_format_is_applied():
+    result = subprocess.run(
+        [tool("ruff"), "format", "--check", "bioimage_async", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_strict_mypy_finds_no_any_returned_from_the_op_and_sync_layers():
+    """The ops and their sync twins keep their declared result types (no Any leaking out)."""
+    result = subprocess.run(
+        [tool("mypy"), "--strict", "bioimage_async"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    leaks = [
+        line
+        for line in result.stdout.splitlines()
+        if "[no-any-return]" in line
+        and line.startswith(("bioimage_async/ops/", "bioimage_async/sync.py"))
+    ]
+    assert not leaks, "\n".join(leaks)
 
 
 def test_mypy_is_clean():

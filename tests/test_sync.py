@@ -7,12 +7,16 @@ import bioimage_async as ba
 
 
 def test_sync_twins_work_without_a_loop(tmp_path, volume):
-    src = ba.sync.create_source(tmp_path / "a.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+    src = ba.sync.create_source(
+        tmp_path / "a.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     src[...] = volume
     reopened = ba.sync.open_source(tmp_path / "a.zarr")
     np.testing.assert_array_equal(reopened[5:9, :, 3], volume[5:9, :, 3])
     np.testing.assert_array_equal(ba.sync.copy(reopened), volume)
-    np.testing.assert_array_equal(ba.sync.downsample(reopened, 2), asyncio.run(ba.downsample(volume, 2)))
+    np.testing.assert_array_equal(
+        ba.sync.downsample(reopened, 2), asyncio.run(ba.downsample(volume, 2))
+    )
     same = ba.sync.from_spec(reopened.to_spec().to_json())
     assert same.shape == volume.shape
 
@@ -102,21 +106,46 @@ def test_breaking_out_of_the_sync_iterator_cancels_pending_reads_with_a_kept_ref
 def test_sync_twins_have_the_signatures_of_their_async_originals():
     import inspect
 
-    for name in ("open_source", "create_source", "from_spec", "copy", "downsample", "map_blocks", "pyramid", "attach"):
-        assert inspect.signature(getattr(ba.sync, name)) == inspect.signature(getattr(ba, name)), name
+    for name in (
+        "open_source",
+        "create_source",
+        "from_spec",
+        "copy",
+        "downsample",
+        "map_blocks",
+        "pyramid",
+        "attach",
+    ):
+        assert inspect.signature(getattr(ba.sync, name)) == inspect.signature(getattr(ba, name)), (
+            name
+        )
 
 
 def test_sync_copy_of_a_zarr_python_array(tmp_path):
     """as_source of a zarr-python array must not run the background loop from inside it."""
     zarr = pytest.importorskip("zarr")
-    array = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(20, 30), chunks=(10, 10), dtype="uint8", zarr_format=2)
+    array = zarr.open_array(
+        str(tmp_path / "a.zarr"),
+        mode="w",
+        shape=(20, 30),
+        chunks=(10, 10),
+        dtype="uint8",
+        zarr_format=2,
+    )
     array[:] = np.arange(600, dtype=np.uint16).reshape(20, 30) % 251
     np.testing.assert_array_equal(ba.sync.copy(array), array[:])
 
 
 async def test_as_source_of_a_zarr_python_array_opens_nothing_until_the_first_read(tmp_path):
     zarr = pytest.importorskip("zarr")
-    array = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(20, 30), chunks=(10, 10), dtype="uint8", zarr_format=2)
+    array = zarr.open_array(
+        str(tmp_path / "a.zarr"),
+        mode="w",
+        shape=(20, 30),
+        chunks=(10, 10),
+        dtype="uint8",
+        zarr_format=2,
+    )
     array[:] = 7
     src = ba.as_source(array)
     assert src.tensorstore() is None  # nothing opened inside the caller's loop

@@ -64,7 +64,9 @@ class BlockGrid:
                 f"volume has {len(self.shape)} axes (shape {self.shape})"
             )
         if any(b < 1 for b in self.block_shape):
-            raise InvalidArgumentError(f"block_shape {self.block_shape} must be positive on every axis")
+            raise InvalidArgumentError(
+                f"block_shape {self.block_shape} must be positive on every axis"
+            )
         self.halo = tuple(int(h) for h in halo) if halo is not None else (0,) * len(self.shape)
         if len(self.halo) != len(self.shape) or any(h < 0 for h in self.halo):
             raise InvalidArgumentError(
@@ -131,9 +133,7 @@ class BlockGrid:
 
     def ids_in_roi(self, roi: Roi) -> list[int]:
         """Ids of the blocks that intersect a region (e.g. to re-run a damaged area)."""
-        ranges = [
-            range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(roi, self.block_shape)
-        ]
+        ranges = [range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(roi, self.block_shape)]
         import itertools
 
         return [self.block_id(p) for p in itertools.product(*ranges)]

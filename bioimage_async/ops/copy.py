@@ -31,16 +31,18 @@ def resolve_block_shape(
 ) -> tuple[int, ...]:
     if block_shape is None:
         return default_block_shape(
-            output.shape, output.dtype.itemsize, output.write_granularity, input_chunks,
+            output.shape,
+            output.dtype.itemsize,
+            output.write_granularity,
+            input_chunks,
             target_bytes,
         )
-    block_shape = positive_int_tuple(block_shape, "block_shape")
-    if len(block_shape) != output.ndim:
+    shape = positive_int_tuple(block_shape, "block_shape")
+    if len(shape) != output.ndim:
         raise InvalidArgumentError(
-            f"block_shape {block_shape} must have one entry per axis of the output "
-            f"(shape {output.shape})"
+            f"block_shape {shape} must have one entry per axis of the output (shape {output.shape})"
         )
-    return block_shape
+    return shape
 
 
 def positive_int_tuple(values: Any, what: str) -> tuple[int, ...]:

@@ -89,8 +89,10 @@ def normalize_factors(scale_factor: Any, ndim: int) -> tuple[int, ...]:
 
 
 def spline_order(order: Any) -> int:
-    if isinstance(order, bool) or not isinstance(order, (Integral, np.integer)) or not (
-        0 <= int(order) <= 5
+    if (
+        isinstance(order, bool)
+        or not isinstance(order, (Integral, np.integer))
+        or not (0 <= int(order) <= 5)
     ):
         raise InvalidArgumentError(f"order must be an integer from 0 to 5, got {order!r}")
     return int(order)
@@ -127,9 +129,7 @@ async def downsample(
             f"output shape {out.shape} must be the downsampled shape {target} "
             f"(ceil of {src.shape} / {factors})"
         )
-    in_chunks = (
-        tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
-    )
+    in_chunks = tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     resampling = Resampling(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
     kernel: BlockKernel = ResampleKernel(resampling)
     strided = _strided_view(src, factors, resampling)

@@ -28,8 +28,9 @@ class BlockStream:
     reference to this stream. ``async with`` (or ``await stream.aclose()``) closes explicitly.
     """
 
-    def __init__(self, source: Source, grid: BlockGrid, ids: tuple[int, ...] | None,
-                 prefetch: int) -> None:
+    def __init__(
+        self, source: Source, grid: BlockGrid, ids: tuple[int, ...] | None, prefetch: int
+    ) -> None:
         self.source = source
         self.grid = grid
         self.ids = ids

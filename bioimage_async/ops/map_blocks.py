@@ -77,7 +77,11 @@ async def map_blocks(
         halo = halo_tuple(halo, src.ndim)
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(
-        "map_blocks", src, out, grid, FunctionKernel(fn),
+        "map_blocks",
+        src,
+        out,
+        grid,
+        FunctionKernel(fn),
         as_source(mask) if mask is not None else None,
     )
     return finish(await run_task(task, options), options, output, array)

@@ -87,7 +87,11 @@ def ngff_metadata(
                 "version": "0.4",
                 "name": name,
                 "axes": [
-                    {"name": a, "type": kinds.get(a, "space"), **({"unit": "micrometer"} if a in spatial else {})}
+                    {
+                        "name": a,
+                        "type": kinds.get(a, "space"),
+                        **({"unit": "micrometer"} if a in spatial else {}),
+                    }
                     for a in axis_names
                 ],
                 "datasets": datasets,
@@ -157,15 +161,21 @@ async def pyramid(
     name = os.path.basename(path.rstrip("/"))
     attrs = ngff_metadata(name, src.ndim, factors, len(shapes), axes)
     # a chunked store's chunks carry over; page-wise chunks of a TIFF (1, Y, X) would not suit
-    level_chunks = chunks or (src.chunks if src.tensorstore() is not None else None) or tuple(
-        min(n, 64) for n in src.shape
+    level_chunks = (
+        chunks
+        or (src.chunks if src.tensorstore() is not None else None)
+        or tuple(min(n, 64) for n in src.shape)
     )
     resuming = options.resume_from is not None
     outputs = [
         await create_source(
-            path, shape=shape, dtype=src.dtype, format="zarr",
+            path,
+            shape=shape,
+            dtype=src.dtype,
+            format="zarr",
             chunks=tuple(min(c, n) for c, n in zip(level_chunks, shape)),
-            internal_path=str(level), exist_ok=exist_ok or resuming,
+            internal_path=str(level),
+            exist_ok=exist_ok or resuming,
         )
         for level, shape in enumerate(shapes)
     ]
@@ -175,21 +185,28 @@ async def pyramid(
         if level < first:
             continue  # written by the run that failed at level ``first``
         stats = RunStats()
-        step = options.replace(resume_from=options.resume_from if level == first else None,
-                               stats=stats)
+        step = options.replace(
+            resume_from=options.resume_from if level == first else None, stats=stats
+        )
         step_kwargs = step.as_kwargs()
         if level == 0:
             await copy(src, out, **step_kwargs)
         else:
             await downsample(
-                outputs[level - 1], factors, out, order=order, anti_aliasing=anti_aliasing,
+                outputs[level - 1],
+                factors,
+                out,
+                order=order,
+                anti_aliasing=anti_aliasing,
                 **step_kwargs,
             )
         if total is not None:
             total.merge(stats)
     attrs["multiscales"][0]["type"] = chosen
     attrs["multiscales"][0]["metadata"] = {
-        "method": chosen, "order": order, "anti_aliasing": anti_aliasing
+        "method": chosen,
+        "order": order,
+        "anti_aliasing": anti_aliasing,
     }
     await run_blocking(_write_json, os.path.join(path, ".zattrs"), attrs)
     return outputs

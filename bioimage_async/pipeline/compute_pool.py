@@ -29,7 +29,9 @@ from .task import BlockKernel
 
 def block_where(block: Block) -> str:
     """'block 7 (region [0:64, 64:128])', for error messages."""
-    return f"block {block.id} (region [" + ", ".join(f"{s.start}:{s.stop}" for s in block.roi) + "])"
+    return (
+        f"block {block.id} (region [" + ", ".join(f"{s.start}:{s.stop}" for s in block.roi) + "])"
+    )
 
 
 def compute_block(
@@ -43,8 +45,7 @@ def compute_block(
     result = np.asarray(kernel.compute(block, data))
     if result.shape != block.shape:
         raise InvalidArgumentError(
-            f"the kernel returned shape {result.shape} for block {block.id}, expected "
-            f"{block.shape}"
+            f"the kernel returned shape {result.shape} for block {block.id}, expected {block.shape}"
         )
     if out_dtype is not None and result.dtype != out_dtype:
         result = cast_checked(result, out_dtype, casting, block_where(block))
@@ -119,8 +120,11 @@ class ComputePool:
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bioimage_async.pipeline.compute_worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bioimage_async.pipeline.compute_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             env=worker_environment(),
         )
         worker = _Worker(process)

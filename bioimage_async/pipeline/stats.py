@@ -31,8 +31,18 @@ class RunStats:
 
     def merge(self, other: RunStats) -> None:
         """Add another run's counts and times (a composite op's steps into its total)."""
-        for name in ("blocks_total", "blocks_done", "blocks_skipped", "blocks_failed",
-                     "bytes_read", "bytes_written", "read_s", "compute_s", "write_s", "wall_s"):
+        for name in (
+            "blocks_total",
+            "blocks_done",
+            "blocks_skipped",
+            "blocks_failed",
+            "bytes_read",
+            "bytes_written",
+            "read_s",
+            "compute_s",
+            "write_s",
+            "wall_s",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_in_flight = max(self.max_in_flight, other.max_in_flight)
         for key, value in other.extra.items():
@@ -45,7 +55,16 @@ class RunStats:
         logger.debug(
             "run %r: %d/%d blocks done (%d skipped, %d failed), %.1f MiB read, %.1f MiB written, "
             "read %.2fs compute %.2fs write %.2fs, wall %.2fs, %d in flight",
-            self.name, self.blocks_done, self.blocks_total, self.blocks_skipped,
-            self.blocks_failed, self.bytes_read / 2**20, self.bytes_written / 2**20,
-            self.read_s, self.compute_s, self.write_s, self.wall_s, self.max_in_flight,
+            self.name,
+            self.blocks_done,
+            self.blocks_total,
+            self.blocks_skipped,
+            self.blocks_failed,
+            self.bytes_read / 2**20,
+            self.bytes_written / 2**20,
+            self.read_s,
+            self.compute_s,
+            self.write_s,
+            self.wall_s,
+            self.max_in_flight,
         )

@@ -54,8 +54,11 @@ class DistributedRunner(Runner):
         detach_on_cancel = options.detach_on_cancel or self.backend.detach_on_cancel
         job_type = self.backend.name
         plan = plan_writes(
-            task.grid, task.output.chunks, task.output.shards,
-            task.output.grid_offset, concurrent=True,
+            task.grid,
+            task.output.chunks,
+            task.output.shards,
+            task.output.grid_offset,
+            concurrent=True,
             output_name=task.output.describe(),
         )
         ids = task.grid.check_ids(block_ids) if block_ids is not None else None
@@ -68,7 +71,9 @@ class DistributedRunner(Runner):
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
-                        "instead of resubmitting", resume_from, previous.job_ids,
+                        "instead of resubmitting",
+                        resume_from,
+                        previous.job_ids,
                     )
                     return await previous.wait(progress) if wait else previous
                 missing = await folder.missing_blocks()
@@ -79,11 +84,17 @@ class DistributedRunner(Runner):
                 )
                 groups = list(plan.groups(ids))
             run = Run(
-                folder, launcher, self.config, self.backend, result=task.output,
+                folder,
+                launcher,
+                self.config,
+                self.backend,
+                result=task.output,
                 detach_on_cancel=detach_on_cancel,
             )
             if groups:
-                tasks = split_into_tasks(groups, len(groups), self.num_tasks(len(groups), num_workers))
+                tasks = split_into_tasks(
+                    groups, len(groups), self.num_tasks(len(groups), num_workers)
+                )
                 task_ids = await folder.add_tasks(tasks)
                 jobs = await launcher.submit(folder, task_ids, num_workers)
                 await folder.record_attempt(job_type, task_ids, jobs)

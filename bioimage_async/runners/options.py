@@ -108,11 +108,11 @@ class ExecOptions:
                 "in this process"
             )
         if self.casting not in CASTINGS:
-            raise InvalidArgumentError(
-                f"casting must be one of {CASTINGS}, got {self.casting!r}"
-            )
-        if isinstance(self.retries, bool) or not isinstance(self.retries, Integral) or (
-            self.retries < 0
+            raise InvalidArgumentError(f"casting must be one of {CASTINGS}, got {self.casting!r}")
+        if (
+            isinstance(self.retries, bool)
+            or not isinstance(self.retries, Integral)
+            or (self.retries < 0)
         ):
             raise InvalidArgumentError(f"retries must be an integer >= 0, got {self.retries!r}")
         if self.block_timeout is not None and not (

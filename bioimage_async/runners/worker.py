@@ -80,8 +80,13 @@ async def run_task(folder: str, task_id: int) -> int:
         specs = manifest["sources"]
         sources = {role: await from_spec(spec) for role, spec in specs.items()}
         task = BlockTask(
-            manifest["name"], sources["input"], sources["output"], grid, kernel,
-            sources.get("mask"), casting,
+            manifest["name"],
+            sources["input"],
+            sources["output"],
+            grid,
+            kernel,
+            sources.get("mask"),
+            casting,
         )
         with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
             groups: list[list[int]] = json.load(handle)
@@ -126,7 +131,9 @@ async def run_task(folder: str, task_id: int) -> int:
     }
     if outcome.failed:
         _write_sentinel(
-            folder, task_id, "failed",
+            folder,
+            task_id,
+            "failed",
             {"failed": outcome.failed, "error": outcome.first_error, **summary},
         )
         print(outcome.first_error, file=sys.stderr)

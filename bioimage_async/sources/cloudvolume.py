@@ -58,7 +58,9 @@ def _normalize_cloudpath(cloudpath: str | os.PathLike[str]) -> str:
 def _xyz(value: Sequence[int], name: str) -> XYZ:
     values = tuple(int(v) for v in value)
     if len(values) != 3:
-        raise InvalidArgumentError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
+        raise InvalidArgumentError(
+            f"{name} must have three entries (x, y, z), got {tuple(value)!r}"
+        )
     return values  # type: ignore[return-value]
 
 

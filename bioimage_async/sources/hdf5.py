@@ -307,7 +307,9 @@ async def create_hdf5(
     path = os.path.abspath(os.fspath(path))
     key = (internal_path or "data").strip("/")
     if not key:
-        raise InvalidArgumentError(f"internal_path {internal_path!r} names no dataset; pass e.g. 'data'")
+        raise InvalidArgumentError(
+            f"internal_path {internal_path!r} names no dataset; pass e.g. 'data'"
+        )
     shape = tuple(int(n) for n in shape)
     chunks = tuple(int(c) for c in chunks)
     options = _compression_options(compression)
@@ -343,9 +345,13 @@ class Hdf5Format(LocalFileFormat):
         if request.shards is not None:
             raise FormatNotSupportedError("shards= needs format='zarr3'; HDF5 has no sharding")
         return await create_hdf5(
-            str(location.local_path), shape=request.shape, dtype=request.dtype,
-            chunks=request.chunks, internal_path=request.internal_path,
-            compression=request.compression, fill_value=request.fill_value,
+            str(location.local_path),
+            shape=request.shape,
+            dtype=request.dtype,
+            chunks=request.chunks,
+            internal_path=request.internal_path,
+            compression=request.compression,
+            fill_value=request.fill_value,
             exist_ok=request.exist_ok,
         )
 

@@ -114,7 +114,9 @@ class Location:
     async def read(self, key: str = "") -> bytes | None:
         """The bytes of ``key`` below this location (the location itself for ''), or None."""
         if self.is_local:
-            return await run_blocking(_read_local, os.path.join(self.path, key) if key else self.path)
+            return await run_blocking(
+                _read_local, os.path.join(self.path, key) if key else self.path
+            )
         parent, _, name = key.rpartition("/")
         folder = self.join(parent) if parent else self
         return await kvstore_read(folder.kvstore(), name, self)
@@ -132,7 +134,9 @@ class Location:
     async def exists(self, key: str = "") -> bool:
         """Whether ``key`` exists (a local file or folder; a remote object)."""
         if self.is_local:
-            return await run_blocking(os.path.exists, os.path.join(self.path, key) if key else self.path)
+            return await run_blocking(
+                os.path.exists, os.path.join(self.path, key) if key else self.path
+            )
         return await self.read(key) is not None
 
     async def write(self, key: str, data: bytes) -> None:

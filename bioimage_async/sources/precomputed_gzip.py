@@ -30,9 +30,7 @@ def first_chunk_name(scale: dict[str, Any]) -> str:
     offset = [int(v) for v in scale.get("voxel_offset", [0, 0, 0])]
     size = [int(v) for v in scale["size"]]
     chunk = [int(v) for v in scale["chunk_sizes"][0]]
-    bounds = [
-        f"{o}-{min(o + c, o + n)}" for o, c, n in zip(offset, chunk, size)
-    ]
+    bounds = [f"{o}-{min(o + c, o + n)}" for o, c, n in zip(offset, chunk, size)]
     return "_".join(bounds)
 
 
@@ -48,7 +46,9 @@ async def has_gzip_chunks(location: Location, scale: dict[str, Any]) -> bool:
     return await folder.exists(name + ".gz")
 
 
-def _scale_of(info: dict[str, Any], key: str, scale_index: int | None) -> tuple[int, dict[str, Any]]:
+def _scale_of(
+    info: dict[str, Any], key: str, scale_index: int | None
+) -> tuple[int, dict[str, Any]]:
     scales = info.get("scales") or []
     if key:
         for index, scale in enumerate(scales):

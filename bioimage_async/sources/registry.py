@@ -229,9 +229,16 @@ async def create_source(
             "object storage takes zarr, zarr3, n5 and precomputed"
         )
     request = create_request(
-        shape=shape, dtype=dtype, chunks=chunks, internal_path=internal_path,
-        compression=compression, shards=shards, fill_value=fill_value, exist_ok=exist_ok,
-        voxel_size=voxel_size, unit=unit,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        internal_path=internal_path,
+        compression=compression,
+        shards=shards,
+        fill_value=fill_value,
+        exist_ok=exist_ok,
+        voxel_size=voxel_size,
+        unit=unit,
     )
     backend.check_installed()
     return await backend.create(location, request)

@@ -128,15 +128,33 @@ def storage_error(err: Exception, where: Location, key: str = "") -> StorageErro
     what = f"{where}/{key}" if key else str(where)
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered:
         return StorageError(f"no such bucket {where.bucket!r} (opening {what})")
-    if any(s in lowered for s in ("accessdenied", "access denied", "invalidaccesskeyid",
-                                  "signaturedoesnotmatch", "forbidden", "403")):
+    if any(
+        s in lowered
+        for s in (
+            "accessdenied",
+            "access denied",
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "forbidden",
+            "403",
+        )
+    ):
         return StorageError(
             f"access denied to {what}{_key_id_hint()}. Check AWS_ACCESS_KEY_ID / "
             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
         )
-    if any(s in lowered for s in ("couldn't connect", "could not connect", "connection refused",
-                                  "failed to connect", "couldn't resolve", "timed out",
-                                  "curl error")):
+    if any(
+        s in lowered
+        for s in (
+            "couldn't connect",
+            "could not connect",
+            "connection refused",
+            "failed to connect",
+            "couldn't resolve",
+            "timed out",
+            "curl error",
+        )
+    ):
         return StorageError(
             f"the storage endpoint for {what} is unreachable: {_first_line(text)}. Check the "
             "URL and AWS_ENDPOINT_URL"

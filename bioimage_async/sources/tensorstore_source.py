@@ -167,7 +167,11 @@ async def _ts_open(
 ) -> ts.TensorStore:
     """ts.open with errors said in storage terms and, remotely, a bounded wait."""
     future = ts.open(
-        spec, context=tensorstore_context(), read=True, write=write, create=create,
+        spec,
+        context=tensorstore_context(),
+        read=True,
+        write=write,
+        create=create,
         open=not create,
     )
     try:
@@ -216,8 +220,10 @@ async def list_arrays(location: Location, driver: Driver, limit: int = 200) -> l
 def _local_is_array(folder: str, filenames: list[str], json: Any) -> bool:
     if ".zarray" in filenames:
         return True
-    for name, test in (("zarr.json", lambda m: m.get("node_type") == "array"),
-                       ("attributes.json", lambda m: "dimensions" in m)):
+    for name, test in (
+        ("zarr.json", lambda m: m.get("node_type") == "array"),
+        ("attributes.json", lambda m: "dimensions" in m),
+    ):
         if name in filenames:
             try:
                 with open(os.path.join(folder, name)) as handle:
@@ -368,9 +374,13 @@ class TensorStoreFormat(FormatBackend):
         **options: Any,
     ) -> Source:
         if options:
-            raise InvalidArgumentError(f"unexpected keyword argument(s) for {self.name}: {sorted(options)}")
+            raise InvalidArgumentError(
+                f"unexpected keyword argument(s) for {self.name}: {sorted(options)}"
+            )
         if scale_index is not None and self.name != "precomputed":
-            raise InvalidArgumentError(f"scale_index= applies to precomputed layers, not {self.name}")
+            raise InvalidArgumentError(
+                f"scale_index= applies to precomputed layers, not {self.name}"
+            )
         return await open_tensorstore(
             location, internal_path, driver=self.driver, mode=mode, scale_index=scale_index
         )
@@ -422,5 +432,8 @@ class PrecomputedFormat(TensorStoreFormat):
 
 
 FORMAT_BACKENDS: tuple[FormatBackend, ...] = (
-    PrecomputedFormat(), ZarrFormat(), Zarr3Format(), N5Format()
+    PrecomputedFormat(),
+    ZarrFormat(),
+    Zarr3Format(),
+    N5Format(),
 )

@@ -25,7 +25,16 @@ from .location import Location
 
 #: n5 can store only these dtypes.
 _N5_DTYPES = {
-    "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64"
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
 }
 
 

@@ -66,7 +66,9 @@ def _is_local(dataset_name_or_url: str, organization_id: str | None) -> bool:
 def _xyz(value: Sequence[int], name: str) -> XYZ:
     values = tuple(int(v) for v in value)
     if len(values) != 3:
-        raise InvalidArgumentError(f"{name} must have three entries (x, y, z), got {tuple(value)!r}")
+        raise InvalidArgumentError(
+            f"{name} must have three entries (x, y, z), got {tuple(value)!r}"
+        )
     return values  # type: ignore[return-value]
 
 

@@ -11,7 +11,9 @@ from ..runners.blockfns import times_hundred_int64
 @pytest.mark.parametrize("value", [300.0, -5, np.nan, np.inf, 256])
 async def test_writing_a_value_uint8_cannot_hold_is_refused_naming_the_range(tmp_path, value):
     out = await ba.create_source(tmp_path / "o.zarr", shape=(4, 4), dtype="uint8", chunks=(2, 2))
-    with pytest.raises(ba.CastingError, match=r"region \[0:2, 0:2\].*uint8 \(0\.\.255\).*casting='clip'"):
+    with pytest.raises(
+        ba.CastingError, match=r"region \[0:2, 0:2\].*uint8 \(0\.\.255\).*casting='clip'"
+    ):
         await out.write(np.s_[0:2, 0:2], np.full((2, 2), value))
     assert not (await out.read()).any()  # nothing was written
 
@@ -46,31 +48,67 @@ async def test_safe_widening_and_in_range_narrowing_need_no_opt_in(tmp_path):
 async def test_copy_float64_into_uint8_fails_exactly_the_blocks_out_of_range(tmp_path, job_type):
     data = np.full((32, 32), 10.0)
     data[20, 20] = 300.0  # only block 3 of the 16x16 grid holds a value uint8 cannot hold
-    src = await ba.create_source(tmp_path / "in.zarr", shape=data.shape, dtype="float64", chunks=(16, 16))
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="float64", chunks=(16, 16)
+    )
     await src.write(..., data)
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16)
+    )
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
-    with pytest.raises(ba.RunnerError, match=r"block 3 \(region \[16:32, 16:32\]\).*300\.0") as failed:
-        await ba.copy(src, out, block_shape=(16, 16), job_type=job_type, job_config=config, num_workers=2)
+    with pytest.raises(
+        ba.RunnerError, match=r"block 3 \(region \[16:32, 16:32\]\).*300\.0"
+    ) as failed:
+        await ba.copy(
+            src, out, block_shape=(16, 16), job_type=job_type, job_config=config, num_workers=2
+        )
     assert failed.value.failed_block_ids == [3]
     written = await out.read()
     assert (written[:16] == 10).all() and (written[16:, :16] == 10).all()  # the rest is kept
     assert not written[16:, 16:].any()
-    await ba.copy(src, out, block_shape=(16, 16), job_type=job_type, job_config=config, casting="clip", block_ids=[3])
+    await ba.copy(
+        src,
+        out,
+        block_shape=(16, 16),
+        job_type=job_type,
+        job_config=config,
+        casting="clip",
+        block_ids=[3],
+    )
     assert (await out.read(np.s_[20, 20])) == 255
 
 
 @pytest.mark.parametrize("job_type", ["local", "subprocess"])
 async def test_map_blocks_results_are_checked_against_the_output_dtype(tmp_path, job_type):
     data = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 4
-    src = await ba.create_source(tmp_path / "in.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16))
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16)
+    )
     await src.write(..., data)
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(16, 16)
+    )
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
     with pytest.raises(ba.RunnerError, match="do not fit the output dtype uint8") as failed:
-        await ba.map_blocks(times_hundred_int64, src, out, block_shape=(16, 16), job_type=job_type, job_config=config, num_workers=2)
+        await ba.map_blocks(
+            times_hundred_int64,
+            src,
+            out,
+            block_shape=(16, 16),
+            job_type=job_type,
+            job_config=config,
+            num_workers=2,
+        )
     assert failed.value.failed_block_ids == [0, 1, 2, 3]  # 3 * 100 = 300 in every block
-    await ba.map_blocks(times_hundred_int64, src, out, block_shape=(16, 16), job_type=job_type, job_config=config, casting="unsafe")
+    await ba.map_blocks(
+        times_hundred_int64,
+        src,
+        out,
+        block_shape=(16, 16),
+        job_type=job_type,
+        job_config=config,
+        casting="unsafe",
+    )
     np.testing.assert_array_equal(await out.read(), (data.astype(np.int64) * 100).astype(np.uint8))
 
 

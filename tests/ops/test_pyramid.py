@@ -35,23 +35,40 @@ async def _successive(volume, n):
     return expected
 
 
-async def test_a_distributed_pyramid_builds_each_level_from_a_complete_level_above(tmp_path, volume):
+async def test_a_distributed_pyramid_builds_each_level_from_a_complete_level_above(
+    tmp_path, volume
+):
     """Level 1 used to be downsampled from a level 0 not yet written (all zeros)."""
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
-    src = await ba.create_source(tmp_path / "in.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     await src.write(..., volume)
-    levels = await ba.pyramid(src, tmp_path / "p.zarr", 3, chunks=(16, 32, 32), method="smooth",
-                              job_type="subprocess", num_workers=2, job_config=config)
+    levels = await ba.pyramid(
+        src,
+        tmp_path / "p.zarr",
+        3,
+        chunks=(16, 32, 32),
+        method="smooth",
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config,
+    )
     for level, expected in zip(levels, await _successive(volume, 3)):
         np.testing.assert_array_equal(await level.read(), expected)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"wait": False, "job_type": "subprocess"}, "wait=False"),
-    ({"block_ids": [0]}, "block_ids name the blocks of one level"),
-    ({"job_type": "subprocess"}, "lives in this process's memory"),
-])
-async def test_pyramid_refuses_options_that_name_one_run_before_creating_anything(tmp_path, volume, kwargs, match):
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"wait": False, "job_type": "subprocess"}, "wait=False"),
+        ({"block_ids": [0]}, "block_ids name the blocks of one level"),
+        ({"job_type": "subprocess"}, "lives in this process's memory"),
+    ],
+)
+async def test_pyramid_refuses_options_that_name_one_run_before_creating_anything(
+    tmp_path, volume, kwargs, match
+):
     with pytest.raises(ba.InvalidArgumentError, match=match):
         await ba.pyramid(volume, tmp_path / "p.zarr", 2, **kwargs)
     assert not (tmp_path / "p.zarr").exists()
@@ -65,17 +82,39 @@ async def test_degenerate_levels_are_refused_before_anything_is_created(tmp_path
 
 
 async def test_resume_from_finishes_the_failed_level_then_builds_the_rest(tmp_path, volume):
-    src = await ba.create_source(tmp_path / "in.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32), compression="gzip")
+    src = await ba.create_source(
+        tmp_path / "in.zarr",
+        shape=volume.shape,
+        dtype="uint8",
+        chunks=(16, 32, 32),
+        compression="gzip",
+    )
     await src.write(..., volume)
     chunk = tmp_path / "in.zarr" / "1.1.1"
     good = chunk.read_bytes()
     chunk.write_bytes(b"not gzip at all")
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
     with pytest.raises(ba.RunnerError) as failed:
-        await ba.pyramid(src, tmp_path / "p.zarr", 3, chunks=(16, 32, 32), method="smooth", job_type="subprocess", job_config=config)
+        await ba.pyramid(
+            src,
+            tmp_path / "p.zarr",
+            3,
+            chunks=(16, 32, 32),
+            method="smooth",
+            job_type="subprocess",
+            job_config=config,
+        )
     assert failed.value.tmp_folder is not None and failed.value.failed_block_ids
     chunk.write_bytes(good)
-    levels = await ba.pyramid(src, tmp_path / "p.zarr", 3, chunks=(16, 32, 32), method="smooth", job_type="subprocess",
-                              job_config=config, resume_from=failed.value.tmp_folder)
+    levels = await ba.pyramid(
+        src,
+        tmp_path / "p.zarr",
+        3,
+        chunks=(16, 32, 32),
+        method="smooth",
+        job_type="subprocess",
+        job_config=config,
+        resume_from=failed.value.tmp_folder,
+    )
     for level, expected in zip(levels, await _successive(volume, 3)):
         np.testing.assert_array_equal(await level.read(), expected)

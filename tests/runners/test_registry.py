@@ -44,7 +44,9 @@ def test_the_cli_offers_registered_backends(sequential):
 
 
 async def test_an_unknown_job_type_is_refused_with_the_known_ones(volume):
-    with pytest.raises(ba.InvalidArgumentError, match="job_type must be one of.*local.*subprocess.*slurm"):
+    with pytest.raises(
+        ba.InvalidArgumentError, match="job_type must be one of.*local.*subprocess.*slurm"
+    ):
         await ba.copy(volume, job_type="thread")
 
 
@@ -52,6 +54,8 @@ async def test_attach_refuses_a_run_folder_of_an_unknown_backend(tmp_path):
     """Never a silent fallback to another backend's launcher."""
     folder = tmp_path / "run"
     (folder / "status").mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"name": "x", "job_type": "mystery", "attempts": []}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"name": "x", "job_type": "mystery", "attempts": []})
+    )
     with pytest.raises(ba.ConfigError, match="'mystery' backend, which is not registered"):
         await ba.attach(str(folder))

@@ -332,8 +332,13 @@ async def test_sharded_layers_expose_their_shards_and_align_writes_to_them(tmp_p
 def _gzip_layer(path, data_xyz):
     """A layer written by cloud-volume with its defaults (file:// gzips every chunk)."""
     info = CloudVolume.create_new_info(
-        num_channels=1, layer_type="image", data_type="uint16", encoding="raw",
-        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=list(data_xyz.shape),
+        num_channels=1,
+        layer_type="image",
+        data_type="uint16",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=list(data_xyz.shape),
         chunk_size=[16, 16, 8],
     )
     volume = CloudVolume(f"file://{path}", info=info, progress=False)
@@ -387,6 +392,8 @@ async def test_a_small_write_into_a_gzip_layer_keeps_the_rest_of_the_chunk(gzip_
 
 async def test_copying_a_gzip_layer_to_zarr_is_exact(gzip_layer, tmp_path):
     path, expected = gzip_layer
-    out = await ba.create_source(tmp_path / "o.zarr", shape=expected.shape, dtype="uint16", chunks=(8, 16, 16))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=expected.shape, dtype="uint16", chunks=(8, 16, 16)
+    )
     await ba.copy(await ba.open_source(path), out, num_workers=2)
     np.testing.assert_array_equal(await out.read(), expected)

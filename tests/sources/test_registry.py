@@ -14,35 +14,56 @@ from .toy_format import NpyFormat
 async def test_create_source_takes_the_format_from_the_extension(tmp_path):
     h5py = pytest.importorskip("h5py")
     data = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
-    h5 = await ba.create_source(tmp_path / "out.h5", shape=data.shape, dtype=data.dtype, chunks=(1, 3, 4), internal_path="data")
+    h5 = await ba.create_source(
+        tmp_path / "out.h5",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(1, 3, 4),
+        internal_path="data",
+    )
     await h5.write(..., data)
     h5.close()
     with h5py.File(tmp_path / "out.h5", "r") as f:
         np.testing.assert_array_equal(f["data"][:], data)
-    n5 = await ba.create_source(tmp_path / "plain.n5", shape=data.shape, dtype=data.dtype, chunks=(1, 3, 4))
+    n5 = await ba.create_source(
+        tmp_path / "plain.n5", shape=data.shape, dtype=data.dtype, chunks=(1, 3, 4)
+    )
     await n5.write(..., data)
     assert "dimensions" in json.loads((tmp_path / "plain.n5" / "attributes.json").read_text())
     for path in ("out.h5", "plain.n5"):
-        np.testing.assert_array_equal(await (await ba.open_source(tmp_path / path, "data" if path.endswith("h5") else None)).read(), data)
+        np.testing.assert_array_equal(
+            await (
+                await ba.open_source(tmp_path / path, "data" if path.endswith("h5") else None)
+            ).read(),
+            data,
+        )
 
 
 async def test_an_unknown_extension_without_format_is_refused_listing_the_formats(tmp_path):
     with pytest.raises(ba.FormatNotSupportedError, match="zarr.*n5.*hdf5"):
         await ba.create_source(tmp_path / "out.xyz", shape=(4, 4), dtype="uint8", chunks=(2, 2))
     assert not (tmp_path / "out.xyz").exists()
-    out = await ba.create_source(tmp_path / "out.xyz", shape=(4, 4), dtype="uint8", chunks=(2, 2), format="zarr")
+    out = await ba.create_source(
+        tmp_path / "out.xyz", shape=(4, 4), dtype="uint8", chunks=(2, 2), format="zarr"
+    )
     assert (tmp_path / "out.xyz" / ".zarray").exists() and out.shape == (4, 4)
 
 
-@pytest.mark.parametrize("path,fmt", [("out.h5", "zarr"), ("plain.n5", "zarr3"), ("a.zarr", "hdf5"), ("b.zarr", "n5")])
+@pytest.mark.parametrize(
+    "path,fmt", [("out.h5", "zarr"), ("plain.n5", "zarr3"), ("a.zarr", "hdf5"), ("b.zarr", "n5")]
+)
 async def test_a_format_that_contradicts_the_extension_is_refused(tmp_path, path, fmt):
     with pytest.raises(ba.FormatNotSupportedError, match="contradicts"):
-        await ba.create_source(tmp_path / path, shape=(4, 4), dtype="uint8", chunks=(2, 2), format=fmt)
+        await ba.create_source(
+            tmp_path / path, shape=(4, 4), dtype="uint8", chunks=(2, 2), format=fmt
+        )
     assert not (tmp_path / path).exists()
 
 
 async def test_zarr3_is_compatible_with_the_zarr_extension(tmp_path):
-    out = await ba.create_source(tmp_path / "a.zarr", shape=(4, 4), dtype="uint8", chunks=(2, 2), format="zarr3")
+    out = await ba.create_source(
+        tmp_path / "a.zarr", shape=(4, 4), dtype="uint8", chunks=(2, 2), format="zarr3"
+    )
     assert (tmp_path / "a.zarr" / "zarr.json").exists() and out.shape == (4, 4)
 
 
@@ -51,7 +72,9 @@ async def test_prefixed_urls_name_the_format(tmp_path):
     assert json.loads((tmp_path / "v3" / "zarr.json").read_text())["zarr_format"] == 3
     src = await ba.open_source(f"zarr://{tmp_path / 'v3'}")
     assert src.shape == (4, 4)
-    await ba.create_source(f"n5://file://{tmp_path / 'n'}", shape=(4, 6), dtype="uint8", chunks=(2, 2))
+    await ba.create_source(
+        f"n5://file://{tmp_path / 'n'}", shape=(4, 6), dtype="uint8", chunks=(2, 2)
+    )
     assert json.loads((tmp_path / "n" / "attributes.json").read_text())["dimensions"] == [6, 4]
 
 
