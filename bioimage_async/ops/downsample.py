@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 import numpy as np
 import tensorstore as ts
@@ -13,6 +13,7 @@ import tensorstore as ts
 from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import Block, BlockGrid
 from ..errors import InvalidArgumentError
+from ..kernels.reductions import METHODS, reduce_windows
 from ..kernels.resample import Resampling, downscale_shape
 from ..pipeline.task import BlockKernel, BlockTask
 from ..runners.options import ExecKwargs
@@ -47,16 +48,50 @@ class ResampleKernel(BlockKernel):
         return {"kernel": "ResampleKernel", "order": r.order, "anti_aliasing": r.anti_aliasing}
 
 
+@dataclass(frozen=True)
+class ReduceKernel(BlockKernel):
+    """A window reduction (mode, mean, min, max) of integer factors; blocks in output space.
+
+    A block's input region starts at a multiple of the factors, so its windows are whole (or
+    clipped at the volume border exactly as in the whole array): blocks equal the whole.
+    """
+
+    factors: tuple[int, ...]
+    method: str
+    in_shape: tuple[int, ...]
+    compute_cost: str = "light"  # vectorised numpy, GIL released in its loops: threads
+
+    def input_roi(self, block: Block) -> Roi:
+        return tuple(
+            slice(s.start * f, min(s.stop * f, n))
+            for s, f, n in zip(block.roi, self.factors, self.in_shape)
+        )
+
+    def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
+        return reduce_windows(data, self.factors, self.method)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kernel": "ReduceKernel", "method": self.method, "factors": list(self.factors)}
+
+
+def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Source | None:
+    """tensorstore's own downsample driver over a tensorstore-backed input, served chunk to
+    chunk (no block buffers, no thread hop). Its stride, mean, min, max and mode equal
+    ``kernels.reductions`` and ``src[::f, ...]`` exactly (pinned by the tests). None where the
+    input has no tensorstore handle."""
+    store = src.tensorstore()
+    if store is None:
+        return None
+    return as_source(ts.downsample(store, list(factors), cast(Any, method)))
+
+
 def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling) -> Source | None:
     """Order 0 without smoothing, with exact integer factors, is ``src[::f, ::f, ...]``: for a
     tensorstore-backed input, tensorstore's own stride downsample serves it chunk to chunk (no
     block buffers, no thread hop). None where that does not apply."""
     if resampling.interpolates or resampling.integer_steps is None:
         return None
-    store = src.tensorstore()
-    if store is None:
-        return None
-    return as_source(ts.downsample(store, list(factors), "stride"))
+    return _tensorstore_view(src, factors, "stride")
 
 
 def normalize_factors(scale_factor: Any, ndim: int) -> tuple[int, ...]:
@@ -105,19 +140,33 @@ async def downsample(
     *,
     order: int = 0,
     anti_aliasing: bool = False,
+    method: str | None = None,
     block_shape: Any = None,
     mask: Any = None,
     **exec_kwargs: Unpack[ExecKwargs],
 ) -> OpResult:
     """Downsample by an integer factor per axis to shape ceil(shape / factor).
 
-    Output index i samples input coordinate i * (in/out) with a spline of ``order`` (0..5);
-    ``anti_aliasing`` pre-smooths with a Gaussian of sigma max(0, (scale-1)/2). The defaults
-    (order 0, no smoothing) never invent values, so they are safe for label volumes.
+    Without ``method``, output index i samples input coordinate i * (in/out) with a spline of
+    ``order`` (0..5); ``anti_aliasing`` pre-smooths with a Gaussian of sigma
+    max(0, (scale-1)/2). The defaults (order 0, no smoothing) never invent values, so they are
+    safe for label volumes. ``method`` reduces each window instead: "mode" (the most frequent
+    value, ties to the smallest: label-safe without dropping thin objects), "mean" (rounded for
+    integers), "min" or "max"; windows clipped at the border use the voxels they have.
     ``block_shape`` and ``mask`` are in the output space.
     """
     options = exec_options(exec_kwargs)
     order = spline_order(order)
+    if method is not None:
+        if method not in METHODS:
+            raise InvalidArgumentError(
+                f"method must be None (spline resampling) or one of {METHODS}, got {method!r}"
+            )
+        if order or anti_aliasing:
+            raise InvalidArgumentError(
+                f"method={method!r} reduces windows; order= and anti_aliasing= belong to the "
+                "spline path (method=None): pass one or the other"
+            )
     src = as_source(input)
     factors = normalize_factors(scale_factor, src.ndim)
     target = downscale_shape(src.shape, factors)
@@ -131,13 +180,18 @@ async def downsample(
         )
     in_chunks = tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     resampling = Resampling(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
-    kernel: BlockKernel = ResampleKernel(resampling)
-    strided = _strided_view(src, factors, resampling)
-    if strided is not None and mask is None:
-        src, kernel = strided, BlockKernel()  # a plain copy of tensorstore's strided view
+    kernel: BlockKernel
+    if method is not None:
+        kernel = ReduceKernel(factors, method, src.shape)
+        view = _tensorstore_view(src, factors, method)
+    else:
+        kernel = ResampleKernel(resampling)
+        view = _strided_view(src, factors, resampling)
+    if view is not None and mask is None:
+        src, kernel = view, BlockKernel()  # a plain copy of tensorstore's downsampled view
     # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
     # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
-    computes = kernel.needs_compute and resampling.interpolates
+    computes = kernel.needs_compute and method is None and resampling.interpolates
     target_bytes = COMPUTE_BLOCK_BYTES if computes else TARGET_BLOCK_BYTES
     grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
     task = BlockTask(

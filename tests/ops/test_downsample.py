@@ -172,3 +172,74 @@ async def test_order_zero_on_a_zarr_input_uses_tensorstore_striding_and_reopens(
         job_config=ba.RunnerConfig(tmp_root=str(tmp_path)),
     )
     np.testing.assert_array_equal(await again.read(), data[::2, ::2, ::2])
+
+
+# ---- window reductions: mode, mean, min, max ------------------------------------------------
+from bioimage_async.kernels.reductions import reduce_windows  # noqa: E402
+
+
+def labels_with_ties(rng, shape, dtype):
+    """Few values (many tied windows), with a large offset for 64-bit types."""
+    data = rng.integers(0, 4, size=shape).astype(dtype)
+    if np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind == "u":
+        data += np.uint64(2**60)  # above 2**53: exact only without a float round trip
+    return data
+
+
+@pytest.mark.parametrize("method", ["mode", "mean", "min", "max"])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint32", "uint64", "float32"])
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 2, 2), (2, 3, 1)])
+async def test_reductions_from_zarr_and_numpy_equal_the_kernel_on_the_whole_array(
+    tmp_path, rng, method, dtype, factors
+):
+    """The zarr input goes through tensorstore's downsample driver, the numpy one through our
+    kernel block by block: both must equal the whole-array reference exactly."""
+    data = labels_with_ties(rng, (13, 17, 19), dtype)
+    expected = reduce_windows(data, factors, method)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype=dtype, chunks=(4, 8, 8)
+    )
+    await src.write(..., data)
+    shape = downscale_shape(data.shape, factors)
+    out = await ba.create_source(tmp_path / "o.zarr", shape=shape, dtype=dtype, chunks=(2, 4, 4))
+    await ba.downsample(src, factors, out, method=method, num_workers=2)
+    np.testing.assert_array_equal(await out.read(), expected)
+    blockwise = await ba.downsample(
+        data, factors, method=method, block_shape=(2, 4, 4), num_workers=2
+    )
+    np.testing.assert_array_equal(blockwise, expected)
+
+
+async def test_mode_keeps_the_majority_label_that_nearest_sampling_misses():
+    """An object covering 7 of every 8 voxels but never a window's first voxel: nearest
+    sampling reads only background, the mode keeps the object."""
+    z, y, x = np.indices((8, 8, 8))
+    labels = np.where((z % 2) | (y % 2) | (x % 2), 7, 0).astype(np.uint32)
+    assert not (await ba.downsample(labels, 2)).any()
+    assert ((await ba.downsample(labels, 2, method="mode")) == 7).all()
+
+
+@pytest.mark.parametrize("job_type", ["subprocess"])
+async def test_mode_downsample_runs_distributed(tmp_path, rng, job_type):
+    data = labels_with_ties(rng, (16, 24, 20), "uint64")
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="uint64", chunks=(8, 8, 8)
+    )
+    await src.write(..., data)
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=(8, 12, 10), dtype="uint64", chunks=(4, 4, 4)
+    )
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    await ba.downsample(
+        src, 2, out, method="mode", job_type=job_type, job_config=config, num_workers=2
+    )
+    np.testing.assert_array_equal(await out.read(), reduce_windows(data, (2, 2, 2), "mode"))
+
+
+async def test_a_method_with_spline_arguments_or_an_unknown_method_is_refused(volume):
+    with pytest.raises(
+        ba.InvalidArgumentError, match="order= and anti_aliasing= belong to the spline path"
+    ):
+        await ba.downsample(volume, 2, method="mean", order=1)
+    with pytest.raises(ba.InvalidArgumentError, match="mode.*mean.*min.*max"):
+        await ba.downsample(volume, 2, method="median")
