@@ -10,6 +10,7 @@ from .context import configure
 from .errors import (
     BioimageAsyncError,
     BlockComputeError,
+    BlockTimeoutError,
     CastingError,
     CommandError,
     ConfigError,
@@ -21,6 +22,7 @@ from .errors import (
     NotSerializableError,
     ReadOnlySourceError,
     RunFolderNotFoundError,
+    RunLockedError,
     RunnerError,
     RunTimeoutError,
     SourceError,
@@ -34,7 +36,7 @@ from .errors import (
 )
 from .ops import copy, downsample, iter_blocks, map_blocks, pyramid
 from .pipeline.stats import RunStats
-from .runners.attach import attach
+from .runners.attach import attach, missing_blocks
 from .runners.config import RunnerConfig, SlurmConfig, config_file_path, write_slurm_config
 from .runners.options import ExecKwargs, ExecOptions
 from .runners.registry import RunnerBackend, job_types, register_runner
@@ -58,9 +60,12 @@ from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
     "BlockComputeError",
+    "BlockTimeoutError",
     "CastingError",
     "CommandError",
     "RunFolderNotFoundError",
+    "RunLockedError",
+    "RunLockedError",
     "RunTimeoutError",
     "SourceNotFoundError",
     "SshError",
@@ -87,6 +92,7 @@ __all__ = [
     "RunStatus",
     "SlurmConfig",
     "attach",
+    "missing_blocks",
     "config_file_path",
     "write_slurm_config",
     "ThresholdSource",

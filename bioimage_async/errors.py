@@ -24,6 +24,8 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
     ├── CommandError (RuntimeError)
     ├── BlockComputeError (RuntimeError)
     ├── WorkerCrashedError (RuntimeError)
+    ├── BlockTimeoutError (TimeoutError)
+    ├── RunLockedError (RuntimeError)
     ├── RunFolderNotFoundError (FileNotFoundError)
     ├── RunTimeoutError (TimeoutError)
     └── RunnerError (RuntimeError)
@@ -186,6 +188,15 @@ class CommandError(BioimageAsyncError, RuntimeError):
 
 class WorkerCrashedError(BioimageAsyncError, RuntimeError):
     """A compute worker process died while computing a block (it is replaced)."""
+
+
+class BlockTimeoutError(BioimageAsyncError, TimeoutError):
+    """A block ran longer than ``block_timeout`` seconds and was stopped (it counts as failed)."""
+
+
+class RunLockedError(BioimageAsyncError, RuntimeError):
+    """A run folder, or an output, is being driven by another live process (named in the
+    message); a second driver would do the work twice or mix the outputs."""
 
 
 class RunFolderNotFoundError(BioimageAsyncError, FileNotFoundError):

@@ -18,6 +18,7 @@ from . import ops
 from ._loop import run_sync
 from .blocking.grid import Block
 from .runners.attach import attach as _attach
+from .runners.attach import missing_blocks as _missing_blocks
 from .runners.run import Run, RunStatus
 from .sources import registry
 
@@ -44,6 +45,7 @@ downsample = blocking(ops.downsample)
 map_blocks = blocking(ops.map_blocks)
 pyramid = blocking(ops.pyramid)
 attach = blocking(_attach)
+missing_blocks = blocking(_missing_blocks)
 
 
 class BlockIterator:

@@ -8,6 +8,7 @@ share chunks form runs on every axis, and a group is one run per axis (a box of 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -60,21 +61,33 @@ class WritePlan:
         return self.runs is not None
 
     def groups(self, block_ids: Sequence[int] | None = None) -> Iterator[list[int]]:
-        """Work items: lists of block ids that one writer processes in order."""
-        wanted = None if block_ids is None else set(block_ids)
+        """Work items: lists of block ids that one writer processes in order.
+
+        Costs O(blocks selected), never O(grid): with ``block_ids`` the boxes are found from
+        the selected ids alone.
+        """
         if self.runs is None:
             ids = range(self.grid.num_blocks) if block_ids is None else block_ids
             return ([i] for i in ids)
-        return self._boxes(wanted)
+        if block_ids is None:
+            return self._all_boxes()
+        return self._boxes_of(block_ids)
 
-    def _boxes(self, wanted: set[int] | None) -> Iterator[list[int]]:
+    def _all_boxes(self) -> Iterator[list[int]]:
         assert self.runs is not None
         for box in itertools.product(*self.runs):
-            ids = [self.grid.block_id(p) for p in itertools.product(*box)]
-            if wanted is not None:
-                ids = [i for i in ids if i in wanted]
-            if ids:
-                yield ids
+            yield [self.grid.block_id(p) for p in itertools.product(*box)]
+
+    def _boxes_of(self, block_ids: Sequence[int]) -> Iterator[list[int]]:
+        assert self.runs is not None
+        starts = [[run.start for run in axis] for axis in self.runs]
+        boxes: dict[tuple[int, ...], list[int]] = {}
+        for block_id in sorted(set(block_ids)):
+            position = self.grid.grid_position(block_id)
+            key = tuple(bisect.bisect_right(s, p) - 1 for s, p in zip(starts, position))
+            boxes.setdefault(key, []).append(block_id)
+        for key in sorted(boxes):
+            yield boxes[key]
 
 
 def plan_writes(

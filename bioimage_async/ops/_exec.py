@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RunLockedError
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
+from ..runners.files import LocalFiles
+from ..runners.lease import Lease, holder_text
 from ..runners.options import ExecKwargs, ExecOptions
 from ..runners.registry import runner_backend
 from ..sources.base import Source
 from ..sources.numpy_source import NumpySource
+
+logger = logging.getLogger("bioimage_async")
 
 #: What an op returns: the output (the given Source, or the allocated numpy array of a local run
 #: without ``output``), or a ``ba.Run`` handle when ``wait=False``.
@@ -71,8 +77,27 @@ def check_task(task: BlockTask, options: ExecOptions) -> None:
         task.grid.check_ids(options.block_ids)
 
 
+def output_lease(task: BlockTask, options: ExecOptions) -> Lease | None:
+    """The record that marks the output as being written by this run (see ``Lease``)."""
+    path = task.output.writer_lock_path() if options.output_lock else None
+    if path is None:
+        return None
+    output = task.output.describe()
+
+    def refuse(holder: dict[str, Any]) -> Exception:
+        return RunLockedError(
+            f"{output} is being written by another run ({holder_text(holder)}); a second run "
+            "into it at the same time would leave a per-chunk mix of both. Wait for that run, "
+            "or pass output_lock=False if the two runs write disjoint, chunk-aligned regions"
+        )
+
+    return Lease(LocalFiles(), path, refuse)
+
+
 async def run_task(task: BlockTask, options: ExecOptions) -> Any:
-    """Hand a validated task to the runner of ``options.job_type``."""
+    """Hand a validated task to the runner of ``options.job_type``, holding the output's lease
+    while this process drives the run (a detached run, ``wait=False``, releases it once it is
+    submitted)."""
     check_task(task, options)
     task.casting = options.casting
     backend = runner_backend(options.job_type)
@@ -80,7 +105,18 @@ async def run_task(task: BlockTask, options: ExecOptions) -> Any:
     runner = backend.runner(options.job_config)
     stats = options.stats if options.stats is not None else RunStats(name=task.name)
     stats.name = task.name
-    return await runner.run(task, options, stats)
+    lease = output_lease(task, options)
+    if lease is not None:
+        try:
+            await lease.acquire()
+        except OSError as error:  # a folder we cannot write a record into: run unguarded
+            logger.warning("cannot mark %s as being written (%s)", task.output.describe(), error)
+            lease = None
+    try:
+        return await runner.run(task, options, stats)
+    finally:
+        if lease is not None:
+            await asyncio.shield(lease.release())
 
 
 def finish(result: Any, options: ExecOptions, output: Any, array: np.ndarray | None) -> OpResult:

@@ -117,6 +117,8 @@ class ComputePool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
         self._start_lock: asyncio.Lock | None = None
+        self._closing = False
+        self._replacements: set[asyncio.Future[None]] = set()
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
@@ -146,6 +148,8 @@ class ComputePool:
         return self._idle
 
     async def compute(self, block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
+        """Compute one block in an idle worker. Cancelling (a cancelled run, or a
+        ``block_timeout``) kills that worker mid-block and starts a replacement."""
         idle = await self._ensure_started()
         worker = await idle.get()
         try:
@@ -153,6 +157,7 @@ class ComputePool:
             ok, result, seconds = await worker.receive()
         except asyncio.CancelledError:
             worker.kill()  # mid-block: its pipe is in an unknown state
+            self._replace(worker, idle)
             raise
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as error:
             worker.kill()
@@ -167,8 +172,24 @@ class ComputePool:
             raise BlockComputeError(result)
         return result, seconds
 
+    def _replace(self, worker: _Worker, idle: asyncio.Queue[_Worker]) -> None:
+        """Start a worker in place of a killed one, unless the pool is closing."""
+        if self._closing:
+            return
+
+        async def replace() -> None:
+            await worker.process.wait()
+            if not self._closing:
+                idle.put_nowait(await self._spawn())
+
+        self._replacements.add(asyncio.ensure_future(replace()))
+
     async def aclose(self, *, kill: bool) -> None:
         """Stop every worker: close stdin (they exit), or kill them on cancellation/failure."""
+        self._closing = True
+        for pending in self._replacements:
+            pending.cancel()
+        await asyncio.gather(*self._replacements, return_exceptions=True)
         for worker in self._all:
             if kill:
                 worker.kill()

@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 import time
 import traceback
 from typing import IO, Any
@@ -47,7 +48,37 @@ def write_frame(stream: IO[bytes], obj: Any) -> None:
     stream.flush()
 
 
+def die_with_parent() -> None:
+    """Exit as soon as the parent process is gone, even in the middle of a block.
+
+    Linux's parent-death signal kills us when the parent dies (also by SIGKILL); elsewhere, and
+    as a second guard, a daemon thread sees the parent pid change (we were re-parented) within
+    a second. Without this, a killed script leaves its workers computing until their block
+    returns (an hour for an hour-long block).
+    """
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig, sigkill = 1, 9
+        libc.prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
+    die_with_parent()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     protocol_out = os.fdopen(os.dup(1), "wb")
@@ -67,12 +98,17 @@ def main() -> None:
             return
         block_id, data = request
         started = time.perf_counter()
+        reply: tuple[bool, Any, float]
         try:
             result = compute_block(kernel, grid.block(block_id), data, out_dtype, casting)
         except Exception:  # noqa: BLE001 - reported to the parent as this block's failure
-            write_frame(protocol_out, (False, traceback.format_exc(), 0.0))
+            reply = (False, traceback.format_exc(), 0.0)
         else:
-            write_frame(protocol_out, (True, result, time.perf_counter() - started))
+            reply = (True, result, time.perf_counter() - started)
+        try:
+            write_frame(protocol_out, reply)
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)  # the parent is gone: nothing to report to, and no traceback to print
 
 
 if __name__ == "__main__":

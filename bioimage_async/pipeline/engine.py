@@ -5,8 +5,10 @@ asyncio tasks. The number of worker coroutines is the in-flight bound, so the me
 is (in-flight blocks) x (bytes per block), whatever the volume size. Reads and writes are async,
 compute goes to the process pool, so I/O of some blocks overlaps compute of others.
 
-A failing block is recorded and the others go on; cancellation (of the awaiting task, or Ctrl-C
-under ``ba.sync``) stops pulling new blocks at once and cancels the in-flight ones.
+A failing block is retried ``retries`` times, then recorded, and the others go on; a block whose
+processing takes longer than ``block_timeout`` seconds fails like any other. Cancellation (of the
+awaiting task, or Ctrl-C under ``ba.sync``) stops pulling new blocks at once and cancels the
+in-flight ones.
 """
 
 from __future__ import annotations
@@ -17,18 +19,39 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import BlockTimeoutError
 from .progress import Progress, ProgressArg
 from .stats import RunStats
 
 ProcessBlock = Callable[[int], Awaitable[bool]]
 
 
+#: How many failed blocks keep their own error line in the outcome (the ids are all kept).
+ERROR_LINES = 20
+
+
 @dataclass
 class PipelineOutcome:
-    """Which blocks failed (sorted) and the first traceback, for the RunnerError."""
+    """Which blocks failed (sorted), the first traceback, and each failed block's last error
+    line (for the first ``ERROR_LINES`` failures), for the RunnerError."""
 
     failed: list[int] = field(default_factory=list)
     first_error: str | None = None
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def details(self) -> str:
+        """One line per failed block (bounded), as distributed runs report per task."""
+        lines = [f"block {i}: {text}" for i, text in sorted(self.errors.items())]
+        hidden = len(self.failed) - len(lines)
+        if hidden > 0:
+            lines.append(f"... and {hidden} more failed block(s)")
+        return "\n".join(lines)
+
+
+def last_line(error: BaseException) -> str:
+    remote = getattr(error, "remote_traceback", None)
+    text = (remote or f"{type(error).__name__}: {error}").strip()
+    return text.splitlines()[-1] if text else type(error).__name__
 
 
 def describe_error(block_id: int, error: BaseException) -> str:
@@ -48,11 +71,15 @@ async def run_blocks(
     stats: RunStats | None = None,
     name: str = "run",
     on_done: Callable[[int], None] | None = None,
+    retries: int = 0,
+    block_timeout: float | None = None,
 ) -> PipelineOutcome:
     """Run ``process(block_id)`` over every block of ``work`` with at most ``in_flight`` at once.
 
     Each work item is a list of block ids processed in order by one worker coroutine (blocks
-    that share an output shard must not be written concurrently).
+    that share an output shard must not be written concurrently). ``on_done(block_id)`` is
+    called only after a block's write returned, so a journal fed by it never records a torn
+    block.
     """
     stats = stats if stats is not None else RunStats(name=name)
     stats.blocks_total = total
@@ -62,6 +89,29 @@ async def run_blocks(
     active = 0
     started = time.perf_counter()
 
+    async def once(block_id: int) -> bool:
+        if block_timeout is None:
+            return await process(block_id)
+        try:
+            return await asyncio.wait_for(process(block_id), block_timeout)
+        except TimeoutError:
+            raise BlockTimeoutError(
+                f"block {block_id} took longer than block_timeout={block_timeout:g} s and was "
+                "stopped"
+            ) from None
+
+    async def attempt(block_id: int) -> bool:
+        for tries_left in range(retries, -1, -1):
+            try:
+                return await once(block_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if not tries_left:
+                    raise
+                stats.extra["retries"] = stats.extra.get("retries", 0.0) + 1
+        raise AssertionError("unreachable")
+
     async def worker() -> None:
         nonlocal active
         for group in items:  # shared iterator: next() has no await, so each item goes once
@@ -69,7 +119,7 @@ async def run_blocks(
                 active += 1
                 stats.max_in_flight = max(stats.max_in_flight, active)
                 try:
-                    written = await process(block_id)
+                    written = await attempt(block_id)
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # noqa: BLE001 - one block's failure must not stop the others
@@ -77,6 +127,8 @@ async def run_blocks(
                     stats.blocks_failed += 1
                     if outcome.first_error is None:
                         outcome.first_error = describe_error(block_id, error)
+                    if len(outcome.errors) < ERROR_LINES:
+                        outcome.errors[block_id] = last_line(error)
                 else:
                     if written:
                         stats.blocks_done += 1

@@ -60,3 +60,19 @@ async def attach(
         except Exception:  # noqa: BLE001 - not reachable here: hand back the spec instead
             result = output_spec
     return Run(folder, launcher, config, backend, result=result, detach_on_cancel=detach_on_cancel)
+
+
+async def missing_blocks(tmp_folder: str, job_config: RunnerConfig | None = None) -> list[int]:
+    """The ids of the blocks a run folder has no done record for (sorted), whatever its backend:
+    what ``resume_from=tmp_folder`` would run. Pass the run's SlurmConfig for a folder on a
+    cluster reached over SSH."""
+    files: RunFiles = LocalFiles()
+    launcher: Launcher | None = None
+    hinted = backend_for_config(job_config)
+    if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
+        files, launcher = await hinted.connect(job_config)
+    try:
+        return await (await RunFolder.open(files, tmp_folder)).missing_blocks()
+    finally:
+        if launcher is not None:
+            await launcher.close()

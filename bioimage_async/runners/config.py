@@ -9,6 +9,7 @@ The config file (TOML, ``[slurm]`` table) holds cluster defaults so users do not
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,7 +24,7 @@ class RunnerConfig:
 
     ``memory_budget`` bounds the bytes of blocks held in flight by this process (the in-flight
     count is lowered to fit); ``in_flight`` overrides the default count. ``tmp_root`` is where
-    distributed runs keep their folder (default: the system temp dir; for slurm it must be on a
+    runs keep their folder (the journal of a local run, the protocol of a distributed one) (default: the system temp dir; for slurm it must be on a
     filesystem the nodes share), ``poll_interval`` the seconds between polls, ``python_executable``
     the workers' interpreter (default: this one), ``blocks_per_task`` how many blocks one
     distributed task processes (default: the work split into 4 tasks per worker), and
@@ -37,6 +38,10 @@ class RunnerConfig:
     in_flight: int | None = None
     blocks_per_task: int | None = None
     keep_tmp: bool = False
+
+    def tmp_root_or_default(self) -> str:
+        """``tmp_root``, or the system's temp folder."""
+        return self.tmp_root or tempfile.gettempdir()
 
 
 def _default_known_hosts() -> str:

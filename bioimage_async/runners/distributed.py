@@ -9,13 +9,17 @@ otherwise submits only the blocks without a done record, with the original paylo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..blocking.safety import plan_writes
+from ..blocking.safety import WritePlan, plan_writes
+from ..context import run_blocking
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .base import Runner
@@ -63,10 +67,14 @@ class DistributedRunner(Runner):
         )
         ids = task.grid.check_ids(block_ids) if block_ids is not None else None
         files, launcher = await self.connect()
+        lease = None
+        missing: Sequence[int] | None
+        started = time.perf_counter()
         try:
             if resume_from is not None:
                 folder = await RunFolder.open(files, resume_from)
                 await folder.check_payload(task)
+                lease = await folder.lease().acquire()
                 previous = Run(folder, launcher, self.config, self.backend, result=task.output)
                 if await previous.alive():
                     logger.warning(
@@ -77,12 +85,13 @@ class DistributedRunner(Runner):
                     )
                     return await previous.wait(progress) if wait else previous
                 missing = await folder.missing_blocks()
-                groups = list(plan.groups(missing)) if missing else []
             else:
                 folder = await RunFolder.create(
                     files, self.backend.tmp_root(self.config), task, ids, job_type
                 )
-                groups = list(plan.groups(ids))
+                lease = await folder.lease().acquire()
+                missing = ids
+            tasks = await run_blocking(self._plan_tasks, plan, missing, num_workers)
             run = Run(
                 folder,
                 launcher,
@@ -90,11 +99,9 @@ class DistributedRunner(Runner):
                 self.backend,
                 result=task.output,
                 detach_on_cancel=detach_on_cancel,
+                stats=stats,
             )
-            if groups:
-                tasks = split_into_tasks(
-                    groups, len(groups), self.num_tasks(len(groups), num_workers)
-                )
+            if tasks:
                 task_ids = await folder.add_tasks(tasks)
                 jobs = await launcher.submit(folder, task_ids, num_workers)
                 await folder.record_attempt(job_type, task_ids, jobs)
@@ -102,7 +109,21 @@ class DistributedRunner(Runner):
             stats.blocks_total = int(np.asarray(folder.manifest.requested_ids()).size)
             if not wait:
                 return run
-            return await run.wait(progress)
+            try:
+                return await run.wait(progress)
+            finally:
+                stats.wall_s = time.perf_counter() - started
         finally:
+            if lease is not None:
+                await asyncio.shield(lease.release())
             if wait:
                 await launcher.close()
+
+    def _plan_tasks(
+        self, plan: WritePlan, ids: Sequence[int] | None, num_workers: int
+    ) -> list[list[list[int]]]:
+        """The work cut into tasks (in a worker thread: a million blocks take a while)."""
+        if ids is not None and not len(ids):
+            return []
+        groups = list(plan.groups(ids))
+        return split_into_tasks(groups, len(groups), self.num_tasks(len(groups), num_workers))

@@ -32,12 +32,49 @@ class RunFiles(Protocol):
 
     async def rmtree(self, path: str) -> None: ...
 
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` unless it exists (atomically); False if it existed."""
+        ...
+
+    async def remove(self, path: str) -> None: ...
+
+    async def mtime(self, path: str) -> float | None: ...
+
+    async def touch(self, path: str) -> None: ...
+
 
 def _write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _list_sizes(path: str) -> dict[str, int]:
@@ -71,6 +108,18 @@ class LocalFiles:
 
     async def rmtree(self, path: str) -> None:
         await run_blocking(shutil.rmtree, path, True)
+
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        return await run_blocking(_create_exclusive, path, data)
+
+    async def remove(self, path: str) -> None:
+        await run_blocking(_remove, path)
+
+    async def mtime(self, path: str) -> float | None:
+        return await run_blocking(_mtime, path)
+
+    async def touch(self, path: str) -> None:
+        await run_blocking(os.utime, path)
 
 
 class SftpFiles:
@@ -114,3 +163,35 @@ class SftpFiles:
             await self.sftp.rmtree(path)
         except Exception:  # noqa: BLE001 - clean-up of a finished run must not fail it
             pass
+
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        import asyncssh
+
+        try:
+            async with self.sftp.open(path, "xb") as handle:
+                await handle.write(data)
+        except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+            return False
+        return True
+
+    async def remove(self, path: str) -> None:
+        import asyncssh
+
+        try:
+            await self.sftp.remove(path)
+        except asyncssh.SFTPNoSuchFile:
+            pass
+
+    async def mtime(self, path: str) -> float | None:
+        import asyncssh
+
+        try:
+            return float((await self.sftp.stat(path)).mtime or 0.0)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+
+    async def touch(self, path: str) -> None:
+        import time
+
+        now = time.time()
+        await self.sftp.utime(path, (now, now))

@@ -43,6 +43,7 @@ class ExecKwargs(TypedDict, total=False):
     casting: Casting
     retries: int
     block_timeout: float | None
+    output_lock: bool
 
 
 def block_id_list(block_ids: Any) -> tuple[int, ...]:
@@ -79,6 +80,9 @@ class ExecOptions:
     casting: Casting = "checked"
     retries: int = 0
     block_timeout: float | None = None
+    #: refuse to run while another live run writes the same output (False: the caller knows
+    #: the two runs write disjoint, chunk-aligned regions)
+    output_lock: bool = True
 
     def __post_init__(self) -> None:
         from .registry import runner_backend

@@ -33,9 +33,10 @@ import numpy as np
 
 from .._version import __version__
 from ..blocking.grid import BlockGrid
-from ..errors import PayloadMismatchError, RunFolderNotFoundError
+from ..errors import ConfigError, PayloadMismatchError, RunFolderNotFoundError, RunLockedError
 from ..pipeline.task import BlockKernel, BlockTask
 from .files import RunFiles
+from .lease import Lease, holder_text
 
 PROGRESS_LINE = 13  # "%012d\n"
 MANIFEST = "manifest.json"
@@ -158,9 +159,16 @@ class RunFolder:
                 "attempts": [],
             }
         )
-        await files.write_bytes(f"{path}/{PAYLOAD}", payload)
         folder = cls(files, path, manifest)
-        await folder.save_manifest()
+        try:
+            await files.write_bytes(f"{path}/{PAYLOAD}", payload)
+            await folder.save_manifest()
+        except OSError as err:
+            await files.rmtree(path)
+            raise ConfigError(
+                f"cannot write the run folder {path}: {err.strerror or err}. Set "
+                "RunnerConfig(tmp_root=...) to a folder with free space that you can write"
+            ) from err
         return folder
 
     @classmethod
@@ -265,6 +273,20 @@ class RunFolder:
         done = await self.done_blocks()
         return np.setdiff1d(requested, done).astype(int).tolist()
 
+    async def summary(self, task_id: int) -> dict[str, Any] | None:
+        """A finished task's summary (its .success or .failed sentinel), or None."""
+        for kind in ("success", "failed"):
+            try:
+                raw = await self.files.read_bytes(self.join("status", f"{task_id}.{kind}"))
+            except (FileNotFoundError, OSError):
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+        return None
+
     async def failure(self, task_id: int) -> dict[str, Any] | None:
         try:
             raw = await self.files.read_bytes(self.join("status", f"{task_id}.failed"))
@@ -284,6 +306,18 @@ class RunFolder:
 
     async def remove(self) -> None:
         await self.files.rmtree(self.path)
+
+    def lease(self) -> Lease:
+        """The lock of this folder: one live process drives the run at a time."""
+
+        def refuse(holder: dict[str, Any]) -> Exception:
+            return RunLockedError(
+                f"the run {self.path} is being driven by {holder_text(holder)}; a second "
+                "driver would run its blocks twice. Wait for it (ba.attach(...) watches without "
+                "driving), or stop that process; its lock is taken over once it is gone."
+            )
+
+        return Lease(self.files, self.join("lock.json"), refuse)
 
 
 def load_payload(path: str) -> tuple[BlockKernel, BlockGrid, str]:

@@ -19,7 +19,6 @@ The built-in backends (``local``, ``subprocess``, ``slurm``) are registered lazi
 from __future__ import annotations
 
 import importlib
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +72,7 @@ class RunnerBackend:
 
     def tmp_root(self, config: RunnerConfig) -> str:
         """Where run folders go: ``config.tmp_root`` or the system's temp folder."""
-        return config.tmp_root or tempfile.gettempdir()
+        return config.tmp_root_or_default()
 
     async def connect(self, config: RunnerConfig) -> tuple[RunFiles, Launcher]:
         """Where this backend's run folders live and how their tasks start (distributed)."""

@@ -18,12 +18,16 @@ from typing import Any
 
 from ..errors import RunnerError, RunTimeoutError
 from ..pipeline.progress import Progress, ProgressArg
+from ..pipeline.stats import RunStats
 from .config import RunnerConfig
 from .launcher import TERMINAL_FAILURES, Launcher, TaskState
 from .protocol import RunFolder
 from .registry import RunnerBackend
 
 logger = logging.getLogger("bioimage_async")
+
+#: Sentinels read for RunStats at the end of a run (one small read each).
+STATS_TASKS = 512
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Run:
         *,
         result: Any = None,
         detach_on_cancel: bool = False,
+        stats: RunStats | None = None,
     ) -> None:
         self.folder = folder
         self.launcher = launcher
@@ -74,6 +79,7 @@ class Run:
         self.backend = backend
         self.result = result
         self.detach_on_cancel = detach_on_cancel
+        self.stats = stats
 
     @property
     def tmp_folder(self) -> str:
@@ -238,7 +244,24 @@ class Run:
                 )
         return text
 
+    async def _collect_stats(self) -> None:
+        """Fill ``stats`` from the tasks' sentinels (blocks and seconds per phase)."""
+        if self.stats is None:
+            return
+        stats = self.stats
+        stats.blocks_done = min(await self.folder.blocks_done_count(), stats.blocks_total or 2**62)
+        summaries = await asyncio.gather(
+            *(self.folder.summary(t) for t in self.task_ids()[:STATS_TASKS])
+        )
+        for summary in summaries:
+            if summary:
+                stats.read_s += float(summary.get("read_s", 0.0))
+                stats.compute_s += float(summary.get("compute_s", 0.0))
+                stats.write_s += float(summary.get("write_s", 0.0))
+                stats.blocks_failed += len(summary.get("failed") or [])
+
     async def _finish(self, dead: dict[int, str]) -> None:
+        await self._collect_stats()
         succeeded, _ = await self.folder.sentinels()
         # a worker writes .success only after recording every block: no need to read the logs
         complete = not dead and set(self.task_ids()) <= succeeded

@@ -259,6 +259,18 @@ class ResilientSftpFiles:
     async def list_sizes(self, path: str) -> dict[str, int]:
         return await self._with("list_sizes", path)
 
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        return await self._with("create_exclusive", path, data)
+
+    async def remove(self, path: str) -> None:
+        await self._with("remove", path)
+
+    async def mtime(self, path: str) -> float | None:
+        return await self._with("mtime", path)
+
+    async def touch(self, path: str) -> None:
+        await self._with("touch", path)
+
     async def rmtree(self, path: str) -> None:
         """One ``rm -rf`` on the cluster instead of one SFTP request per file."""
         await self.session.run(["rm", "-rf", "--", path])

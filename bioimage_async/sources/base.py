@@ -151,6 +151,12 @@ class Source(ABC):
         """
         return False
 
+    def writer_lock_path(self) -> str | None:
+        """Where a run writing into this source records itself (a local file path), so that a
+        second run into the same output is refused while the first lives; None where no such
+        record can be kept (memory, object storage)."""
+        return None
+
     def tensorstore(self) -> ts.TensorStore | None:
         """A tensorstore handle over exactly this source's domain (zero origin, this axis
         order), where the source is backed by one; None otherwise. Lets tensorstore copy and

@@ -86,6 +86,10 @@ class Hdf5Source(ThreadedSource):
     def chunks(self) -> tuple[int, ...] | None:
         return self._chunks
 
+    def writer_lock_path(self) -> str | None:
+        folder, name = os.path.split(self.path)
+        return os.path.join(folder, f".{name}.bioimage_async-writer.json")
+
     @property
     def writable(self) -> bool:
         return self._writable

@@ -44,8 +44,10 @@ class TensorStoreSource(Source):
         writable: bool,
         format: str | None = None,
         location: str | None = None,
+        lock_path: str | None = None,
     ) -> None:
         self.store = store
+        self._lock_path = lock_path
         self._writable = writable
         self.format = format or str(store.spec().to_json().get("driver", "tensorstore"))
         self.location = location
@@ -88,6 +90,9 @@ class TensorStoreSource(Source):
     def tensorstore(self) -> ts.TensorStore:
         return self.store
 
+    def writer_lock_path(self) -> str | None:
+        return self._lock_path
+
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.format} array{where}"
@@ -127,6 +132,7 @@ class TensorStoreSource(Source):
                 "writable": self._writable,
                 "format": self.format,
                 "location": self.location,
+                "lock_path": self._lock_path,
             },
         )
 
@@ -138,7 +144,11 @@ class TensorStoreSource(Source):
             spec, read=True, write=writable, open=True, context=tensorstore_context()
         )
         return cls(
-            store, writable=writable, format=params.get("format"), location=params.get("location")
+            store,
+            writable=writable,
+            format=params.get("format"),
+            location=params.get("location"),
+            lock_path=params.get("lock_path"),
         )
 
 
@@ -292,7 +302,18 @@ async def open_tensorstore(
         writable=writable,
         format=driver.format,
         location=str(location.join(key)) if key else str(location),
+        lock_path=writer_lock_path(location, key),
     )
+
+
+#: The file a run writing into a local array keeps inside its folder while it runs.
+WRITER_LOCK = ".bioimage_async-writer.json"
+
+
+def writer_lock_path(location: Location, key: str) -> str | None:
+    if not location.is_local:
+        return None  # object stores have no atomic create-if-absent for a lock record
+    return os.path.join(str(location.join(key)) if key else str(location), WRITER_LOCK)
 
 
 async def _ensure_parent_groups(location: Location, key: str, driver: Driver) -> None:
@@ -343,7 +364,13 @@ async def create_tensorstore(
             f"{request.dtype}; remove it or choose another path"
         )
     where = str(location.join(key)) if key else str(location)
-    return TensorStoreSource(store, writable=True, format=driver.format, location=where)
+    return TensorStoreSource(
+        store,
+        writable=True,
+        format=driver.format,
+        location=where,
+        lock_path=writer_lock_path(location, key),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ class ViewSource(Source):
     def multiprocess_writable(self) -> bool:
         return self.parent.multiprocess_writable
 
+    def writer_lock_path(self) -> str | None:
+        return self.parent.writer_lock_path()
+
     def tensorstore(self) -> ts.TensorStore | None:
         store = self.parent.tensorstore()
         if store is None:

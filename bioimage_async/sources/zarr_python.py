@@ -107,6 +107,10 @@ class LocalZarrSource(Source):
     def tensorstore(self) -> ts.TensorStore | None:
         return None if self._inner is None else self._inner.tensorstore()
 
+    def writer_lock_path(self) -> str | None:
+        folder = self.root / self.key if self.key else self.root
+        return str(folder / ".bioimage_async-writer.json")
+
     async def _source(self) -> Source:
         if self._inner is None:
             if self._opening is None:

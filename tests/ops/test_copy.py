@@ -106,9 +106,14 @@ async def test_sharded_output_with_chunk_sized_blocks_is_written_correctly(
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], volume)
 
 
-async def test_resume_from_is_refused_for_local_runs(zarr_volume):
-    with pytest.raises(ValueError, match="resume_from is not available"):
-        await ba.copy(zarr_volume, resume_from="/tmp/x")
+async def test_resume_from_a_folder_that_is_no_run_says_so(tmp_path, zarr_volume):
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=zarr_volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
+    with pytest.raises(ba.RunFolderNotFoundError, match="is not a bioimage_async run folder"):
+        await ba.copy(zarr_volume, out, resume_from=str(tmp_path))
+    with pytest.raises(ba.InvalidArgumentError, match="lives in memory"):
+        await ba.copy(zarr_volume, resume_from=str(tmp_path))  # a numpy output has no journal
 
 
 async def test_resume_from_and_block_ids_together_are_refused(zarr_volume):

@@ -53,8 +53,10 @@ async def test_failing_blocks_are_reported_exactly_and_a_block_ids_rerun_complet
         await ba.map_blocks(fail_on_bright_blocks, src, out, block_shape=(8, 16, 16), num_workers=2)
     error = caught.value
     assert error.failed_block_ids == bright
-    assert error.tmp_folder is None
+    assert error.tmp_folder is not None and (tmp_path / error.tmp_folder / "manifest.json").exists()
     assert "bright block" in str(error) and "3 block(s) failed in 'map_blocks'" in str(error)
+    for block_id in bright:  # each failed block's own error line, as distributed runs report
+        assert f"block {block_id}: RuntimeError: bright block" in str(error)
     written = await out.read()
     for block in grid:
         if block.id not in bright:

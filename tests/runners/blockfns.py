@@ -45,3 +45,38 @@ def bright_volume(shape, block_shape, bright_ids, seed=0) -> np.ndarray:
 def times_hundred_int64(block):
     """Returns int64 (as many user functions do), values up to 300 for inputs up to 3."""
     return block.astype("int64") * 100
+
+
+def counting_invert(counts: str, delay: float):
+    """255 - block, appending the block's origin to ``counts`` (one line per call) first."""
+
+    def fn(block: np.ndarray) -> np.ndarray:
+        time.sleep(delay)
+        fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{int(block.sum())}\n".encode())
+        finally:
+            os.close(fd)
+        return 255 - block
+
+    return fn
+
+
+def fail_first_time(marker_dir: str, counts: str | None = None):
+    """Fails the first call for each block (keyed by its sum), then succeeds: a transient error.
+    Each successful call appends a line to ``counts`` when given."""
+
+    def fn(block: np.ndarray) -> np.ndarray:
+        marker = os.path.join(marker_dir, f"seen-{int(block.sum())}-{block.size}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("transient failure (first try)")
+        if counts is not None:
+            fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, b"1\n")
+            finally:
+                os.close(fd)
+        return 255 - block
+
+    return fn
