@@ -56,7 +56,9 @@ class InternalPathNotFoundError(SourceError, KeyError):
         shown = ", ".join(repr(k) for k in keys[:20]) or "none"
         more = f" (and {len(keys) - 20} more)" if len(keys) > 20 else ""
         if key is None:
-            message = f"{path} holds no array at its root; pass internal_path=, one of: {shown}{more}"
+            message = (
+                f"{path} holds no array at its root; pass internal_path=, one of: {shown}{more}"
+            )
         else:
             message = f"{path} has no array at {key!r}; arrays found: {shown}{more}"
         super().__init__(message)

@@ -53,7 +53,11 @@ class Heartbeat:
             await asyncio.sleep(self.period)
             lag = time.perf_counter() - before - self.period
             waited_after = runqueue_wait()
-            waited = 0.0 if waited_before is None or waited_after is None else waited_after - waited_before
+            waited = (
+                0.0
+                if waited_before is None or waited_after is None
+                else waited_after - waited_before
+            )
             self.lags.append(lag)
             self.blocked.append(max(0.0, lag - waited))
 

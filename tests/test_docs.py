@@ -27,7 +27,14 @@ def test_docs_samples_run_in_order(tmp_path):
     script = "\n\n".join(block for page in PAGES for block in python_blocks(ROOT / "docs" / page))
     (tmp_path / "samples.py").write_text(script)
     env = dict(os.environ, BIOIMAGE_ASYNC_NO_CONFIG="1")
-    result = subprocess.run([sys.executable, "samples.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "samples.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -35,15 +42,26 @@ def test_readme_tour_runs(tmp_path):
     import numpy as np
     import tifffile
 
-    tifffile.imwrite(tmp_path / "stack.tif", np.random.default_rng(0).integers(0, 255, (128, 512, 512), dtype=np.uint8))
+    tifffile.imwrite(
+        tmp_path / "stack.tif",
+        np.random.default_rng(0).integers(0, 255, (128, 512, 512), dtype=np.uint8),
+    )
     blocks = python_blocks(ROOT / "README.md")
     script = "\n\n".join(blocks) + "\n\nimport asyncio\nasyncio.run(main())\n"
     (tmp_path / "tour.py").write_text(script)
-    result = subprocess.run([sys.executable, "tour.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "tour.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_docs_build_strict(tmp_path):
     pytest.importorskip("mkdocs")
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]

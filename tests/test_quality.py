@@ -19,7 +19,9 @@ def tool(name: str) -> str:
 
 
 def test_ruff_is_clean():
-    result = subprocess.run([tool("ruff"), "check", "bioimage_async", "tests"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("ruff"), "check", "bioimage_async", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-3000:]
 
 

@@ -6,12 +6,16 @@ import bioimage_async as ba
 
 
 def test_sync_twins_work_without_a_loop(tmp_path, volume):
-    src = ba.sync.create_source(tmp_path / "a.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+    src = ba.sync.create_source(
+        tmp_path / "a.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     src[...] = volume
     reopened = ba.sync.open_source(tmp_path / "a.zarr")
     np.testing.assert_array_equal(reopened[5:9, :, 3], volume[5:9, :, 3])
     np.testing.assert_array_equal(ba.sync.copy(reopened), volume)
-    np.testing.assert_array_equal(ba.sync.downsample(reopened, 2), asyncio.run(ba.downsample(volume, 2)))
+    np.testing.assert_array_equal(
+        ba.sync.downsample(reopened, 2), asyncio.run(ba.downsample(volume, 2))
+    )
     same = ba.sync.from_spec(reopened.to_spec().to_json())
     assert same.shape == volume.shape
 

@@ -36,7 +36,10 @@ def default_block_shape(
             for axis, (g, c) in enumerate(zip(base, read_chunks)):
                 joint = math.lcm(g, int(c))
                 widened = base[:axis] + [joint] + base[axis + 1 :]
-                if joint <= 4 * max(g, int(c)) and math.prod(widened) * itemsize <= 8 * target_bytes:
+                if (
+                    joint <= 4 * max(g, int(c))
+                    and math.prod(widened) * itemsize <= 8 * target_bytes
+                ):
                     base[axis] = joint
         step = [int(g) for g in write_granularity]
     else:
@@ -48,9 +51,7 @@ def default_block_shape(
         return math.prod(values) * itemsize
 
     while nbytes(block) < target_bytes:
-        growable = [
-            a for a in range(len(block)) if block[a] < shape[a] and block[a] % step[a] == 0
-        ]
+        growable = [a for a in range(len(block)) if block[a] < shape[a] and block[a] % step[a] == 0]
         if not growable:
             break
         axis = min(growable, key=lambda a: block[a])

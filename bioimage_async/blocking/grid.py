@@ -130,9 +130,7 @@ class BlockGrid:
 
     def ids_in_roi(self, roi: Roi) -> list[int]:
         """Ids of the blocks that intersect a region (e.g. to re-run a damaged area)."""
-        ranges = [
-            range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(roi, self.block_shape)
-        ]
+        ranges = [range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(roi, self.block_shape)]
         import itertools
 
         return [self.block_id(p) for p in itertools.product(*ranges)]

@@ -20,7 +20,9 @@ def sample_volume(shape: tuple[int, int, int] = (64, 512, 512), seed: int = 0) -
 
     rng = np.random.default_rng(seed)
     coarse = rng.random((shape[0] // 8 + 1, shape[1] // 8 + 1, shape[2] // 8 + 1))
-    blobs = gaussian_filter(np.kron(coarse, np.ones((8, 8, 8)))[: shape[0], : shape[1], : shape[2]], 3)
+    blobs = gaussian_filter(
+        np.kron(coarse, np.ones((8, 8, 8)))[: shape[0], : shape[1], : shape[2]], 3
+    )
     blobs = (blobs - blobs.min()) / (np.ptp(blobs) + 1e-9)
     noise = rng.normal(0, 0.05, shape)
     return np.clip((blobs + noise) * 255, 0, 255).astype(np.uint8)
@@ -47,8 +49,13 @@ async def run_demo(folder: str) -> dict[str, object]:
     check = await (await ba.open_source(zarr_path)).read(np.s_[10:20, 100:200, 300:400])
     assert np.array_equal(check, volume[10:20, 100:200, 300:400]), "round trip mismatch"
     return {
-        "tiff": tif_path, "zarr": zarr_path, "shape": src.shape, "dtype": str(src.dtype),
-        "chunks": out.chunks, "blocks": stats.blocks_done, "seconds": round(seconds, 3),
+        "tiff": tif_path,
+        "zarr": zarr_path,
+        "shape": src.shape,
+        "dtype": str(src.dtype),
+        "chunks": out.chunks,
+        "blocks": stats.blocks_done,
+        "seconds": round(seconds, 3),
         "MB/s": round(volume.nbytes / 1e6 / max(seconds, 1e-9), 1),
     }
 

@@ -21,7 +21,9 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -56,7 +58,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def _add_exec(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
     group.add_argument("--workers", type=int, default=2, help="parallel workers (default 2)")
-    group.add_argument("--block-shape", type=_ints, help="block shape z,y,x (default: derived from the chunks)")
+    group.add_argument(
+        "--block-shape", type=_ints, help="block shape z,y,x (default: derived from the chunks)"
+    )
     group.add_argument("--job-type", choices=("local", "subprocess", "slurm"), default="local")
     group.add_argument("--block-ids", type=_id_list, help="only these block ids, e.g. 3,7,10-12")
     group.add_argument("--resume", metavar="TMP", help="finish the failed distributed run in TMP")
@@ -79,19 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output")
     convert.add_argument("--key", help="array inside the input container")
     convert.add_argument("--out-key", help="array inside the output container")
-    convert.add_argument("--format", default="zarr", choices=("zarr", "zarr3", "n5", "precomputed", "hdf5"))
+    convert.add_argument(
+        "--format", default="zarr", choices=("zarr", "zarr3", "n5", "precomputed", "hdf5")
+    )
     convert.add_argument("--chunks", type=_ints, help="output chunks z,y,x (default: 64^3-ish)")
     convert.add_argument("--shards", type=_ints, help="zarr3 shard shape z,y,x")
     convert.add_argument("--compression", default="default")
-    convert.add_argument("--pattern", help="glob of the slices when the input is a folder of 2D images")
-    convert.add_argument("--overwrite", action="store_true", help="write into an existing output array")
+    convert.add_argument(
+        "--pattern", help="glob of the slices when the input is a folder of 2D images"
+    )
+    convert.add_argument(
+        "--overwrite", action="store_true", help="write into an existing output array"
+    )
     _add_exec(convert)
 
     down = sub.add_parser("downsample", help="downsample by an integer factor (ceil mode)")
     down.add_argument("input")
     down.add_argument("output")
     down.add_argument("--factor", type=_factor, required=True, help="F or fz,fy,fx")
-    down.add_argument("--order", type=int, default=0, choices=range(6), help="spline order (0 = label safe)")
+    down.add_argument(
+        "--order", type=int, default=0, choices=range(6), help="spline order (0 = label safe)"
+    )
     down.add_argument("--anti-aliasing", action="store_true")
     down.add_argument("--key")
     down.add_argument("--out-key")
@@ -105,15 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     pyr.add_argument("output")
     pyr.add_argument("--levels", type=int, required=True)
     pyr.add_argument("--factor", type=_factor, default=2)
-    pyr.add_argument("--method", default="auto", choices=("auto", "nearest", "linear", "smooth", "cubic"))
+    pyr.add_argument(
+        "--method", default="auto", choices=("auto", "nearest", "linear", "smooth", "cubic")
+    )
     pyr.add_argument("--key")
     pyr.add_argument("--chunks", type=_ints)
     pyr.add_argument("--overwrite", action="store_true")
     _add_exec(pyr)
 
-    for name, text in (("status", "show a distributed run's progress"),
-                       ("attach", "wait for a distributed run to finish"),
-                       ("cancel", "cancel a distributed run")):
+    for name, text in (
+        ("status", "show a distributed run's progress"),
+        ("attach", "wait for a distributed run to finish"),
+        ("cancel", "cancel a distributed run"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("tmp_folder")
 
@@ -133,13 +149,17 @@ def _exec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "progress": False if args.no_progress else None,
     }
     if args.job_type == "slurm":
-        kwargs["job_config"] = ba.SlurmConfig.load(**({"tmp_root": args.tmp_root} if args.tmp_root else {}))
+        kwargs["job_config"] = ba.SlurmConfig.load(
+            **({"tmp_root": args.tmp_root} if args.tmp_root else {})
+        )
     elif args.tmp_root:
         kwargs["job_config"] = ba.RunnerConfig(tmp_root=args.tmp_root)
     return kwargs
 
 
-def _default_chunks(shape: tuple[int, ...], given: tuple[int, ...] | None, src_chunks: Any) -> tuple[int, ...]:
+def _default_chunks(
+    shape: tuple[int, ...], given: tuple[int, ...] | None, src_chunks: Any
+) -> tuple[int, ...]:
     if given is not None:
         if len(given) != len(shape):
             raise ValueError(f"--chunks {given} must have {len(shape)} entries for shape {shape}")
@@ -178,7 +198,9 @@ async def cmd_info(args: argparse.Namespace) -> int:
     store = getattr(src, "store", None)
     if store is not None:
         meta = store.spec().to_json().get("metadata", {})
-        info["compression"] = meta.get("compressor") or meta.get("compression") or meta.get("codecs")
+        info["compression"] = (
+            meta.get("compressor") or meta.get("compression") or meta.get("codecs")
+        )
     del spec
     if args.json:
         print(json.dumps(info, indent=1))
@@ -190,13 +212,27 @@ async def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _open_output(path: str, key: str | None, fmt: str, shape: tuple[int, ...], dtype: Any,
-                       chunks: tuple[int, ...], overwrite: bool, **kw: Any) -> Any:
+async def _open_output(
+    path: str,
+    key: str | None,
+    fmt: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    overwrite: bool,
+    **kw: Any,
+) -> Any:
     import bioimage_async as ba
 
     return await ba.create_source(
-        path, shape=shape, dtype=dtype, chunks=chunks, format=fmt, internal_path=key,
-        exist_ok=overwrite, **kw,
+        path,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        format=fmt,
+        internal_path=key,
+        exist_ok=overwrite,
+        **kw,
     )
 
 
@@ -206,12 +242,23 @@ async def cmd_convert(args: argparse.Namespace) -> int:
     extra = {"pattern": args.pattern} if args.pattern else {}
     src = await ba.open_source(args.input, args.key, **extra)
     chunks = _default_chunks(src.shape, args.chunks, src.chunks)
-    out = await _open_output(args.output, args.out_key, args.format, src.shape, src.dtype, chunks,
-                             args.overwrite, compression=args.compression, shards=args.shards)
+    out = await _open_output(
+        args.output,
+        args.out_key,
+        args.format,
+        src.shape,
+        src.dtype,
+        chunks,
+        args.overwrite,
+        compression=args.compression,
+        shards=args.shards,
+    )
     stats = ba.RunStats()
     await ba.copy(src, out, block_shape=args.block_shape, stats=stats, **_exec_kwargs(args))
-    print(f"converted {args.input} -> {args.output}: shape {src.shape}, {src.dtype}, "
-          f"chunks {out.chunks}, {stats.blocks_done} blocks in {stats.wall_s:.2f} s")
+    print(
+        f"converted {args.input} -> {args.output}: shape {src.shape}, {src.dtype}, "
+        f"chunks {out.chunks}, {stats.blocks_done} blocks in {stats.wall_s:.2f} s"
+    )
     return EXIT_OK
 
 
@@ -223,9 +270,18 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
     src = await ba.open_source(args.input, args.key)
     target = downscale_shape(src.shape, normalize_factors(args.factor, src.ndim))
     chunks = _default_chunks(target, args.chunks, None)
-    out = await _open_output(args.output, args.out_key, args.format, target, src.dtype, chunks, args.overwrite)
-    await ba.downsample(src, args.factor, out, order=args.order, anti_aliasing=args.anti_aliasing,
-                        block_shape=args.block_shape, **_exec_kwargs(args))
+    out = await _open_output(
+        args.output, args.out_key, args.format, target, src.dtype, chunks, args.overwrite
+    )
+    await ba.downsample(
+        src,
+        args.factor,
+        out,
+        order=args.order,
+        anti_aliasing=args.anti_aliasing,
+        block_shape=args.block_shape,
+        **_exec_kwargs(args),
+    )
     print(f"downsampled {args.input} {src.shape} -> {args.output} {target}")
     return EXIT_OK
 
@@ -235,9 +291,20 @@ async def cmd_pyramid(args: argparse.Namespace) -> int:
 
     src = await ba.open_source(args.input, args.key)
     kwargs = _exec_kwargs(args)
-    levels = await ba.pyramid(src, args.output, args.levels, factor=args.factor, method=args.method,
-                              chunks=args.chunks, exist_ok=args.overwrite, **kwargs)
-    print(f"wrote {len(levels)} levels to {args.output}: " + ", ".join(str(level.shape) for level in levels))
+    levels = await ba.pyramid(
+        src,
+        args.output,
+        args.levels,
+        factor=args.factor,
+        method=args.method,
+        chunks=args.chunks,
+        exist_ok=args.overwrite,
+        **kwargs,
+    )
+    print(
+        f"wrote {len(levels)} levels to {args.output}: "
+        + ", ".join(str(level.shape) for level in levels)
+    )
     return EXIT_OK
 
 
@@ -248,9 +315,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     run = await ba.attach(args.tmp_folder, config)
     if args.command == "status":
         status = await run.status()
-        print(f"run {run.name!r} jobs {status.job_ids}: {status.blocks_done}/{status.blocks_total} "
-              f"blocks done; tasks {status.tasks_succeeded} succeeded, {status.tasks_failed} failed, "
-              f"{status.running} running, {status.pending} pending")
+        print(
+            f"run {run.name!r} jobs {status.job_ids}: {status.blocks_done}/{status.blocks_total} "
+            f"blocks done; tasks {status.tasks_succeeded} succeeded, {status.tasks_failed} failed, "
+            f"{status.running} running, {status.pending} pending"
+        )
         return EXIT_OK
     if args.command == "cancel":
         await run.cancel()
@@ -291,9 +360,18 @@ async def dispatch(args: argparse.Namespace) -> int:
 def _resume_hint(argv: list[str], tmp_folder: str | None, failed: list[int]) -> str:
     if tmp_folder:
         kept = [a for a in argv if a != "--resume"]
-        return "resume with: bioimage-async " + shlex.join(kept) + " --resume " + shlex.quote(tmp_folder)
+        return (
+            "resume with: bioimage-async "
+            + shlex.join(kept)
+            + " --resume "
+            + shlex.quote(tmp_folder)
+        )
     ids = ",".join(str(i) for i in failed)
-    return "re-run the missing blocks with: bioimage-async " + shlex.join(argv) + f" --overwrite --block-ids {ids}"
+    return (
+        "re-run the missing blocks with: bioimage-async "
+        + shlex.join(argv)
+        + f" --overwrite --block-ids {ids}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

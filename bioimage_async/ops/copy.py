@@ -29,7 +29,10 @@ def resolve_block_shape(
 ) -> tuple[int, ...]:
     if block_shape is None:
         return default_block_shape(
-            output.shape, output.dtype.itemsize, output.write_granularity, input_chunks,
+            output.shape,
+            output.dtype.itemsize,
+            output.write_granularity,
+            input_chunks,
             target_bytes,
         )
     block_shape = tuple(int(b) for b in block_shape)

@@ -77,9 +77,7 @@ async def downsample(
             f"output shape {out.shape} must be the downsampled shape {target} "
             f"(ceil of {src.shape} / {factors})"
         )
-    in_chunks = (
-        tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
-    )
+    in_chunks = tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     resample = ResampleKernel(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
     kernel: BlockKernel = resample
     strided = _strided_view(src, factors, resample)

@@ -72,7 +72,11 @@ async def map_blocks(
         halo = (int(halo),) * src.ndim if isinstance(halo, int) else tuple(int(h) for h in halo)
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(
-        "map_blocks", src, out, grid, FunctionKernel(fn),
+        "map_blocks",
+        src,
+        out,
+        grid,
+        FunctionKernel(fn),
         as_source(mask) if mask is not None else None,
     )
     result = await run_task(task, options)

@@ -55,7 +55,11 @@ def ngff_metadata(
                 "version": "0.4",
                 "name": name,
                 "axes": [
-                    {"name": a, "type": kinds.get(a, "space"), **({"unit": "micrometer"} if a in spatial else {})}
+                    {
+                        "name": a,
+                        "type": kinds.get(a, "space"),
+                        **({"unit": "micrometer"} if a in spatial else {}),
+                    }
                     for a in axis_names
                 ],
                 "datasets": datasets,
@@ -92,8 +96,10 @@ async def pyramid(
     path = os.fspath(output_path)
     os.makedirs(path, exist_ok=True)
     # a chunked store's chunks carry over; page-wise chunks of a TIFF (1, Y, X) would not suit
-    level_chunks = chunks or (src.chunks if src.kind == "tensorstore" else None) or tuple(
-        min(n, 64) for n in src.shape
+    level_chunks = (
+        chunks
+        or (src.chunks if src.kind == "tensorstore" else None)
+        or tuple(min(n, 64) for n in src.shape)
     )
     outputs: list[Source] = []
     shape = src.shape
@@ -101,17 +107,27 @@ async def pyramid(
         if level:
             shape = downscale_shape(shape, factors)
         out = await create_source(
-            path, shape=shape, dtype=src.dtype, chunks=tuple(min(c, n) for c, n in zip(level_chunks, shape)),
-            internal_path=str(level), exist_ok=exist_ok,
+            path,
+            shape=shape,
+            dtype=src.dtype,
+            chunks=tuple(min(c, n) for c, n in zip(level_chunks, shape)),
+            internal_path=str(level),
+            exist_ok=exist_ok,
         )
         if level == 0:
             await copy(src, out, **exec_kwargs)
         else:
-            await downsample(outputs[-1], factors, out, order=order, anti_aliasing=anti_aliasing, **exec_kwargs)
+            await downsample(
+                outputs[-1], factors, out, order=order, anti_aliasing=anti_aliasing, **exec_kwargs
+            )
         outputs.append(out)
     attrs = ngff_metadata(os.path.basename(path.rstrip("/")), src.ndim, factors, levels, axes)
     attrs["multiscales"][0]["type"] = chosen
-    attrs["multiscales"][0]["metadata"] = {"method": chosen, "order": order, "anti_aliasing": anti_aliasing}
+    attrs["multiscales"][0]["metadata"] = {
+        "method": chosen,
+        "order": order,
+        "anti_aliasing": anti_aliasing,
+    }
     await run_blocking(_write_json, os.path.join(path, ".zattrs"), attrs)
     return outputs
 

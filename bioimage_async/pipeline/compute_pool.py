@@ -32,8 +32,7 @@ def compute_block(
     result = np.asarray(kernel.compute(block, data))
     if result.shape != block.shape:
         raise ValueError(
-            f"the kernel returned shape {result.shape} for block {block.id}, expected "
-            f"{block.shape}"
+            f"the kernel returned shape {result.shape} for block {block.id}, expected {block.shape}"
         )
     if out_dtype is not None and result.dtype != out_dtype:
         result = result.astype(out_dtype)
@@ -103,8 +102,11 @@ class ComputePool:
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bioimage_async.pipeline.compute_worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bioimage_async.pipeline.compute_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             env=worker_environment(),
         )
         worker = _Worker(process)

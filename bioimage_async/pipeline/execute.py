@@ -28,7 +28,9 @@ def threaded_compute(task: BlockTask) -> Compute:
     def timed(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()  # inside the thread: queueing is not compute
         block = task.grid.block(block_id)
-        return compute_block(task.kernel, block, data, task.output.dtype), time.perf_counter() - started
+        return compute_block(
+            task.kernel, block, data, task.output.dtype
+        ), time.perf_counter() - started
 
     async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
         return await run_blocking(timed, block_id, data)

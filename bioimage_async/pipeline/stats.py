@@ -36,7 +36,16 @@ class RunStats:
         logger.debug(
             "run %r: %d/%d blocks done (%d skipped, %d failed), %.1f MiB read, %.1f MiB written, "
             "read %.2fs compute %.2fs write %.2fs, wall %.2fs, %d in flight",
-            self.name, self.blocks_done, self.blocks_total, self.blocks_skipped,
-            self.blocks_failed, self.bytes_read / 2**20, self.bytes_written / 2**20,
-            self.read_s, self.compute_s, self.write_s, self.wall_s, self.max_in_flight,
+            self.name,
+            self.blocks_done,
+            self.blocks_total,
+            self.blocks_skipped,
+            self.blocks_failed,
+            self.bytes_read / 2**20,
+            self.bytes_written / 2**20,
+            self.read_s,
+            self.compute_s,
+            self.write_s,
+            self.wall_s,
+            self.max_in_flight,
         )

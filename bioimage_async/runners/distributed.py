@@ -66,8 +66,11 @@ class DistributedRunner(Runner):
         wait: bool = True,
     ) -> Any:
         plan = plan_writes(
-            task.grid, task.output.chunks, task.output.shards,
-            getattr(task.output, "grid_offset", None), concurrent=True,
+            task.grid,
+            task.output.chunks,
+            task.output.shards,
+            getattr(task.output, "grid_offset", None),
+            concurrent=True,
             output_name=task.output.describe(),
         )
         ids = task.grid.check_ids(block_ids) if block_ids is not None else None
@@ -80,7 +83,9 @@ class DistributedRunner(Runner):
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
-                        "instead of resubmitting", resume_from, previous.job_ids,
+                        "instead of resubmitting",
+                        resume_from,
+                        previous.job_ids,
                     )
                     return await previous.wait(progress) if wait else previous
                 missing = await folder.missing_blocks()
@@ -89,11 +94,16 @@ class DistributedRunner(Runner):
                 folder = await RunFolder.create(files, self.tmp_root(), task, ids, self.job_type)
                 groups = list(plan.groups(ids))
             run = Run(
-                folder, launcher, self.config, result=task.output,
+                folder,
+                launcher,
+                self.config,
+                result=task.output,
                 detach_on_cancel=self.detach_on_cancel,
             )
             if groups:
-                tasks = split_into_tasks(groups, len(groups), self.num_tasks(len(groups), num_workers))
+                tasks = split_into_tasks(
+                    groups, len(groups), self.num_tasks(len(groups), num_workers)
+                )
                 task_ids = await folder.add_tasks(tasks)
                 jobs = await launcher.submit(folder, task_ids, num_workers)
                 await folder.record_attempt(self.job_type, task_ids, jobs)

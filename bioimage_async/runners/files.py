@@ -106,9 +106,7 @@ class SftpFiles:
         except asyncssh.SFTPNoSuchFile:
             return {}
         return {
-            e.filename: int(e.attrs.size or 0)
-            for e in entries
-            if e.filename not in (".", "..")
+            e.filename: int(e.attrs.size or 0) for e in entries if e.filename not in (".", "..")
         }
 
     async def rmtree(self, path: str) -> None:

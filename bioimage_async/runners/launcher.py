@@ -10,11 +10,31 @@ from .protocol import RunFolder
 
 #: Scheduler states after which a task runs no more.
 TERMINAL_FAILURES = frozenset(
-    {"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-     "DEADLINE", "GONE"}
+    {
+        "FAILED",
+        "TIMEOUT",
+        "CANCELLED",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "GONE",
+    }
 )
-ALIVE = frozenset({"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING",
-                   "SUSPENDED", "STAGE_OUT", "SIGNALING"})
+ALIVE = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "CONFIGURING",
+        "COMPLETING",
+        "REQUEUED",
+        "RESIZING",
+        "SUSPENDED",
+        "STAGE_OUT",
+        "SIGNALING",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,9 @@ class Launcher(ABC):
     job_type: str = ""
 
     @abstractmethod
-    async def submit(self, folder: RunFolder, task_ids: list[int], num_workers: int) -> dict[str, Any]:
+    async def submit(
+        self, folder: RunFolder, task_ids: list[int], num_workers: int
+    ) -> dict[str, Any]:
         """Start the tasks (at most ``num_workers`` at once); returns what to record in the manifest."""
 
     @abstractmethod

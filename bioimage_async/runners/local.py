@@ -52,8 +52,11 @@ class LocalRunner(Runner):
         if block_bytes > self.config.memory_budget:
             logger.warning(
                 "one block of %r holds %.0f MiB, more than memory_budget (%.0f MiB); pass a "
-                "smaller block_shape than %s", task.name, block_bytes / 2**20,
-                self.config.memory_budget / 2**20, task.grid.block_shape,
+                "smaller block_shape than %s",
+                task.name,
+                block_bytes / 2**20,
+                self.config.memory_budget / 2**20,
+                task.grid.block_shape,
             )
         in_flight = max(1, min(in_flight, self.config.memory_budget // max(1, block_bytes)))
         plan = plan_writes(
@@ -64,11 +67,15 @@ class LocalRunner(Runner):
             concurrent=in_flight > 1 and not task.output.serializes_writes,
             output_name=task.output.describe(),
         )
-        pool = ComputePool(task.kernel, task.grid, task.output.dtype, num_workers) if (
-            cost == "heavy"
-        ) else None
-        compute: Compute | None = pool.compute if pool is not None else (
-            threaded_compute(task) if cost == "light" else None
+        pool = (
+            ComputePool(task.kernel, task.grid, task.output.dtype, num_workers)
+            if (cost == "heavy")
+            else None
+        )
+        compute: Compute | None = (
+            pool.compute
+            if pool is not None
+            else (threaded_compute(task) if cost == "light" else None)
         )
         done = np.zeros(task.grid.num_blocks, dtype=bool)
 
@@ -96,7 +103,10 @@ class LocalRunner(Runner):
                 logger.warning(
                     "run %r cancelled: %d of %d blocks missing (first: %s); finished blocks are "
                     "written. Re-run the missing ones with block_ids=.",
-                    task.name, missing.size, total, missing[:10].tolist(),
+                    task.name,
+                    missing.size,
+                    total,
+                    missing[:10].tolist(),
                 )
             raise
         if pool is not None:

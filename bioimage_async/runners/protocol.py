@@ -130,7 +130,9 @@ class RunFolder:
         path = f"{tmp_root.rstrip('/')}/bioimage_async_{task.name}_{stamp}_{secrets.token_hex(3)}"
         await files.makedirs(tmp_root)
         await files.mkdir(path)
-        await asyncio.gather(*(files.mkdir(f"{path}/{sub}") for sub in ("tasks", "progress", "status", "logs")))
+        await asyncio.gather(
+            *(files.mkdir(f"{path}/{sub}") for sub in ("tasks", "progress", "status", "logs"))
+        )
         sources = {k: v.to_spec().to_json() for k, v in task.sources().items()}
         layout = layout_of(task)
         payload = cloudpickle.dumps({"kernel": task.kernel, "grid": task.grid})
@@ -197,15 +199,21 @@ class RunFolder:
     async def add_tasks(self, tasks: list[list[list[int]]]) -> list[int]:
         first = self.manifest.num_tasks
         ids = list(range(first, first + len(tasks)))
-        await asyncio.gather(*(  # concurrent: one round trip, not one per task, over SFTP
-            self.files.write_bytes(self.join("tasks", f"{task_id}.json"), json.dumps(groups).encode())
-            for task_id, groups in zip(ids, tasks)
-        ))
+        await asyncio.gather(
+            *(  # concurrent: one round trip, not one per task, over SFTP
+                self.files.write_bytes(
+                    self.join("tasks", f"{task_id}.json"), json.dumps(groups).encode()
+                )
+                for task_id, groups in zip(ids, tasks)
+            )
+        )
         self.manifest.data["num_tasks"] = first + len(tasks)
         await self.save_manifest()
         return ids
 
-    async def record_attempt(self, job_type: str, task_ids: list[int], jobs: dict[str, Any]) -> None:
+    async def record_attempt(
+        self, job_type: str, task_ids: list[int], jobs: dict[str, Any]
+    ) -> None:
         self.manifest.data["attempts"].append(
             {
                 "job_type": job_type,

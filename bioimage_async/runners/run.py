@@ -185,7 +185,9 @@ class Run:
                     bar.advance(min(done_count, total) - already)
                     already = min(done_count, total)
                 open_tasks = [
-                    t for t in self.task_ids() if t not in succeeded and t not in failed and t not in dead
+                    t
+                    for t in self.task_ids()
+                    if t not in succeeded and t not in failed and t not in dead
                 ]
                 if not open_tasks:
                     return dead
@@ -196,10 +198,14 @@ class Run:
                 last_query = now
                 states = await self.launcher.states(self.folder)
                 for task_id in open_tasks:
-                    state = states.get(task_id, TaskState(
-                        "GONE", reason="no longer known to the scheduler (cancelled before it "
-                        "started, or its record was purged)",
-                    ))
+                    state = states.get(
+                        task_id,
+                        TaskState(
+                            "GONE",
+                            reason="no longer known to the scheduler (cancelled before it "
+                            "started, or its record was purged)",
+                        ),
+                    )
                     if state.state in TERMINAL_FAILURES:
                         strikes[task_id] = strikes.get(task_id, 0) + 1
                         if strikes[task_id] >= 2:
@@ -208,7 +214,8 @@ class Run:
                         since = completed_since.setdefault(task_id, now)
                         if now - since > latency_wait:
                             dead[task_id] = await self._reason(
-                                task_id, state,
+                                task_id,
+                                state,
                                 f"COMPLETED but no sentinel after latency_wait={latency_wait}s",
                             )
                     else:
@@ -222,7 +229,12 @@ class Run:
         if state.log:
             tail = await self.folder.log_tail(state.log)
             if tail:
-                text += "\n    last lines of logs/" + state.log + ":\n    " + tail.replace("\n", "\n    ")
+                text += (
+                    "\n    last lines of logs/"
+                    + state.log
+                    + ":\n    "
+                    + tail.replace("\n", "\n    ")
+                )
         return text
 
     async def _finish(self, dead: dict[int, str]) -> None:
@@ -252,7 +264,10 @@ class Run:
         if first_error is None and dead:
             first_error = dead[min(dead)]
         raise RunnerError.for_blocks(
-            self.name, missing, first_error, tmp_folder=self.tmp_folder,
+            self.name,
+            missing,
+            first_error,
+            tmp_folder=self.tmp_folder,
             details="\n".join(details),
         )
 

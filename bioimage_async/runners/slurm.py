@@ -29,7 +29,12 @@ _MAX_ARRAY_SIZES: dict[str, int] = {}  # per cluster (shell description), asked 
 
 
 def sbatch_script(
-    config: SlurmConfig, folder: RunFolder, python: str, name: str, size: int, offset: int,
+    config: SlurmConfig,
+    folder: RunFolder,
+    python: str,
+    name: str,
+    size: int,
+    offset: int,
     throttle: int,
 ) -> str:
     """The batch script for array tasks ``0..size-1`` running tasks ``offset..offset+size-1``."""
@@ -43,8 +48,12 @@ def sbatch_script(
         "--export=ALL",
     ]
     for flag, value in (
-        ("partition", config.partition), ("time", config.time), ("mem", config.mem),
-        ("account", config.account), ("qos", config.qos), ("constraint", config.constraint),
+        ("partition", config.partition),
+        ("time", config.time),
+        ("mem", config.mem),
+        ("account", config.account),
+        ("qos", config.qos),
+        ("constraint", config.constraint),
     ):
         if value:
             directives.append(f"--{flag}={shlex.quote(str(value))}")
@@ -60,8 +69,16 @@ def sbatch_script(
     return "\n".join(body) + "\n"
 
 
-_STATE_ALIASES = {"CA": "CANCELLED", "F": "FAILED", "TO": "TIMEOUT", "CD": "COMPLETED",
-                  "R": "RUNNING", "PD": "PENDING", "OOM": "OUT_OF_MEMORY", "NF": "NODE_FAIL"}
+_STATE_ALIASES = {
+    "CA": "CANCELLED",
+    "F": "FAILED",
+    "TO": "TIMEOUT",
+    "CD": "COMPLETED",
+    "R": "RUNNING",
+    "PD": "PENDING",
+    "OOM": "OUT_OF_MEMORY",
+    "NF": "NODE_FAIL",
+}
 
 
 def _normalize_state(state: str) -> str:
@@ -95,7 +112,9 @@ class SlurmLauncher(Launcher):
             self._max_array_size = _MAX_ARRAY_SIZES[cluster]
         return self._max_array_size
 
-    async def submit(self, folder: RunFolder, task_ids: list[int], num_workers: int) -> dict[str, Any]:
+    async def submit(
+        self, folder: RunFolder, task_ids: list[int], num_workers: int
+    ) -> dict[str, Any]:
         limit = await self.max_array_size()
         arrays: list[dict[str, Any]] = []
         attempt = len(folder.manifest.attempts)
@@ -105,7 +124,12 @@ class SlurmLauncher(Launcher):
             if chunk != list(range(offset, offset + len(chunk))):
                 raise AssertionError("task ids of one attempt are contiguous")
             script = sbatch_script(
-                self.config, folder, self.python(), folder.manifest.name, len(chunk), offset,
+                self.config,
+                folder,
+                self.python(),
+                folder.manifest.name,
+                len(chunk),
+                offset,
                 num_workers,
             )
             script_path = folder.join(f"submit-{attempt}-{len(arrays)}.sh")
@@ -118,12 +142,15 @@ class SlurmLauncher(Launcher):
                 )
             job_id = result.stdout.strip().split(";")[0]
             arrays.append({"job_id": job_id, "offset": offset, "size": len(chunk)})
-        logger.info("submitted %s as slurm job(s) %s", folder.manifest.name,
-                    [a["job_id"] for a in arrays])
+        logger.info(
+            "submitted %s as slurm job(s) %s", folder.manifest.name, [a["job_id"] for a in arrays]
+        )
         return {"arrays": arrays, "job_ids": [a["job_id"] for a in arrays]}
 
     def _arrays(self, folder: RunFolder) -> list[dict[str, Any]]:
-        return [array for attempt in folder.manifest.attempts for array in attempt.get("arrays", [])]
+        return [
+            array for attempt in folder.manifest.attempts for array in attempt.get("arrays", [])
+        ]
 
     async def states(self, folder: RunFolder) -> dict[int, TaskState]:
         arrays = self._arrays(folder)
@@ -133,7 +160,9 @@ class SlurmLauncher(Launcher):
         jobs = ",".join(by_job)
         states: dict[int, TaskState] = {}
 
-        def put(job: str, index: str, state: str, exit_code: str | None, reason: str | None) -> None:
+        def put(
+            job: str, index: str, state: str, exit_code: str | None, reason: str | None
+        ) -> None:
             array = by_job.get(job)
             if array is None or not index.isdigit():
                 return
@@ -142,7 +171,9 @@ class SlurmLauncher(Launcher):
                 _normalize_state(state), exit_code, reason, log=f"slurm-{job}_{index}.log"
             )
 
-        result = await self.shell.run(["squeue", "-h", "-r", "-t", "all", "-j", jobs, "-o", "%i %T %r"])
+        result = await self.shell.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", jobs, "-o", "%i %T %r"]
+        )
         for line in result.stdout.splitlines():
             parts = line.split(None, 2)
             if len(parts) >= 2 and "_" in parts[0]:

@@ -43,7 +43,9 @@ class LocalShell:
     async def run(self, argv: Sequence[str], *, check: bool = False) -> CommandResult:
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL,
             )
         except FileNotFoundError as err:
@@ -54,7 +56,9 @@ class LocalShell:
         stdout, stderr = await process.communicate()
         result = CommandResult(process.returncode or 0, stdout.decode(), stderr.decode())
         if check and result.returncode:
-            raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise RuntimeError(
+                f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         return result
 
     async def close(self) -> None:
@@ -137,7 +141,10 @@ class SshSession:
             for attempt in range(1, self.config.reconnect_attempts + 1):
                 logger.warning(
                     "connection to %s lost (%s); reconnecting (attempt %d/%d)",
-                    self.description, error, attempt, self.config.reconnect_attempts,
+                    self.description,
+                    error,
+                    attempt,
+                    self.config.reconnect_attempts,
                 )
                 try:
                     await self._open()
@@ -173,8 +180,13 @@ class SshSession:
         for _ in range(self.config.reconnect_attempts + 1):
             try:
                 return await action(self._connection, self._sftp)
-            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError,
-                    ConnectionResetError, asyncssh.ChannelOpenError) as err:
+            except (
+                asyncssh.ConnectionLost,
+                asyncssh.DisconnectError,
+                BrokenPipeError,
+                ConnectionResetError,
+                asyncssh.ChannelOpenError,
+            ) as err:
                 await self._reconnect(err)
         raise SshError(f"the connection to {self.description} keeps dropping")
 
@@ -185,13 +197,16 @@ class SshSession:
             result = await connection.run(command, check=False)
             return CommandResult(
                 int(result.exit_status if result.exit_status is not None else 255),
-                str(result.stdout or ""), str(result.stderr or ""),
+                str(result.stdout or ""),
+                str(result.stderr or ""),
             )
 
         result = await self.call(action)
         if check and result.returncode:
-            raise RuntimeError(f"{command} failed on {self.description} ({result.returncode}): "
-                               f"{result.stderr.strip()}")
+            raise RuntimeError(
+                f"{command} failed on {self.description} ({result.returncode}): "
+                f"{result.stderr.strip()}"
+            )
         return result
 
     async def close(self) -> None:

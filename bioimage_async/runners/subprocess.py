@@ -40,7 +40,9 @@ class SubprocessLauncher(Launcher):
         self.config = config
         self._processes: dict[int, asyncio.subprocess.Process] = {}
 
-    async def submit(self, folder: RunFolder, task_ids: list[int], num_workers: int) -> dict[str, Any]:
+    async def submit(
+        self, folder: RunFolder, task_ids: list[int], num_workers: int
+    ) -> dict[str, Any]:
         python = self.config.python_executable or sys.executable
         slots = [task_ids[i::num_workers] for i in range(min(num_workers, len(task_ids)))]
         slots = [sorted(s) for s in slots if s]
@@ -52,10 +54,16 @@ class SubprocessLauncher(Launcher):
             log_name = f"worker-{attempt}-{index}.log"
             with open(folder.join("logs", log_name), "ab") as log:
                 process = await asyncio.create_subprocess_exec(
-                    python, "-m", "bioimage_async.runners.worker", folder.path,
+                    python,
+                    "-m",
+                    "bioimage_async.runners.worker",
+                    folder.path,
                     *(str(t) for t in tasks),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                    env=worker_environment(), start_new_session=True,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=worker_environment(),
+                    start_new_session=True,
                 )
             self._processes[process.pid] = process
             records.append({"pid": process.pid, "tasks": tasks, "log": log_name})
@@ -97,9 +105,7 @@ class SubprocessLauncher(Launcher):
         return states
 
     async def cancel(self, folder: RunFolder) -> None:
-        pids = [
-            int(r["pid"]) for a in folder.manifest.attempts for r in a.get("workers", [])
-        ]
+        pids = [int(r["pid"]) for a in folder.manifest.attempts for r in a.get("workers", [])]
         for pid in pids:
             if self._exit_code(pid) is None and _pid_alive(pid):
                 try:

@@ -125,7 +125,9 @@ async def run_task(folder: str, task_id: int) -> int:
     }
     if outcome.failed:
         _write_sentinel(
-            folder, task_id, "failed",
+            folder,
+            task_id,
+            "failed",
             {"failed": outcome.failed, "error": outcome.first_error, **summary},
         )
         print(outcome.first_error, file=sys.stderr)

@@ -36,21 +36,57 @@ class FormatInfo:
 FORMATS: dict[str, FormatInfo] = {
     f.name: f
     for f in (
-        FormatInfo("zarr", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "zarr v2 or v3 (auto-detected), .zarr"),
-        FormatInfo("zarr3", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "zarr v3, incl. sharding"),
+        FormatInfo(
+            "zarr",
+            "tensorstore_source",
+            "open_tensorstore",
+            None,
+            None,
+            True,
+            "zarr v2 or v3 (auto-detected), .zarr",
+        ),
+        FormatInfo(
+            "zarr3",
+            "tensorstore_source",
+            "open_tensorstore",
+            None,
+            None,
+            True,
+            "zarr v3, incl. sharding",
+        ),
         FormatInfo("n5", "tensorstore_source", "open_tensorstore", None, None, True, "n5, .n5"),
-        FormatInfo("precomputed", "tensorstore_source", "open_tensorstore", None, None, True,
-                   "neuroglancer precomputed, precomputed://... or a folder with 'info'"),
+        FormatInfo(
+            "precomputed",
+            "tensorstore_source",
+            "open_tensorstore",
+            None,
+            None,
+            True,
+            "neuroglancer precomputed, precomputed://... or a folder with 'info'",
+        ),
         FormatInfo("hdf5", "hdf5", "open_hdf5", "h5py", "hdf5", True, "HDF5, .h5/.hdf5/.hdf"),
-        FormatInfo("tiff", "tiff", "open_tiff", "tifffile", "tiff", False,
-                   "TIFF, .tif/.tiff, or a folder of 2D slices with pattern='*.tif'"),
+        FormatInfo(
+            "tiff",
+            "tiff",
+            "open_tiff",
+            "tifffile",
+            "tiff",
+            False,
+            "TIFF, .tif/.tiff, or a folder of 2D slices with pattern='*.tif'",
+        ),
         FormatInfo("mrc", "mrc", "open_mrc", "mrcfile", "mrc", False, "MRC, .mrc/.rec/.map"),
-        FormatInfo("nifti", "nifti", "open_nifti", "nibabel", "nifti", False,
-                   "NIfTI, .nii/.nii.gz"),
-        FormatInfo("knossos", "knossos", "open_knossos", None, None, False,
-                   "KNOSSOS cubes, a folder of mag folders"),
+        FormatInfo(
+            "nifti", "nifti", "open_nifti", "nibabel", "nifti", False, "NIfTI, .nii/.nii.gz"
+        ),
+        FormatInfo(
+            "knossos",
+            "knossos",
+            "open_knossos",
+            None,
+            None,
+            False,
+            "KNOSSOS cubes, a folder of mag folders",
+        ),
     )
 }
 
@@ -192,15 +228,28 @@ async def create_source(
     if format == "hdf5":
         backend = _backend(FORMATS["hdf5"])
         return await backend.create_hdf5(
-            path, shape=shape, dtype=dtype, chunks=chunks, internal_path=internal_path,
-            compression=compression, fill_value=fill_value, exist_ok=exist_ok,
+            path,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            internal_path=internal_path,
+            compression=compression,
+            fill_value=fill_value,
+            exist_ok=exist_ok,
         )
     from .tensorstore_source import create_tensorstore
 
     return await create_tensorstore(
-        path, shape=shape, dtype=dtype, chunks=chunks, format=format,
-        internal_path=internal_path, compression=compression, shards=shards,
-        fill_value=fill_value, exist_ok=exist_ok,
+        path,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        format=format,
+        internal_path=internal_path,
+        compression=compression,
+        shards=shards,
+        fill_value=fill_value,
+        exist_ok=exist_ok,
     )
 
 
@@ -237,7 +286,9 @@ async def from_spec(spec: SourceSpec | dict[str, Any]) -> Source:
             f"unknown source spec kind {spec.kind!r}; known: {', '.join(SPEC_KINDS)}"
         ) from None
     info = next((f for f in FORMATS.values() if f.module == module), None)
-    backend = _backend(info) if info is not None else importlib.import_module(f"{__package__}.{module}")
+    backend = (
+        _backend(info) if info is not None else importlib.import_module(f"{__package__}.{module}")
+    )
     return await getattr(backend, name).from_params(spec.params)
 
 

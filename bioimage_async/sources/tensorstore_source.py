@@ -197,9 +197,7 @@ def list_arrays(root: Path, fmt: str, limit: int = 200) -> list[str]:
     for dirpath, dirnames, _ in os.walk(root):
         here = Path(dirpath)
         is_array = (
-            n5_node(here) == "array"
-            if fmt == "n5"
-            else (zarr_node(here) or ("", ""))[1] == "array"
+            n5_node(here) == "array" if fmt == "n5" else (zarr_node(here) or ("", ""))[1] == "array"
         )
         if is_array and here != root:
             found.append(str(here.relative_to(root)))
@@ -281,7 +279,16 @@ def _check_array_exists(root: Path, key: str, fmt: str) -> None:
 
 
 _DTYPE_N5 = {
-    "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64"
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
 }
 
 
@@ -312,8 +319,13 @@ def _compression(fmt: str, compression: str | None) -> Any:
             "none": {"type": "raw"},
         }.get(name, KeyError)
     if fmt == "precomputed":
-        return {"default": "raw", "none": "raw", "raw": "raw", "jpeg": "jpeg",
-                "compressed_segmentation": "compressed_segmentation"}.get(name, KeyError)
+        return {
+            "default": "raw",
+            "none": "raw",
+            "raw": "raw",
+            "jpeg": "jpeg",
+            "compressed_segmentation": "compressed_segmentation",
+        }.get(name, KeyError)
     raise FormatNotSupportedError(f"unknown tensorstore format {fmt!r}")
 
 
@@ -465,8 +477,10 @@ async def create_tensorstore(
     exist_ok: bool,
 ) -> TensorStoreSource:
     key = (internal_path or "").strip("/")
-    local = None if "://" in path and not path.startswith(("file://", "precomputed://")) else Path(
-        path.replace("precomputed://", "").replace("file://", "")
+    local = (
+        None
+        if "://" in path and not path.startswith(("file://", "precomputed://"))
+        else Path(path.replace("precomputed://", "").replace("file://", ""))
     )
     spec = _create_spec(path, key, format, shape, dtype, chunks, compression, shards, fill_value)
     driver = spec["driver"]
@@ -481,7 +495,9 @@ async def create_tensorstore(
         _ensure_parent_groups(local, key, format)
     try:
         if exists:  # open what is there (whatever its codecs); shape and dtype checked below
-            existing = {k: v for k, v in spec.items() if k not in ("metadata", "multiscale_metadata")}
+            existing = {
+                k: v for k, v in spec.items() if k not in ("metadata", "multiscale_metadata")
+            }
             if driver == "neuroglancer_precomputed":
                 existing["scale_metadata"] = {"key": key} if key else {}
                 if not key:
@@ -517,8 +533,10 @@ def _array_exists(root: Path, key: str, fmt: str) -> bool:
         info = _read_json(root / "info")
         if info is None:
             return False
-        return any(scale.get("key") == key for scale in info.get("scales", [])) if key else bool(
-            info.get("scales")
+        return (
+            any(scale.get("key") == key for scale in info.get("scales", []))
+            if key
+            else bool(info.get("scales"))
         )
     node = zarr_node(folder)
     return node is not None and node[1] == "array"

@@ -22,14 +22,21 @@ class ResizedSource(Source):
     kind = "resized"
 
     def __init__(
-        self, source: Source, shape: tuple[int, ...], *, order: int = 0,
+        self,
+        source: Source,
+        shape: tuple[int, ...],
+        *,
+        order: int = 0,
         anti_aliasing: bool = False,
     ) -> None:
         from ..ops.resample import ResampleKernel
 
         self.source = source
         self.kernel = ResampleKernel(
-            tuple(source.shape), tuple(int(n) for n in shape), order, anti_aliasing,
+            tuple(source.shape),
+            tuple(int(n) for n in shape),
+            order,
+            anti_aliasing,
             source.dtype.str,
         )
 
@@ -45,9 +52,7 @@ class ResizedSource(Source):
     def chunks(self) -> tuple[int, ...] | None:
         if self.source.chunks is None:
             return None
-        return tuple(
-            max(1, round(c / s)) for c, s in zip(self.source.chunks, self.kernel.scales)
-        )
+        return tuple(max(1, round(c / s)) for c, s in zip(self.source.chunks, self.kernel.scales))
 
     def describe(self) -> str:
         return f"{self.source.describe()} resized to {self.shape} (order {self.kernel.order})"
@@ -58,17 +63,26 @@ class ResizedSource(Source):
         return await run_blocking(self.kernel.compute, block, data)
 
     def to_spec(self) -> SourceSpec:
-        return SourceSpec(self.kind, {
-            "source": self.source.to_spec().to_json(), "shape": list(self.shape),
-            "order": self.kernel.order, "anti_aliasing": self.kernel.anti_aliasing,
-        })
+        return SourceSpec(
+            self.kind,
+            {
+                "source": self.source.to_spec().to_json(),
+                "shape": list(self.shape),
+                "order": self.kernel.order,
+                "anti_aliasing": self.kernel.anti_aliasing,
+            },
+        )
 
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> ResizedSource:
         from .registry import from_spec
 
-        return cls(await from_spec(params["source"]), tuple(params["shape"]),
-                   order=int(params["order"]), anti_aliasing=bool(params["anti_aliasing"]))
+        return cls(
+            await from_spec(params["source"]),
+            tuple(params["shape"]),
+            order=int(params["order"]),
+            anti_aliasing=bool(params["anti_aliasing"]),
+        )
 
 
 class ThresholdSource(Source):
@@ -106,10 +120,14 @@ class ThresholdSource(Source):
         return self._COMPARISONS[self.comparison](data, self.threshold)
 
     def to_spec(self) -> SourceSpec:
-        return SourceSpec(self.kind, {
-            "source": self.source.to_spec().to_json(), "threshold": self.threshold,
-            "comparison": self.comparison,
-        })
+        return SourceSpec(
+            self.kind,
+            {
+                "source": self.source.to_spec().to_json(),
+                "threshold": self.threshold,
+                "comparison": self.comparison,
+            },
+        )
 
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> ThresholdSource:

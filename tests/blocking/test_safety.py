@@ -38,8 +38,12 @@ def test_region_starting_off_the_chunk_grid_is_refused():
 
 @pytest.mark.parametrize(
     "shape,granularity,chunks",
-    [((512, 1024, 1024), (64, 64, 64), None), ((45, 70, 83), (16, 32, 32), (20, 20, 20)),
-     ((3, 5000, 7000), (1, 512, 512), None), ((100, 100), None, (30, 30))],
+    [
+        ((512, 1024, 1024), (64, 64, 64), None),
+        ((45, 70, 83), (16, 32, 32), (20, 20, 20)),
+        ((3, 5000, 7000), (1, 512, 512), None),
+        ((100, 100), None, (30, 30)),
+    ],
 )
 def test_default_block_shape_is_always_write_safe(shape, granularity, chunks):
     block = default_block_shape(shape, 1, granularity, chunks)

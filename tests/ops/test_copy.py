@@ -8,8 +8,12 @@ from .counting import CountingSource
 
 
 @pytest.mark.parametrize("block_shape", [(16, 32, 32), (32, 64, 32), (48, 96, 96)])
-async def test_copy_equals_input_for_chunk_aligned_block_shapes(tmp_path, zarr_volume, volume, block_shape):
-    out = await ba.create_source(tmp_path / "out.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+async def test_copy_equals_input_for_chunk_aligned_block_shapes(
+    tmp_path, zarr_volume, volume, block_shape
+):
+    out = await ba.create_source(
+        tmp_path / "out.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     result = await ba.copy(zarr_volume, out, block_shape=block_shape, num_workers=2)
     assert result is out
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], volume)
@@ -23,16 +27,22 @@ async def test_copy_without_output_returns_a_numpy_array(zarr_volume, volume):
 
 async def test_output_dtype_governs_with_a_cast(tmp_path, rng):
     data = rng.normal(100, 50, size=(20, 30, 40)).astype(np.float32)
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype="int16", chunks=(10, 10, 10))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=data.shape, dtype="int16", chunks=(10, 10, 10)
+    )
     await ba.copy(data, out)
     np.testing.assert_array_equal(await out.read(), data.astype(np.int16))
 
 
-async def test_mask_keeps_old_output_values_and_skips_empty_blocks_without_reading(tmp_path, volume):
+async def test_mask_keeps_old_output_values_and_skips_empty_blocks_without_reading(
+    tmp_path, volume
+):
     mask = np.zeros(volume.shape, dtype=bool)
     mask[:16, :32, :32] = True  # exactly block 0
     mask[20, 40, 50] = True  # one voxel in one other block
-    out = await ba.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32), fill_value=7)
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32), fill_value=7
+    )
     counted = CountingSource(ba.as_source(volume))
     stats = ba.RunStats()
     await ba.copy(counted, out, mask=mask, block_shape=(16, 32, 32), stats=stats)
@@ -43,7 +53,9 @@ async def test_mask_keeps_old_output_values_and_skips_empty_blocks_without_readi
 
 
 async def test_block_ids_rerun_only_those_blocks(tmp_path, zarr_volume, volume):
-    out = await ba.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     grid = ba.BlockGrid(volume.shape, (16, 32, 32))
     await ba.copy(zarr_volume, out, block_shape=(16, 32, 32), block_ids=[0, 5])
     written = await out.read()
@@ -61,21 +73,34 @@ async def test_copy_into_itself_is_refused(zarr_volume):
 
 
 async def test_out_of_range_block_ids_fail_before_any_work(tmp_path, zarr_volume, volume):
-    out = await ba.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
     with pytest.raises(ValueError, match="out of range"):
         await ba.copy(zarr_volume, out, block_shape=(16, 32, 32), block_ids=[10_000])
     assert not (await out.read()).any()
 
 
 async def test_unsafe_block_shape_is_refused_with_a_proposal(tmp_path, zarr_volume, volume):
-    out = await ba.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32))
-    with pytest.raises(ba.UnsafeBlockShapeError, match=r"chunk multiple, e\.g\. block_shape=\(16, 32, 32\)"):
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
+    )
+    with pytest.raises(
+        ba.UnsafeBlockShapeError, match=r"chunk multiple, e\.g\. block_shape=\(16, 32, 32\)"
+    ):
         await ba.copy(zarr_volume, out, block_shape=(20, 30, 30), num_workers=2)
 
 
-async def test_sharded_output_with_chunk_sized_blocks_is_written_correctly(tmp_path, zarr_volume, volume):
+async def test_sharded_output_with_chunk_sized_blocks_is_written_correctly(
+    tmp_path, zarr_volume, volume
+):
     out = await ba.create_source(
-        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(8, 16, 16), shards=(16, 32, 32), format="zarr3"
+        tmp_path / "o.zarr",
+        shape=volume.shape,
+        dtype="uint8",
+        chunks=(8, 16, 16),
+        shards=(16, 32, 32),
+        format="zarr3",
     )
     await ba.copy(zarr_volume, out, block_shape=(8, 16, 16), num_workers=2)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], volume)
@@ -97,13 +122,17 @@ async def test_distributed_run_without_output_is_refused(zarr_volume):
 
 
 async def test_threshold_wrapper_is_materialised_by_copy(tmp_path, zarr_volume, volume):
-    out = await ba.create_source(tmp_path / "m.zarr", shape=volume.shape, dtype=bool, chunks=(16, 32, 32))
+    out = await ba.create_source(
+        tmp_path / "m.zarr", shape=volume.shape, dtype=bool, chunks=(16, 32, 32)
+    )
     await ba.copy(ba.ThresholdSource(zarr_volume, 128), out)
     np.testing.assert_array_equal(await out.read(), volume > 128)
 
 
 async def test_copy_of_a_view_writes_only_the_region(tmp_path, zarr_volume, volume):
     region = np.s_[16:32, 32:64, :]
-    out = await ba.create_source(tmp_path / "v.zarr", shape=(16, 32, volume.shape[2]), dtype="uint8", chunks=(16, 32, 32))
+    out = await ba.create_source(
+        tmp_path / "v.zarr", shape=(16, 32, volume.shape[2]), dtype="uint8", chunks=(16, 32, 32)
+    )
     await ba.copy(zarr_volume.view(region), out)
     np.testing.assert_array_equal(await out.read(), volume[region])

@@ -10,16 +10,25 @@ from .counting import fail_on_bright_blocks, invert
 
 
 @pytest.mark.parametrize("block_shape", [(16, 32, 32), (32, 64, 64)])
-async def test_halo_makes_a_filter_identical_to_the_whole_array(tmp_path, zarr_volume, volume, block_shape):
+async def test_halo_makes_a_filter_identical_to_the_whole_array(
+    tmp_path, zarr_volume, volume, block_shape
+):
     sigma = 1.5
     halo = int(4 * sigma + 0.5)
 
     def smooth(block):  # a closure defined in the test: shipped to the workers by value
         return ndi.gaussian_filter(block.astype(np.float32), sigma)
 
-    out = await ba.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="float32", chunks=(16, 32, 32))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="float32", chunks=(16, 32, 32)
+    )
     await ba.map_blocks(smooth, zarr_volume, out, block_shape=block_shape, halo=halo, num_workers=2)
-    np.testing.assert_allclose(await out.read(), ndi.gaussian_filter(volume.astype(np.float32), sigma), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(
+        await out.read(),
+        ndi.gaussian_filter(volume.astype(np.float32), sigma),
+        rtol=1e-6,
+        atol=1e-4,
+    )
 
 
 async def test_function_from_a_user_module_runs_in_workers(zarr_volume, volume):
@@ -33,9 +42,13 @@ async def test_failing_blocks_are_reported_exactly_and_a_block_ids_rerun_complet
     bright = [3, 10, 11]
     for block_id in bright:
         data[grid.block(block_id).roi] += 155
-    src = await ba.create_source(tmp_path / "i.zarr", shape=data.shape, dtype="uint8", chunks=(8, 16, 16))
+    src = await ba.create_source(
+        tmp_path / "i.zarr", shape=data.shape, dtype="uint8", chunks=(8, 16, 16)
+    )
     await src.write(..., data)
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(8, 16, 16))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(8, 16, 16)
+    )
     with pytest.raises(ba.RunnerError) as caught:
         await ba.map_blocks(fail_on_bright_blocks, src, out, block_shape=(8, 16, 16), num_workers=2)
     error = caught.value

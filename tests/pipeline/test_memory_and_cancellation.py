@@ -28,7 +28,13 @@ async def test_memory_stays_bounded_when_the_volume_is_8x_the_byte_budget():
     stats = ba.RunStats()
     tracemalloc.start()
     try:
-        await ba.copy(src, sink, block_shape=(32, 64, 64), job_config=ba.RunnerConfig(memory_budget=budget), stats=stats)
+        await ba.copy(
+            src,
+            sink,
+            block_shape=(32, 64, 64),
+            job_config=ba.RunnerConfig(memory_budget=budget),
+            stats=stats,
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -44,7 +50,9 @@ async def test_cancelling_the_awaiting_task_stops_quickly_and_leaves_no_child(tm
     shape, chunks = (64, 64, 64), (16, 16, 16)
     src = GeneratedSource(shape, chunks)
     out = await ba.create_source(tmp_path / "o.zarr", shape=shape, dtype="uint8", chunks=chunks)
-    run = asyncio.create_task(ba.map_blocks(slow_identity, src, out, block_shape=chunks, num_workers=2))
+    run = asyncio.create_task(
+        ba.map_blocks(slow_identity, src, out, block_shape=chunks, num_workers=2)
+    )
     me = psutil.Process()
     for _ in range(100):
         await asyncio.sleep(0.1)
@@ -65,7 +73,8 @@ async def test_cancelling_the_awaiting_task_stops_quickly_and_leaves_no_child(tm
 
 def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import time, numpy as np, bioimage_async as ba
         def slow(block):
             time.sleep(0.5)
@@ -76,8 +85,11 @@ def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
             ba.sync.map_blocks(slow, data, block_shape=(16, 16, 16), num_workers=2)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    """)
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     assert process.stdout.readline().strip() == "start"
     parent = psutil.Process(process.pid)
     for _ in range(100):
@@ -96,10 +108,16 @@ def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
 
 async def test_event_loop_stays_responsive_during_copy_and_heavy_downsample(tmp_path, rng):
     data = rng.integers(0, 256, size=(96, 256, 256), dtype=np.uint8)
-    src = await ba.create_source(tmp_path / "i.zarr", shape=data.shape, dtype="uint8", chunks=(32, 64, 64))
+    src = await ba.create_source(
+        tmp_path / "i.zarr", shape=data.shape, dtype="uint8", chunks=(32, 64, 64)
+    )
     await src.write(..., data)
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(32, 64, 64))
-    small = await ba.create_source(tmp_path / "s.zarr", shape=(48, 128, 128), dtype="uint8", chunks=(16, 64, 64))
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=data.shape, dtype="uint8", chunks=(32, 64, 64)
+    )
+    small = await ba.create_source(
+        tmp_path / "s.zarr", shape=(48, 128, 128), dtype="uint8", chunks=(16, 64, 64)
+    )
     async with Heartbeat() as copy_beat:
         await ba.copy(src, out, num_workers=2)
     async with Heartbeat() as downsample_beat:

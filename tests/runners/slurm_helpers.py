@@ -38,29 +38,48 @@ def _shared_fixture(testbed, tmp_path):
 
 def ssh_config(testbed, shared, **kw):
     fields = dict(
-        tmp_root=shared, poll_interval=0.25, latency_wait=10, scheduler_poll_interval=1.0,
-        host=testbed["SLURM_TESTBED_HOST"], port=int(testbed["SLURM_TESTBED_PORT"]),
-        username=testbed["SLURM_TESTBED_USER"], client_keys=[testbed["SLURM_TESTBED_CLIENT_KEY"]],
-        known_hosts=testbed["SLURM_TESTBED_KNOWN_HOSTS"], remote_python=testbed["SLURM_TESTBED_REMOTE_PYTHON"],
+        tmp_root=shared,
+        poll_interval=0.25,
+        latency_wait=10,
+        scheduler_poll_interval=1.0,
+        host=testbed["SLURM_TESTBED_HOST"],
+        port=int(testbed["SLURM_TESTBED_PORT"]),
+        username=testbed["SLURM_TESTBED_USER"],
+        client_keys=[testbed["SLURM_TESTBED_CLIENT_KEY"]],
+        known_hosts=testbed["SLURM_TESTBED_KNOWN_HOSTS"],
+        remote_python=testbed["SLURM_TESTBED_REMOTE_PYTHON"],
     )
     fields.update(kw)
     return ba.SlurmConfig(**fields)
 
 
 def local_config(shared, **kw):
-    return ba.SlurmConfig(tmp_root=shared, poll_interval=0.25, latency_wait=10, scheduler_poll_interval=1.0, **kw)
+    return ba.SlurmConfig(
+        tmp_root=shared, poll_interval=0.25, latency_wait=10, scheduler_poll_interval=1.0, **kw
+    )
 
 
 async def make_io(shared, data, name="out.zarr", out_shape=None, out_chunks=CHUNKS):
-    src = await ba.create_source(os.path.join(shared, "in.zarr"), shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    src = await ba.create_source(
+        os.path.join(shared, "in.zarr"), shape=data.shape, dtype=data.dtype, chunks=CHUNKS
+    )
     await src.write(..., data)
-    out = await ba.create_source(os.path.join(shared, name), shape=out_shape or data.shape, dtype=data.dtype, chunks=out_chunks)
+    out = await ba.create_source(
+        os.path.join(shared, name),
+        shape=out_shape or data.shape,
+        dtype=data.dtype,
+        chunks=out_chunks,
+    )
     subprocess.run(["chmod", "-R", "a+rwX", shared], check=True)
     return src, out
 
 
 def squeue_alive(job_ids):
-    result = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], capture_output=True, text=True)
-    return [line for line in result.stdout.splitlines() if line.split()[1] in ("RUNNING", "PENDING")]
-
-
+    result = subprocess.run(
+        ["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+    )
+    return [
+        line for line in result.stdout.splitlines() if line.split()[1] in ("RUNNING", "PENDING")
+    ]

@@ -22,18 +22,36 @@ pytestmark = pytest.mark.slurm
 async def test_detached_run_is_waited_on_from_a_second_process(testbed, shared, volume, tmp_path):
     src, out = await make_io(shared, volume)
     config = ssh_config(testbed, shared)
-    run = await ba.map_blocks(sleepy(0.2), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        sleepy(0.2),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=4,
+        job_config=config,
+        wait=False,
+    )
     assert run.job_ids and os.path.isdir(run.tmp_folder)
     script = tmp_path / "attach.py"
-    fields = {k: v for k, v in config.__dict__.items() if k in ("tmp_root", "host", "port", "username", "client_keys", "known_hosts", "remote_python")}
-    script.write_text(textwrap.dedent(f"""
+    fields = {
+        k: v
+        for k, v in config.__dict__.items()
+        if k
+        in ("tmp_root", "host", "port", "username", "client_keys", "known_hosts", "remote_python")
+    }
+    script.write_text(
+        textwrap.dedent(f"""
         import json, bioimage_async as ba
         config = ba.SlurmConfig(poll_interval=0.25, **json.loads({json.dumps(json.dumps(fields))}))
         run = ba.sync.attach({run.tmp_folder!r}, config)
         result = ba.sync.wait(run)
         print("DONE", result.to_json()["kind"])
-    """))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "DONE tensorstore" in result.stdout
     np.testing.assert_array_equal(await out.read(), 255 - volume)
@@ -43,7 +61,16 @@ async def test_detached_run_is_waited_on_from_a_second_process(testbed, shared, 
 async def test_run_survives_sshd_restart_mid_run(testbed, shared, volume):
     src, out = await make_io(shared, volume)
     config = ssh_config(testbed, shared, reconnect_backoff=0.2)
-    run = await ba.map_blocks(sleepy(0.3), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        sleepy(0.3),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=4,
+        job_config=config,
+        wait=False,
+    )
     for _ in range(100):
         if (await run.status()).blocks_done >= 2:
             break
@@ -63,12 +90,34 @@ async def test_resume_from_a_live_run_attaches_instead_of_resubmitting(testbed, 
     src, out = await make_io(shared, volume)
     config = ssh_config(testbed, shared, keep_tmp=True)
     fn = sleepy(0.3)
-    run = await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=2,
+        job_config=config,
+        wait=False,
+    )
     await asyncio.sleep(1.0)
-    await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, resume_from=run.tmp_folder)
+    await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=2,
+        job_config=config,
+        resume_from=run.tmp_folder,
+    )
     manifest = json.load(open(os.path.join(run.tmp_folder, "manifest.json")))
     assert len(manifest["attempts"]) == 1  # nothing was resubmitted
-    jobs = subprocess.run(["squeue", "-h", "-t", "all", "-n", "ba-map_blocks", "-o", "%A"], capture_output=True, text=True).stdout.split()
+    jobs = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", "ba-map_blocks", "-o", "%A"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert run.job_ids[0] in jobs
     np.testing.assert_array_equal(await out.read(), 255 - volume)
     await run.close()
@@ -77,7 +126,16 @@ async def test_resume_from_a_live_run_attaches_instead_of_resubmitting(testbed, 
 async def test_cancel_through_the_handle_leaves_no_task_running(testbed, shared, volume):
     src, out = await make_io(shared, volume)
     config = ssh_config(testbed, shared, keep_tmp=True)
-    run = await ba.map_blocks(sleepy(20), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        sleepy(20),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=2,
+        job_config=config,
+        wait=False,
+    )
     for _ in range(50):
         if (await run.status()).running:
             break
@@ -92,7 +150,18 @@ async def test_cancel_through_the_handle_leaves_no_task_running(testbed, shared,
 async def test_detach_on_cancel_leaves_the_job_running(testbed, shared, volume, caplog):
     src, out = await make_io(shared, volume)
     config = ssh_config(testbed, shared, keep_tmp=True)
-    task = asyncio.create_task(ba.map_blocks(sleepy(0.5), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config, detach_on_cancel=True))
+    task = asyncio.create_task(
+        ba.map_blocks(
+            sleepy(0.5),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="slurm",
+            num_workers=2,
+            job_config=config,
+            detach_on_cancel=True,
+        )
+    )
     folders = []
     for _ in range(100):
         await asyncio.sleep(0.2)

@@ -14,6 +14,8 @@ from .blockfns import bright_volume, fail_while_marker_exists, invert, sleepy
 from .slurm_helpers import CHUNKS, local_config, make_io, squeue_alive, ssh_config
 
 pytestmark = pytest.mark.slurm
+
+
 async def test_copy_over_ssh_equals_the_input(testbed, shared, volume):
     src, out = await make_io(shared, volume)
     await ba.copy(src, out, job_type="slurm", num_workers=4, job_config=ssh_config(testbed, shared))
@@ -23,14 +25,27 @@ async def test_copy_over_ssh_equals_the_input(testbed, shared, volume):
 async def test_downsample_with_local_sbatch_equals_a_local_run(shared, volume):
     target = (23, 35, 42)
     src, out = await make_io(shared, volume, "s1.zarr", target, (8, 16, 16))
-    await ba.downsample(src, 2, out, order=1, anti_aliasing=True, job_type="slurm", num_workers=4, job_config=local_config(shared))
-    np.testing.assert_array_equal(await out.read(), await ba.downsample(volume, 2, order=1, anti_aliasing=True))
+    await ba.downsample(
+        src,
+        2,
+        out,
+        order=1,
+        anti_aliasing=True,
+        job_type="slurm",
+        num_workers=4,
+        job_config=local_config(shared),
+    )
+    np.testing.assert_array_equal(
+        await out.read(), await ba.downsample(volume, 2, order=1, anti_aliasing=True)
+    )
 
 
 async def test_downsample_over_ssh_equals_a_local_run(testbed, shared, volume):
     target = (23, 35, 42)
     src, out = await make_io(shared, volume, "s1.zarr", target, (8, 16, 16))
-    await ba.downsample(src, 2, out, job_type="slurm", num_workers=4, job_config=ssh_config(testbed, shared))
+    await ba.downsample(
+        src, 2, out, job_type="slurm", num_workers=4, job_config=ssh_config(testbed, shared)
+    )
     np.testing.assert_array_equal(await out.read(), await ba.downsample(volume, 2))
 
 
@@ -43,31 +58,64 @@ async def test_failed_tasks_give_exact_block_ids_and_resume_from_completes(testb
     fn = fail_while_marker_exists(marker)
     config = ssh_config(testbed, shared)
     with pytest.raises(ba.RunnerError) as caught:
-        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config)
+        await ba.map_blocks(
+            fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config
+        )
     error = caught.value
     assert error.failed_block_ids == bright
     assert "transient failure on a bright block" in str(error)
     os.unlink(marker)
-    await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, resume_from=error.tmp_folder)
+    await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=4,
+        job_config=config,
+        resume_from=error.tmp_folder,
+    )
     np.testing.assert_array_equal(await out.read(), 255 - data)
 
 
 async def test_unknown_host_key_is_refused_before_anything_is_submitted(testbed, shared, volume):
     src, out = await make_io(shared, volume)
-    for known_hosts in (testbed["SLURM_TESTBED_BAD_KNOWN_HOSTS"], testbed.get("SLURM_TESTBED_EMPTY_KNOWN_HOSTS")):
+    for known_hosts in (
+        testbed["SLURM_TESTBED_BAD_KNOWN_HOSTS"],
+        testbed.get("SLURM_TESTBED_EMPTY_KNOWN_HOSTS"),
+    ):
         if known_hosts is None:
             continue
         with pytest.raises(SshError, match="not trusted"):
-            await ba.copy(src, out, job_type="slurm", job_config=ssh_config(testbed, shared, known_hosts=known_hosts))
+            await ba.copy(
+                src,
+                out,
+                job_type="slurm",
+                job_config=ssh_config(testbed, shared, known_hosts=known_hosts),
+            )
     assert not [p for p in os.listdir(shared) if p.startswith("bioimage_async_")]
     with pytest.raises(ba.ConfigError, match="does not exist"):
-        await ba.copy(src, out, job_type="slurm", job_config=ssh_config(testbed, shared, known_hosts=os.path.join(shared, "nope")))
+        await ba.copy(
+            src,
+            out,
+            job_type="slurm",
+            job_config=ssh_config(testbed, shared, known_hosts=os.path.join(shared, "nope")),
+        )
 
 
 async def test_run_is_split_across_arrays_beyond_max_array_size(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, max_array_size=3, blocks_per_task=3, keep_tmp=True)
-    run = await ba.map_blocks(invert, src, out, block_shape=CHUNKS, job_type="slurm", num_workers=4, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        invert,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="slurm",
+        num_workers=4,
+        job_config=config,
+        wait=False,
+    )
     grid = ba.BlockGrid(volume.shape, CHUNKS)
     n_tasks = -(-grid.num_blocks // 3)
     assert len(run.job_ids) == -(-n_tasks // 3) > 1
@@ -78,12 +126,26 @@ async def test_run_is_split_across_arrays_beyond_max_array_size(shared, volume):
 async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, keep_tmp=True)
-    task = asyncio.create_task(ba.map_blocks(sleepy(30), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=2, job_config=config))
+    task = asyncio.create_task(
+        ba.map_blocks(
+            sleepy(30),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="slurm",
+            num_workers=2,
+            job_config=config,
+        )
+    )
     folder = None
     for _ in range(100):
         await asyncio.sleep(0.2)
         folders = [p for p in os.listdir(shared) if p.startswith("bioimage_async_")]
-        if folders and os.listdir(os.path.join(shared, folders[0], "progress")) == [] and os.path.exists(os.path.join(shared, folders[0], "submit-0-0.sh")):
+        if (
+            folders
+            and os.listdir(os.path.join(shared, folders[0], "progress")) == []
+            and os.path.exists(os.path.join(shared, folders[0], "submit-0-0.sh"))
+        ):
             folder = os.path.join(shared, folders[0])
             break
     assert folder is not None
@@ -102,7 +164,17 @@ async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
 async def test_scancelled_task_is_reported_with_its_state(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, blocks_per_task=1)
-    run = await ba.map_blocks(sleepy(4.0), src, out, block_shape=CHUNKS, block_ids=[0, 1, 2, 3], job_type="slurm", num_workers=2, job_config=config, wait=False)
+    run = await ba.map_blocks(
+        sleepy(4.0),
+        src,
+        out,
+        block_shape=CHUNKS,
+        block_ids=[0, 1, 2, 3],
+        job_type="slurm",
+        num_workers=2,
+        job_config=config,
+        wait=False,
+    )
     for _ in range(100):
         if (await run.status()).task_states.get(0) == "RUNNING":
             break
@@ -118,6 +190,14 @@ async def test_task_killed_by_its_time_limit_is_reported_as_timeout(shared, volu
     src, out = await make_io(shared, volume)
     config = local_config(shared, time="1", blocks_per_task=100)
     with pytest.raises(ba.RunnerError) as caught:
-        await ba.map_blocks(sleepy(20), src, out, block_shape=CHUNKS, job_type="slurm", num_workers=1, job_config=config)
+        await ba.map_blocks(
+            sleepy(20),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="slurm",
+            num_workers=1,
+            job_config=config,
+        )
     assert "TIMEOUT" in str(caught.value)
     assert caught.value.failed_block_ids  # the blocks that never finished

@@ -13,9 +13,13 @@ CHUNKS = (16, 32, 32)
 
 
 async def make_input(tmp_path, data):
-    src = await ba.create_source(tmp_path / "in.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS
+    )
     await src.write(..., data)
-    out = await ba.create_source(tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS)
+    out = await ba.create_source(
+        tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=CHUNKS
+    )
     return src, out
 
 
@@ -27,7 +31,15 @@ async def test_subprocess_copy_and_map_blocks_equal_local(tmp_path, volume):
     src, out = await make_input(tmp_path, volume)
     await ba.copy(src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
     np.testing.assert_array_equal(await out.read(), volume)
-    await ba.map_blocks(invert, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+    await ba.map_blocks(
+        invert,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+    )
     np.testing.assert_array_equal(await out.read(), 255 - volume)
     assert not [p for p in os.listdir(tmp_path) if p.startswith("bioimage_async_")]  # cleaned up
 
@@ -40,19 +52,45 @@ async def test_failed_blocks_are_exact_and_resume_from_completes(tmp_path):
     marker.write_text("")
     fn = fail_while_marker_exists(str(marker))
     with pytest.raises(ba.RunnerError) as caught:
-        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+        await ba.map_blocks(
+            fn,
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config(tmp_path),
+        )
     error = caught.value
     assert error.failed_block_ids == bright
     assert error.tmp_folder and os.path.isdir(error.tmp_folder)
     assert "transient failure" in str(error)
     marker.unlink()
-    await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=error.tmp_folder)
+    await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+        resume_from=error.tmp_folder,
+    )
     np.testing.assert_array_equal(await out.read(), 255 - data)
 
 
 async def test_worker_killed_mid_run_is_reported_and_resumed(tmp_path, volume):
     src, out = await make_input(tmp_path, volume)
-    run = await ba.map_blocks(sleepy(0.3), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False)
+    run = await ba.map_blocks(
+        sleepy(0.3),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+        wait=False,
+    )
     assert isinstance(run, ba.Run)
     for _ in range(100):
         status = await run.status()
@@ -71,13 +109,32 @@ async def test_worker_killed_mid_run_is_reported_and_resumed(tmp_path, volume):
     for block in grid:  # every block not reported missing is really written
         if block.id not in error.failed_block_ids:
             np.testing.assert_array_equal(written[block.roi], 255 - volume[block.roi])
-    await ba.map_blocks(sleepy(0.0), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=error.tmp_folder)
+    await ba.map_blocks(
+        sleepy(0.0),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+        resume_from=error.tmp_folder,
+    )
     np.testing.assert_array_equal(await out.read(), 255 - volume)
 
 
 async def test_cancelling_the_awaiting_task_kills_the_workers(tmp_path, volume):
     src, out = await make_input(tmp_path, volume)
-    task = asyncio.create_task(ba.map_blocks(sleepy(1.0), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path, keep_tmp=True)))
+    task = asyncio.create_task(
+        ba.map_blocks(
+            sleepy(1.0),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config(tmp_path, keep_tmp=True),
+        )
+    )
     await asyncio.sleep(2.0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -90,18 +147,33 @@ async def test_cancelling_the_awaiting_task_kills_the_workers(tmp_path, volume):
 async def test_distributed_runs_refuse_in_memory_and_hdf5_outputs(tmp_path, volume):
     src, _ = await make_input(tmp_path, volume)
     with pytest.raises(ValueError, match="cannot be reopened"):
-        await ba.copy(volume, await ba.create_source(tmp_path / "x.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS), job_type="subprocess")
+        await ba.copy(
+            volume,
+            await ba.create_source(
+                tmp_path / "x.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS
+            ),
+            job_type="subprocess",
+        )
     with pytest.raises(ValueError, match="cannot be reopened"):
         await ba.copy(src, np.zeros_like(volume), job_type="subprocess")
     pytest.importorskip("h5py")
-    h5 = await ba.create_source(tmp_path / "o.h5", shape=volume.shape, dtype="uint8", chunks=CHUNKS, format="hdf5", internal_path="data")
+    h5 = await ba.create_source(
+        tmp_path / "o.h5",
+        shape=volume.shape,
+        dtype="uint8",
+        chunks=CHUNKS,
+        format="hdf5",
+        internal_path="data",
+    )
     with pytest.raises(ValueError, match="HDF5 cannot be written by several processes"):
         await ba.copy(src, h5, job_type="subprocess")
 
 
 async def test_attach_from_the_folder_alone_waits_for_the_result(tmp_path, volume):
     src, out = await make_input(tmp_path, volume)
-    run = await ba.copy(src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False)
+    run = await ba.copy(
+        src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False
+    )
     again = await ba.attach(run.tmp_folder, config(tmp_path))
     result = await again.wait()
     np.testing.assert_array_equal(await result.read(), volume)
@@ -117,7 +189,15 @@ async def test_worker_refuses_a_payload_of_another_package_version(tmp_path):
     marker.write_text("")
     fn = fail_while_marker_exists(str(marker))
     with pytest.raises(ba.RunnerError) as caught:
-        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path))
+        await ba.map_blocks(
+            fn,
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config(tmp_path),
+        )
     folder = caught.value.tmp_folder
     manifest_path = os.path.join(folder, "manifest.json")
     manifest = json.load(open(manifest_path))
@@ -125,18 +205,37 @@ async def test_worker_refuses_a_payload_of_another_package_version(tmp_path):
     json.dump(manifest, open(manifest_path, "w"))
     marker.unlink()
     with pytest.raises(ba.RunnerError, match="payload was written by 0.0.0-other") as again:
-        await ba.map_blocks(fn, src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), resume_from=folder)
+        await ba.map_blocks(
+            fn,
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config(tmp_path),
+            resume_from=folder,
+        )
     assert again.value.failed_block_ids == bright
 
 
 async def test_progress_callable_sees_every_block(tmp_path, volume):
     src, out = await make_input(tmp_path, volume)
     seen = []
-    await ba.copy(src, out, block_shape=CHUNKS, progress=lambda done, total: seen.append((done, total)))
+    await ba.copy(
+        src, out, block_shape=CHUNKS, progress=lambda done, total: seen.append((done, total))
+    )
     total = ba.BlockGrid(volume.shape, CHUNKS).num_blocks
     assert seen[-1] == (total, total) and len(seen) == total
     seen.clear()
-    await ba.copy(src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path), progress=lambda d, t: seen.append((d, t)))
+    await ba.copy(
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert seen and seen[-1] == (total, total)
 
 
@@ -144,13 +243,30 @@ def test_cli_status_and_attach_of_a_detached_run(tmp_path, volume):
     import subprocess
     import sys
 
-    src = ba.sync.create_source(tmp_path / "i.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS)
+    src = ba.sync.create_source(
+        tmp_path / "i.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS
+    )
     src[...] = volume
-    out = ba.sync.create_source(tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS)
-    run = ba.sync.map_blocks(sleepy(0.2), src, out, block_shape=CHUNKS, job_type="subprocess", num_workers=2, job_config=config(tmp_path, keep_tmp=True), wait=False)
+    out = ba.sync.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=CHUNKS
+    )
+    run = ba.sync.map_blocks(
+        sleepy(0.2),
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path, keep_tmp=True),
+        wait=False,
+    )
     cli = [sys.executable, "-m", "bioimage_async.cli.main"]
-    status = subprocess.run([*cli, "status", run.tmp_folder], capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [*cli, "status", run.tmp_folder], capture_output=True, text=True, timeout=60
+    )
     assert status.returncode == 0 and "blocks done" in status.stdout, status.stderr
-    attached = subprocess.run([*cli, "attach", run.tmp_folder], capture_output=True, text=True, timeout=120)
+    attached = subprocess.run(
+        [*cli, "attach", run.tmp_folder], capture_output=True, text=True, timeout=120
+    )
     assert attached.returncode == 0 and "every block is written" in attached.stdout, attached.stderr
     np.testing.assert_array_equal(out[...], 255 - volume)

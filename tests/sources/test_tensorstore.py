@@ -17,7 +17,13 @@ def data(rng):
 
 
 async def test_zarr_v2_written_by_zarr_python_at_root_and_in_a_group(tmp_path, data):
-    zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(16, 16, 16), dtype=data.dtype, zarr_format=2)[:] = data
+    zarr.create_array(
+        str(tmp_path / "a.zarr"),
+        shape=data.shape,
+        chunks=(16, 16, 16),
+        dtype=data.dtype,
+        zarr_format=2,
+    )[:] = data
     group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=2)
     group.create_array("raw/s0", shape=data.shape, chunks=(10, 20, 30), dtype=data.dtype)[:] = data
     root = await ba.open_source(tmp_path / "a.zarr")
@@ -28,39 +34,86 @@ async def test_zarr_v2_written_by_zarr_python_at_root_and_in_a_group(tmp_path, d
 
 
 async def test_zarr_v3_sharded_written_by_zarr_python(tmp_path, data):
-    array = zarr.create_array(str(tmp_path / "s.zarr"), shape=data.shape, chunks=(8, 8, 8), shards=(16, 16, 32), dtype=data.dtype, zarr_format=3)
+    array = zarr.create_array(
+        str(tmp_path / "s.zarr"),
+        shape=data.shape,
+        chunks=(8, 8, 8),
+        shards=(16, 16, 32),
+        dtype=data.dtype,
+        zarr_format=3,
+    )
     array[:] = data
     src = await ba.open_source(tmp_path / "s.zarr")
     assert (src.chunks, src.shards, src.format) == ((8, 8, 8), (16, 16, 32), "zarr3")
     np.testing.assert_array_equal(await src.read(), data)
 
 
-@pytest.mark.parametrize("fmt,extra", [("zarr", {}), ("zarr3", {}), ("zarr3", {"shards": (16, 32, 32)})])
+@pytest.mark.parametrize(
+    "fmt,extra", [("zarr", {}), ("zarr3", {}), ("zarr3", {"shards": (16, 32, 32)})]
+)
 async def test_written_through_our_api_then_read_by_zarr_python(tmp_path, data, fmt, extra):
-    out = await ba.create_source(tmp_path / "o.zarr", shape=data.shape, dtype=data.dtype, chunks=(8, 16, 16), format=fmt, internal_path="level/0", **extra)
+    out = await ba.create_source(
+        tmp_path / "o.zarr",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(8, 16, 16),
+        format=fmt,
+        internal_path="level/0",
+        **extra,
+    )
     await ba.copy(data, out, num_workers=2)
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr" / "level" / "0"), mode="r")[:], data)
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "o.zarr" / "level" / "0"), mode="r")[:], data
+    )
     assert isinstance(zarr.open_group(str(tmp_path / "o.zarr"), mode="r"), zarr.Group)
 
 
 async def test_n5_written_by_tensorstore_and_by_us(tmp_path, data):
-    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "t.n5")}, "path": "setup0/s0",
-            "metadata": {"dimensions": list(data.shape), "blockSize": [16, 16, 16], "dataType": "uint16", "compression": {"type": "gzip"}}}
+    spec = {
+        "driver": "n5",
+        "kvstore": {"driver": "file", "path": str(tmp_path / "t.n5")},
+        "path": "setup0/s0",
+        "metadata": {
+            "dimensions": list(data.shape),
+            "blockSize": [16, 16, 16],
+            "dataType": "uint16",
+            "compression": {"type": "gzip"},
+        },
+    }
     store = await ts.open(spec, create=True)
     await store.write(data)
     src = await ba.open_source(tmp_path / "t.n5", "setup0/s0")
     np.testing.assert_array_equal(await src.read(), data)
-    ours = await ba.create_source(tmp_path / "o.n5", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16), format="n5", internal_path="s0")
+    ours = await ba.create_source(
+        tmp_path / "o.n5",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(16, 16, 16),
+        format="n5",
+        internal_path="s0",
+    )
     await ours.write(..., data)
-    again = await ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "o.n5")}, "path": "s0"})
+    again = await ts.open(
+        {
+            "driver": "n5",
+            "kvstore": {"driver": "file", "path": str(tmp_path / "o.n5")},
+            "path": "s0",
+        }
+    )
     np.testing.assert_array_equal(await again.read(), data)
 
 
 async def test_precomputed_written_by_cloudvolume_is_read_in_zyx(tmp_path, data):
     cloudvolume = pytest.importorskip("cloudvolume")
     info = cloudvolume.CloudVolume.create_new_info(
-        num_channels=1, layer_type="image", data_type="uint16", encoding="raw", resolution=[4, 4, 40],
-        voxel_offset=[10, 20, 5], chunk_size=[32, 32, 16], volume_size=list(reversed(data.shape)),
+        num_channels=1,
+        layer_type="image",
+        data_type="uint16",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[10, 20, 5],
+        chunk_size=[32, 32, 16],
+        volume_size=list(reversed(data.shape)),
     )
     path = f"file://{tmp_path / 'layer'}"
     volume = cloudvolume.CloudVolume(path, info=info, compress=False, progress=False)
@@ -74,7 +127,13 @@ async def test_precomputed_written_by_cloudvolume_is_read_in_zyx(tmp_path, data)
 
 
 async def test_precomputed_written_by_us_round_trips(tmp_path, data):
-    out = await ba.create_source(tmp_path / "pc", shape=data.shape, dtype=data.dtype, chunks=(16, 32, 32), format="precomputed")
+    out = await ba.create_source(
+        tmp_path / "pc",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(16, 32, 32),
+        format="precomputed",
+    )
     await out.write(..., data)
     info = json.loads((tmp_path / "pc" / "info").read_text())
     assert info["scales"][0]["size"] == list(reversed(data.shape))
@@ -82,7 +141,9 @@ async def test_precomputed_written_by_us_round_trips(tmp_path, data):
 
 
 async def test_spec_round_trip_through_json_reopens_the_same_array(tmp_path, data):
-    src = await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
+    src = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+    )
     await src.write(..., data)
     spec = json.loads(json.dumps(src.to_spec().to_json()))
     for form in (spec, ba.SourceSpec.from_json(spec)):
@@ -92,12 +153,20 @@ async def test_spec_round_trip_through_json_reopens_the_same_array(tmp_path, dat
 
 
 async def test_as_source_of_tensorstore_and_zarr_python_arrays(tmp_path, data):
-    array = zarr.create_array(str(tmp_path / "z.zarr"), shape=data.shape, chunks=(16, 16, 16), dtype=data.dtype, zarr_format=2)
+    array = zarr.create_array(
+        str(tmp_path / "z.zarr"),
+        shape=data.shape,
+        chunks=(16, 16, 16),
+        dtype=data.dtype,
+        zarr_format=2,
+    )
     array[:] = data
     wrapped = ba.as_source(array)
     assert wrapped.kind == "tensorstore"  # reopened through tensorstore for its I/O
     np.testing.assert_array_equal(await wrapped.read(), data)
-    store = await ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(tmp_path / "z.zarr")}})
+    store = await ts.open(
+        {"driver": "zarr", "kvstore": {"driver": "file", "path": str(tmp_path / "z.zarr")}}
+    )
     np.testing.assert_array_equal(await ba.as_source(store).read(np.s_[0]), data[0])
     assert ba.as_source(wrapped) is wrapped
 
@@ -120,7 +189,9 @@ async def test_missing_file_unknown_extension_and_missing_key(tmp_path, data):
 
 
 async def test_index_errors(tmp_path, data):
-    src = await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
+    src = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+    )
     with pytest.raises(ba.InvalidIndexError, match="out of bounds for axis 0 with size 37"):
         await src.read(np.s_[0:38])
     with pytest.raises(ba.InvalidIndexError, match="out of bounds"):
@@ -134,7 +205,9 @@ async def test_index_errors(tmp_path, data):
 
 
 async def test_write_errors_leave_data_as_it_was(tmp_path, data):
-    src = await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
+    src = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+    )
     await src.write(..., data)
     with pytest.raises(ValueError, match=r"value of shape \(3, 3\).*region of shape \(2, 51, 66\)"):
         await src.write(np.s_[0:2], np.ones((3, 3)))
@@ -147,13 +220,21 @@ async def test_write_errors_leave_data_as_it_was(tmp_path, data):
 
 
 async def test_create_over_an_existing_array_needs_exist_ok(tmp_path, data):
-    await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
+    await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+    )
     with pytest.raises(ba.SourceExistsError, match="exist_ok=True"):
-        await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
-    again = await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16), exist_ok=True)
+        await ba.create_source(
+            tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+        )
+    again = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16), exist_ok=True
+    )
     assert again.writable
     with pytest.raises(ba.SourceExistsError, match="has shape"):
-        await ba.create_source(tmp_path / "a.zarr", shape=(5, 5, 5), dtype=data.dtype, chunks=(5, 5, 5), exist_ok=True)
+        await ba.create_source(
+            tmp_path / "a.zarr", shape=(5, 5, 5), dtype=data.dtype, chunks=(5, 5, 5), exist_ok=True
+        )
 
 
 def test_as_source_refuses_paths_and_numpy_has_no_spec(tmp_path, data):
@@ -173,10 +254,17 @@ async def test_configure_bounds_the_shared_context(tmp_path, data):
     try:
         limits = tensorstore_context().spec.to_json()
         assert limits["data_copy_concurrency"] == {"limit": 2}
-        src = await ba.create_source(tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16))
+        src = await ba.create_source(
+            tmp_path / "a.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 16, 16)
+        )
         await src.write(..., data)
         np.testing.assert_array_equal(await src.read(), data)
         with pytest.raises(TypeError, match="unknown option"):
             ba.configure(threads=3)
     finally:
-        ba.configure(**{k: getattr(previous, k) for k in ("data_copy_concurrency", "file_io_concurrency", "cache_bytes")})
+        ba.configure(
+            **{
+                k: getattr(previous, k)
+                for k in ("data_copy_concurrency", "file_io_concurrency", "cache_bytes")
+            }
+        )
