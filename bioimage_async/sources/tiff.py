@@ -1,18 +1,19 @@
 """TIFF through tifffile, read-only: one (multi-page) file, or a folder of 2D slices.
 
 Nothing reads more than the pages of the requested region. An uncompressed, contiguous file is
-memory-mapped (the fast path: a read touches only the requested bytes); otherwise the pages of
-the region are decoded one by one in the blocking thread pool. Page lookups and file reads share
-tifffile's file-handle lock, while decoding runs outside it, so concurrent reads of one file
-decode in parallel. A folder of slices opens one file per slice read, so reads never share a
-handle.
+memory-mapped (the fast path: a read touches only the requested bytes), and so is an ImageJ
+stack saved the way ImageJ saves stacks over 4 GiB (one IFD, the planes back to back after it).
+Otherwise a read decodes only the strips or tiles of its region (``tiff_segments``), each read
+from the file with ``os.pread`` on a descriptor of our own and decoded in the blocking thread
+pool outside any lock. Decoded segments go through a bounded cache shared by the reads of one
+source, so blocks smaller than a page, or not aligned to its strips, still decode every segment
+once per conversion. Page lookups (IFD parsing) hold tifffile's file-handle lock.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import re
+import weakref
 from typing import Any
 
 import numpy as np
@@ -26,35 +27,40 @@ from ..errors import (
     SourceNotFoundError,
 )
 from .base import Source, SourceSpec
+from .decoded_cache import DEFAULT_CACHE_BYTES, DecodedCache
 from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi, roi_shape
 from .location import Location
-from .optional import import_optional, refuse_write_mode
+from .optional import refuse_write_mode
+from .parallel_read import read_in_parts
 from .threaded import ThreadedSource
+from .tiff_common import SegmentPlan, native, tifffile_module
+from .tiff_folder import (
+    DEFAULT_SUFFIXES,
+    TiffFolderSource,
+    natural_key,
+    open_folder_blocking,
+)
+from .tiff_segments import PageSegments, SegmentGrid, pread_reader
 
-#: The slices of a folder when open_tiff is given a folder and no pattern.
-DEFAULT_PATTERN = "*.tif*"
-
-
-def _tifffile() -> Any:
-    return import_optional("tifffile", "tifffile", "tiff", "the tiff format")
-
-
-def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key that orders digit runs by value: 'slice2' before 'slice10'."""
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
-
-
-def _native(dtype: Any) -> np.dtype:
-    return np.dtype(dtype).newbyteorder("=")
+__all__ = [
+    "DEFAULT_SUFFIXES",
+    "TiffFolderSource",
+    "TiffSource",
+    "natural_key",
+    "open_tiff",
+]
 
 
 class TiffSource(ThreadedSource):
-    """One series of a TIFF file: pages stacked along the leading axes, chunks of one page."""
+    """One series of a TIFF file: pages stacked along the leading axes.
+
+    ``chunks`` is one strip or tile of a page (one page for memory-mapped files), so default
+    block shapes follow the file's segments. ``decode_count`` counts the segments decoded so far.
+    """
 
     kind = "tiff"
-    serialize_calls = False  # the file-handle lock guards the file; decoding runs in parallel
+    serialize_calls = False  # page lookups take the file-handle lock; decoding runs in parallel
 
     def __init__(
         self,
@@ -66,24 +72,37 @@ class TiffSource(ThreadedSource):
         dtype: np.dtype,
         series: Any = None,
         memmap: np.ndarray | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         super().__init__()
         self.path = path
         self.series_index = series_index
         self._shape = shape
         self._page_shape = page_shape
-        self._dtype = _native(dtype)
+        self._dtype = native(dtype)
         self._lead = len(shape) - len(page_shape)
         self._series = series
         self._memmap = memmap
         self._file_map: np.ndarray | None = None
         self._page_size = int(np.prod(page_shape, dtype=np.int64))
         self._file_dtype = self._dtype
-        if series is not None and series.keyframe.is_memmappable:
+        self._grids: dict[int, SegmentGrid | None] = {}
+        self._grid: SegmentGrid | None = None
+        self.segment_cache = DecodedCache(cache_bytes)
+        self._fd: int | None = None
+        if series is None:
+            return
+        keyframe = series.keyframe
+        if keyframe.is_memmappable:
             # pages stored uncompressed but not back to back (IFDs in between, as many writers
             # do): one map of the whole file, each page viewed at its own offset
             self._file_dtype = self._dtype.newbyteorder(series.parent.byteorder)
             self._file_map = np.memmap(path, dtype=np.uint8, mode="r")
+        else:
+            self._grid = self._grid_of(keyframe)
+            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            self._close_fd = weakref.finalize(self, os.close, self._fd)
+            self._read_raw = pread_reader(self._fd)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -95,12 +114,18 @@ class TiffSource(ThreadedSource):
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        return (1,) * self._lead + self._page_shape
+        page = self._grid.chunk_shape if self._grid is not None else self._page_shape
+        return (1,) * self._lead + page
 
     @property
     def memory_mapped(self) -> bool:
-        """Whether reads go through a memory map (uncompressed data), not page decoding."""
+        """Whether reads go through a memory map (uncompressed data), not segment decoding."""
         return self._memmap is not None or self._file_map is not None
+
+    @property
+    def decode_count(self) -> int:
+        """Strips or tiles decoded so far by this source (each once while it stays cached)."""
+        return self.segment_cache.decode_count
 
     @property
     def read_only_reason(self) -> str:
@@ -115,9 +140,24 @@ class TiffSource(ThreadedSource):
             return self._memmap[roi]
         return None
 
+    async def _read(self, roi: Roi) -> np.ndarray:
+        """Decoded reads split large regions over the blocking pool's threads.
+
+        On cancel, parts already decoding in threads finish (their segments stay cached).
+        """
+        if self._memmap is not None:
+            return await super()._read(roi)
+        return await read_in_parts(self._fill, roi, self._dtype, self.chunks)
+
     def read_blocking(self, roi: Roi) -> np.ndarray:
         if self._memmap is not None:
             return np.array(self._memmap[roi], dtype=self._dtype)
+        out = np.empty(roi_shape(roi), dtype=self._dtype)
+        self._fill(out, roi)
+        return out
+
+    def _fill(self, out: np.ndarray, roi: Roi) -> None:
+        """Fill ``out`` with ``roi``: mapped pages are copied, the others' segments decoded."""
         lead_roi, page_roi = roi[: self._lead], roi[self._lead :]
         lead_shape = self._shape[: self._lead]
         positions = list(np.ndindex(*roi_shape(lead_roi)))
@@ -130,22 +170,45 @@ class TiffSource(ThreadedSource):
         handle = self._series.parent.filehandle
         with handle.lock:  # page lookups seek in the shared file handle
             pages = [self._series[i] for i in page_ids]
-        out = np.empty(roi_shape(roi), dtype=self._dtype)
-        for pos, page in zip(positions, pages):
+            segments = [self._segments_of(page, i) for page, i in zip(pages, page_ids)]
+        plan = SegmentPlan()
+        for pos, page_id, page, page_segments in zip(positions, page_ids, pages, segments):
             if self._file_map is not None and page.is_memmappable:
                 # uncompressed page: view its bytes in the file, copy only the region's rows
                 start = page.dataoffsets[0]
                 stop = start + self._page_size * self._file_dtype.itemsize
                 data = self._file_map[start:stop].view(self._file_dtype)
+                out[pos] = data.reshape(self._page_shape)[page_roi]
+            elif page_segments is None:  # a layout segments cannot place: decode it whole
+                out[pos] = page.asarray(maxworkers=1).reshape(self._page_shape)[page_roi]
             else:
-                data = page.asarray(maxworkers=1)  # reads under the handle's lock, decodes outside
-            out[pos] = data.reshape(self._page_shape)[page_roi]
-        return out
+                plan.add(page_id, page_segments, self._read_raw, out[pos], page_roi)
+        plan.fill(self.segment_cache)
+
+    def _grid_of(self, keyframe: Any) -> SegmentGrid | None:
+        if keyframe.hash not in self._grids:
+            fits = tuple(int(n) for n in keyframe.shape) == self._page_shape
+            self._grids[keyframe.hash] = (
+                SegmentGrid.of(keyframe, self._page_shape) if fits else None
+            )
+        return self._grids[keyframe.hash]
+
+    def _segments_of(self, page: Any, page_id: int) -> PageSegments | None:
+        """Where page ``page_id``'s segments are; call with the file-handle lock held."""
+        if self._fd is None or (self._file_map is not None and page.is_memmappable):
+            return None
+        grid = self._grid_of(page.keyframe)
+        if grid is None:
+            return None
+        return PageSegments.of(page, grid, self._dtype, f"{self.describe()}, page {page_id}")
 
     def close(self) -> None:
-        """Release the file (the memory map or the open TiffFile)."""
+        """Release the file (the memory map, the open TiffFile and the read descriptor)."""
         self._memmap = None
         self._file_map = None
+        self.segment_cache.clear()
+        if self._fd is not None:
+            self._close_fd()
         if self._series is not None:
             self._series.parent.close()
 
@@ -154,133 +217,44 @@ class TiffSource(ThreadedSource):
 
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> TiffSource:
-        _tifffile()
+        tifffile_module()
         path = str(params["path"])
         if not os.path.isfile(path):
             raise SourceNotFoundError(f"no such TIFF file: {path!r}")
-        return await run_blocking(_open_file_blocking, path, str(int(params.get("series", 0))))
-
-
-class TiffFolderSource(ThreadedSource):
-    """A folder of same-shaped 2D TIFF slices, stacked in natural order along axis 0."""
-
-    kind = "tiff_folder"
-    serialize_calls = False  # every slice read opens its own file
-
-    def __init__(
-        self,
-        folder: str,
-        pattern: str,
-        files: list[str],
-        *,
-        slice_shape: tuple[int, ...],
-        dtype: np.dtype,
-    ) -> None:
-        super().__init__()
-        self.folder = folder
-        self.pattern = pattern
-        self.files = files
-        self._slice_shape = slice_shape
-        self._dtype = _native(dtype)
-        self._memmappable = True
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.files), *self._slice_shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
-
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        return (1, *self._slice_shape)
-
-    @property
-    def read_only_reason(self) -> str:
-        return f"{self.describe()} is read-only (TIFF is an input format here)"
-
-    def describe(self) -> str:
-        return f"TIFF slices {self.pattern!r} in {self.folder}"
-
-    def read_blocking(self, roi: Roi) -> np.ndarray:
-        out = np.empty(roi_shape(roi), dtype=self._dtype)
-        for i, z in enumerate(range(roi[0].start, roi[0].stop)):
-            out[i] = self._read_slice(self.files[z], roi[1:])
-        return out
-
-    def _read_slice(self, file: str, region: Roi) -> np.ndarray:
-        tifffile = _tifffile()
-        if self._memmappable:
-            try:
-                data = tifffile.memmap(file, mode="r")
-            except ValueError:  # compressed or tiled: decode instead, and stop trying
-                self._memmappable = False
-            else:
-                self._check_slice(file, data.shape, data.dtype)
-                return data[region]
-        with tifffile.TiffFile(file) as tif:
-            data = tif.series[0].asarray(maxworkers=1)
-        self._check_slice(file, data.shape, data.dtype)
-        return data[region]
-
-    def _check_slice(self, file: str, shape: tuple[int, ...], dtype: Any) -> None:
-        if tuple(shape) != self._slice_shape or _native(dtype) != self._dtype:
-            raise SourceError(
-                f"TIFF slice {file} has shape {tuple(shape)} and dtype {np.dtype(dtype)}, but "
-                f"the stack {self.pattern!r} in {self.folder} has slices of shape "
-                f"{self._slice_shape} and dtype {self._dtype}; remove the odd file or narrow "
-                "pattern= to the slices of one stack"
-            )
-
-    def to_spec(self) -> SourceSpec:
-        return SourceSpec(
-            self.kind,
-            {
-                "folder": self.folder,
-                "pattern": self.pattern,
-                "num_slices": len(self.files),
-                "slice_shape": list(self._slice_shape),
-                "dtype": self._dtype.str,
-            },
-        )
-
-    @classmethod
-    async def from_params(cls, params: dict[str, Any]) -> TiffFolderSource:
-        _tifffile()
-        return await run_blocking(
-            _reopen_folder,
-            params["folder"],
-            params["pattern"],
-            int(params["num_slices"]),
-            tuple(int(n) for n in params["slice_shape"]),
-            np.dtype(params["dtype"]),
-        )
+        series = str(int(params.get("series", 0)))
+        return await run_blocking(_open_file_blocking, path, series, DEFAULT_CACHE_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------
 # opening a file
 # ---------------------------------------------------------------------------------------------
-def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(shape, page shape) of a series whose pages stack along its leading axes."""
+def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """(shape, page shape, contiguous) of a series whose pages stack along its leading axes.
+
+    ``contiguous``: the series' data is one block after its first IFD, as in ImageJ stacks over
+    4 GiB (one IFD for all planes); such a series must be memory-mapped, its pages have no IFDs.
+    """
     full = tuple(int(n) for n in series.shape)
     page = tuple(int(n) for n in series.keyframe.shape)
     num_pages = len(series)
     lead = full[: len(full) - len(page)]
-    if full[len(lead) :] == page and int(np.prod(lead, dtype=np.int64)) == num_pages:
-        shape = full
-    else:  # the series squeezes its axes differently than its pages: stack the pages
-        shape = (num_pages, *page) if num_pages > 1 else page
+    stacked = full[len(lead) :] == page
+    if stacked and int(np.prod(lead, dtype=np.int64)) == num_pages:
+        return full, page, False
+    if stacked and getattr(series, "dataoffset", None) is not None:
+        return full, page, True  # planes back to back after one IFD (ImageJ, truncate=True)
+    # the series squeezes its axes differently than its pages: stack the pages
+    shape = (num_pages, *page) if num_pages > 1 else page
     if int(np.prod(shape, dtype=np.int64)) != int(np.prod(full, dtype=np.int64)):
         raise FormatNotSupportedError(
             f"the TIFF series of shape {full} is not a stack of {num_pages} page(s) of shape "
             f"{page}; this layout is not supported, convert the file with tifffile first"
         )
-    return shape, page
+    return shape, page, False
 
 
-def _open_file_blocking(path: str, key: str | None) -> TiffSource:
-    tifffile = _tifffile()
+def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSource:
+    tifffile = tifffile_module()
     try:
         tif = tifffile.TiffFile(path)
     except (tifffile.TiffFileError, ValueError) as err:
@@ -293,11 +267,16 @@ def _open_file_blocking(path: str, key: str | None) -> TiffSource:
         if key not in (None, "") and not (key.isdigit() and index < len(all_series)):
             raise InternalPathNotFoundError(path, key, [str(i) for i in range(len(all_series))])
         series = all_series[index]
-        shape, page_shape = _series_layout(series)
+        shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
         try:
             mapped = tifffile.memmap(path, series=index, mode="r")
-        except ValueError:  # compressed, tiled or scattered pages: decode page by page
+        except ValueError as err:  # compressed, tiled or scattered pages: decode segments
+            if contiguous:
+                raise FormatNotSupportedError(
+                    f"the TIFF series of shape {series.shape} in {path!r} stores its planes "
+                    f"after one IFD but cannot be memory-mapped ({err})"
+                ) from err
             tif.filehandle.set_lock(True)
             return TiffSource(
                 path,
@@ -306,6 +285,7 @@ def _open_file_blocking(path: str, key: str | None) -> TiffSource:
                 page_shape=page_shape,
                 dtype=dtype,
                 series=series,
+                cache_bytes=cache_bytes,
             )
         tif.close()
         return TiffSource(
@@ -322,62 +302,6 @@ def _open_file_blocking(path: str, key: str | None) -> TiffSource:
 
 
 # ---------------------------------------------------------------------------------------------
-# opening a folder of slices
-# ---------------------------------------------------------------------------------------------
-def _list_slices(folder: str, pattern: str) -> list[str]:
-    matches = glob.glob(os.path.join(glob.escape(folder), pattern))
-    files = [f for f in matches if os.path.isfile(f)]
-    if not files:
-        raise SourceNotFoundError(
-            f"no file in the folder {folder!r} matches pattern {pattern!r}; pass the pattern "
-            "of the slices, e.g. pattern='*.tif' or pattern='slice_*.tiff'"
-        )
-    return sorted(files, key=lambda f: natural_key(os.path.relpath(f, folder)))
-
-
-def _slice_header(file: str) -> tuple[tuple[int, ...], np.dtype]:
-    tifffile = _tifffile()
-    try:
-        with tifffile.TiffFile(file) as tif:
-            series = tif.series[0]
-            return tuple(int(n) for n in series.shape), _native(series.dtype)
-    except (tifffile.TiffFileError, ValueError, IndexError) as err:
-        raise SourceError(f"cannot read the slice {file!r} as a TIFF image: {err}") from err
-
-
-def _open_folder_blocking(folder: str, pattern: str) -> TiffFolderSource:
-    files = _list_slices(folder, pattern)
-    shape, dtype = _slice_header(files[0])
-    for file in files[1:]:
-        other_shape, other_dtype = _slice_header(file)
-        if other_shape != shape or other_dtype != dtype:
-            raise SourceError(
-                f"the slices matching {pattern!r} in {folder} differ: {files[0]} has shape "
-                f"{shape} and dtype {dtype}, {file} has shape {other_shape} and dtype "
-                f"{other_dtype}; remove the odd file or narrow pattern= to one stack"
-            )
-    return TiffFolderSource(folder, pattern, files, slice_shape=shape, dtype=dtype)
-
-
-def _reopen_folder(
-    folder: str, pattern: str, num_slices: int, slice_shape: tuple[int, ...], dtype: np.dtype
-) -> TiffFolderSource:
-    """Reopen from a spec without re-reading every header (each read checks its slices)."""
-    if not os.path.isdir(folder):
-        raise SourceNotFoundError(f"no such folder of TIFF slices: {folder!r}")
-    files = _list_slices(folder, pattern)
-    if len(files) != num_slices:
-        raise SourceError(
-            f"the folder {folder} now holds {len(files)} slices matching {pattern!r}, but the "
-            f"spec was made with {num_slices}; the stack changed since the spec was written"
-        )
-    source = TiffFolderSource(folder, pattern, files, slice_shape=slice_shape, dtype=dtype)
-    shape, first_dtype = _slice_header(files[0])
-    source._check_slice(files[0], shape, first_dtype)
-    return source
-
-
-# ---------------------------------------------------------------------------------------------
 # the opener
 # ---------------------------------------------------------------------------------------------
 async def open_tiff(
@@ -386,15 +310,18 @@ async def open_tiff(
     *,
     mode: str = "r",
     pattern: str | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> TiffSource | TiffFolderSource:
     """Open a TIFF file, or a folder of 2D TIFF slices selected by ``pattern``, read-only.
 
     A file's ``internal_path`` may name a series by number ('1'); the default is the first.
-    A folder's slices are matched by ``pattern`` (default '*.tif*', or ``internal_path`` when it
-    holds the pattern, as bioimage-py keys image stacks) and stacked in natural order.
+    A folder's slices are matched by ``pattern`` (a glob; ``internal_path`` may hold it, as
+    bioimage-py keys image stacks); without one, every file ending in .tif or .tiff in any case
+    (IMG_0001.TIF too). Slices stack in natural order. ``cache_bytes`` bounds the decoded strips
+    and tiles kept for reuse by later reads (compressed data only).
     """
     refuse_write_mode("tiff", mode)
-    _tifffile()
+    tifffile_module()
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         if internal_path not in (None, ""):
@@ -404,7 +331,7 @@ async def open_tiff(
                     f"and pattern={pattern!r}"
                 )
             pattern = internal_path
-        return await run_blocking(_open_folder_blocking, path, pattern or DEFAULT_PATTERN)
+        return await run_blocking(open_folder_blocking, path, pattern or None, cache_bytes)
     if pattern is not None:
         raise InvalidArgumentError(
             f"pattern={pattern!r} selects slices in a folder, but {path!r} is a file; pass the "
@@ -412,12 +339,12 @@ async def open_tiff(
         )
     if not os.path.exists(path):
         raise SourceNotFoundError(f"no such TIFF file or folder: {path!r}")
-    return await run_blocking(_open_file_blocking, path, internal_path)
+    return await run_blocking(_open_file_blocking, path, internal_path, cache_bytes)
 
 
 class TiffFormat(LocalFileFormat):
     name = "tiff"
-    description = "TIFF, .tif/.tiff, or a folder of 2D slices (pattern='*.tif')"
+    description = "TIFF, .tif/.tiff, or a folder of 2D slices (any-case .tif/.tiff)"
     extensions = (".tif", ".tiff")
     requires = "tifffile"
     extra = "tiff"

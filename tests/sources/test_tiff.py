@@ -13,6 +13,7 @@ import tifffile
 
 import bioimage_async as ba
 from bioimage_async.sources.tiff import TiffFolderSource, TiffSource, natural_key
+from bioimage_async.sources.tiff_common import SegmentPlan
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
@@ -34,6 +35,14 @@ WRITERS = {
     "tiled": {"tile": (16, 16)},
     "zlib-predictor": {"compression": "zlib", "predictor": True},
 }
+#: chunks: one page when memory-mapped, else one strip (tifffile writes one 37-row strip here)
+#: or one tile, so default block shapes follow the segments
+CHUNKS = {
+    "contiguous": (1, 37, 45),
+    "zlib": (1, 37, 45),
+    "tiled": (1, 16, 16),
+    "zlib-predictor": (1, 37, 45),
+}
 
 
 @pytest.fixture(params=list(WRITERS))
@@ -41,6 +50,10 @@ def tiff_file(request, tmp_path: Path, stack: np.ndarray) -> Path:
     path = tmp_path / f"{request.param}.tif"
     tifffile.imwrite(path, stack, **WRITERS[request.param])
     return path
+
+
+def writer_of(path: Path) -> str:
+    return path.stem
 
 
 REGIONS = [
@@ -58,7 +71,7 @@ def test_reads_match_tifffile_voxel_for_voxel(tiff_file: Path, stack: np.ndarray
     src = run(ba.open_source(tiff_file))
     assert isinstance(src, TiffSource)
     assert src.shape == stack.shape and src.dtype == stack.dtype
-    assert src.chunks == (1, 37, 45)
+    assert src.chunks == CHUNKS[writer_of(tiff_file)]
     np.testing.assert_array_equal(run(src.read(index)), stack[index])
     np.testing.assert_array_equal(src[index], stack[index])
 
@@ -71,23 +84,24 @@ def test_uncompressed_files_are_memory_mapped_and_compressed_ones_decoded(
         assert run(ba.open_source(tmp_path / name)).memory_mapped is mapped
 
 
-def test_reading_a_page_range_decodes_only_those_pages(
+def test_reading_a_page_range_decodes_only_the_segments_of_those_pages(
     tmp_path: Path, stack: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "z.tif"
-    tifffile.imwrite(path, stack, compression="zlib")
+    tifffile.imwrite(path, stack, compression="zlib", rowsperstrip=8)  # 5 strips per page
     src = run(ba.open_source(path))
-    decoded: list[int] = []
-    original = tifffile.TiffPage.asarray
+    decoded: list[tuple[int, int]] = []
+    original = SegmentPlan._decode
 
-    def counting(self, *args, **kwargs):
-        decoded.append(self.index)
-        return original(self, *args, **kwargs)
+    def counting(self, key):
+        decoded.append(key)
+        return original(self, key)
 
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
-    monkeypatch.setattr(tifffile.TiffFrame, "asarray", counting)
-    np.testing.assert_array_equal(src[3:5, 2:4], stack[3:5, 2:4])
-    assert sorted(decoded) == [3, 4]
+    monkeypatch.setattr(SegmentPlan, "_decode", counting)
+    np.testing.assert_array_equal(src[3:5, 2:4], stack[3:5, 2:4])  # rows 2-3: the first strip
+    assert sorted(decoded) == [(3, 0), (4, 0)]
+    np.testing.assert_array_equal(src[4, 10:20], stack[4, 10:20])  # strips 1 and 2
+    assert sorted(decoded) == [(3, 0), (4, 0), (4, 1), (4, 2)]
 
 
 def test_pages_stored_apart_are_mapped_page_by_page(tmp_path: Path, stack: np.ndarray) -> None:
@@ -160,6 +174,21 @@ def test_imagej_hyperstack_keeps_its_shape(tmp_path: Path, compression) -> None:
     np.testing.assert_array_equal(src[...], data)
 
 
+@pytest.mark.parametrize("shape", [(6, 37, 45), (2, 3, 4, 11, 13)], ids=["stack", "hyperstack"])
+def test_imagej_stack_with_one_ifd_is_memory_mapped_whole(tmp_path: Path, shape) -> None:
+    # ImageJ saves stacks over 4 GiB with one IFD and the planes back to back after it;
+    # tifffile's truncate=True writes the same layout
+    data = np.random.default_rng(6).integers(0, 60000, shape, dtype=np.uint16)
+    path = tmp_path / "truncated.tif"
+    tifffile.imwrite(path, data, imagej=True, truncate=True)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1  # one IFD for every plane
+    src = run(ba.open_source(path))
+    assert src.shape == data.shape and src.memory_mapped
+    np.testing.assert_array_equal(src[...], data)
+    np.testing.assert_array_equal(src[-1, ..., 3:9, 2], data[-1, ..., 3:9, 2])
+
+
 def test_second_series_by_internal_path(tmp_path: Path, stack: np.ndarray) -> None:
     path = tmp_path / "two.tif"
     with tifffile.TiffWriter(path) as writer:
@@ -228,11 +257,30 @@ def test_folder_without_pattern_uses_all_tiffs(tmp_path: Path, big_stack: np.nda
     write_slices(folder, big_stack[:5], name="z{}.tiff")
     (folder / "notes.txt").write_text("not a slice")
     src = run(ba.open_source(folder))
-    assert src.shape == (5, 19, 23) and src.pattern == "*.tif*"
+    assert src.shape == (5, 19, 23) and src.pattern is None
     np.testing.assert_array_equal(src[...], big_stack[:5])
     # bioimage-py keys an image stack by its pattern: internal_path works as the pattern
     keyed = run(ba.open_source(folder, "z[0-2].tiff", format="tiff"))
     np.testing.assert_array_equal(keyed[...], big_stack[:3])
+
+
+def test_default_folder_pattern_matches_tif_and_tiff_in_any_case_in_natural_order(
+    tmp_path: Path, big_stack: np.ndarray
+) -> None:
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    names = ["IMG_0010.TIF", "img_0002.tiff", "IMG_0001.TIF", "IMG_0003.TIFF", "img_0004.tif"]
+    for z, name in enumerate(names):
+        tifffile.imwrite(folder / name, big_stack[z], compression="zlib")
+    for other in ("notes.txt", "IMG_0005.TIF.bak", "thumbs.tiffany"):
+        (folder / other).write_bytes(b"not a slice")
+    src = run(ba.open_source(folder))
+    order = ["IMG_0001.TIF", "img_0002.tiff", "IMG_0003.TIFF", "img_0004.tif", "IMG_0010.TIF"]
+    assert [Path(f).name for f in src.files] == order
+    expected = np.stack([big_stack[names.index(name)] for name in order])
+    np.testing.assert_array_equal(src[...], expected)
+    again = run(ba.from_spec(src.to_spec().to_json()))
+    assert again.files == src.files
 
 
 def test_folder_reads_only_the_slices_of_the_region(

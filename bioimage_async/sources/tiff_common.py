@@ -1,0 +1,55 @@
+"""What the TIFF file and TIFF folder sources share: the optional import and decoded segments."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, cast
+
+import numpy as np
+
+from .decoded_cache import DecodedCache, Piece
+from .indexing import Roi
+from .optional import import_optional
+from .tiff_segments import PageSegments, ReadRaw
+
+
+def tifffile_module() -> Any:
+    return import_optional("tifffile", "tifffile", "tiff", "the tiff format")
+
+
+def native(dtype: Any) -> np.dtype:
+    return np.dtype(dtype).newbyteorder("=")
+
+
+class SegmentPlan:
+    """The segments one read needs from its pages, decoded through a shared cache.
+
+    Keys are (page or slice number, segment index): one source's cache holds one file's (or one
+    folder's) segments, and ``fill`` decodes each missing one once, in the calling thread.
+    """
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+        self._pages: dict[int, tuple[PageSegments, ReadRaw]] = {}
+
+    def add(
+        self,
+        number: int,
+        segments: PageSegments,
+        read_raw: ReadRaw,
+        dst: np.ndarray,
+        page_roi: Roi,
+    ) -> None:
+        """Copy ``page_roi`` of page ``number`` into ``dst`` (an array of the region's shape)."""
+        self._pages[number] = (segments, read_raw)
+        for index, dst_index, src in segments.grid.pieces(page_roi):
+            self.pieces.append(Piece((number, index), dst, dst_index, src))
+
+    def _decode(self, key: Hashable) -> np.ndarray:
+        number, index = cast(tuple[int, int], key)
+        segments, read_raw = self._pages[number]
+        return segments.decode(index, read_raw)
+
+    def fill(self, cache: DecodedCache) -> None:
+        if self.pieces:
+            cache.fill(self.pieces, self._decode)

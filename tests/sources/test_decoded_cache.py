@@ -1,0 +1,162 @@
+"""The decoded-segment cache: a byte-bounded LRU that makes concurrent readers share one decode."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from bioimage_async.sources.decoded_cache import DecodedCache, Piece
+
+
+def segment(value: int, nbytes: int = 100) -> np.ndarray:
+    return np.full(nbytes, value, dtype=np.uint8)
+
+
+def pieces_for(keys: list[int], out: np.ndarray) -> list[Piece]:
+    """One piece per key: the first byte of segment ``key`` into ``out[i]``."""
+    return [Piece(key, out, (slice(i, i + 1),), (slice(0, 1),)) for i, key in enumerate(keys)]
+
+
+def test_each_missing_segment_is_decoded_once_and_reused() -> None:
+    cache = DecodedCache(max_bytes=1000)
+    decoded: list[int] = []
+
+    def decode(key):
+        decoded.append(key)
+        return segment(key)
+
+    out = np.zeros(3, np.uint8)
+    cache.fill(pieces_for([1, 2, 1], out), decode)
+    np.testing.assert_array_equal(out, [1, 2, 1])
+    cache.fill(pieces_for([2, 1, 2], out), decode)
+    np.testing.assert_array_equal(out, [2, 1, 2])
+    assert decoded == [1, 2]
+    assert cache.decode_count == 2 and cache.hit_count == 2
+
+
+def test_least_recently_used_segments_leave_first_within_the_byte_budget() -> None:
+    cache = DecodedCache(max_bytes=250)  # room for two 100-byte segments
+    decoded: list[int] = []
+
+    def decode(key):
+        decoded.append(key)
+        return segment(key)
+
+    out = np.zeros(1, np.uint8)
+    for key in (1, 2, 1, 3, 1, 2):  # 3 evicts 2 (1 was used more recently), then 2 evicts 3
+        cache.fill(pieces_for([key], out), decode)
+    assert decoded == [1, 2, 3, 2]
+    assert cache.nbytes <= 250 and cache.peak_bytes <= 250 and len(cache) == 2
+
+
+def test_a_segment_larger_than_the_budget_is_used_but_not_kept() -> None:
+    cache = DecodedCache(max_bytes=50)
+    out = np.zeros(1, np.uint8)
+    cache.fill(pieces_for([7], out), lambda key: segment(key, 100))
+    assert out[0] == 7 and len(cache) == 0 and cache.nbytes == 0
+
+
+def test_a_zero_budget_keeps_nothing() -> None:
+    cache = DecodedCache(max_bytes=0)
+    calls: list[int] = []
+    out = np.zeros(1, np.uint8)
+    for _ in range(2):
+        cache.fill(pieces_for([4], out), lambda key: calls.append(key) or segment(key))
+    assert calls == [4, 4] and cache.peak_bytes == 0
+
+
+def test_a_negative_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_bytes >= 0"):
+        DecodedCache(max_bytes=-1)
+
+
+def test_concurrent_readers_of_one_segment_wait_for_a_single_decode() -> None:
+    cache = DecodedCache()
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_decode(key):
+        calls.append(key)
+        started.set()
+        assert release.wait(10)
+        return segment(key)
+
+    outs = [np.zeros(1, np.uint8) for _ in range(2)]
+    first = threading.Thread(target=cache.fill, args=(pieces_for([5], outs[0]), slow_decode))
+    first.start()
+    assert started.wait(10)  # the first reader is decoding segment 5
+    second = threading.Thread(target=cache.fill, args=(pieces_for([5], outs[1]), slow_decode))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first reader's decode, not decoding itself
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert calls == [5] and [o[0] for o in outs] == [5, 5]
+
+
+def test_a_reader_decodes_the_free_segments_before_waiting_for_a_busy_one() -> None:
+    cache = DecodedCache()
+    busy, release = threading.Event(), threading.Event()
+    order: list[tuple[str, int]] = []
+
+    def decode(key):
+        order.append((threading.current_thread().name, key))
+        if key == 1:
+            busy.set()
+            assert release.wait(10)
+        elif threading.current_thread().name == "second" and key == 3:
+            release.set()  # the busy segment finishes only after the second reader's own work
+        return segment(key)
+
+    out_a, out_b = np.zeros(1, np.uint8), np.zeros(3, np.uint8)
+    first = threading.Thread(target=cache.fill, args=(pieces_for([1], out_a), decode), name="first")
+    first.start()
+    assert busy.wait(10)
+    second = threading.Thread(
+        target=cache.fill, args=(pieces_for([1, 2, 3], out_b), decode), name="second"
+    )
+    second.start()
+    second.join(10)
+    first.join(10)
+    assert not second.is_alive() and not first.is_alive()
+    assert order == [("first", 1), ("second", 2), ("second", 3)]
+    np.testing.assert_array_equal(out_b, [1, 2, 3])
+
+
+def test_when_the_decoding_reader_fails_a_waiting_reader_decodes_itself() -> None:
+    cache = DecodedCache()
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def decode(key):
+        name = threading.current_thread().name
+        calls.append(name)
+        if name == "first":
+            started.set()
+            assert release.wait(10)
+            raise OSError("disk went away")
+        return segment(key)
+
+    errors: list[BaseException] = []
+
+    def first_reader() -> None:
+        try:
+            cache.fill(pieces_for([9], np.zeros(1, np.uint8)), decode)
+        except OSError as error:
+            errors.append(error)
+
+    out = np.zeros(1, np.uint8)
+    first = threading.Thread(target=first_reader, name="first")
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=cache.fill, args=(pieces_for([9], out), decode), name="second")
+    second.start()
+    second.join(0.2)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert [str(e) for e in errors] == ["disk went away"]
+    assert calls == ["first", "second"] and out[0] == 9
