@@ -38,7 +38,7 @@ def default_block_shape(
                 widened = base[:axis] + [joint] + base[axis + 1 :]
                 if (
                     joint <= 4 * max(g, int(c))
-                    and math.prod(widened) * itemsize <= 8 * target_bytes
+                    and math.prod(widened) * itemsize <= 2 * target_bytes
                 ):
                     base[axis] = joint
         step = [int(g) for g in write_granularity]
