@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import tempfile
@@ -136,13 +135,6 @@ def default_output(workdir: str, input_path: str) -> str:
     return os.path.join(workdir, f"{name}.ome.zarr")
 
 
-def level_scales(output: str) -> list[list[float]]:
-    """The per-level scale factors from the NGFF metadata that ba.pyramid wrote."""
-    with open(os.path.join(output, ".zattrs")) as handle:
-        datasets = json.load(handle)["multiscales"][0]["datasets"]
-    return [d["coordinateTransformations"][0]["scale"] for d in datasets]
-
-
 async def convert(args: argparse.Namespace) -> list[ba.Source]:
     pattern = args.pattern
     if args.input is None:
@@ -177,11 +169,11 @@ async def convert(args: argparse.Namespace) -> list[ba.Source]:
     )
     seconds = time.perf_counter() - started
     print(f"output: {output}  ({len(levels)} levels in {seconds:.2f} s)")
-    scales = await asyncio.to_thread(level_scales, output)  # a small file, but off the loop
-    for index, (level, scale) in enumerate(zip(levels, scales)):
+    for index, level in enumerate(levels):
+        reopened = await ba.open_source(output, level=index)  # OME-Zarr in: its voxel size too
         print(
             f"  level {index}: path {os.path.join(output, str(index))}  shape {level.shape}  "
-            f"chunks {level.chunks}  scale {scale}"
+            f"chunks {level.chunks}  shards {level.shards}  scale {reopened.voxel_size}"
         )
 
     # level 0 is an exact copy of the stack: compare a few planes (cheap, whatever the size)

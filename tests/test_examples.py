@@ -63,14 +63,16 @@ def read_zarr(path: Path) -> np.ndarray:
 def check_pyramid(output: Path, level0: np.ndarray, levels: int) -> None:
     """NGFF metadata validates, level 0 equals the stack, level n has the ceil-halved shape."""
     import zarr
-    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v05.image import Image
 
     image = Image.from_zarr(zarr.open_group(str(output), mode="r"))
-    datasets = image.attributes.multiscales[0].datasets
+    datasets = image.ome_attributes.multiscales[0].datasets
     assert [d.path for d in datasets] == [str(i) for i in range(levels)]
     shape = level0.shape
     for level, dataset in enumerate(datasets):
-        assert dataset.coordinateTransformations[0].scale == [float(2**level)] * 3
+        # the spline path's scale is the exact ratio of the level shapes (2 for even shapes)
+        scale = [n0 / n for n0, n in zip(level0.shape, shape)]
+        assert dataset.coordinateTransformations[0].scale == scale
         array = zarr.open_array(str(output / str(level)), mode="r")
         assert array.shape == shape, (level, array.shape, shape)
         shape = tuple((n + 1) // 2 for n in shape)

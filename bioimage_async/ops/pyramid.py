@@ -1,8 +1,16 @@
-"""pyramid: an OME-Zarr (NGFF 0.4) multiscale image, level by level from the level above.
+"""pyramid: an OME-Zarr multiscale image (NGFF 0.5 by default, 0.4 on request), level by level.
 
-Level 0 is a copy of the input (the only pass that reads it); every further level is a
-downsample of the level just written, which is ``factor**ndim`` times smaller, so the input is
-read once and the total extra reading is a fraction of it.
+Level 0 is a copy of the input (the only pass that reads it); every further level is computed
+from the level just written, which is ``factor**ndim`` times smaller, so the input is read once.
+Images are smoothed (Gaussian anti-aliasing + linear sampling); label volumes take the mode of
+each window, which keeps thin objects and boundaries that nearest-neighbour sampling drops.
+
+Physical space: each level's ``scale`` is the input's voxel size (read from its format, or
+``voxel_size=``) times the cumulative factor, and its ``translation`` keeps the level on the same
+physical space as level 0: window reductions (mode, mean, min, max) represent the centre of their
+window, ``(f**k - 1) / 2`` voxels of level 0 in; the spline path samples level-0 positions
+``i * n0 / nk`` (the seed's corner-aligned semantics), so its translation is 0 and its scale the
+exact ratio of the shapes.
 
 A pyramid is several runs in dependency order, so its execution options are derived per level,
 explicitly: a level runs only after the one above it is complete. ``wait=False`` and
@@ -13,49 +21,59 @@ run folder it is and then builds the levels below it.
 from __future__ import annotations
 
 import json
+import math
 import os
-from numbers import Integral
 from typing import Any, Unpack
 
 import numpy as np
 
-from ..context import run_blocking
 from ..errors import InvalidArgumentError
+from ..kernels.reductions import METHODS as REDUCTIONS
 from ..kernels.resample import downscale_shape
 from ..pipeline.stats import RunStats
 from ..runners.options import ExecKwargs, ExecOptions
 from ..runners.registry import runner_backend
+from ..sources import ome_zarr
 from ..sources.base import Source
+from ..sources.location import Location
+from ..sources.physical import check_unit, for_axes, positive_sizes
 from ..sources.registry import as_source, create_source
 from ._exec import exec_options
-from .copy import copy
+from .copy import copy, positive_int_tuple
 from .downsample import downsample, normalize_factors
 
-#: method -> (spline order, anti-aliasing)
-METHODS = {"nearest": (0, False), "linear": (1, False), "smooth": (1, True), "cubic": (3, True)}
+#: spline methods -> (order, anti-aliasing)
+SPLINES = {"nearest": (0, False), "linear": (1, False), "smooth": (1, True), "cubic": (3, True)}
+NGFF_VERSIONS = ("0.5", "0.4")
+#: what a shard of a level should hold (a few tens of MiB: few, large objects in a bucket)
+SHARD_BYTES = 32 * 1024 * 1024
 
 
-def choose_method(method: str, dtype: np.dtype) -> str:
-    """'auto': nearest for 32/64-bit integers and booleans (labels), smooth for the rest."""
-    if method != "auto":
-        if method not in METHODS:
-            raise InvalidArgumentError(
-                f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}"
-            )
-        return method
-    if dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize >= 4):
-        return "nearest"
-    return "smooth"
+def choose_method(method: str, dtype: np.dtype, labels: bool) -> str:
+    """'auto': mode for label-like data (labels=True, bool, 32/64-bit integers), else smooth."""
+    if method == "auto":
+        label_like = labels or dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize >= 4)
+        return "mode" if label_like else "smooth"
+    if method not in SPLINES and method not in REDUCTIONS:
+        raise InvalidArgumentError(
+            f"method must be 'auto' or one of {sorted(SPLINES) + list(REDUCTIONS)}, got {method!r}"
+        )
+    if labels and method not in ("mode", "nearest", "min", "max"):
+        raise InvalidArgumentError(
+            f"method={method!r} invents values, which a label image must not hold; use 'mode' "
+            "(or 'nearest', 'min', 'max') with labels=True"
+        )
+    return method
 
 
 def level_shapes(
     shape: tuple[int, ...], factors: tuple[int, ...], levels: int
 ) -> list[tuple[int, ...]]:
     """The shape of every level; refuses levels that would not shrink the volume any more."""
-    if isinstance(levels, bool) or not isinstance(levels, Integral) or levels < 1:
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise InvalidArgumentError(f"levels must be an integer >= 1, got {levels!r}")
     shapes = [tuple(shape)]
-    for level in range(1, int(levels)):
+    for level in range(1, levels):
         below = downscale_shape(shapes[-1], factors)
         if below == shapes[-1]:
             raise InvalidArgumentError(
@@ -67,38 +85,57 @@ def level_shapes(
     return shapes
 
 
-def ngff_metadata(
-    name: str, ndim: int, factors: tuple[int, ...], levels: int, axes: str | None = None
-) -> dict[str, Any]:
-    axis_names = list(axes) if axes else ["t", "c", "z", "y", "x"][-ndim:] if ndim <= 5 else None
-    if axis_names is None or len(axis_names) != ndim:
-        raise InvalidArgumentError(f"axes must name each of the {ndim} axes, e.g. 'zyx'")
-    spatial = {"z", "y", "x"}
-    datasets = []
-    for level in range(levels):
-        scale = [float(f**level) if a in spatial else 1.0 for a, f in zip(axis_names, factors)]
-        datasets.append(
-            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+def default_axes(ndim: int) -> str:
+    if not 2 <= ndim <= 5:
+        raise InvalidArgumentError(f"an OME-Zarr image has 2 to 5 axes, the input has {ndim}")
+    return "tczyx"[-ndim:]
+
+
+def check_axes(axes: str | None, ndim: int) -> str:
+    axes = axes or default_axes(ndim)
+    if len(axes) != ndim or len(set(axes)) != ndim or not set(axes) <= set("tczyx"):
+        raise InvalidArgumentError(
+            f"axes must name each of the {ndim} axes once, from t, c, z, y, x in that order "
+            f"(e.g. {default_axes(ndim)!r}), got {axes!r}"
         )
-    kinds = {"t": "time", "c": "channel"}
-    return {
-        "multiscales": [
-            {
-                "version": "0.4",
-                "name": name,
-                "axes": [
-                    {
-                        "name": a,
-                        "type": kinds.get(a, "space"),
-                        **({"unit": "micrometer"} if a in spatial else {}),
-                    }
-                    for a in axis_names
-                ],
-                "datasets": datasets,
-                "type": "gaussian" if name else None,
-            }
-        ]
-    }
+    return axes
+
+
+def shard_shape(
+    shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, target: int = SHARD_BYTES
+) -> tuple[int, ...]:
+    """Chunks doubled along the smallest axis until a shard holds about ``target`` bytes (but
+    never beyond the level, rounded up to whole chunks)."""
+    shard = list(chunks)
+    limit = [math.ceil(n / c) * c for n, c in zip(shape, chunks)]
+    while math.prod(shard) * itemsize < target:
+        growable = [a for a in range(len(shard)) if shard[a] < limit[a]]
+        if not growable:
+            break
+        axis = min(growable, key=lambda a: shard[a])
+        shard[axis] = min(shard[axis] * 2, limit[axis])
+    return tuple(shard)
+
+
+def physical_levels(
+    shapes: list[tuple[int, ...]],
+    factors: tuple[int, ...],
+    voxel_size: tuple[float, ...],
+    origin: tuple[float, ...],
+    reduces: bool,
+) -> list[tuple[list[float], list[float]]]:
+    """(scale, translation) of every level (see the module docstring)."""
+    result = []
+    for level, shape in enumerate(shapes):
+        if reduces:
+            cumulative = [f**level for f in factors]
+            scale = [s * c for s, c in zip(voxel_size, cumulative)]
+            shift = [o + s * (c - 1) / 2 for o, s, c in zip(origin, voxel_size, cumulative)]
+        else:
+            scale = [s * n0 / n for s, n0, n in zip(voxel_size, shapes[0], shape)]
+            shift = list(origin)
+        result.append((scale, shift))
+    return result
 
 
 async def _resumed_level(options: ExecOptions, outputs: list[Source]) -> int:
@@ -116,6 +153,17 @@ async def _resumed_level(options: ExecOptions, outputs: list[Source]) -> int:
     )
 
 
+async def _write_group(root: Location, key: str, attributes: dict[str, Any], version: str) -> None:
+    """Group metadata at ``key``: zarr v3's zarr.json (0.5), or .zgroup + .zattrs (0.4)."""
+    here = root.join(key)
+    if version == "0.5":
+        document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+        await here.write("zarr.json", json.dumps(document, indent=1).encode())
+    else:
+        await here.write(".zgroup", b'{"zarr_format": 2}')
+        await here.write(".zattrs", json.dumps(attributes, indent=1).encode())
+
+
 async def pyramid(
     input: Any,
     output_path: str | os.PathLike[str],
@@ -123,17 +171,28 @@ async def pyramid(
     *,
     factor: Any = 2,
     method: str = "auto",
-    chunks: tuple[int, ...] | None = None,
+    ngff_version: str = "0.5",
+    labels: bool = False,
+    name: str | None = None,
+    voxel_size: Any = None,
+    unit: str | None = None,
+    chunks: Any = None,
+    shards: Any = None,
     axes: str | None = None,
     exist_ok: bool = False,
     **exec_kwargs: Unpack[ExecKwargs],
 ) -> list[Source]:
-    """Write ``levels`` resolution levels of ``input`` as an OME-Zarr group at ``output_path``.
+    """Write ``levels`` resolution levels of ``input`` as an OME-Zarr multiscale image.
 
-    ``factor`` is per level (int or per axis); ``method`` is 'auto' (nearest for label-like
-    integer data, smooth otherwise), 'nearest', 'linear', 'smooth' (linear + anti-aliasing) or
-    'cubic'. Returns the level sources, finest first. Every argument is checked before anything
-    is created.
+    ``factor`` is per level (int or per axis). ``method``: 'auto' (mode for label-like inputs,
+    smooth otherwise), 'mode', 'mean', 'min', 'max' (window reductions), 'smooth' (linear +
+    anti-aliasing), 'nearest', 'linear' or 'cubic'. ``ngff_version`` '0.5' (zarr v3, sharded,
+    ``dimension_names``) or '0.4' (zarr v2). ``labels=True`` writes a label image: inside an
+    existing image pyramid at ``output_path`` as ``labels/<name>``, else at ``output_path``.
+    ``voxel_size``/``unit`` override what the input's format records. ``chunks`` and (0.5)
+    ``shards`` set level 0's layout (default 64 per spatial axis, shards of ~32 MiB).
+    Returns the level sources, finest first. Every argument is checked before anything is
+    created.
     """
     options = exec_options(exec_kwargs)
     if not options.wait:
@@ -146,6 +205,10 @@ async def pyramid(
             "block_ids name the blocks of one level's grid, and a pyramid runs several levels; "
             "re-run a level with ba.downsample(level_above, factor, level, block_ids=...)"
         )
+    if ngff_version not in NGFF_VERSIONS:
+        raise InvalidArgumentError(
+            f"ngff_version must be one of {NGFF_VERSIONS}, got {ngff_version!r}"
+        )
     src = as_source(input)
     if options.distributed and not src.reopenable:
         raise InvalidArgumentError(
@@ -153,34 +216,52 @@ async def pyramid(
             f"reopened by {options.job_type} workers; write it to zarr/n5 first or use "
             "job_type='local'"
         )
+    axes = check_axes(axes, src.ndim)
     factors = normalize_factors(factor, src.ndim)
     shapes = level_shapes(src.shape, factors, levels)
-    chosen = choose_method(method, src.dtype)
-    order, anti_aliasing = METHODS[chosen]
-    path = os.fspath(output_path)
-    name = os.path.basename(path.rstrip("/"))
-    attrs = ngff_metadata(name, src.ndim, factors, len(shapes), axes)
-    # a chunked store's chunks carry over; page-wise chunks of a TIFF (1, Y, X) would not suit
-    level_chunks = (
-        chunks
-        or (src.chunks if src.tensorstore() is not None else None)
-        or tuple(min(n, 64) for n in src.shape)
-    )
+    chosen = choose_method(method, src.dtype, labels)
+    reduces = chosen in REDUCTIONS
+    sizes, unit = _physical(src, voxel_size, unit)
+    level_chunks = _chunks(chunks, src, axes)
+    root = Location.parse(output_path)
+    base = ""
+    if labels:
+        name = name or "labels"
+        image = await ome_zarr.group_attributes(root, "")
+        if image is not None and ome_zarr.multiscale_levels(image) is not None:
+            base = f"labels/{name}"  # inside the image, in the image's own version
+            ngff_version = "0.5" if image.get("version") == "0.5" else "0.4"
+    name = name or root.name
     resuming = options.resume_from is not None
-    outputs = [
-        await create_source(
-            path,
-            shape=shape,
-            dtype=src.dtype,
-            format="zarr",
-            chunks=tuple(min(c, n) for c, n in zip(level_chunks, shape)),
-            internal_path=str(level),
-            exist_ok=exist_ok or resuming,
+    outputs = []
+    for level, shape in enumerate(shapes):
+        level_chunk = tuple(min(c, n) for c, n in zip(level_chunks, shape))
+        shard = None
+        if ngff_version == "0.5":
+            shard = (
+                tuple(
+                    min(s, math.ceil(n / c) * c)
+                    for s, c, n in zip(positive_int_tuple(shards, "shards"), level_chunk, shape)
+                )
+                if shards is not None
+                else shard_shape(shape, level_chunk, src.dtype.itemsize)
+            )
+        outputs.append(
+            await create_source(
+                str(root),
+                shape=shape,
+                dtype=src.dtype,
+                chunks=level_chunk,
+                format="zarr3" if ngff_version == "0.5" else "zarr",
+                shards=shard if shard != level_chunk else None,
+                internal_path="/".join(p for p in (base, str(level)) if p),
+                exist_ok=exist_ok or resuming,
+                dimension_names=tuple(axes) if ngff_version == "0.5" else None,
+            )
         )
-        for level, shape in enumerate(shapes)
-    ]
     first = await _resumed_level(options, outputs) if resuming else 0
     total = options.stats
+    order, anti_aliasing = SPLINES.get(chosen, (0, False))
     for level, out in enumerate(outputs):
         if level < first:
             continue  # written by the run that failed at level ``first``
@@ -188,9 +269,10 @@ async def pyramid(
         step = options.replace(
             resume_from=options.resume_from if level == first else None, stats=stats
         )
-        step_kwargs = step.as_kwargs()
         if level == 0:
-            await copy(src, out, **step_kwargs)
+            await copy(src, out, **step.as_kwargs())
+        elif reduces:
+            await downsample(outputs[level - 1], factors, out, method=chosen, **step.as_kwargs())
         else:
             await downsample(
                 outputs[level - 1],
@@ -198,20 +280,87 @@ async def pyramid(
                 out,
                 order=order,
                 anti_aliasing=anti_aliasing,
-                **step_kwargs,
+                **step.as_kwargs(),
             )
         if total is not None:
             total.merge(stats)
-    attrs["multiscales"][0]["type"] = chosen
-    attrs["multiscales"][0]["metadata"] = {
-        "method": chosen,
-        "order": order,
-        "anti_aliasing": anti_aliasing,
-    }
-    await run_blocking(_write_json, os.path.join(path, ".zattrs"), attrs)
+    await _write_metadata(
+        root,
+        base,
+        name,
+        axes,
+        unit,
+        shapes,
+        factors,
+        sizes,
+        chosen,
+        reduces,
+        labels,
+        ngff_version,
+    )
     return outputs
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    with open(path, "w") as handle:
-        json.dump(data, handle, indent=1)
+def _physical(
+    src: Source, voxel_size: Any, unit: str | None
+) -> tuple[tuple[float, ...], str | None]:
+    """Level 0's voxel size and unit: the arguments, else what the input's format records,
+    else 1 (and no unit)."""
+    if voxel_size is not None:
+        sizes = positive_sizes(voxel_size)
+        if sizes is None or len(sizes) > src.ndim:
+            raise InvalidArgumentError(
+                f"voxel_size must hold positive sizes for the spatial axes (z, y, x) or every "
+                f"axis of the input (shape {src.shape}), got {voxel_size!r}"
+            )
+        return for_axes(sizes, src.ndim), check_unit(unit)
+    if src.voxel_size is not None and len(src.voxel_size) == src.ndim:
+        return tuple(src.voxel_size), check_unit(unit) if unit is not None else src.unit
+    return (1.0,) * src.ndim, check_unit(unit)
+
+
+def _chunks(chunks: Any, src: Source, axes: str) -> tuple[int, ...]:
+    if chunks is not None:
+        given = positive_int_tuple(chunks, "chunks")
+        if len(given) != src.ndim:
+            raise InvalidArgumentError(
+                f"chunks {given} must have one entry per axis of the input (shape {src.shape})"
+            )
+        return given
+    return tuple(min(n, 64) if a in ome_zarr.SPATIAL else 1 for a, n in zip(axes, src.shape))
+
+
+async def _write_metadata(
+    root: Location,
+    base: str,
+    name: str,
+    axes: str,
+    unit: str | None,
+    shapes: list[tuple[int, ...]],
+    factors: tuple[int, ...],
+    sizes: tuple[float, ...],
+    method: str,
+    reduces: bool,
+    labels: bool,
+    version: str,
+) -> None:
+    transforms = physical_levels(shapes, factors, sizes, (0.0,) * len(sizes), reduces)
+    datasets = [
+        ome_zarr.dataset_json(str(level), scale, shift)
+        for level, (scale, shift) in enumerate(transforms)
+    ]
+    order, anti_aliasing = SPLINES.get(method, (None, None))
+    details: dict[str, Any] = {"method": method, "factors": list(factors)}
+    if order is not None:
+        details.update(order=order, anti_aliasing=anti_aliasing)
+    multiscale = ome_zarr.multiscale_json(name, axes, unit, datasets, method, details, version)
+    if labels:
+        await _write_group(root, base, ome_zarr.label_attributes(multiscale, version), version)
+        if base:  # inside an image: list the label in labels/
+            existing = ome_zarr.labels_in(await ome_zarr.group_attributes(root, "labels"))
+            names = existing + [name] if name not in existing else existing
+            await _write_group(
+                root, "labels", ome_zarr.labels_group_attributes(names, version), version
+            )
+    else:
+        await _write_group(root, base, ome_zarr.image_attributes(multiscale, version), version)

@@ -131,6 +131,18 @@ class Source(ABC):
         return True
 
     @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        """The physical size of a voxel along each axis (in ``unit``), where the format
+        records it (OME-Zarr, precomputed, n5, ImageJ TIFF, MRC, NIfTI, HDF5
+        ``element_size_um``); None where it does not."""
+        return None
+
+    @property
+    def unit(self) -> str | None:
+        """The unit of ``voxel_size`` (OME-NGFF's names: 'nanometer', 'micrometer', ...)."""
+        return None
+
+    @property
     def grid_offset(self) -> tuple[int, ...]:
         """Where the write grid's borders lie in this source's coordinates: at
         ``grid_offset + k * write_granularity`` on each axis (non-zero for a region of a larger

@@ -33,6 +33,7 @@ from ..errors import (
 )
 from .base import SourceSpec
 from .indexing import Roi
+from .physical import positive_sizes
 from .threaded import ThreadedSource
 
 XYZ = tuple[int, int, int]
@@ -122,6 +123,7 @@ class CloudVolumeSource(ThreadedSource):
                 "them or open with bounded=False"
             )
         self._dtype = np.dtype(volume.dtype)
+        self._voxel_size = positive_sizes(tuple(reversed([float(r) for r in volume.resolution])))
         chunk_xyz = _xyz(volume.chunk_size, "chunk_size")
         self._chunks = tuple(reversed(chunk_xyz))
         self._shards: tuple[int, ...] | None = None
@@ -154,6 +156,15 @@ class CloudVolumeSource(ThreadedSource):
     @property
     def dtype(self) -> np.dtype:
         return self._dtype
+
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        """The layer's resolution at this mip (nm; x y z in the info), in (z, y, x)."""
+        return self._voxel_size
+
+    @property
+    def unit(self) -> str | None:
+        return "nanometer" if self._voxel_size is not None else None
 
     @property
     def chunks(self) -> tuple[int, ...]:

@@ -39,6 +39,7 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import import_optional
 from .parallel_read import read_in_parts
+from .physical import positive_sizes
 from .threaded import ThreadedSource
 
 #: create_source(compression=...) -> h5py create_dataset keywords. 'default' is gzip level 1:
@@ -91,11 +92,21 @@ class Hdf5Source(ThreadedSource):
         self._file_dtype = dtype
         self._dtype = dtype.newbyteorder("=")
         self._chunks = None if dataset.chunks is None else tuple(int(c) for c in dataset.chunks)
+        # vigra/ilastik's convention: element_size_um, in the dataset's (C) axis order
+        self._voxel_size = positive_sizes(dataset.attrs.get("element_size_um"), len(self._shape))
         self.chunk_cache = DecodedCache(cache_bytes)
         codec = None if writable or dataset.file.mode != "r" else ChunkCodec.of(dataset)
         self._chunk_reader = (
             None if codec is None else ChunkReader(dataset, codec, self._lock, self.chunk_cache)
         )
+
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        return self._voxel_size
+
+    @property
+    def unit(self) -> str | None:
+        return "micrometer" if self._voxel_size is not None else None
 
     @property
     def shape(self) -> tuple[int, ...]:

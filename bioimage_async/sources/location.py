@@ -5,13 +5,14 @@ A ``Location`` is parsed once from what the user typed (``/data/a.zarr``, ``s3:/
 and answers the few questions format detection and opening ask: does a key exist, what does a
 small metadata file say, which entries sit below a folder. Local probes run in the bounded
 thread pool, remote ones through tensorstore's kvstore (natively async), so neither blocks the
-event loop. ``kvstore()`` is the tensorstore kvstore spec: it names the bucket, the key and the
-endpoint, never a credential (tensorstore reads those from the environment of the process that
-opens the store, so distributed workers use their own).
+event loop. ``kvstore()`` is the tensorstore kvstore spec: it names the bucket, the key, the
+endpoint and how to find credentials (a profile name at most, never a secret: tensorstore reads
+the keys in the process that opens the store, so distributed workers use their own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,17 @@ from typing import Any
 
 from ..context import run_blocking
 from ..errors import InvalidArgumentError
-from .storage import StorageOptions, kvstore_read, kvstore_write
+from .storage import (
+    StorageOptions,
+    check_bucket,
+    kvstore_list,
+    kvstore_read,
+    kvstore_write,
+    no_such_key,
+)
+
+#: The metadata files that make a folder or URL a zarr (v2, v3), n5 or precomputed node.
+METADATA_NAMES = (".zarray", ".zgroup", "zarr.json", "attributes.json", "info")
 
 REMOTE_SCHEMES = ("s3", "gs", "http", "https")
 
@@ -93,6 +104,32 @@ class Location:
     def __str__(self) -> str:
         return self.path if self.is_local else f"{self.scheme}://{self.path}"
 
+    def bucket_root(self) -> Location:
+        """The bucket itself (s3, gs) or the server root (http)."""
+        return replace(self, path=self.bucket)
+
+    def endpoint_description(self) -> str:
+        """Which server requests go to, for messages."""
+        if self.scheme == "s3":
+            endpoint = self.storage.resolved_endpoint()
+            region = self.storage.resolved_region()
+            return endpoint or f"AWS S3 ({region or 'region looked up from the bucket'})"
+        if self.scheme == "gs":
+            return os.environ.get("TENSORSTORE_GCS_HTTP_URL") or "storage.googleapis.com"
+        return f"{self.scheme}://{self.bucket}"
+
+    def credentials_hint(self) -> str:
+        """Which identity requests carry (a key id's first characters at most)."""
+        if self.scheme == "s3":
+            return self.storage.credentials_hint()
+        if self.scheme == "gs":
+            if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+                return (
+                    "GOOGLE_APPLICATION_CREDENTIALS=" + os.environ["GOOGLE_APPLICATION_CREDENTIALS"]
+                )
+            return "Google application-default credentials"
+        return "no credentials"
+
     def join(self, *parts: str) -> Location:
         keys = [p.strip("/") for p in parts if p and p.strip("/")]
         if not keys:
@@ -149,9 +186,18 @@ class Location:
         await kvstore_write(folder.kvstore(), name, data, self)
 
     async def is_dir(self) -> bool:
-        """A local folder (remote 'folders' are key prefixes: always True)."""
+        """A local folder; remotely, a bucket and key holding zarr/n5/precomputed metadata.
+
+        Remote 'folders' are key prefixes, so the question is asked of what detection needs:
+        a missing bucket or a key with none of ``METADATA_NAMES`` below it raises StorageError
+        naming it (instead of a later 'cannot tell the format').
+        """
         if self.is_local:
             return await run_blocking(os.path.isdir, self.path)
+        await check_bucket(self)
+        found = await asyncio.gather(*(self.exists(name) for name in METADATA_NAMES))
+        if not any(found):
+            raise no_such_key(self)
         return True
 
     async def list_names(self, limit: int = 10_000) -> list[str]:
@@ -159,6 +205,17 @@ class Location:
         if not self.is_local:
             return []
         return await run_blocking(_list_local, self.path, limit)
+
+    async def list_keys(self, timeout: float | None = None) -> list[str] | None:
+        """Every key below this remote folder, relative to it; None where listing is
+        impossible (http) or took longer than ``timeout`` seconds."""
+        if self.is_local:
+            return None
+        return await kvstore_list(self.kvstore(), self, timeout=timeout)
+
+    async def check_bucket(self) -> None:
+        """StorageError naming the bucket when it does not exist (s3, gs)."""
+        await check_bucket(self)
 
 
 def _folder(key: str) -> str:

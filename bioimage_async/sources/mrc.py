@@ -20,6 +20,7 @@ from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
 from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
+from .physical import for_axes, positive_sizes
 from .threaded import ThreadedSource
 
 
@@ -43,6 +44,16 @@ class MrcSource(ThreadedSource):
         self._dtype = np.dtype(data.dtype).newbyteorder("=")
         #: The flipped axis: y, the second-to-last (none for 1D data).
         self._y_axis = len(self._shape) - 2 if len(self._shape) >= 2 else None
+        self._voxel_size = _mrc_voxel_size(mrc, len(self._shape))
+
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        """The header's voxel size (Angstrom; x y z in the file), in C order."""
+        return self._voxel_size
+
+    @property
+    def unit(self) -> str | None:
+        return "angstrom" if self._voxel_size is not None else None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -80,6 +91,16 @@ class MrcSource(ThreadedSource):
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> MrcSource:
         return await open_mrc(params["path"])
+
+
+def _mrc_voxel_size(mrc: Any, ndim: int) -> tuple[float, ...] | None:
+    try:
+        size = mrc.voxel_size
+        xyz = (float(size.x), float(size.y), float(size.z))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    sizes = positive_sizes(tuple(reversed(xyz))[-ndim:] if ndim < 3 else tuple(reversed(xyz)))
+    return None if sizes is None else for_axes(sizes, ndim)
 
 
 def _open_blocking(path: str) -> MrcSource:

@@ -22,6 +22,7 @@ from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
 from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
+from .physical import positive_sizes
 from .threaded import ThreadedSource
 
 
@@ -43,6 +44,16 @@ class NiftiSource(ThreadedSource):
         # header's scaling promotes it to. An empty slice computes it without reading voxels.
         empty = image.dataobj[(slice(0, 0),) * len(image.shape)]
         self._dtype = np.dtype(empty.dtype).newbyteorder("=")
+        self._voxel_size, self._unit = _nifti_voxel_size(image, len(self._shape))
+
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        """``pixdim`` in C order (reversed from x y z)."""
+        return self._voxel_size
+
+    @property
+    def unit(self) -> str | None:
+        return self._unit
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -69,6 +80,18 @@ class NiftiSource(ThreadedSource):
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> NiftiSource:
         return await open_nifti(params["path"])
+
+
+def _nifti_voxel_size(image: Any, ndim: int) -> tuple[tuple[float, ...] | None, str | None]:
+    try:
+        # pixdim is float32: its shortest decimal form (0.9, not 0.8999999761581421)
+        zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())[:ndim]
+        space_unit = image.header.get_xyzt_units()[0]
+    except (AttributeError, TypeError, ValueError):
+        return None, None
+    sizes = positive_sizes(tuple(reversed(zooms)))
+    unit = {"mm": "millimeter", "micron": "micrometer", "meter": "meter"}.get(space_unit)
+    return (sizes if sizes is not None and len(sizes) == ndim else None), unit
 
 
 def _open_blocking(path: str) -> NiftiSource:

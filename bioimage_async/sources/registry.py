@@ -33,6 +33,7 @@ from .formats import (
 )
 from .location import Location
 from .optional import refuse_write_mode
+from .physical import check_unit, for_axes, positive_sizes
 from .storage import StorageOptions
 
 MODES = ("r", "r+", "a", "w")
@@ -154,11 +155,14 @@ def create_request(
     clipped = tuple(min(c, max(n, 1)) for c, n in zip(given, shape))
     shard_shape = None if shards is None else _positive_ints(shards, "shards")
     if voxel_size is not None:
-        voxel_size = tuple(float(v) for v in voxel_size)
-        if len(voxel_size) not in (len(shape), 3) or any(v <= 0 for v in voxel_size):
+        sizes = positive_sizes(voxel_size)
+        if sizes is None or len(sizes) not in (len(shape), 3) or len(sizes) > len(shape):
             raise InvalidArgumentError(
-                f"voxel_size {voxel_size} must hold one positive size per axis of shape {shape}"
+                f"voxel_size {voxel_size!r} must hold one positive size per axis of shape "
+                f"{shape} (or per spatial axis z, y, x)"
             )
+        voxel_size = for_axes(sizes, len(shape))
+    unit = check_unit(unit)
     return CreateRequest(
         shape=shape,
         dtype=np.dtype(dtype),
@@ -189,6 +193,7 @@ async def create_source(
     voxel_size: tuple[float, ...] | None = None,
     unit: str | None = None,
     storage: StorageOptions | dict[str, Any] | None = None,
+    dimension_names: tuple[str, ...] | None = None,
 ) -> Source:
     """Create a new chunked array and open it writable.
 
@@ -239,6 +244,7 @@ async def create_source(
         exist_ok=exist_ok,
         voxel_size=voxel_size,
         unit=unit,
+        dimension_names=dimension_names,
     )
     backend.check_installed()
     return await backend.create(location, request)

@@ -33,6 +33,7 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import refuse_write_mode
 from .parallel_read import read_in_parts
+from .physical import for_axes, normalize_unit, positive_sizes
 from .threaded import ThreadedSource
 from .tiff_common import SegmentPlan, native, tifffile_module
 from .tiff_folder import (
@@ -58,6 +59,17 @@ class TiffSource(ThreadedSource):
     ``chunks`` is one strip or tile of a page (one page for memory-mapped files), so default
     block shapes follow the file's segments. ``decode_count`` counts the segments decoded so far.
     """
+
+    #: (voxel size in C order, unit) from ImageJ's metadata and the resolution tags
+    physical: tuple[tuple[float, ...] | None, str | None] = (None, None)
+
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        return self.physical[0]
+
+    @property
+    def unit(self) -> str | None:
+        return self.physical[1]
 
     kind = "tiff"
     serialize_calls = False  # page lookups take the file-handle lock; decoding runs in parallel
@@ -253,6 +265,35 @@ def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...], bool]
     return shape, page, False
 
 
+def tiff_voxel_size(tif: Any, ndim: int) -> tuple[tuple[float, ...] | None, str | None]:
+    """ImageJ's ``spacing`` (z) and ``unit`` plus the X/YResolution tags (pixels per unit)."""
+    try:
+        page = tif.pages.first
+        tags = page.tags
+        metadata = tif.imagej_metadata or {}
+        sizes = []
+        for name in ("YResolution", "XResolution"):
+            tag = tags.get(name)
+            if tag is None:
+                return None, None
+            numerator, denominator = tag.value
+            sizes.append(float(denominator) / float(numerator) if numerator else 0.0)
+        unit = metadata.get("unit")
+        if unit is None:  # the TIFF resolution unit: 2 inch, 3 centimeter
+            resolution_unit = getattr(tags.get("ResolutionUnit"), "value", 1)
+            unit = {3: "centimeter"}.get(int(resolution_unit))
+            if unit is None:
+                return None, None  # inches or no unit: not a physical voxel size
+        spacing = metadata.get("spacing")
+        zyx = ([float(spacing)] if spacing is not None else [1.0]) + sizes
+    except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None, None
+    found = positive_sizes(zyx)
+    if found is None:
+        return None, None
+    return for_axes(found[-ndim:] if ndim < 3 else found, ndim), normalize_unit(unit)
+
+
 def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSource:
     tifffile = tifffile_module()
     try:
@@ -269,6 +310,7 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         series = all_series[index]
         shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
+        physical = tiff_voxel_size(tif, len(shape))
         try:
             mapped = tifffile.memmap(path, series=index, mode="r")
         except ValueError as err:  # compressed, tiled or scattered pages: decode segments
@@ -278,7 +320,7 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
                     f"after one IFD but cannot be memory-mapped ({err})"
                 ) from err
             tif.filehandle.set_lock(True)
-            return TiffSource(
+            source = TiffSource(
                 path,
                 series_index=index,
                 shape=shape,
@@ -287,15 +329,18 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
                 series=series,
                 cache_bytes=cache_bytes,
             )
-        tif.close()
-        return TiffSource(
-            path,
-            series_index=index,
-            shape=shape,
-            page_shape=page_shape,
-            dtype=dtype,
-            memmap=mapped.reshape(shape),
-        )
+        else:
+            tif.close()
+            source = TiffSource(
+                path,
+                series_index=index,
+                shape=shape,
+                page_shape=page_shape,
+                dtype=dtype,
+                memmap=mapped.reshape(shape),
+            )
+        source.physical = physical
+        return source
     except BaseException:
         tif.close()
         raise

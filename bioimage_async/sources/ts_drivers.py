@@ -22,6 +22,7 @@ import tensorstore as ts
 from ..errors import FormatNotSupportedError, InvalidArgumentError
 from .formats import CreateRequest
 from .location import Location
+from .physical import in_nanometers
 
 #: n5 can store only these dtypes.
 _N5_DTYPES = {
@@ -213,12 +214,18 @@ class N5(Driver):
             raise FormatNotSupportedError(
                 f"n5 cannot store dtype {request.dtype}; use one of {sorted(_N5_DTYPES)} or zarr"
             )
-        metadata = {  # fastest axis first, as z5py, BigDataViewer and Fiji write it
+        metadata: dict[str, Any] = {  # fastest axis first, as z5py, BigDataViewer, Fiji write it
             "dimensions": list(reversed(request.shape)),
             "blockSize": list(reversed(request.chunks)),
             "dataType": request.dtype.name,
             "compression": self.codec(request.compression),
         }
+        if request.voxel_size is not None:  # N5-viewer's and saalfeld's conventions, x y z
+            xyz = [float(v) for v in reversed(request.voxel_size)]
+            metadata["resolution"] = xyz
+            metadata["pixelResolution"] = {"dimensions": xyz, "unit": request.unit or "pixel"}
+            if request.unit:
+                metadata["unit"] = request.unit
         return {**self.open_spec(location, key), "metadata": metadata}
 
     def present(self, store: ts.TensorStore) -> ts.TensorStore:
@@ -268,8 +275,8 @@ class Precomputed(Driver):
             )
         channels = shape[0] if len(shape) == 4 else 1
         resolution = [1.0, 1.0, 1.0]
-        if request.voxel_size is not None:
-            resolution = [float(v) for v in reversed(request.voxel_size[-3:])]
+        if request.voxel_size is not None:  # precomputed's resolution is nm, x y z
+            resolution = in_nanometers(list(reversed(request.voxel_size[-3:])), request.unit)
         scale: dict[str, Any] = {
             "size": list(reversed(shape[-3:])),
             "chunk_size": list(reversed(request.chunks[-3:])),

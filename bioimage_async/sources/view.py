@@ -53,6 +53,17 @@ class ViewSource(Source):
         )
 
     @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        return self._kept_floats(self.parent.voxel_size)
+
+    @property
+    def unit(self) -> str | None:
+        return self.parent.unit
+
+    def _kept_floats(self, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        return None if values is None else tuple(values[a] for a in self._kept)
+
+    @property
     def writable(self) -> bool:
         return self.parent.writable
 

@@ -78,7 +78,7 @@ def test_downsample_and_pyramid(tmp_path, tiff_file):
     assert zarr.open_array(str(tmp_path / "s1.zarr")).shape == (23, 35, 42)
     result = run("pyramid", tmp_path / "o.zarr", tmp_path / "p.zarr", "--levels", "3")
     assert result.returncode == 0, result.stderr
-    assert "multiscales" in zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs
+    assert "multiscales" in zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs["ome"]
 
 
 def test_bad_arguments_and_bad_input_exit_2_with_one_line(tmp_path, tiff_file):

@@ -1,0 +1,135 @@
+"""Physical voxel size and unit: read from each writer's convention, written in OME-NGFF's.
+
+A pyramid that loses the voxel size (4 x 4 x 40 nm for serial-section EM, 0.1 x 0.1 x 0.3 um
+for light sheet) is wrong in every viewer, and each tool stores it its own way: precomputed
+``resolution`` (nm, x y z), n5 ``resolution`` / ``pixelResolution`` / ImageJ's ``pixelWidth``
+(x y z), ImageJ TIFF ``spacing`` and resolution tags, MRC's voxel size (Angstrom, x y z), NIfTI
+``pixdim`` (x y z, usually mm), HDF5 ``element_size_um`` (z y x, vigra/ilastik) and OME-Zarr's
+coordinate transformations. Sources present it in their own axis order (C order) as
+``voxel_size`` with one ``unit``, spelled as OME-NGFF spells units (UDUNITS-2 names).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidArgumentError
+
+#: Spellings seen in the wild -> OME-NGFF's unit name.
+_UNITS = {
+    "angstrom": "angstrom",
+    "a": "angstrom",
+    "å": "angstrom",
+    "\u212b": "angstrom",
+    "nanometer": "nanometer",
+    "nm": "nanometer",
+    "nanometre": "nanometer",
+    "micrometer": "micrometer",
+    "um": "micrometer",
+    "µm": "micrometer",
+    "\u03bcm": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometre": "micrometer",
+    "\\u00b5m": "micrometer",
+    "millimeter": "millimeter",
+    "mm": "millimeter",
+    "millimetre": "millimeter",
+    "centimeter": "centimeter",
+    "cm": "centimeter",
+    "meter": "meter",
+    "m": "meter",
+    "metre": "meter",
+}
+
+#: One unit in nanometers (for precomputed, whose resolution is always nm).
+NANOMETERS = {
+    "angstrom": 0.1,
+    "nanometer": 1.0,
+    "micrometer": 1e3,
+    "millimeter": 1e6,
+    "centimeter": 1e7,
+    "meter": 1e9,
+}
+
+
+def normalize_unit(unit: Any) -> str | None:
+    """OME-NGFF's name for a unit spelling ('um' -> 'micrometer'); None for none/pixels."""
+    if unit is None:
+        return None
+    text = str(unit).strip().lower()
+    if text in ("", "pixel", "pixels", "px", "none", "unknown"):
+        return None
+    return _UNITS.get(text, text)
+
+
+def check_unit(unit: str | None) -> str | None:
+    """A unit given by the user: normalised, or an error listing the known ones."""
+    normalized = normalize_unit(unit)
+    if normalized is not None and normalized not in NANOMETERS:
+        raise InvalidArgumentError(
+            f"unknown unit {unit!r}; use one of {', '.join(sorted(NANOMETERS))} (or the usual "
+            "abbreviations: nm, um, mm)"
+        )
+    return normalized
+
+
+def positive_sizes(values: Any, ndim: int | None = None) -> tuple[float, ...] | None:
+    """Finite positive floats, or None when the values are missing or meaningless (0, NaN)."""
+    if values is None:
+        return None
+    try:
+        sizes = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    if not sizes or any(not math.isfinite(v) or v <= 0 for v in sizes):
+        return None
+    if ndim is not None and len(sizes) != ndim:
+        return None
+    return sizes
+
+
+def for_axes(spatial_zyx: Sequence[float], ndim: int) -> tuple[float, ...]:
+    """A per-axis tuple for an ``ndim`` array whose last axes are (..., z, y, x): 1.0 for the
+    leading non-spatial axes (channels, time)."""
+    spatial = tuple(spatial_zyx)[-min(ndim, len(spatial_zyx)) :]
+    return (1.0,) * (ndim - len(spatial)) + spatial
+
+
+def n5_voxel_size(
+    attributes: dict[str, Any], ndim: int
+) -> tuple[tuple[float, ...], str | None] | None:
+    """(voxel size in C order, unit) from n5 attributes in the N5-viewer, saalfeld
+    ``resolution`` or n5-ij (ImageJ) conventions, all stored fastest axis first."""
+    unit = None
+    sizes = None
+    pixel = attributes.get("pixelResolution")
+    if isinstance(pixel, dict):
+        sizes = positive_sizes(pixel.get("dimensions"))
+        unit = pixel.get("unit")
+    elif isinstance(pixel, list):
+        sizes = positive_sizes(pixel)
+    if sizes is None and "resolution" in attributes:
+        sizes = positive_sizes(attributes.get("resolution"))
+        unit = attributes.get("unit") or attributes.get("units")
+        if isinstance(unit, list):
+            unit = unit[0] if unit else None
+    if sizes is None and "pixelWidth" in attributes:
+        sizes = positive_sizes(
+            [attributes.get(k, 1.0) for k in ("pixelWidth", "pixelHeight", "pixelDepth")][:ndim]
+        )
+        unit = attributes.get("pixelUnit")
+    if sizes is None:
+        return None
+    factors = positive_sizes(attributes.get("downsamplingFactors"))
+    if factors is not None and len(factors) == len(sizes):
+        sizes = tuple(s * f for s, f in zip(sizes, factors))
+    return for_axes(tuple(reversed(sizes)), ndim), normalize_unit(unit)
+
+
+def in_nanometers(sizes: Sequence[float], unit: str | None) -> list[float]:
+    """Sizes converted to nm (precomputed's unit); sizes without a unit are taken as nm."""
+    factor = NANOMETERS.get(unit or "nanometer", 1.0)
+    return [float(v) * factor for v in sizes]

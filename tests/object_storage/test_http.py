@@ -1,0 +1,115 @@
+"""Layers served over http(s) (read-only): a Range-capable static server on 127.0.0.1.
+
+Sharded formats read parts of shard files, so they need a server that honours Range; plain
+``python -m http.server`` ignores it and tensorstore then refuses the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import tensorstore as ts
+
+import bioimage_async as ba
+
+SHAPE = (20, 30, 40)
+
+
+@pytest.fixture
+def data() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 250, size=SHAPE, dtype=np.uint8)
+
+
+async def test_a_precomputed_layer_over_http_reads_exactly(http_root, data):
+    root, url = http_root
+    for name, sharding in (("plain", None), ("sharded", True)):
+        scale: dict[str, object] = {
+            "size": [40, 30, 20],
+            "chunk_size": [16, 16, 8],
+            "resolution": [4, 4, 40],
+            "encoding": "raw",
+        }
+        if sharding:
+            scale["sharding"] = {
+                "@type": "neuroglancer_uint64_sharded_v1",
+                "preshift_bits": 1,
+                "minishard_bits": 1,
+                "shard_bits": 1,
+                "hash": "identity",
+                "minishard_index_encoding": "gzip",
+                "data_encoding": "raw",
+            }
+        store = await ts.open(
+            {
+                "driver": "neuroglancer_precomputed",
+                "kvstore": {"driver": "file", "path": str(root / name) + "/"},
+                "multiscale_metadata": {"data_type": "uint8", "num_channels": 1, "type": "image"},
+                "scale_metadata": scale,
+            },
+            create=True,
+        )
+        await store[..., 0].write(data.T)
+        layer = await ba.open_source(f"precomputed://{url}/{name}")
+        assert layer.format == "precomputed" and not layer.writable
+        np.testing.assert_array_equal(await layer.read(), data)
+        np.testing.assert_array_equal(await layer.read((slice(3, 11), 7)), data[3:11, 7])
+        detected = await ba.open_source(f"{url}/{name}")  # the 'info' file names it
+        np.testing.assert_array_equal(await detected.read((4,)), data[4])
+
+
+@pytest.mark.parametrize(
+    "create",
+    [{"format": "zarr"}, {"format": "zarr3", "shards": (16, 32, 32)}, {"format": "n5"}],
+    ids=["zarr", "zarr3-sharded", "n5"],
+)
+async def test_zarr_and_n5_over_http_read_exactly(http_root, data, create):
+    root, url = http_root
+    src = await ba.create_source(
+        root / "vol", shape=SHAPE, dtype=data.dtype, chunks=(8, 16, 16), **create
+    )
+    await src.write(..., data)
+    remote = await ba.open_source(f"{url}/vol")
+    assert remote.format == create["format"]
+    np.testing.assert_array_equal(await remote.read(), data)
+    np.testing.assert_array_equal(
+        await remote.read((slice(9, 13), slice(1, 29), 5)), data[9:13, 1:29, 5]
+    )
+    with pytest.raises(ba.ReadOnlySourceError, match="read-only"):
+        await ba.open_source(f"{url}/vol", mode="r+")
+    with pytest.raises(ba.ReadOnlySourceError, match="read-only"):
+        await ba.create_source(f"{url}/new.zarr", shape=(4,), dtype="u1", chunks=(2,))
+
+
+async def test_missing_layers_and_groups_over_http(http_root):
+    root, url = http_root
+    started = time.monotonic()
+    with pytest.raises(ba.StorageError, match="no such key 'nothing.zarr'"):
+        await ba.open_source(f"{url}/nothing.zarr")
+    with pytest.raises(ba.StorageError, match="no such key 'nolayer/info'"):
+        await ba.open_source(f"precomputed://{url}/nolayer")
+    assert time.monotonic() - started < 5
+    # an OME-Zarr group cannot be listed over http: its multiscales name the arrays
+    for level in ("0", "1"):
+        await ba.create_source(
+            root / "ome.zarr", internal_path=level, shape=(4, 4), dtype="u1", chunks=(2, 2)
+        )
+    (root / "ome.zarr" / ".zattrs").write_text(
+        json.dumps({"multiscales": [{"datasets": [{"path": "0"}, {"path": "1"}]}]})
+    )
+    full = await ba.open_source(f"{url}/ome.zarr")  # an OME-Zarr root opens its level 0
+    assert full.shape == (4, 4)
+    assert (await ba.open_source(f"{url}/ome.zarr", level=1)).shape == (4, 4)
+    level = await ba.open_source(f"{url}/ome.zarr", "1")
+    assert level.shape == (4, 4)
+
+
+async def test_a_closed_http_port_fails_quickly():
+    from tests.object_storage.conftest import free_port
+
+    started = time.monotonic()
+    with pytest.raises(ba.StorageError, match="unreachable"):
+        await ba.open_source(f"http://127.0.0.1:{free_port()}/v.zarr")
+    assert time.monotonic() - started < 5

@@ -1,0 +1,146 @@
+"""Voxel sizes read from the files other tools write, carried into pyramids, and written back."""
+
+import json
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+
+DATA = (np.arange(4 * 6 * 8) % 200).astype(np.uint8).reshape(4, 6, 8)
+
+
+def imagej_tiff(path):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(
+        path,
+        DATA,
+        imagej=True,
+        resolution=(1 / 0.2, 1 / 0.1),
+        metadata={"spacing": 0.5, "unit": "um", "axes": "ZYX"},
+    )
+    return (0.5, 0.1, 0.2), "micrometer"
+
+
+def mrc_file(path):
+    mrcfile = pytest.importorskip("mrcfile")
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(DATA.astype(np.int8))
+        mrc.voxel_size = (1.5, 2.5, 3.5)  # x, y, z in Angstrom
+    return (3.5, 2.5, 1.5), "angstrom"
+
+
+def nifti_file(path):
+    nibabel = pytest.importorskip("nibabel")
+    image = nibabel.Nifti1Image(DATA.transpose(), np.diag([0.7, 0.8, 0.9, 1.0]))
+    image.header.set_xyzt_units("mm")
+    nibabel.save(image, path)
+    return (0.9, 0.8, 0.7), "millimeter"
+
+
+def hdf5_file(path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=DATA).attrs["element_size_um"] = [3.0, 2.0, 1.0]
+    return (3.0, 2.0, 1.0), "micrometer"
+
+
+def cloudvolume_layer(path):
+    cloudvolume = pytest.importorskip("cloudvolume")
+    info = cloudvolume.CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint8",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=[8, 6, 4],
+        chunk_size=[8, 6, 4],
+    )
+    volume = cloudvolume.CloudVolume(f"file://{path}", info=info, compress=False, progress=False)
+    volume.commit_info()
+    volume[:, :, :] = DATA.transpose()[..., None]
+    return (40.0, 4.0, 4.0), "nanometer"
+
+
+def n5_viewer(path):
+    z5py = pytest.importorskip("z5py")
+    f = z5py.File(str(path), "w")
+    dataset = f.create_dataset("setup0/timepoint0/s0", data=DATA, chunks=(4, 6, 8))
+    dataset.attrs["pixelResolution"] = {"unit": "um", "dimensions": [0.25, 0.25, 1.0]}
+    return (1.0, 0.25, 0.25), "micrometer"
+
+
+CASES = {
+    "a.tif": (imagej_tiff, None),
+    "a.mrc": (mrc_file, None),
+    "a.nii": (nifti_file, None),
+    "a.h5": (hdf5_file, "data"),
+    "layer": (cloudvolume_layer, None),
+    "bdv.n5": (n5_viewer, "setup0/timepoint0/s0"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_each_writers_voxel_size_is_read_and_carried_into_the_pyramid(tmp_path, name):
+    make, key = CASES[name]
+    voxel_size, unit = make(tmp_path / name)
+    src = await ba.open_source(tmp_path / name, key)
+    assert src.voxel_size == pytest.approx(voxel_size) and src.unit == unit
+    levels = await ba.pyramid(src, tmp_path / "p.ome.zarr", 2, factor=(1, 2, 2), method="mean")
+    multiscale = json.loads((tmp_path / "p.ome.zarr" / "zarr.json").read_text())["attributes"][
+        "ome"
+    ]["multiscales"][0]
+    level1 = multiscale["datasets"][1]["coordinateTransformations"][0]["scale"]
+    assert level1 == pytest.approx([voxel_size[0], 2 * voxel_size[1], 2 * voxel_size[2]])
+    assert multiscale["axes"][0]["unit"] == unit
+    reopened = await ba.open_source(tmp_path / "p.ome.zarr", level=1)
+    assert reopened.voxel_size == pytest.approx(level1) and levels[1].shape == reopened.shape
+
+
+async def test_an_explicit_voxel_size_overrides_the_file(tmp_path):
+    hdf5_file(tmp_path / "a.h5")
+    src = await ba.open_source(tmp_path / "a.h5", "data")
+    await ba.pyramid(src, tmp_path / "p.zarr", 1, voxel_size=(40, 4, 4), unit="nm")
+    multiscale = json.loads((tmp_path / "p.zarr" / "zarr.json").read_text())["attributes"]["ome"][
+        "multiscales"
+    ][0]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [40.0, 4.0, 4.0]
+    assert multiscale["axes"][2]["unit"] == "nanometer"
+
+
+async def test_create_source_writes_the_voxel_size_where_the_format_has_a_place(tmp_path):
+    pre = await ba.create_source(
+        f"precomputed://{tmp_path / 'pre'}",
+        shape=(4, 6, 8),
+        dtype="uint8",
+        chunks=(4, 6, 8),
+        voxel_size=(0.04, 0.004, 0.004),
+        unit="um",
+    )
+    info = json.loads((tmp_path / "pre" / "info").read_text())
+    assert info["scales"][0]["resolution"] == pytest.approx([4.0, 4.0, 40.0])  # nm, x y z
+    assert pre.voxel_size == (0.04, 0.004, 0.004)
+    reopened = await ba.open_source(tmp_path / "pre")
+    assert reopened.voxel_size == pytest.approx((40.0, 4.0, 4.0)) and reopened.unit == "nanometer"
+    await ba.create_source(
+        tmp_path / "o.n5",
+        shape=(4, 6, 8),
+        dtype="uint8",
+        chunks=(4, 6, 8),
+        voxel_size=(1.0, 0.25, 0.25),
+        unit="micrometer",
+    )
+    attributes = json.loads((tmp_path / "o.n5" / "attributes.json").read_text())
+    assert attributes["resolution"] == [0.25, 0.25, 1.0]
+    n5 = await ba.open_source(tmp_path / "o.n5")
+    assert n5.voxel_size == (1.0, 0.25, 0.25) and n5.unit == "micrometer"
+    with pytest.raises(ba.InvalidArgumentError, match="unknown unit"):
+        await ba.create_source(
+            tmp_path / "x.n5",
+            shape=(4,),
+            dtype="uint8",
+            chunks=(4,),
+            voxel_size=(1,),
+            unit="furlong",
+        )
