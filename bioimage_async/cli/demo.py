@@ -28,6 +28,17 @@ def sample_volume(shape: tuple[int, int, int] = (64, 512, 512), seed: int = 0) -
     return np.clip((blobs + noise) * 255, 0, 255).astype(np.uint8)
 
 
+def write_sample_stack(path: str, shape: tuple[int, int, int] = (64, 512, 512)) -> tuple[int, ...]:
+    """Write ``sample_volume(shape)`` as a TIFF stack (the README tour's input)."""
+    import tifffile
+
+    volume = sample_volume(shape)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tifffile.imwrite(path, volume)
+    return volume.shape
+
+
 async def run_demo(folder: str) -> dict[str, object]:
     import tifffile
 

@@ -99,7 +99,7 @@ def test_bad_arguments_and_bad_input_exit_2_with_one_line(tmp_path, tiff_file):
         "--block-shape",
         "10,10,10",
     )
-    assert unsafe.returncode == 2 and "block_shape=(16, 32, 32)" in unsafe.stderr
+    assert unsafe.returncode == 2 and "--block-shape 16,32,32" in unsafe.stderr
     debug = run("--debug", "convert", tmp_path / "nope.tif", tmp_path / "o.zarr")
     assert "Traceback" in debug.stderr
 
@@ -107,7 +107,9 @@ def test_bad_arguments_and_bad_input_exit_2_with_one_line(tmp_path, tiff_file):
 def test_existing_output_is_refused_unless_overwrite(tmp_path, tiff_file):
     assert run("convert", tiff_file, tmp_path / "o.zarr").returncode == 0
     again = run("convert", tiff_file, tmp_path / "o.zarr")
-    assert again.returncode == 2 and "exist_ok" in again.stderr
+    assert (
+        again.returncode == 2 and "--overwrite" in again.stderr and "exist_ok" not in again.stderr
+    )
     assert run("convert", tiff_file, tmp_path / "o.zarr", "--overwrite").returncode == 0
 
 
@@ -151,3 +153,164 @@ def test_demo_runs(tmp_path):
     result = run("demo", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "matches the TIFF" in result.stdout
+
+
+# ---- a new user's first hour (issue #14) ----------------------------------------------------
+def one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "bad,good",
+    [
+        (["--block-shape", "100,100,100"], ["--block-shape", "64,128,128"]),
+        (["--block-ids", "500"], ["--block-ids", "5"]),
+        (["--block-shape", "64,64"], []),
+        (["--chunks", "64,64"], []),
+    ],
+)
+def test_a_failed_check_leaves_nothing_so_the_corrected_command_works(tmp_path, bad, good):
+    stack = tmp_path / "stack.tif"
+    assert run("demo", "--make-input", stack).returncode == 0
+    out = tmp_path / "bs3.zarr"
+    error = one_line_error(run("convert", stack, out, "--no-progress", *bad))
+    assert not out.exists(), error
+    assert "block_shape" not in error and "block_ids" not in error and "exist_ok" not in error
+    fixed = run("convert", stack, out, "--no-progress", *good)
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_argument_errors_are_one_line_in_the_clis_words(tmp_path, tiff_file):
+    assert "--workers" in one_line_error(
+        run("convert", tiff_file, tmp_path / "o.zarr", "--workers", "0")
+    )
+    assert "3,7,10-12" in one_line_error(
+        run("convert", tiff_file, tmp_path / "o.zarr", "--block-ids", "a-b")
+    )
+    factor = one_line_error(run("downsample", tiff_file, tmp_path / "d.zarr", "--factor", "2,2"))
+    assert "--factor" in factor and "scale_factor" not in factor
+    group = tmp_path / "g.zarr"
+    zarr.open_group(str(group), mode="w").create_array("a/b", shape=(4,), dtype="u1")
+    key = one_line_error(run("info", group))
+    assert "--key" in key and "internal_path" not in key
+    unknown = (
+        one_line_error(run("info", tmp_path / "file.xyz"))
+        if (tmp_path / "file.xyz").write_text("x")
+        else None
+    )
+    assert "--input-format" in unknown and "format=" not in unknown
+
+
+def test_every_option_of_every_subcommand_is_documented_with_an_example():
+    import argparse
+
+    from bioimage_async.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        assert "examples:" in sub.description, name
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.dest)
+            takes_value = action.nargs != 0 and action.option_strings
+            if takes_value and not action.choices:
+                assert "e.g." in action.help, (name, action.option_strings)
+
+
+def test_info_on_a_pyramid_lists_its_levels_and_a_level_reports_its_own_size(tmp_path, tiff_file):
+    assert (
+        run(
+            "pyramid", tiff_file, tmp_path / "p.ome.zarr", "--levels", "3", "--no-progress"
+        ).returncode
+        == 0
+    )
+    listing = run("info", tmp_path / "p.ome.zarr", "--json")
+    assert listing.returncode == 0, listing.stderr
+    levels = json.loads(listing.stdout)["levels"]
+    assert [entry["shape"] for entry in levels] == [[45, 70, 83], [23, 35, 42], [12, 18, 21]]
+    assert levels[1]["path"].endswith("p.ome.zarr/1") and levels[1]["voxel_size"] == pytest.approx(
+        [45 / 23, 2.0, 83 / 42]
+    )
+    one = json.loads(run("info", tmp_path / "p.ome.zarr", "1", "--json").stdout)
+    assert one["path"].endswith("p.ome.zarr/1") and one["shape"] == [23, 35, 42]
+    assert (
+        one["disk_bytes"]
+        < json.loads(run("info", tmp_path / "p.ome.zarr", "0", "--json").stdout)["disk_bytes"]
+    )
+
+
+def test_a_distributed_convert_reports_its_blocks_and_time_per_gb(tmp_path, tiff_file):
+    result = run(
+        "convert",
+        tiff_file,
+        tmp_path / "o.zarr",
+        "--chunks",
+        "16,32,32",
+        "--job-type",
+        "subprocess",
+        "--tmp-root",
+        tmp_path / "tmp",
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(tiff) -> " in result.stdout and "(zarr)" in result.stdout
+    blocks = int(result.stdout.split("; ")[-1].split(" block")[0])
+    assert blocks > 0 and "s/GB" in result.stdout
+
+
+def test_degenerate_pyramid_levels_are_refused_before_writing(tmp_path):
+    stack = tmp_path / "stack.tif"
+    run("demo", "--make-input", stack)
+    error = one_line_error(run("pyramid", stack, tmp_path / "p.zarr", "--levels", "12"))
+    assert "--levels 10" in error or "levels=" not in error
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_pyramid_labels_inside_an_image_with_voxel_size(tmp_path, tiff_file):
+    assert (
+        run(
+            "pyramid",
+            tiff_file,
+            tmp_path / "p.ome.zarr",
+            "--levels",
+            "2",
+            "--voxel-size",
+            "0.3,0.1,0.1",
+            "--unit",
+            "um",
+            "--no-progress",
+        ).returncode
+        == 0
+    )
+    labels = run(
+        "pyramid",
+        tiff_file,
+        tmp_path / "p.ome.zarr",
+        "--levels",
+        "2",
+        "--labels",
+        "--name",
+        "cells",
+        "--method",
+        "mode",
+        "--no-progress",
+    )
+    assert labels.returncode == 0, labels.stderr
+    attrs = zarr.open_group(str(tmp_path / "p.ome.zarr" / "labels"), mode="r").attrs["ome"]
+    assert attrs["labels"] == ["cells"]
+    old = run(
+        "pyramid",
+        tiff_file,
+        tmp_path / "v4.zarr",
+        "--levels",
+        "2",
+        "--ngff-version",
+        "0.4",
+        "--no-progress",
+    )
+    assert old.returncode == 0 and (tmp_path / "v4.zarr" / ".zattrs").exists()

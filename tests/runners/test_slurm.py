@@ -1,6 +1,7 @@
 """On the real single-node slurm cluster and sshd set up by tests/slurm_testbed/setup.sh."""
 
 import asyncio
+import json
 import os
 import subprocess
 
@@ -137,23 +138,23 @@ async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
             job_config=config,
         )
     )
-    folder = None
-    for _ in range(100):
+    run = None
+    for _ in range(150):  # wait for the job's state, not for files: RUNNING in the scheduler
         await asyncio.sleep(0.2)
         folders = [p for p in os.listdir(shared) if p.startswith("bioimage_async_")]
-        if (
-            folders
-            and os.listdir(os.path.join(shared, folders[0], "progress")) == []
-            and os.path.exists(os.path.join(shared, folders[0], "submit-0-0.sh"))
-        ):
-            folder = os.path.join(shared, folders[0])
+        if not folders:
+            continue
+        folder = os.path.join(shared, folders[0])
+        manifest = json.loads(open(os.path.join(folder, "manifest.json")).read())
+        if not manifest.get("attempts"):
+            continue
+        run = await ba.attach(folder, config)
+        if "RUNNING" in (await run.status()).task_states.values():
             break
-    assert folder is not None
-    await asyncio.sleep(3)
+    assert run is not None and "RUNNING" in (await run.status()).task_states.values()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    run = await ba.attach(folder, config)
     for _ in range(40):
         if not squeue_alive(run.job_ids):
             break
@@ -186,6 +187,7 @@ async def test_scancelled_task_is_reported_with_its_state(shared, volume):
     assert "task 0: CANCELLED" in str(caught.value)
 
 
+@pytest.mark.slow  # slurm enforces time limits on a ~30 s tick: this takes 60-90 s
 async def test_task_killed_by_its_time_limit_is_reported_as_timeout(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, time="1", blocks_per_task=100)

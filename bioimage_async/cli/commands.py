@@ -1,0 +1,406 @@
+"""What each subcommand does, over the async API (the CLI is a thin layer, like ``ba.sync``).
+
+Checks run before anything is created where they can (the execution options, the input);
+where a check needs the output (block shapes against its chunks, block ids against its grid),
+an output this command created is removed again when the run fails before its first block, so
+the corrected command can simply be run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import bioimage_async as ba
+
+from ..context import run_blocking
+from ..errors import BioimageAsyncError, RunnerError
+from ..runners.options import ExecOptions
+from ..sources import ome_zarr
+from ..sources.location import Location
+from ..sources.registry import infer_format
+from .parser import EXIT_OK
+
+
+def mark_side(error: BioimageAsyncError, side: str) -> BioimageAsyncError:
+    """Remember whether an error concerns the input or the output (for the CLI's words)."""
+    error.cli_side = side  # type: ignore[attr-defined]
+    return error
+
+
+def exec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution keywords, validated now (before any output is created)."""
+    kwargs: dict[str, Any] = {
+        "num_workers": args.workers,
+        "job_type": args.job_type,
+        "block_ids": args.block_ids,
+        "resume_from": args.resume,
+        "progress": False if args.no_progress else None,
+        "casting": args.casting,
+        "retries": args.retries,
+        "block_timeout": args.block_timeout,
+        "output_lock": not args.no_output_lock,
+    }
+    if args.job_type == "slurm":
+        overrides = {"tmp_root": args.tmp_root} if args.tmp_root else {}
+        kwargs["job_config"] = ba.SlurmConfig.load(**overrides)
+    elif args.tmp_root:
+        kwargs["job_config"] = ba.RunnerConfig(tmp_root=args.tmp_root)
+    ExecOptions.from_kwargs(kwargs)
+    return kwargs
+
+
+async def open_input(args: argparse.Namespace) -> ba.Source:
+    options: dict[str, Any] = {}
+    if getattr(args, "pattern", None):
+        options["pattern"] = args.pattern
+    if getattr(args, "level", None) is not None:
+        options["level"] = args.level
+    try:
+        return await ba.open_source(
+            args.input, args.key, format=getattr(args, "input_format", None), **options
+        )
+    except BioimageAsyncError as error:
+        raise mark_side(error, "input") from error
+
+
+class CreatedOutput:
+    """Knows what this command created, so a run that fails before its first block can remove
+    it again (local paths only; an existing container or array is never touched)."""
+
+    def __init__(self, path: str, key: str | None) -> None:
+        self.location = Location.parse(path)
+        self.key = (key or "").strip("/")
+        local = self.location.is_local
+        self.container_existed = local and os.path.exists(self.location.path)
+        self.key_existed = (
+            local and bool(self.key) and os.path.exists(os.path.join(self.location.path, self.key))
+        )
+
+    def remove(self) -> None:
+        if not self.location.is_local:
+            return
+        if not self.container_existed:
+            target = self.location.path
+        elif self.key and not self.key_existed:
+            target = os.path.join(self.location.path, self.key)
+        else:
+            return
+        if os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
+        elif os.path.isfile(target):
+            os.remove(target)
+
+
+async def run_guarded(
+    created: CreatedOutput, stats: ba.RunStats, run: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Run; if it fails before any block ran, remove the output this command created."""
+    try:
+        return await run()
+    except BaseException as error:
+        untouched = stats.blocks_done == 0 and "tasks" not in stats.extra
+        if untouched and not isinstance(error, (RunnerError, KeyboardInterrupt)):
+            await run_blocking(created.remove)
+        raise
+
+
+async def create_output(
+    args: argparse.Namespace,
+    path: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    **extra: Any,
+) -> tuple[ba.Source, CreatedOutput]:
+    created = CreatedOutput(path, args.out_key)
+    try:
+        out = await ba.create_source(
+            path,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            format=args.format,
+            internal_path=args.out_key,
+            exist_ok=args.overwrite or args.resume is not None,
+            **extra,
+        )
+    except BioimageAsyncError as error:
+        raise mark_side(error, "output") from error
+    return out, created
+
+
+def default_chunks(shape: tuple[int, ...], given: tuple[int, ...] | None) -> tuple[int, ...]:
+    if given is not None:
+        if len(given) != len(shape):
+            raise ba.InvalidArgumentError(
+                f"--chunks {','.join(map(str, given))} has {len(given)} entries; the volume "
+                f"has {len(shape)} axes (shape {shape})"
+            )
+        return given
+    base = [64] * len(shape) if len(shape) >= 3 else [512] * len(shape)
+    return tuple(min(b, n) for b, n in zip(base, shape))
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def timing(stats: ba.RunStats, nbytes: int, seconds: float) -> str:
+    per_gb = seconds / max(nbytes / 1e9, 1e-12)
+    return (
+        f"{plural(stats.blocks_done, 'block')} in {seconds:.2f} s ({per_gb:.2f} s/GB, "
+        f"{nbytes / 1e6 / max(seconds, 1e-9):.0f} MB/s)"
+    )
+
+
+def format_of(source: ba.Source, path: str) -> str:
+    return str(getattr(source, "format", None) or infer_format(path) or source.kind)
+
+
+# ---- info -----------------------------------------------------------------------------------
+def disk_size(path: str) -> int | None:
+    if not os.path.exists(path):
+        return None
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                continue
+    return total
+
+
+async def describe(source: ba.Source, path: str, where: str) -> dict[str, Any]:
+    location = Location.parse(where)
+    info: dict[str, Any] = {
+        "path": where,
+        "format": format_of(source, path),
+        "shape": list(source.shape),
+        "dtype": str(source.dtype),
+        "chunks": list(source.chunks) if source.chunks else None,
+        "shards": list(source.shards) if source.shards else None,
+        "voxel_size": list(source.voxel_size) if source.voxel_size else None,
+        "unit": source.unit,
+        "size_bytes": source.nbytes,
+    }
+    if location.is_local:
+        info["disk_bytes"] = await run_blocking(disk_size, location.path)
+    return info
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    key = (args.key or "").strip("/")
+    location = Location.parse(args.path)
+    levels = None
+    if args.level is None:
+        attributes = await ome_zarr.group_attributes(location, key)
+        levels = ome_zarr.multiscale_levels(attributes or {})
+    if levels:  # a pyramid: one entry per level
+        entries = []
+        for index, level in enumerate(levels):
+            source = await ba.open_source(args.path, key or None, level=index)
+            entries.append(await describe(source, args.path, str(location.join(key, level.path))))
+        report: dict[str, Any] = {"path": str(location.join(key)), "levels": entries}
+    else:
+        options = {"level": args.level} if args.level is not None else {}
+        try:
+            source = await ba.open_source(args.path, args.key, format=args.input_format, **options)
+        except BioimageAsyncError as error:
+            raise mark_side(error, "input") from error
+        report = await describe(source, args.path, str(location.join(key)))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    elif "levels" in report:
+        print(f"{report['path']}: OME-Zarr multiscale, {plural(len(report['levels']), 'level')}")
+        for index, entry in enumerate(report["levels"]):
+            print(f"  level {index}:")
+            print_fields(entry, indent=4)
+    else:
+        print_fields(report, indent=0)
+    return EXIT_OK
+
+
+def print_fields(info: dict[str, Any], indent: int) -> None:
+    for key, value in info.items():
+        if value is None:
+            continue
+        if key.endswith("bytes"):
+            value = f"{value / 2**20:.1f} MiB ({value} bytes)"
+        elif isinstance(value, list):
+            value = " x ".join(str(v) for v in value)
+        print(f"{' ' * indent}{key:>12}: {value}")
+
+
+# ---- convert, downsample, pyramid ------------------------------------------------------------
+async def cmd_convert(args: argparse.Namespace) -> int:
+    kwargs = exec_kwargs(args)
+    src = await open_input(args)
+    chunks = default_chunks(src.shape, args.chunks)
+    voxel_size = args.voxel_size if args.voxel_size is not None else src.voxel_size
+    unit = args.unit if args.unit is not None else (src.unit if args.voxel_size is None else None)
+    out, created = await create_output(
+        args,
+        args.output,
+        src.shape,
+        src.dtype,
+        chunks,
+        compression=args.compression,
+        shards=args.shards,
+        voxel_size=voxel_size,
+        unit=unit,
+    )
+    stats = ba.RunStats()
+    started = time.perf_counter()
+    await run_guarded(
+        created,
+        stats,
+        lambda: ba.copy(src, out, block_shape=args.block_shape, stats=stats, **kwargs),
+    )
+    seconds = time.perf_counter() - started
+    print(
+        f"converted {args.input} ({format_of(src, args.input)}) -> {args.output} "
+        f"({format_of(out, args.output)}): shape {src.shape}, {src.dtype}, chunks {out.chunks}"
+        + (f", shards {out.shards}" if out.shards else "")
+        + f"; {timing(stats, src.nbytes, seconds)}"
+    )
+    return EXIT_OK
+
+
+async def cmd_downsample(args: argparse.Namespace) -> int:
+    from ..kernels.resample import downscale_shape
+    from ..ops.downsample import normalize_factors
+
+    kwargs = exec_kwargs(args)
+    src = await open_input(args)
+    target = downscale_shape(src.shape, normalize_factors(args.factor, src.ndim))
+    out, created = await create_output(
+        args,
+        args.output,
+        target,
+        src.dtype,
+        default_chunks(target, args.chunks),
+        compression=args.compression,
+    )
+    stats = ba.RunStats()
+    started = time.perf_counter()
+    await run_guarded(
+        created,
+        stats,
+        lambda: ba.downsample(
+            src,
+            args.factor,
+            out,
+            order=args.order,
+            anti_aliasing=args.anti_aliasing,
+            method=args.method,
+            block_shape=args.block_shape,
+            stats=stats,
+            **kwargs,
+        ),
+    )
+    seconds = time.perf_counter() - started
+    print(
+        f"downsampled {args.input} {src.shape} -> {args.output} {target}; "
+        f"{timing(stats, src.nbytes, seconds)}"
+    )
+    return EXIT_OK
+
+
+async def cmd_pyramid(args: argparse.Namespace) -> int:
+    kwargs = exec_kwargs(args)
+    src = await open_input(args)
+    created = CreatedOutput(args.output, None)
+    stats = ba.RunStats()
+    kwargs["stats"] = stats
+    started = time.perf_counter()
+    try:
+        levels = await run_guarded(
+            created,
+            stats,
+            lambda: ba.pyramid(
+                src,
+                args.output,
+                args.levels,
+                factor=args.factor,
+                method=args.method,
+                ngff_version=args.ngff_version,
+                labels=args.labels,
+                name=args.name,
+                voxel_size=args.voxel_size,
+                unit=args.unit,
+                chunks=args.chunks,
+                shards=args.shards,
+                exist_ok=args.overwrite or args.resume is not None,
+                **kwargs,
+            ),
+        )
+    except BioimageAsyncError as error:
+        raise mark_side(error, "output") from error
+    seconds = time.perf_counter() - started
+    shapes = ", ".join(str(level.shape) for level in levels)
+    print(
+        f"wrote {plural(len(levels), 'level')} to {args.output} (OME-NGFF "
+        f"{args.ngff_version}): {shapes}; {timing(stats, src.nbytes, seconds)}"
+    )
+    return EXIT_OK
+
+
+# ---- runs -------------------------------------------------------------------------------------
+def manifest_job_type(folder: str) -> str | None:
+    try:
+        with open(os.path.join(folder, "manifest.json")) as handle:
+            return str(json.load(handle).get("job_type"))
+    except (OSError, ValueError):
+        return None
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    config = ba.SlurmConfig.load() if manifest_job_type(args.tmp_folder) == "slurm" else None
+    run = await ba.attach(args.tmp_folder, config)
+    if args.command == "status":
+        status = await run.status()
+        print(
+            f"run {run.name!r} jobs {status.job_ids}: {status.blocks_done}/{status.blocks_total} "
+            f"blocks done; tasks {status.tasks_succeeded} succeeded, {status.tasks_failed} "
+            f"failed, {status.running} running, {status.pending} pending"
+        )
+        return EXIT_OK
+    if args.command == "cancel":
+        await run.cancel()
+        print(f"cancelled {run.job_ids}; finish it later with --resume {args.tmp_folder}")
+        return EXIT_OK
+    await run.wait(progress=None)
+    print(f"run {run.name!r} finished: every block is written")
+    return EXIT_OK
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import default_folder, report_text, run_demo, write_sample_stack
+
+    if args.make_input:
+        shape = await run_blocking(write_sample_stack, args.make_input)
+        print(f"wrote a sample stack of shape {shape} to {args.make_input}")
+        return EXIT_OK
+    print(report_text(await run_demo(args.folder or default_folder())))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "info": cmd_info,
+    "convert": cmd_convert,
+    "downsample": cmd_downsample,
+    "pyramid": cmd_pyramid,
+    "status": cmd_run,
+    "attach": cmd_run,
+    "cancel": cmd_run,
+    "demo": cmd_demo,
+}
