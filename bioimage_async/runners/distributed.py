@@ -102,8 +102,15 @@ class DistributedRunner(Runner):
                 stats=stats,
             )
             if tasks:
-                task_ids = await folder.add_tasks(tasks)
-                jobs = await launcher.submit(folder, task_ids, num_workers)
+                try:
+                    task_ids = await folder.add_tasks(tasks)
+                    jobs = await launcher.submit(folder, task_ids, num_workers)
+                except BaseException:
+                    if resume_from is None:  # nothing ran: leave no folder behind
+                        await asyncio.shield(lease.release())
+                        lease = None
+                        await asyncio.shield(folder.remove())
+                    raise
                 await folder.record_attempt(job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
             stats.blocks_total = int(np.asarray(folder.manifest.requested_ids()).size)

@@ -203,3 +203,13 @@ async def test_task_killed_by_its_time_limit_is_reported_as_timeout(shared, volu
         )
     assert "TIMEOUT" in str(caught.value)
     assert caught.value.failed_block_ids  # the blocks that never finished
+
+
+async def test_a_refused_submission_leaves_no_run_folder(shared, volume):
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, partition="no-such-partition")
+    before = {p for p in os.listdir(shared) if p.startswith("bioimage_async_")}
+    with pytest.raises(ba.ConfigError, match="sbatch refused the job"):
+        await ba.copy(src, out, block_shape=CHUNKS, job_type="slurm", job_config=config)
+    after = {p for p in os.listdir(shared) if p.startswith("bioimage_async_")}
+    assert after == before
