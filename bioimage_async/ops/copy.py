@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Unpack
 
 from ..blocking.defaults import TARGET_BLOCK_BYTES, default_block_shape
 from ..blocking.grid import BlockGrid
 from ..errors import InvalidArgumentError
-from ..pipeline.progress import Progress
-from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockKernel, BlockTask
-from ..runners.options import ExecKwargs, ExecOptions
+from ..runners.options import ExecKwargs
 from ..sources.base import Source
-from ..sources.raw_copy import RawCopyPlan, copy_raw_chunks, raw_copy_plan
 from ..sources.registry import as_source
 from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 
@@ -77,9 +73,9 @@ async def copy(
     voxels outside it keep the output's old values and blocks with an empty mask are skipped
     without reading the input. Returns the output (the given one or the new array).
 
-    A local run (no mask, block_ids or block_shape) between two whole arrays with the same chunk grid,
-    dtype, fill value and codecs moves the encoded chunk files from store to store without
-    decoding them (see ``sources.raw_copy``); its stats and progress then count chunk files.
+    Between two whole arrays with the same chunk grid, dtype, fill value and codecs, each
+    block moves the encoded chunk files from store to store without decoding them (see
+    ``sources.raw_copy``), in every backend, journaled and resumable like any block.
     """
     options = exec_options(exec_kwargs)
     src = as_source(input)
@@ -92,52 +88,8 @@ async def copy(
         raise InvalidArgumentError(
             f"output shape {out.shape} must equal the input shape {src.shape}"
         )
-    plan = raw_copy_plan(src, out) if _raw_copy_allowed(options, mask, block_shape) else None
-    if plan is not None:
-        await _copy_chunk_files(plan, options)
-        return finish(out, options, output, array)
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks))
     task = BlockTask(
         "copy", src, out, grid, BlockKernel(), as_source(mask) if mask is not None else None
     )
     return finish(await run_task(task, options), options, output, array)
-
-
-def _raw_copy_allowed(options: ExecOptions, mask: Any, block_shape: Any) -> bool:
-    """Chunk files are copied as they are only in a plain local run (distributed runs, masks,
-    block_ids, resumes and an explicit block_shape ask for the block grid)."""
-    return (
-        mask is None
-        and block_shape is None
-        and options.job_type == "local"
-        and options.block_ids is None
-        and options.resume_from is None
-    )
-
-
-async def _copy_chunk_files(plan: RawCopyPlan, options: ExecOptions) -> None:
-    """Run a raw chunk copy with the op's progress and stats (counted in chunk files)."""
-    stats = options.stats if options.stats is not None else RunStats()
-    stats.name = "copy"
-    stats.extra["raw_chunk_copy"] = 1.0
-    bar: Progress | None = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        stats.blocks_total += total
-        bar = Progress(options.progress, total, "copy")
-
-    def on_chunk(nbytes: int) -> None:
-        stats.blocks_done += 1
-        stats.bytes_read += nbytes
-        stats.bytes_written += nbytes
-        if bar is not None:
-            bar.advance()
-
-    started = time.perf_counter()
-    try:
-        await copy_raw_chunks(plan, on_total=on_total, on_chunk=on_chunk)
-    finally:
-        stats.wall_s += time.perf_counter() - started
-        if bar is not None:
-            bar.close()

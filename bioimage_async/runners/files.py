@@ -42,6 +42,10 @@ class RunFiles(Protocol):
 
     async def touch(self, path: str) -> None: ...
 
+    async def free_bytes(self, path: str) -> int | None:
+        """Free space on the filesystem holding ``path``, or None when unknown."""
+        ...
+
 
 def _write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -121,6 +125,12 @@ class LocalFiles:
     async def touch(self, path: str) -> None:
         await run_blocking(os.utime, path)
 
+    async def free_bytes(self, path: str) -> int | None:
+        try:
+            return (await run_blocking(shutil.disk_usage, path)).free
+        except OSError:
+            return None
+
 
 class SftpFiles:
     """A run folder on the cluster, reached through one asyncssh SFTP client."""
@@ -195,3 +205,10 @@ class SftpFiles:
 
         now = time.time()
         await self.sftp.utime(path, (now, now))
+
+    async def free_bytes(self, path: str) -> int | None:
+        try:
+            stats = await self.sftp.statvfs(path)
+        except Exception:  # noqa: BLE001 - servers without the statvfs extension
+            return None
+        return int(stats.f_bavail * stats.f_frsize)

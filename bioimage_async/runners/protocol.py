@@ -166,8 +166,9 @@ class RunFolder:
         except OSError as err:
             await files.rmtree(path)
             raise ConfigError(
-                f"cannot write the run folder {path}: {err.strerror or err}. Set "
-                "RunnerConfig(tmp_root=...) to a folder with free space that you can write"
+                f"cannot write the run folder {path} under tmp_root={tmp_root!r}: "
+                f"{err.strerror or err}. Set RunnerConfig(tmp_root=...) to a folder with free "
+                "space that you can write"
             ) from err
         return folder
 

@@ -164,6 +164,14 @@ class Run:
                 logger.warning("cancelled waiting for %r: %s", self.name, self.attach_hint())
             else:
                 await asyncio.shield(self._cancel_quietly())
+                logger.warning(
+                    "run %r cancelled: its jobs were stopped; finished blocks are written. "
+                    "Finish it with resume_from=%r; ba.sync.missing_blocks(%r) lists the "
+                    "missing blocks.",
+                    self.name,
+                    self.tmp_folder,
+                    self.tmp_folder,
+                )
             raise
         await self._finish(dead)
         return self.result
@@ -233,8 +241,16 @@ class Run:
 
     async def _reason(self, task_id: int, state: TaskState, note: str | None = None) -> str:
         text = f"task {task_id}: {note or state.describe()}"
+        tail = await self.folder.log_tail(state.log) if state.log else ""
+        if not tail:  # no word from the task: a full disk leaves neither a log nor a sentinel
+            free = await self.folder.files.free_bytes(self.folder.path)
+            if free is not None and free < 16 * 2**20:
+                text += (
+                    f" and left no error text; the disk of the run folder {self.folder.path} "
+                    f"has only {free / 2**20:.1f} MiB free: free space or set tmp_root= to "
+                    "another folder, then resume"
+                )
         if state.log:
-            tail = await self.folder.log_tail(state.log)
             if tail:
                 text += (
                     "\n    last lines of logs/"

@@ -271,6 +271,10 @@ class ResilientSftpFiles:
     async def touch(self, path: str) -> None:
         await self._with("touch", path)
 
+    async def free_bytes(self, path: str) -> int | None:
+        result: int | None = await self._with("free_bytes", path)
+        return result
+
     async def rmtree(self, path: str) -> None:
         """One ``rm -rf`` on the cluster instead of one SFTP request per file."""
         await self.session.run(["rm", "-rf", "--", path])

@@ -98,10 +98,19 @@ def normalize_index(index: Any, shape: tuple[int, ...]) -> NormalizedIndex:
             )
         else:
             raise InvalidIndexError(
-                f"index {item!r} on axis {axis} is not basic indexing (fancy, boolean and "
-                "list indices are not supported); use ints, slices with step 1 and '...'"
+                f"index {_shown(item)} on axis {axis} is not basic indexing (fancy, boolean "
+                "and list indices are not supported); use ints, slices with step 1 and '...'"
             )
     return NormalizedIndex(tuple(roi), tuple(squeeze))
+
+
+def _shown(item: Any) -> str:
+    """An index for a message: arrays by dtype and shape (never their values)."""
+    if isinstance(item, np.ndarray):
+        return f"<a {item.dtype} array of shape {item.shape}>"
+    if isinstance(item, (list, tuple)) and len(item) > 8:
+        return f"<a {type(item).__name__} of {len(item)} items>"
+    return repr(item)
 
 
 def roi_shape(roi: Roi) -> tuple[int, ...]:

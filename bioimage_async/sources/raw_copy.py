@@ -70,7 +70,12 @@ class ChunkNaming:
 
 @dataclass(frozen=True)
 class RawChunks:
-    """What a raw copy needs of one array: where its chunk keys live and what they mean."""
+    """What a raw copy needs of one array: where its chunk keys live and what they mean.
+
+    ``axes[i]`` is the presented axis that stored grid axis ``i`` follows (None for a stored
+    axis that is not presented, such as the single channel of a precomputed layer), and
+    ``unit[i]`` the chunk (shard) size along it: from them a presented region's keys follow.
+    """
 
     kvstore: ts.KvStore
     naming: ChunkNaming
@@ -78,6 +83,32 @@ class RawChunks:
     presentation: str
     chunk_nbytes: int
     describe: str
+    axes: tuple[int | None, ...] = ()
+    unit: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
+
+    def region_keys(self, roi: tuple[slice, ...]) -> list[str] | None:
+        """The keys holding exactly the presented region ``roi``, or None when the region cuts
+        a chunk (or the naming cannot be enumerated): then only decoding copies it right."""
+        if self.naming.kind != "grid" or not self.axes:
+            return None
+        ranges = []
+        for axis, unit in zip(self.axes, self.unit):
+            if axis is None:
+                ranges.append(range(1))
+                continue
+            part, extent = roi[axis], self.shape[axis]
+            if part.start % unit or (part.stop % unit and part.stop != extent):
+                return None
+            ranges.append(range(part.start // unit, -(-part.stop // unit)))
+        covered = {axis for axis in self.axes if axis is not None}
+        if any(
+            (s.start, s.stop) != (0, n)
+            for a, (s, n) in enumerate(zip(roi, self.shape))
+            if a not in covered
+        ):
+            return None  # a region of part of a stored chunk's other axes (channels)
+        return [self.naming.key_of(tuple(index)) for index in product(*ranges)]
 
 
 def _ceil_grid(shape: list[int], chunks: list[int]) -> tuple[int, ...]:
@@ -246,6 +277,7 @@ def raw_chunks(source: Source) -> RawChunks | None:
         return None
     if driver == "neuroglancer_precomputed":
         kvstore = kvstore / (str(spec["scale_metadata"]["key"]).strip("/") + "/")
+    axes, unit = _grid_axes(store, naming, spec, driver)
     return RawChunks(
         kvstore=kvstore,
         naming=naming,
@@ -253,7 +285,42 @@ def raw_chunks(source: Source) -> RawChunks | None:
         presentation=_presentation(store),
         chunk_nbytes=elements * store.dtype.numpy_dtype.itemsize,
         describe=source.describe(),
+        axes=axes,
+        unit=unit,
+        shape=tuple(int(n) for n in store.shape),
     )
+
+
+def _grid_axes(
+    store: ts.TensorStore, naming: ChunkNaming, spec: dict[str, Any], driver: str
+) -> tuple[tuple[int | None, ...], tuple[int, ...]]:
+    """For each stored grid axis: the presented axis it follows, and its chunk (shard) size."""
+    if naming.kind != "grid":
+        return (), ()
+    transform = store.spec().transform
+    if transform is None:
+        return (), ()
+    outputs = list(transform.output)
+    metadata = spec.get("metadata") or {}
+    if driver == "zarr":
+        unit = metadata["chunks"]
+    elif driver == "zarr3":
+        unit = metadata["chunk_grid"]["configuration"]["chunk_shape"]
+    elif driver == "n5":
+        unit = metadata["blockSize"]
+    else:
+        unit = (spec.get("scale_metadata") or {})["chunk_size"]
+    axes: list[int | None] = []
+    for output in outputs[: len(naming.grid)]:
+        dimension = output.input_dimension
+        if output.method == ts.OutputIndexMethod.single_input_dimension and output.stride == 1:
+            assert dimension is not None
+            axes.append(int(dimension))
+        elif output.method == ts.OutputIndexMethod.constant:
+            axes.append(None)
+        else:
+            return (), ()
+    return tuple(axes), tuple(int(u) for u in unit)
 
 
 @dataclass(frozen=True)
@@ -351,6 +418,17 @@ async def copy_raw_chunks(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return copied
+
+
+async def copy_region_keys(plan: RawCopyPlan, keys: list[str]) -> int:
+    """Copy the keys of one block (bounded concurrency); returns the bytes copied."""
+    limit = asyncio.Semaphore(plan.concurrency)
+
+    async def one(key: str) -> int:
+        async with limit:
+            return max(await _copy_key(plan, key), 0)
+
+    return sum(await asyncio.gather(*(one(key) for key in keys)))
 
 
 async def _copy_key(plan: RawCopyPlan, key: str) -> int:

@@ -30,6 +30,7 @@ from .indexing import Roi
 from .location import Location
 from .ome_zarr import group_attributes, multiscale_levels, pick_level
 from .physical import for_axes, n5_voxel_size, positive_sizes
+from .raw_copy import RawCopyPlan, copy_region_keys, raw_copy_plan
 from .storage import (
     StorageOptions,
     bounded,
@@ -59,6 +60,9 @@ class TensorStoreSource(Source):
         unit: str | None = None,
     ) -> None:
         self.store = store
+        self._raw_plans: dict[int, tuple[Source, RawCopyPlan | None]] = {}
+        #: chunk (shard) files copied here as they are, without decoding (see copy_region_from)
+        self.raw_chunk_files = 0
         self._voxel_size = voxel_size
         self._unit = unit
         self._lock_path = lock_path
@@ -143,6 +147,9 @@ class TensorStoreSource(Source):
             raise storage_error(err, self.remote) from err
 
     async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
+        """Copy without a numpy round trip: the encoded chunk files as they are where input and
+        output store the same chunk grid, dtype and codecs (no decoding at all), else chunk to
+        chunk inside tensorstore, or from a memory map."""
         if not self.writable:
             return False
         other = source.tensorstore()
@@ -155,6 +162,13 @@ class TensorStoreSource(Source):
             futures = await run_blocking(self.store[roi].write, mapped)
             await futures
             return True
+        if roi == source_roi:
+            plan = self._raw_plan(source)
+            keys = plan.output.region_keys(roi) if plan is not None else None
+            if plan is not None and keys is not None:
+                await copy_region_keys(plan, keys)
+                self.raw_chunk_files += len(keys)
+                return True
         region = other[source_roi]
         if region.dtype != self.store.dtype:
             region = ts.cast(region, self.store.dtype)
@@ -166,6 +180,14 @@ class TensorStoreSource(Source):
                 raise
             raise storage_error(err, remote) from err
         return True
+
+    def _raw_plan(self, source: Source) -> RawCopyPlan | None:
+        """Whether ``source``'s chunk files are valid here as they are (asked once per source)."""
+        cached = self._raw_plans.get(id(source))
+        if cached is None or cached[0] is not source:
+            cached = (source, raw_copy_plan(source, self))
+            self._raw_plans[id(source)] = cached
+        return cached[1]
 
     def to_spec(self) -> SourceSpec:
         spec = self.store.spec(minimal_spec=True, retain_context=False).to_json()
@@ -281,8 +303,11 @@ async def _ts_open(
 
 
 def _short(err: Exception) -> str:
+    """tensorstore's message without the JSON spec it appends (1000+ characters)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text.split(" {", 1)[0][:300]
+    for marker in (" [tensorstore_spec=", " [source locations=", " [os_error_code=", " {"):
+        text = text.split(marker, 1)[0]
+    return text.replace("\\x00", "/")[:300]  # tensorstore escapes its path separator
 
 
 #: How long listing a bucket prefix may take when it only serves an error message.

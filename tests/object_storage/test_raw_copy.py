@@ -7,7 +7,6 @@ only when it is exact.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -16,8 +15,7 @@ import tensorstore as ts
 
 import bioimage_async as ba
 from bioimage_async.sources.raw_copy import raw_copy_plan
-
-copy_module = importlib.import_module("bioimage_async.ops.copy")
+from bioimage_async.sources.tensorstore_source import TensorStoreSource
 
 SHAPE = (20, 33, 40)
 CHUNKS = (8, 16, 16)
@@ -56,7 +54,7 @@ async def make_input(url: str, name: str, data: np.ndarray, **create: Any) -> ba
 
 async def ordinary_copy(src: ba.Source, out: ba.Source, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(copy_module, "raw_copy_plan", lambda a, b: None)
+        patch.setattr(TensorStoreSource, "_raw_plan", lambda self, source: None)
         await ba.copy(src, out)
 
 
@@ -71,10 +69,8 @@ async def check_raw_copy(
     raw_out = await ba.create_source(
         out_url(base, name, "raw"), shape=SHAPE, dtype=data.dtype, chunks=CHUNKS, **create
     )
-    stats = ba.RunStats()
-    await ba.copy(src, raw_out, stats=stats)
-    assert stats.extra.get("raw_chunk_copy") == 1.0, "the raw path was not taken"
-    assert stats.blocks_done == len(chunk_keys(src))
+    await ba.copy(src, raw_out, num_workers=2)
+    assert raw_out.raw_chunk_files >= len(chunk_keys(src)) > 0, "the raw path was not taken"
     plain_out = await ba.create_source(
         out_url(base, name, "plain"), shape=SHAPE, dtype=data.dtype, chunks=CHUNKS, **create
     )
@@ -111,7 +107,9 @@ async def test_raw_copy_s3_to_s3(bucket, s3_env, monkeypatch):
     await check_raw_copy(src, f"s3://{other}", "zarr", create, monkeypatch)
 
 
-async def test_sharded_precomputed_copies_its_shard_files(tmp_path, monkeypatch):
+async def test_sharded_precomputed_takes_the_ordinary_path_exactly(tmp_path, monkeypatch):
+    """Its shard files are named by a hash of the chunks they hold: a block cannot name its
+    files, so blocks are decoded and re-encoded (the result equals the input)."""
     data = sparse_volume()
     spec = {
         "driver": "neuroglancer_precomputed",
@@ -142,13 +140,11 @@ async def test_sharded_precomputed_copies_its_shard_files(tmp_path, monkeypatch)
         for name in ("in", "raw", "plain")
     ]
     np.testing.assert_array_equal(await src.read(), data)
-    stats = ba.RunStats()
-    await ba.copy(src, raw_out, stats=stats)
-    assert stats.extra.get("raw_chunk_copy") == 1.0
+    await ba.copy(src, raw_out)
+    assert raw_out.raw_chunk_files == 0
     await ordinary_copy(src, plain_out, monkeypatch)
     np.testing.assert_array_equal(await raw_out.read(), data)
     np.testing.assert_array_equal(await plain_out.read(), data)
-    assert chunk_keys(raw_out) == chunk_keys(src)
     assert all(k.endswith(".shard") for k in chunk_keys(src))
 
 
@@ -159,9 +155,8 @@ async def test_stale_output_chunks_are_deleted(tmp_path):
         tmp_path / "out.zarr", shape=SHAPE, dtype=data.dtype, chunks=CHUNKS
     )
     await out.write(..., np.full(SHAPE, 9, np.uint16))  # every chunk present and stale
-    stats = ba.RunStats()
-    await ba.copy(src, out, stats=stats)
-    assert stats.extra.get("raw_chunk_copy") == 1.0
+    await ba.copy(src, out)
+    assert out.raw_chunk_files > 0
     np.testing.assert_array_equal(await out.read(), data)
     assert chunk_keys(out) == chunk_keys(src)
 
@@ -174,9 +169,8 @@ async def test_http_input_is_copied_by_enumerating_the_grid(tmp_path, http_root)
     out = await ba.create_source(
         tmp_path / "out.zarr", shape=SHAPE, dtype=data.dtype, chunks=CHUNKS
     )
-    stats = ba.RunStats()
-    await ba.copy(remote, out, stats=stats)
-    assert stats.extra.get("raw_chunk_copy") == 1.0
+    await ba.copy(remote, out)
+    assert out.raw_chunk_files > 0
     np.testing.assert_array_equal(await out.read(), data)
     assert chunk_keys(out) == chunk_keys(src)
 
@@ -191,8 +185,6 @@ async def test_http_input_is_copied_by_enumerating_the_grid(tmp_path, http_root)
         "shards",
         "view",
         "mask",
-        "block_ids",
-        "block_shape",
     ],
 )
 async def test_any_difference_takes_the_ordinary_path(tmp_path, difference):
@@ -225,12 +217,27 @@ async def test_any_difference_takes_the_ordinary_path(tmp_path, difference):
         assert raw_copy_plan(source, out) is None
     if difference == "mask":
         kwargs["mask"] = np.ones(SHAPE, dtype=bool)
-    if difference == "block_ids":
-        kwargs["block_ids"] = [0]
-    if difference == "block_shape":  # asks for blocks (and their write-safety check)
-        kwargs["block_shape"] = (8, 16, 40)
-    stats = ba.RunStats()
-    await ba.copy(source, out, stats=stats, **kwargs)
-    assert "raw_chunk_copy" not in stats.extra
-    if difference != "block_ids":
-        np.testing.assert_array_equal(await out.read(), expected)
+    await ba.copy(source, out, **kwargs)
+    assert out.raw_chunk_files == 0
+    np.testing.assert_array_equal(await out.read(), expected)
+
+
+@pytest.mark.parametrize("job_type", ["local", "subprocess"])
+async def test_raw_copies_are_blocks_journaled_and_resumable_like_any(tmp_path, job_type):
+    """block_ids copy only their blocks' files; a distributed run copies them raw too."""
+    data = sparse_volume()
+    src = await make_input(str(tmp_path / "in.zarr"), "zarr", data, compression="gzip")
+    out = await ba.create_source(
+        tmp_path / "out.zarr", shape=SHAPE, dtype=data.dtype, chunks=CHUNKS, compression="gzip"
+    )
+    grid = ba.BlockGrid(SHAPE, CHUNKS)
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    await ba.copy(src, out, block_shape=CHUNKS, block_ids=[0], job_type=job_type, job_config=config)
+    block = grid.block(0).roi
+    np.testing.assert_array_equal(await out.read(block), data[block])
+    assert not (await out.read(grid.block(1).roi)).any()
+    if job_type == "local":
+        assert out.raw_chunk_files == 1
+    await ba.copy(src, out, job_type=job_type, job_config=config)
+    np.testing.assert_array_equal(await out.read(), data)
+    assert chunk_keys(out) == chunk_keys(src)
