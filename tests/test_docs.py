@@ -9,7 +9,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["usage.md", "block-functions.md", "failures.md", "install.md", "slurm.md"]
+PAGES = [
+    "usage.md",
+    "formats.md",
+    "block-functions.md",
+    "pyramids.md",
+    "failures.md",
+    "install.md",
+    "slurm.md",
+    "from-bioimage-py.md",
+]
+API_PAGES = [
+    "api-sources.md",
+    "api-ops.md",
+    "api-execution.md",
+    "api-errors.md",
+    "api-configuration.md",
+]
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -20,6 +36,22 @@ def python_blocks(page: Path) -> list[str]:
 def test_every_page_with_python_samples_is_exercised():
     with_samples = {p.name for p in (ROOT / "docs").glob("*.md") if python_blocks(p)}
     assert with_samples <= set(PAGES), with_samples - set(PAGES)
+
+
+def test_every_page_is_in_the_nav():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    missing = [p.name for p in (ROOT / "docs").glob("*.md") if f": {p.name}" not in nav]
+    assert not missing, f"pages missing from the nav of mkdocs.yml: {missing}"
+
+
+def test_api_reference_covers_every_public_name():
+    """Each name of ``bioimage_async.__all__`` is documented on one of the API pages."""
+    import bioimage_async
+
+    text = "\n".join((ROOT / "docs" / page).read_text() for page in API_PAGES)
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    missing = sorted(set(bioimage_async.__all__) - words - {"__version__"})
+    assert not missing, f"public names without an API reference entry: {missing}"
 
 
 def test_docs_samples_run_in_order(tmp_path):
