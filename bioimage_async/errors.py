@@ -2,7 +2,7 @@
 
 Each error says what was wrong, with the offending value, and what to do instead.
 Several also derive from the builtin a caller would naturally catch (``KeyError``,
-``IndexError``, ``ValueError``, ...), so plain ``except`` clauses keep working::
+``IndexError``, ``ValueError``, ...), so plain ``except`` clauses keep working. The tree:
 
     BioimageAsyncError
     ├── InvalidArgumentError (ValueError, TypeError)
@@ -28,8 +28,8 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
     ├── RunLockedError (RuntimeError)
     ├── RunFolderNotFoundError (FileNotFoundError)
     ├── RunTimeoutError (TimeoutError)
+    ├── PayloadMismatchError (ValueError)
     └── RunnerError (RuntimeError)
-        └── PayloadMismatchError
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ class RunnerError(BioimageAsyncError, RuntimeError):
     """Some blocks of a run failed or never ran; every finished block stays written.
 
     ``failed_block_ids`` is the sorted list of exactly the blocks that are missing.
-    ``tmp_folder`` is the preserved run folder for ``resume_from=`` (None for local runs).
+    ``tmp_folder`` is the preserved run folder for ``resume_from=`` (every backend keeps one;
+    None only for a local run over an in-memory input or output, which cannot be resumed).
     """
 
     def __init__(
@@ -216,5 +217,10 @@ class BlockComputeError(BioimageAsyncError, RuntimeError):
         self.remote_traceback = remote_traceback
 
 
-class PayloadMismatchError(RunnerError):
-    """A worker or a resume found a payload written by another version or block layout."""
+class PayloadMismatchError(BioimageAsyncError, ValueError):
+    """``resume_from`` names a run of another block layout or other sources, or a worker found
+    a payload written by another version: nothing ran; ``tmp_folder`` is the run folder."""
+
+    def __init__(self, message: str, tmp_folder: str | None = None) -> None:
+        super().__init__(message)
+        self.tmp_folder = tmp_folder

@@ -75,10 +75,18 @@ def _drive(agen: AsyncIterator[tuple[Block, np.ndarray]]) -> Iterator[tuple[Bloc
             run_sync(aclose())
 
 
-@functools.wraps(ops.iter_blocks)
-def iter_blocks(*args: Any, **kwargs: Any) -> BlockIterator:
-    """Blocking ``ba.iter_blocks``: a plain iterator of (block, data)."""
-    return BlockIterator(ops.iter_blocks(*args, **kwargs))
+def iter_blocks(
+    source: Any,
+    block_shape: Any = None,
+    *,
+    halo: Any = None,
+    prefetch: int = 4,
+    block_ids: Any = None,
+) -> BlockIterator:
+    """Blocking ``ba.iter_blocks``: a plain iterator of (block, data), same arguments."""
+    return BlockIterator(
+        ops.iter_blocks(source, block_shape, halo=halo, prefetch=prefetch, block_ids=block_ids)
+    )
 
 
 def wait(run: Run, progress: Any = None) -> Any:

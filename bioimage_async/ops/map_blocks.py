@@ -55,7 +55,10 @@ async def map_blocks(
     """Write ``fn(block_with_halo)`` (halo cropped) into ``output`` for every block.
 
     ``fn`` runs in worker processes, so it must be picklable by cloudpickle (lambdas, closures
-    and functions from your own modules work). The halo is clipped at the volume border.
+    and functions from your own modules work). It receives the block with its halo (clipped at
+    the volume border) and must return an array of that same shape; its values meet the
+    output dtype through checked casting (see ``casting=``). With ``mask``, voxels outside the
+    mask keep the output's old values and blocks with an empty mask are skipped unread.
     """
     options = exec_options(exec_kwargs)
     if not callable(fn):

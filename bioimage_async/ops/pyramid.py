@@ -228,9 +228,14 @@ async def pyramid(
     if labels:
         name = name or "labels"
         image = await ome_zarr.group_attributes(root, "")
-        if image is not None and ome_zarr.multiscale_levels(image) is not None:
+        image_levels = ome_zarr.multiscale_levels(image or {})
+        if image is not None and image_levels:
             base = f"labels/{name}"  # inside the image, in the image's own version
             ngff_version = "0.5" if image.get("version") == "0.5" else "0.4"
+            if voxel_size is None and src.voxel_size is None and image_levels[0].voxel_size:
+                # labels drawn on the image share its physical space
+                sizes = for_axes(image_levels[0].voxel_size, src.ndim)
+                unit = unit if unit is not None else image_levels[0].unit
     name = name or root.name
     resuming = options.resume_from is not None
     outputs = []

@@ -87,7 +87,13 @@ class DistributedRunner(Runner):
                 missing = await folder.missing_blocks()
             else:
                 folder = await RunFolder.create(
-                    files, self.backend.tmp_root(self.config), task, ids, job_type
+                    files,
+                    self.backend.tmp_root(self.config),
+                    task,
+                    ids,
+                    job_type,
+                    retries=options.retries,
+                    block_timeout=options.block_timeout,
                 )
                 lease = await folder.lease().acquire()
                 missing = ids

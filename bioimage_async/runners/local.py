@@ -16,7 +16,8 @@ import logging
 import os
 from collections.abc import Sequence
 
-from ..blocking.safety import plan_writes
+from ..blocking.safety import WritePlan, plan_writes
+from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
@@ -108,17 +109,17 @@ class LocalRunner(Runner):
     """Runs every block in this process's event loop (CPU work in a spawn/forkserver pool)."""
 
     async def run(self, task: BlockTask, options: ExecOptions, stats: RunStats) -> None:
-        num_workers = options.num_workers
         ids: Sequence[int] | None = (
             task.grid.check_ids(options.block_ids) if options.block_ids is not None else None
         )
+        in_flight, plan = self._plan(task, options)  # refusals before any folder is made
         journal: Journal | None = None
         if options.resume_from is not None:
             journal, ids = await Journal.resume(task, options.resume_from)
         elif journaled(task):
             journal, ids = await Journal.start(task, self.config.tmp_root_or_default(), ids)
         try:
-            await self._run(task, options, stats, ids, journal, num_workers)
+            await self._run(task, options, stats, ids, journal, in_flight, plan)
         except BaseException:
             if journal is not None:
                 await asyncio.shield(journal.close(success=False))
@@ -126,18 +127,18 @@ class LocalRunner(Runner):
         if journal is not None:
             await journal.close(success=True)
 
-    async def _run(
-        self,
-        task: BlockTask,
-        options: ExecOptions,
-        stats: RunStats,
-        ids: Sequence[int] | None,
-        journal: Journal | None,
-        num_workers: int,
-    ) -> None:
-        total = len(ids) if ids is not None else task.grid.num_blocks
+    def _plan(self, task: BlockTask, options: ExecOptions) -> tuple[int, WritePlan]:
+        """The in-flight bound and the write plan (which refuses unsafe block shapes).
+
+        With ``block_timeout``, no more blocks are in flight than there are compute slots
+        (processes, or threads), so the timeout never counts time spent waiting for a slot.
+        """
         cost = task.kernel.compute_cost
+        num_workers = options.num_workers
         in_flight = self.config.in_flight or default_in_flight(cost, num_workers)
+        if options.block_timeout is not None and cost != "none":
+            slots = num_workers if cost == "heavy" else resource_options().blocking_threads
+            in_flight = min(in_flight, slots)
         block_bytes = task.bytes_per_block()
         if block_bytes > self.config.memory_budget:
             logger.warning(
@@ -157,6 +158,21 @@ class LocalRunner(Runner):
             concurrent=in_flight > 1 and not task.output.serializes_writes,
             output_name=task.output.describe(),
         )
+        return in_flight, plan
+
+    async def _run(
+        self,
+        task: BlockTask,
+        options: ExecOptions,
+        stats: RunStats,
+        ids: Sequence[int] | None,
+        journal: Journal | None,
+        in_flight: int,
+        plan: WritePlan,
+    ) -> None:
+        total = len(ids) if ids is not None else task.grid.num_blocks
+        cost = task.kernel.compute_cost
+        num_workers = options.num_workers
         pool = (
             ComputePool(task.kernel, task.grid, task.output.dtype, num_workers, task.casting)
             if cost == "heavy"

@@ -29,7 +29,30 @@ CASTINGS: tuple[str, ...] = ("checked", "unsafe", "clip")
 
 
 class ExecKwargs(TypedDict, total=False):
-    """The execution keywords of ``copy``, ``downsample``, ``map_blocks`` and ``pyramid``."""
+    """The execution keywords of ``copy``, ``downsample``, ``map_blocks`` and ``pyramid``.
+
+    Attributes:
+        job_type: where blocks run: "local" (this process, heavy compute in a process pool),
+            "subprocess" (worker processes through a run folder), "slurm" (a job array), or a
+            backend registered with ``ba.register_runner``.
+        job_config: the backend's config (``ba.RunnerConfig``; ``ba.SlurmConfig`` for slurm,
+            default ``SlurmConfig.load()`` from the config file).
+        num_workers: parallel workers (compute processes, worker processes, array tasks).
+        block_ids: only these block ids (C order over the grid), e.g. a RunnerError's
+            ``failed_block_ids``; integers only.
+        resume_from: a run folder (``RunnerError.tmp_folder``) to finish: only its blocks
+            without a done record run, with the original layout (every backend).
+        progress: True, False, or a callable ``(done, total)``; default a bar on a terminal.
+        stats: a ``ba.RunStats`` filled in place.
+        wait: False returns a ``ba.Run`` handle right after submission (distributed only).
+        detach_on_cancel: cancelling the wait leaves distributed jobs running (reattach later).
+        casting: "checked" (default: values the output cannot hold are an error naming the
+            block), "clip" or "unsafe" (numpy's wrapping).
+        retries: re-run a failed block up to this many times before it counts as failed.
+        block_timeout: fail a block whose compute runs longer (seconds; every backend).
+        output_lock: False lets a second live run write the same output (only for disjoint,
+            chunk-aligned regions).
+    """
 
     job_type: str
     job_config: RunnerConfig | None

@@ -127,6 +127,9 @@ class RunFolder:
         task: BlockTask,
         block_ids: Sequence[int] | None,
         job_type: str,
+        *,
+        retries: int = 0,
+        block_timeout: float | None = None,
     ) -> RunFolder:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = f"{tmp_root.rstrip('/')}/bioimage_async_{task.name}_{stamp}_{secrets.token_hex(3)}"
@@ -138,7 +141,13 @@ class RunFolder:
         sources = {k: v.to_spec().to_json() for k, v in task.sources().items()}
         layout = layout_of(task)
         payload = cloudpickle.dumps(
-            {"kernel": task.kernel, "grid": task.grid, "casting": task.casting}
+            {
+                "kernel": task.kernel,
+                "grid": task.grid,
+                "casting": task.casting,
+                "retries": retries,
+                "block_timeout": block_timeout,
+            }
         )
         manifest = Manifest(
             {
@@ -321,8 +330,24 @@ class RunFolder:
         return Lease(self.files, self.join("lock.json"), refuse)
 
 
-def load_payload(path: str) -> tuple[BlockKernel, BlockGrid, str]:
-    """(kernel, grid, casting) of a run folder."""
+@dataclass(frozen=True)
+class Payload:
+    """What a worker needs besides the sources: the kernel, the grid and how blocks run."""
+
+    kernel: BlockKernel
+    grid: BlockGrid
+    casting: str = "checked"
+    retries: int = 0
+    block_timeout: float | None = None
+
+
+def load_payload(path: str) -> Payload:
     with open(os.path.join(path, PAYLOAD), "rb") as handle:
         payload = cloudpickle.load(handle)
-    return payload["kernel"], payload["grid"], payload.get("casting", "checked")
+    return Payload(
+        payload["kernel"],
+        payload["grid"],
+        payload.get("casting", "checked"),
+        int(payload.get("retries", 0)),
+        payload.get("block_timeout"),
+    )

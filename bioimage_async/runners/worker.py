@@ -76,7 +76,8 @@ async def run_task(folder: str, task_id: int) -> int:
         from ..sources.registry import from_spec
         from .protocol import load_payload, progress_line
 
-        kernel, grid, casting = load_payload(folder)
+        payload = load_payload(folder)
+        kernel, grid = payload.kernel, payload.grid
         specs = manifest["sources"]
         sources = {role: await from_spec(spec) for role, spec in specs.items()}
         task = BlockTask(
@@ -86,7 +87,7 @@ async def run_task(folder: str, task_id: int) -> int:
             grid,
             kernel,
             sources.get("mask"),
-            casting,
+            payload.casting,
         )
         with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
             groups: list[list[int]] = json.load(handle)
@@ -119,6 +120,8 @@ async def run_task(folder: str, task_id: int) -> int:
             stats=stats,
             name=f"{task.name} task {task_id}",
             on_done=mark,
+            retries=payload.retries,
+            block_timeout=payload.block_timeout,
         )
     finally:
         os.close(fd)
@@ -158,4 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # every sentinel is written: exit now, without waiting for a thread still stuck in a block
+    # that block_timeout gave up on (the interpreter would join it forever)
+    os._exit(status)

@@ -320,8 +320,9 @@ def open_cloudvolume(
 ) -> CloudVolumeSource:
     """Open a single-channel CloudVolume layer as a writable (z, y, x) source.
 
-    Opening reads the layer's ``info`` (blocking briefly); reads and writes then run in the
-    bounded thread pool, one CloudVolume handle per worker thread.
+    A plain blocking function, as in bioimage-py (not a coroutine): opening reads the layer's
+    ``info``; in async code call it through ``asyncio.to_thread``. Reads and writes then run in
+    the bounded thread pool, one CloudVolume handle per worker thread.
 
     Args:
         cloudpath: a CloudVolume path (``gs://``, ``s3://``, ``file://``, ``precomputed://...``)

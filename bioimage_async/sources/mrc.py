@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..context import run_blocking
-from ..errors import SourceError
+from ..errors import FormatNotSupportedError, SourceError
 from .base import Source, SourceSpec
 from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
@@ -146,13 +146,18 @@ async def open_mrc(
 class MrcFormat(LocalFileFormat):
     name = "mrc"
     description = "MRC, .mrc/.rec/.map (y axis flipped to IMOD's orientation)"
-    extensions = (".mrc", ".rec", ".map")
+    extensions = (".mrc", ".rec", ".map", ".mrc.gz", ".rec.gz", ".map.gz")
     requires = "mrcfile"
     extra = "mrc"
 
     async def open_local(
         self, path: str, internal_path: str | None, *, mode: str, **options: Any
     ) -> Source:
+        if path.lower().endswith(".gz"):
+            raise FormatNotSupportedError(
+                f"{path} is a gzip'd MRC file, which cannot be memory-mapped or read region by "
+                "region; decompress it first (gunzip -k), then open the .mrc"
+            )
         return await open_mrc(path, internal_path, mode=mode, **options)
 
 

@@ -95,6 +95,10 @@ async def open_source(
     key). ``mode='r'`` opens read-only; 'r+'/'a'/'w' open writable formats for writing
     (creation is ``create_source``'s job). ``storage`` sets an object store's endpoint and
     region for this call (default: the AWS_* environment variables).
+
+    Per-format options: ``level=`` (an OME-Zarr multiscale's level, or a precomputed scale
+    index), ``scale_index=`` (precomputed), ``pattern=`` (a folder of TIFF slices, glob),
+    ``cache_bytes=`` (TIFF and HDF5: the decoded-segment cache), ``dtype=`` (KNOSSOS cubes).
     """
     _check_mode(mode)
     location = Location.parse(path, StorageOptions.coerce(storage))
@@ -201,6 +205,13 @@ async def create_source(
     only). Without ``format=`` the format follows the URL prefix or the extension as in
     ``open_source`` (``.zarr``, ``.n5``, ``.h5/.hdf5/.hdf``); an unknown extension is an error
     that lists the formats, and a ``format=`` that contradicts the extension is an error too.
+
+    ``compression``: "default" (blosc-lz4; HDF5 gzip level 1), "blosc", "zstd", "gzip", "none";
+    precomputed: "raw", "jpeg", "compressed_segmentation"; HDF5 also "lzf". ``exist_ok=True``
+    opens an existing array of the same shape and dtype for writing. ``voxel_size``/``unit``
+    are written where the format has a place (n5 ``resolution``/``pixelResolution``,
+    precomputed ``resolution`` in nm); zarr and HDF5 keep them on the returned source only
+    (``ba.pyramid`` writes OME-Zarr metadata). ``dimension_names`` (zarr v3) names the axes.
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
     named = (

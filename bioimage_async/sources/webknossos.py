@@ -273,8 +273,9 @@ def open_webknossos(
 ) -> WebKnossosSource:
     """Open one magnification of a single-channel webknossos layer as a read-only source.
 
-    Opening reads the dataset's properties (blocking briefly; remote datasets over HTTP); reads
-    then run in the bounded thread pool.
+    A plain blocking function, as in bioimage-py (not a coroutine): opening reads the
+    dataset's properties (remote datasets over HTTP); in async code call it through
+    ``asyncio.to_thread``. Reads then run in the bounded thread pool.
 
     Args:
         dataset_name_or_url: a local dataset folder (offline), a dataset URL, or a dataset name

@@ -105,6 +105,10 @@ async def test_a_label_pyramid_inside_an_image_pyramid_is_found_as_labels(tmp_pa
     np.testing.assert_array_equal(np.asarray(label_nodes[0].data[0]), segmentation)
     labels_attrs = json.loads((path / "labels" / "zarr.json").read_text())["attributes"]["ome"]
     assert labels_attrs["labels"] == ["cells"]
+    cells = json.loads((path / "labels" / "cells" / "zarr.json").read_text())["attributes"]["ome"]
+    scale = cells["multiscales"][0]["datasets"][1]["coordinateTransformations"][0]["scale"]
+    assert scale == pytest.approx([0.6, 0.2, 0.2])  # the image's voxel size, not 1
+    assert cells["multiscales"][0]["axes"][0]["unit"] == "micrometer"
     from ome_zarr_models.v05.image_label import ImageLabel
 
     ImageLabel.from_zarr(zarr.open_group(str(path / "labels" / "cells"), mode="r"))

@@ -270,3 +270,45 @@ async def test_subprocess_runs_fill_run_stats(tmp_path, rng):
     np.testing.assert_array_equal(await out.read(), data)
     assert stats.blocks_total == stats.blocks_done == 64
     assert stats.wall_s > 0 and stats.write_s > 0
+
+
+async def test_block_timeout_counts_compute_only_not_the_wait_for_a_worker(rng):
+    data = rng.integers(0, 256, size=(24, 16, 16), dtype=np.uint8)
+    # three blocks of 1 s each on one worker: 3 s in all, but each block computes for 1 s only
+    out = await ba.map_blocks(
+        sleepy(1.0), data, block_shape=(8, 16, 16), num_workers=1, block_timeout=2.5
+    )
+    np.testing.assert_array_equal(out, 255 - data)
+
+
+async def test_distributed_runs_honour_retries_and_block_timeout(tmp_path, rng):
+    data = await make_data(tmp_path, rng)
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    src = await ba.open_source(tmp_path / "in.zarr")
+    out = await ba.open_source(tmp_path / "out.zarr", mode="r+")
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    await ba.map_blocks(
+        fail_first_time(str(marker_dir)),
+        src,
+        out,
+        block_shape=BLOCK,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config,
+        retries=1,
+    )
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+    with pytest.raises(ba.RunnerError, match="block_timeout=1") as hung:
+        await ba.map_blocks(
+            sleepy(3600),
+            src,
+            out,
+            block_shape=BLOCK,
+            block_ids=[0, 1],
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config,
+            block_timeout=1.0,
+        )
+    assert hung.value.failed_block_ids == [0, 1]

@@ -186,3 +186,11 @@ def test_missing_mrcfile_raises_missing_dependency_naming_the_extra(
         with pytest.raises(ba.MissingDependencyError, match=r"bioimage-async\[mrc\]") as info:
             run(call())
         assert info.value.extra == "mrc"
+
+
+async def test_a_gzipped_mrc_file_is_refused_with_the_fix(tmp_path):
+    import gzip
+
+    (tmp_path / "a.mrc.gz").write_bytes(gzip.compress(b"not read"))
+    with pytest.raises(ba.FormatNotSupportedError, match="decompress it first"):
+        await ba.open_source(tmp_path / "a.mrc.gz")
