@@ -17,6 +17,7 @@ import numpy as np
 from . import ops
 from ._loop import run_sync
 from .blocking.grid import Block
+from .ops.iter_blocks import BlockStream
 from .runners.attach import attach as _attach
 from .runners.attach import missing_blocks as _missing_blocks
 from .runners.run import Run, RunStatus
@@ -55,7 +56,7 @@ class BlockIterator:
     the pending reads, even when the caller keeps a reference to this object.
     """
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: BlockStream) -> None:
         self._stream = stream
 
     def __iter__(self) -> Iterator[tuple[Block, np.ndarray]]:
@@ -75,18 +76,18 @@ def _drive(agen: AsyncIterator[tuple[Block, np.ndarray]]) -> Iterator[tuple[Bloc
             run_sync(aclose())
 
 
-def iter_blocks(
-    source: Any,
-    block_shape: Any = None,
-    *,
-    halo: Any = None,
-    prefetch: int = 4,
-    block_ids: Any = None,
-) -> BlockIterator:
-    """Blocking ``ba.iter_blocks``: a plain iterator of (block, data), same arguments."""
-    return BlockIterator(
-        ops.iter_blocks(source, block_shape, halo=halo, prefetch=prefetch, block_ids=block_ids)
-    )
+def iterating(fn: Callable[P, BlockStream]) -> Callable[P, BlockIterator]:
+    """The blocking twin of a function returning a block stream (same signature)."""
+
+    @functools.wraps(fn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> BlockIterator:
+        return BlockIterator(fn(*args, **kwargs))
+
+    twin.__doc__ = f"Blocking ``ba.{fn.__name__}``: a plain iterator.\n\n{fn.__doc__ or ''}"
+    return twin
+
+
+iter_blocks = iterating(ops.iter_blocks)
 
 
 def wait(run: Run, progress: Any = None) -> Any:

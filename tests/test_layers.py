@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bioimage_async"
 #: Bottom to top. Modules outside these folders are the foundation (errors, context, the
 #: background loop, the version), importable from every layer, or the package root (top).
 LAYERS = ["kernels", "sources", "blocking", "pipeline", "runners", "ops", "sync", "cli"]
-FOUNDATION = {"errors", "context", "_loop", "_version"}
+FOUNDATION = {"errors", "context", "_loop", "_version", "_registry"}
 
 
 def layer_of(module: str) -> int | None:

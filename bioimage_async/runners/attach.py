@@ -14,6 +14,16 @@ from .registry import backend_for_config, runner_backend
 from .run import Run
 
 
+async def folder_access(job_config: RunnerConfig | None) -> tuple[RunFiles, Launcher | None]:
+    """How to reach a run folder: here, or through the connection its config names (a
+    SlurmConfig with a host: the folder lives on the cluster); the launcher comes with it."""
+    hinted = backend_for_config(job_config)
+    if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
+        files, launcher = await hinted.connect(job_config)
+        return files, launcher
+    return LocalFiles(), None
+
+
 async def attach(
     tmp_folder: str, job_config: RunnerConfig | None = None, *, detach_on_cancel: bool = False
 ) -> Run:
@@ -23,11 +33,7 @@ async def attach(
     cluster). ``run.wait()`` returns the output source when it can be opened here, else its spec.
     The backend is the one recorded in the folder; an unknown one is an error.
     """
-    files: RunFiles = LocalFiles()
-    launcher: Launcher | None = None
-    hinted = backend_for_config(job_config)
-    if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
-        files, launcher = await hinted.connect(job_config)
+    files, launcher = await folder_access(job_config)
     try:
         folder = await RunFolder.open(files, tmp_folder)
         job_type = str(folder.manifest.data.get("job_type"))
@@ -66,11 +72,7 @@ async def missing_blocks(tmp_folder: str, job_config: RunnerConfig | None = None
     """The ids of the blocks a run folder has no done record for (sorted), whatever its backend:
     what ``resume_from=tmp_folder`` would run. Pass the run's SlurmConfig for a folder on a
     cluster reached over SSH."""
-    files: RunFiles = LocalFiles()
-    launcher: Launcher | None = None
-    hinted = backend_for_config(job_config)
-    if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
-        files, launcher = await hinted.connect(job_config)
+    files, launcher = await folder_access(job_config)
     try:
         return await (await RunFolder.open(files, tmp_folder)).missing_blocks()
     finally:

@@ -18,10 +18,9 @@ The built-in backends (``local``, ``subprocess``, ``slurm``) are registered lazi
 
 from __future__ import annotations
 
-import importlib
-import threading
 from typing import TYPE_CHECKING, Any
 
+from .._registry import Registry
 from ..errors import ConfigError, InvalidArgumentError
 from .config import RunnerConfig
 
@@ -104,46 +103,22 @@ class RunnerBackend:
         return f"<RunnerBackend {self.name!r}>"
 
 
-_lock = threading.Lock()
-_backends: dict[str, RunnerBackend] = {}
-_loaded = False
+_RUNNERS: Registry[RunnerBackend] = Registry(
+    "runner backend", __package__ or "bioimage_async.runners", BUILTIN_MODULES, "RUNNER_BACKEND"
+)
 
 
 def register_runner(backend: RunnerBackend, *, replace: bool = False) -> RunnerBackend:
     """Add a runner backend (``replace=True`` swaps out one of the same name)."""
-    if not backend.name:
-        raise InvalidArgumentError("a RunnerBackend needs a name")
-    _load_builtins()
-    with _lock:
-        if backend.name in _backends and not replace:
-            raise InvalidArgumentError(
-                f"a runner named {backend.name!r} is already registered; pass replace=True"
-            )
-        _backends[backend.name] = backend
-    return backend
+    return _RUNNERS.register(backend, replace=replace)
 
 
 def unregister_runner(name: str) -> None:
-    with _lock:
-        _backends.pop(name, None)
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    modules = [importlib.import_module(f"{__package__}.{m}") for m in BUILTIN_MODULES]
-    with _lock:
-        if not _loaded:
-            for module in modules:
-                backend: RunnerBackend = module.RUNNER_BACKEND
-                _backends.setdefault(backend.name, backend)
-            _loaded = True
+    _RUNNERS.unregister(name)
 
 
 def runner_backends() -> list[RunnerBackend]:
-    _load_builtins()
-    return list(_backends.values())
+    return _RUNNERS.all()
 
 
 def job_types() -> tuple[str, ...]:
@@ -152,13 +127,10 @@ def job_types() -> tuple[str, ...]:
 
 def runner_backend(job_type: str) -> RunnerBackend:
     """The backend of ``job_type``; an unknown name is an error, never a fallback."""
-    _load_builtins()
-    try:
-        return _backends[job_type]
-    except (KeyError, TypeError):
-        raise InvalidArgumentError(
-            f"job_type must be one of {job_types()}, got {job_type!r}"
-        ) from None
+    backend = _RUNNERS.get(job_type) if isinstance(job_type, str) else None
+    if backend is None:
+        raise InvalidArgumentError(f"job_type must be one of {job_types()}, got {job_type!r}")
+    return backend
 
 
 def backend_for_config(config: RunnerConfig | None) -> RunnerBackend | None:

@@ -19,13 +19,13 @@ modules exposes ``FORMAT_BACKENDS``, and none imports its optional library at im
 from __future__ import annotations
 
 import importlib
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import FormatNotSupportedError, InvalidArgumentError, MissingDependencyError
+from .._registry import Registry
+from ..errors import FormatNotSupportedError, MissingDependencyError
 
 if TYPE_CHECKING:
     from .base import Source
@@ -118,59 +118,32 @@ class LocalFileFormat(FormatBackend):
         raise NotImplementedError
 
 
-_lock = threading.Lock()
-_formats: dict[str, FormatBackend] = {}
-_builtins_loaded = False
+_FORMATS: Registry[FormatBackend] = Registry(
+    "format backend", __package__ or "bioimage_async.sources", BUILTIN_MODULES, "FORMAT_BACKENDS"
+)
 
 
 def register_format(backend: FormatBackend, *, replace: bool = False) -> FormatBackend:
     """Add a format to the registry (``replace=True`` swaps out one of the same name)."""
-    if not backend.name:
-        raise InvalidArgumentError("a FormatBackend needs a name")
-    with _lock:
-        if backend.name in _formats and not replace:
-            raise InvalidArgumentError(
-                f"a format named {backend.name!r} is already registered; pass replace=True"
-            )
-        _formats[backend.name] = backend
-    return backend
+    return _FORMATS.register(backend, replace=replace)
 
 
 def unregister_format(name: str) -> None:
-    with _lock:
-        _formats.pop(name, None)
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    modules = [importlib.import_module(f"{__package__}.{m}") for m in BUILTIN_MODULES]
-    with _lock:
-        if _builtins_loaded:
-            return
-        builtin = [b for module in modules for b in module.FORMAT_BACKENDS]
-        custom = dict(_formats)
-        _formats.clear()
-        _formats.update({b.name: b for b in builtin})
-        _formats.update(custom)  # user registrations keep precedence over built-ins
-        _builtins_loaded = True
+    _FORMATS.unregister(name)
 
 
 def formats() -> list[FormatBackend]:
     """Every registered format, in detection order."""
-    _load_builtins()
-    return list(_formats.values())
+    return _FORMATS.all()
 
 
 def format_backend(name: str) -> FormatBackend:
-    _load_builtins()
-    try:
-        return _formats[name]
-    except KeyError:
+    backend = _FORMATS.get(name)
+    if backend is None:
         raise FormatNotSupportedError(
-            f"unknown format {name!r}; known formats: {', '.join(_formats)}"
-        ) from None
+            f"unknown format {name!r}; known formats: {', '.join(_FORMATS.names())}"
+        )
+    return backend
 
 
 def format_names() -> list[str]:
