@@ -28,7 +28,8 @@ class RunnerConfig:
     filesystem the nodes share), ``poll_interval`` the seconds between polls, ``python_executable``
     the workers' interpreter (default: this one), ``blocks_per_task`` how many blocks one
     distributed task processes (default: the work split into 4 tasks per worker), and
-    ``keep_tmp`` keeps the run folder after a successful run.
+    ``keep_tmp`` keeps the run folder after a successful run. ``journal=False`` skips the
+    journal of a local run (no run folder, so no ``resume_from`` after a crash).
     """
 
     tmp_root: str | None = None
@@ -38,6 +39,7 @@ class RunnerConfig:
     in_flight: int | None = None
     blocks_per_task: int | None = None
     keep_tmp: bool = False
+    journal: bool = True
 
     def tmp_root_or_default(self) -> str:
         """``tmp_root``, or the system's temp folder."""

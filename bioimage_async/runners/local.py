@@ -116,7 +116,7 @@ class LocalRunner(Runner):
         journal: Journal | None = None
         if options.resume_from is not None:
             journal, ids = await Journal.resume(task, options.resume_from)
-        elif journaled(task):
+        elif self.config.journal and journaled(task):
             journal, ids = await Journal.start(task, self.config.tmp_root_or_default(), ids)
         try:
             await self._run(task, options, stats, ids, journal, in_flight, plan)
