@@ -160,7 +160,7 @@ def timing(stats: ba.RunStats, nbytes: int, seconds: float) -> str:
 
 
 def format_of(source: ba.Source, path: str) -> str:
-    return str(getattr(source, "format", None) or infer_format(path) or source.kind)
+    return str(source.format or infer_format(path) or source.kind)
 
 
 # ---- info -----------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ class Source(ABC):
 
     #: The registry key of this source's spec (see ``from_spec``).
     kind: str = ""
+    #: The format it was opened as ("zarr3", "n5", ...), where the source knows it.
+    format: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 #: Modules (in ``bioimage_async.sources``) whose ``FORMAT_BACKENDS`` are the built-in formats,
 #: in detection order: a folder holding several formats' metadata is the first one's.
-BUILTIN_MODULES = ("tensorstore_source", "hdf5", "tiff", "mrc", "nifti", "knossos")
+BUILTIN_MODULES = ("tensorstore_formats", "hdf5", "tiff", "mrc", "nifti", "knossos")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,7 @@ import tensorstore as ts
 
 from ..errors import SourceError
 from .base import Source
+from .storage import short_error
 
 #: How many bytes of chunk data may be in flight at once (decoded size as the estimate).
 RAW_COPY_BYTES = 128 * 1024 * 1024
@@ -355,15 +356,9 @@ async def _list_chunks(raw: RawChunks) -> list[str] | None:
     except NotImplementedError:
         return None
     except ValueError as err:
-        raise SourceError(f"cannot list the chunks of {raw.describe}: {_short(err)}") from err
+        raise SourceError(f"cannot list the chunks of {raw.describe}: {short_error(err)}") from err
     names = (k.decode("utf-8", "replace") for k in keys)
     return [k for k in names if raw.naming.is_chunk(k)]
-
-
-def _short(err: BaseException) -> str:
-    from .storage import first_line
-
-    return first_line(str(err))
 
 
 async def copy_raw_chunks(
@@ -437,7 +432,7 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
         result = await plan.input.kvstore.read(key)
     except ValueError as err:
         raise SourceError(
-            f"cannot read chunk {key!r} of {plan.input.describe}: {_short(err)}"
+            f"cannot read chunk {key!r} of {plan.input.describe}: {short_error(err)}"
         ) from err
     if result.state != "value":
         await _delete_key(plan, key)
@@ -446,7 +441,7 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
         await plan.output.kvstore.write(key, result.value)
     except (ValueError, NotImplementedError) as err:
         raise SourceError(
-            f"cannot write chunk {key!r} of {plan.output.describe}: {_short(err)}"
+            f"cannot write chunk {key!r} of {plan.output.describe}: {short_error(err)}"
         ) from err
     return len(result.value)
 
@@ -456,6 +451,6 @@ async def _delete_key(plan: RawCopyPlan, key: str) -> int:
         await plan.output.kvstore.delete_range(ts.KvStore.KeyRange(key, key + "\x00"))
     except (ValueError, NotImplementedError) as err:
         raise SourceError(
-            f"cannot delete chunk {key!r} of {plan.output.describe}: {_short(err)}"
+            f"cannot delete chunk {key!r} of {plan.output.describe}: {short_error(err)}"
         ) from err
     return 0

@@ -353,6 +353,11 @@ def no_such_key(where: Location, key: str = "") -> StorageError:
     return StorageError(f"no such key {stored!r} in {place} ({what})")
 
 
+def short_error(err: BaseException) -> str:
+    """An exception's message as ``first_line`` gives it (its type name when it has none)."""
+    return first_line(str(err)) or type(err).__name__
+
+
 def first_line(text: str, limit: int = 240) -> str:
     """The message's first line without tensorstore's bracketed payloads and spec dumps."""
     line = text.strip().splitlines()[0] if text.strip() else text
@@ -360,4 +365,4 @@ def first_line(text: str, limit: int = 240) -> str:
     if " {" in line:
         line = line.split(" {", 1)[0].rstrip(" :[")
     line = re.sub(r"^[A-Z_]+: ", "", line)  # the absl status code
-    return line[:limit]
+    return line.replace("\\x00", "/")[:limit]  # tensorstore escapes a key's path separator

@@ -1,0 +1,408 @@
+"""Opening and creating tensorstore arrays: format detection at a key, OME-Zarr levels, voxel
+sizes from each convention, group metadata above nested arrays, and errors said in storage
+terms (with a bounded wait for object stores)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import tensorstore as ts
+
+from ..context import resource_options, run_blocking, tensorstore_context
+from ..errors import (
+    InternalPathNotFoundError,
+    InvalidArgumentError,
+    ReadOnlySourceError,
+    SourceError,
+    SourceExistsError,
+    SourceNotFoundError,
+)
+from .base import Source
+from .formats import CreateRequest
+from .location import Location
+from .ome_zarr import group_attributes, multiscale_levels, pick_level
+from .physical import for_axes, n5_voxel_size, positive_sizes
+from .storage import (
+    bounded,
+    invalid_url,
+    no_such_key,
+    short_error,
+)
+from .tensorstore_source import TensorStoreSource
+from .ts_drivers import DRIVERS, Driver, Precomputed
+
+
+# ---------------------------------------------------------------------------------------------
+# opening and creating
+# ---------------------------------------------------------------------------------------------
+async def _ts_open(
+    spec: dict[str, Any], location: Location, what: str, *, write: bool, create: bool = False
+) -> ts.TensorStore:
+    """ts.open with errors said in storage terms and, remotely, a bounded wait."""
+    try:
+        future = ts.open(
+            spec,
+            context=tensorstore_context(),
+            read=True,
+            write=write,
+            create=create,
+            open=not create,
+        )
+    except ValueError as err:  # refused before any I/O: the spec (bucket name, ...) is wrong
+        if location.is_remote:
+            raise invalid_url(err, location) from err
+        raise SourceError(f"cannot {what} {location}: {short_error(err)}") from err
+    if location.is_remote:
+        return await bounded(future, location)
+    try:
+        return await future
+    except ValueError as err:
+        raise SourceError(f"cannot {what} {location}: {short_error(err)}") from err
+
+
+#: How long listing a bucket prefix may take when it only serves an error message.
+LISTING_BUDGET = 10.0
+
+
+async def list_arrays(location: Location, driver: Driver, limit: int = 200) -> list[str]:
+    """Keys of the arrays below a zarr/n5 container, for error messages.
+
+    Locally a walk of the folders. Remotely, first what the group's metadata names
+    (consolidated metadata, OME-Zarr multiscales); then, on s3/gs, a listing of the keys below
+    the group (cut after ``LISTING_BUDGET`` seconds) whose array metadata files are kept. http
+    cannot list, so there only the metadata's names are found.
+    """
+    if not location.is_local:
+        return await _remote_arrays(location, limit)
+
+    def walk() -> list[str]:
+        import json
+
+        found: list[str] = []
+        root = location.local_path
+        for dirpath, dirnames, filenames in os.walk(root):
+            is_array = any(
+                name in filenames for name in (".zarray", "attributes.json", "zarr.json")
+            ) and _local_is_array(os.path.join(dirpath), filenames, json)
+            if is_array and dirpath != str(root):
+                found.append(os.path.relpath(dirpath, root))
+            dirnames[:] = [] if is_array else [d for d in dirnames if not d.startswith(".")]
+            if len(found) >= limit:
+                break
+        return sorted(found)
+
+    return await run_blocking(walk)
+
+
+def _local_is_array(folder: str, filenames: list[str], json: Any) -> bool:
+    if ".zarray" in filenames:
+        return True
+    for name, test in (
+        ("zarr.json", lambda m: m.get("node_type") == "array"),
+        ("attributes.json", lambda m: "dimensions" in m),
+    ):
+        if name in filenames:
+            try:
+                with open(os.path.join(folder, name)) as handle:
+                    if test(json.load(handle)):
+                        return True
+            except (OSError, ValueError):
+                continue
+    return False
+
+
+async def _remote_arrays(location: Location, limit: int) -> list[str]:
+    named = await _arrays_named_by_metadata(location)
+    if named:
+        return sorted(named)[:limit]
+    budget = min(resource_options().storage_timeout, LISTING_BUDGET)
+    keys = await location.list_keys(timeout=budget)
+    if not keys:
+        return []
+    found: set[str] = set()
+    maybe: set[str] = set()
+    for key in keys:
+        folder, _, name = key.rpartition("/")
+        if not folder or any(part.startswith(".") for part in folder.split("/")):
+            continue
+        if name == ".zarray":
+            found.add(folder)
+        elif name in ("zarr.json", "attributes.json"):
+            maybe.add(folder)
+    checks = sorted(maybe - found)[:limit]
+    nodes = await asyncio.gather(*(_remote_node(location, folder) for folder in checks))
+    found.update(folder for folder, node in zip(checks, nodes) if node == "array")
+    return sorted(found)[:limit]
+
+
+async def _remote_node(location: Location, folder: str) -> str | None:
+    for driver in (DRIVERS["zarr3"], DRIVERS["n5"]):
+        node = await driver.node(location, folder)
+        if node is not None:
+            return node
+    return None
+
+
+async def _arrays_named_by_metadata(location: Location) -> list[str]:
+    """Arrays a group names itself: consolidated metadata or OME-Zarr multiscales."""
+    consolidated = await location.read_json(".zmetadata")
+    if consolidated is not None:
+        entries = consolidated.get("metadata") or {}
+        return [k.rsplit("/", 1)[0] for k in entries if k.endswith("/.zarray")]
+    v3 = await location.read_json("zarr.json")
+    attributes: dict[str, Any] = {}
+    if v3 is not None:
+        entries = (v3.get("consolidated_metadata") or {}).get("metadata") or {}
+        arrays = [k for k, v in entries.items() if (v or {}).get("node_type") == "array"]
+        if arrays:
+            return arrays
+        attributes = v3.get("attributes") or {}
+        attributes = attributes.get("ome") or attributes
+    else:
+        attributes = await location.read_json(".zattrs") or {}
+    paths = []
+    for scale in attributes.get("multiscales") or []:
+        for dataset in (scale or {}).get("datasets") or []:
+            if isinstance(dataset, dict) and dataset.get("path") is not None:
+                paths.append(str(dataset["path"]))
+    return paths
+
+
+async def _not_found(location: Location, key: str, driver: Driver) -> Exception:
+    """The error for a missing array: the bucket, the key, or the array inside a group."""
+    if location.is_local:
+        return InternalPathNotFoundError(
+            str(location), key or None, await list_arrays(location, driver)
+        )
+    await location.check_bucket()  # raises, naming the bucket, when it is missing
+    root = await asyncio.gather(*(d.node(location, "") for d in (DRIVERS["zarr"], driver)))
+    if not any(root) and not await location.exists(".zattrs"):
+        return no_such_key(location, key)
+    return InternalPathNotFoundError(
+        str(location), key or None, await list_arrays(location, driver)
+    )
+
+
+async def _zarr_driver(location: Location, key: str) -> Driver:
+    """zarr v2 or v3, by what is stored at the key (or, for a group, the container)."""
+    for driver in (DRIVERS["zarr"], DRIVERS["zarr3"]):
+        if await driver.node(location, key) is not None:
+            return driver
+    for driver in (DRIVERS["zarr"], DRIVERS["zarr3"]):
+        if key and await driver.node(location, "") is not None:
+            return driver
+    raise await _not_found(location, key, DRIVERS["zarr"])
+
+
+async def open_tensorstore(
+    location: Location,
+    internal_path: str | None,
+    *,
+    driver: Driver,
+    mode: str = "r",
+    scale_index: int | None = None,
+    level: int | None = None,
+) -> Source:
+    """Open an existing zarr/zarr3/n5/precomputed array; an OME-Zarr multiscale group opens its
+    level ``level`` (default the full resolution), with its voxel size."""
+    writable = mode != "r"
+    if writable and location.read_only:
+        raise ReadOnlySourceError(
+            f"{location} is served over {location.scheme}, which is read-only; open it with "
+            "mode='r' and write to a local path, s3:// or gs://"
+        )
+    if location.is_local and not await location.exists():
+        raise SourceNotFoundError(f"no such file or folder: {str(location)!r}")
+    key = (internal_path or "").strip("/")
+    physical: tuple[tuple[float, ...] | None, str | None] = (None, None)
+    if driver.format in ("zarr", "zarr3"):
+        key, physical = await ome_level(location, key, level)
+    elif level is not None and not isinstance(driver, Precomputed):
+        raise InvalidArgumentError(
+            f"level= selects a level of an OME-Zarr multiscale or a precomputed layer; "
+            f"{location} is {driver.format}"
+        )
+    if driver.format == "zarr":
+        driver = await _zarr_driver(location, key)
+    if level is not None and isinstance(driver, Precomputed):
+        scale_index = level
+    if isinstance(driver, Precomputed):
+        from .precomputed_gzip import gzip_layer_source
+
+        info = await location.read_json("info")
+        if info is None and location.is_remote:
+            await location.check_bucket()
+            raise no_such_key(location, "info")
+        if info is None:
+            raise SourceNotFoundError(f"no precomputed layer at {location} (no 'info' file)")
+        scale_keys = [str(scale.get("key")) for scale in info.get("scales") or []]
+        if key and key not in scale_keys:
+            raise InternalPathNotFoundError(str(location), key, scale_keys)
+        gz = await gzip_layer_source(location, info, key, scale_index, writable)
+        if gz is not None:
+            return gz
+        spec = driver.scale_spec(location, key, scale_index)
+        physical = precomputed_voxel_size(info, key, scale_index)
+    else:
+        if await driver.node(location, key) != "array":
+            raise await _not_found(location, key, driver)
+        spec = driver.open_spec(location, key)
+    store = driver.present(
+        await _ts_open(spec, location, f"open {driver.format} array", write=writable)
+    )
+    if driver.format == "n5":
+        physical = await n5_physical(location, key, store.ndim)
+    voxel_size, unit = physical
+    if voxel_size is not None and len(voxel_size) != store.ndim:
+        voxel_size = None  # metadata that does not match the array: better none than wrong
+    return TensorStoreSource(
+        store,
+        writable=writable,
+        format=driver.format,
+        location=str(location.join(key)) if key else str(location),
+        storage=location.storage,
+        lock_path=writer_lock_path(location, key),
+        voxel_size=voxel_size,
+        unit=unit,
+    )
+
+
+async def ome_level(
+    location: Location, key: str, level: int | None
+) -> tuple[str, tuple[tuple[float, ...] | None, str | None]]:
+    """For an OME-Zarr multiscale group at ``key``: the key of the chosen level and its voxel
+    size; for an array listed by its parent's multiscale: its voxel size; else nothing."""
+    attributes = await group_attributes(location, key)
+    if attributes is not None:
+        levels = multiscale_levels(attributes)
+        if levels is None:
+            if level is not None:
+                raise InvalidArgumentError(
+                    f"level={level}: {location.join(key)} is a group without OME-Zarr "
+                    "multiscales metadata"
+                )
+            return key, (None, None)
+        chosen = pick_level(levels, level, str(location.join(key)))
+        return "/".join(p for p in (key, chosen.path) if p), (chosen.voxel_size, chosen.unit)
+    if level is not None:
+        raise InvalidArgumentError(
+            f"level={level} selects a level of an OME-Zarr multiscale group; "
+            f"{location.join(key)} is an array (open the group, or drop level=)"
+        )
+    parent, _, name = key.rpartition("/")
+    parent_attributes = await group_attributes(location, parent) if name else None
+    for candidate in multiscale_levels(parent_attributes or {}) or []:
+        if candidate.path == name:
+            return key, (candidate.voxel_size, candidate.unit)
+    return key, (None, None)
+
+
+def precomputed_voxel_size(
+    info: dict[str, Any], key: str, scale_index: int | None
+) -> tuple[tuple[float, ...] | None, str | None]:
+    scales = info.get("scales") or []
+    chosen = next((sc for sc in scales if key and str(sc.get("key")) == key), None)
+    if chosen is None and scales:
+        chosen = scales[scale_index or 0] if (scale_index or 0) < len(scales) else None
+    sizes = positive_sizes((chosen or {}).get("resolution"))
+    if sizes is None:
+        return None, None
+    channels = int(info.get("num_channels", 1))
+    return for_axes(tuple(reversed(sizes)), 3 + (channels > 1)), "nanometer"
+
+
+async def n5_physical(
+    location: Location, key: str, ndim: int
+) -> tuple[tuple[float, ...] | None, str | None]:
+    """From the dataset's attributes, else its parent groups' (BigDataViewer, N5-viewer)."""
+    parts = [p for p in key.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        attributes = await location.join(*parts[:depth]).read_json("attributes.json") or {}
+        found = n5_voxel_size(attributes, ndim)
+        if found is not None:
+            if depth < len(parts):  # a group's resolution, scaled by the dataset's own factors
+                own = await location.join(*parts).read_json("attributes.json") or {}
+                factors = positive_sizes(own.get("downsamplingFactors"))
+                if factors is not None and len(factors) <= ndim:
+                    zyx = tuple(reversed(factors))
+                    sizes = found[0]
+                    scaled = sizes[: ndim - len(zyx)] + tuple(
+                        s * f for s, f in zip(sizes[ndim - len(zyx) :], zyx)
+                    )
+                    return scaled, found[1]
+            return found
+    return None, None
+
+
+#: The file a run writing into a local array keeps inside its folder while it runs.
+WRITER_LOCK = ".bioimage_async-writer.json"
+
+
+def writer_lock_path(location: Location, key: str) -> str | None:
+    if not location.is_local:
+        return None  # object stores have no atomic create-if-absent for a lock record
+    return os.path.join(str(location.join(key)) if key else str(location), WRITER_LOCK)
+
+
+async def _ensure_parent_groups(location: Location, key: str, driver: Driver) -> None:
+    """Write group metadata above a nested array so other libraries can walk the container."""
+    if driver.group_file is None:
+        return
+    name, content = driver.group_file
+    parts = [p for p in key.split("/") if p][:-1]
+    for depth in range(len(parts) + 1):
+        folder = location.join(*parts[:depth])
+        if await driver.node(location, "/".join(parts[:depth])) is None:
+            await folder.write(name, content)
+
+
+async def create_tensorstore(
+    location: Location, request: CreateRequest, *, driver: Driver
+) -> TensorStoreSource:
+    if location.read_only:
+        raise ReadOnlySourceError(
+            f"cannot create an array at {location}: {location.scheme} URLs are read-only; "
+            "create it on a local path, s3:// or gs://"
+        )
+    key = (request.internal_path or "").strip("/")
+    spec = driver.create_spec(location, key, request)
+    # tensorstore retries a create in a missing s3 bucket forever (uncancellable): check first
+    await location.check_bucket()
+    exists = await driver.node(location, key) == "array"
+    if exists and not request.exist_ok:
+        where = f"{location}" + (f" (key {key!r})" if key else "")
+        raise SourceExistsError(
+            f"an array already exists at {where}; pass exist_ok=True to open it for writing, "
+            "or remove it first"
+        )
+    if key and driver.format != "precomputed":
+        await _ensure_parent_groups(location, key, driver)
+    if exists:  # open what is there (whatever its codecs); shape and dtype are checked below
+        existing = driver.open_spec(location, key)
+        store = await _ts_open(existing, location, f"open {driver.format} array", write=True)
+    else:
+        store = await _ts_open(
+            spec, location, f"create {driver.format} array", write=True, create=True
+        )
+    store = driver.present(store)
+    if exists and (
+        tuple(store.shape) != tuple(request.shape) or store.dtype.numpy_dtype != request.dtype
+    ):
+        raise SourceExistsError(
+            f"the existing array at {location} has shape {tuple(store.shape)} and dtype "
+            f"{store.dtype.numpy_dtype}, not the requested {tuple(request.shape)} / "
+            f"{request.dtype}; remove it or choose another path"
+        )
+    where = str(location.join(key)) if key else str(location)
+    return TensorStoreSource(
+        store,
+        writable=True,
+        format=driver.format,
+        location=where,
+        storage=location.storage,
+        lock_path=writer_lock_path(location, key),
+        voxel_size=request.voxel_size,
+        unit=request.unit,
+    )
