@@ -83,7 +83,7 @@ class Resampling:
         """Output region ``out_roi`` from ``data``, the input over ``input_roi(out_roi)``."""
         steps = self.integer_steps
         if steps is not None and self.anti_aliasing and self.order <= 1 and data.ndim == 3:
-            return _to_dtype(self._planes(out_roi, data, steps), np.dtype(self.dtype))
+            return self._planes(out_roi, data, steps)
         start = tuple(s.start for s in self.input_roi(out_roi))
         if self.order <= 1:
             result = self._separable(out_roi, data, start)
@@ -150,7 +150,7 @@ class Resampling:
         return np.ascontiguousarray(array)
 
     def _planes(self, out_roi: Roi, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
-        from .resample_planes import crop_or_mirror, gaussian_weights, smooth_sample_planes
+        from .resample_planes import gaussian_weights, smooth_sample
 
         weights = [gaussian_weights(sigma) for sigma in self.sigmas]
         have = [(s.start, s.stop) for s in self.input_roi(out_roi)]
@@ -158,10 +158,11 @@ class Resampling:
             (step * s.start - len(w) // 2, step * (s.stop - 1) + len(w) // 2 + 1)
             for step, s, w in zip(steps, out_roi, weights)
         ]
-        padded = crop_or_mirror(data, have, need, self.in_shape)
         z, y, x = steps
         nz, ny, nx = (s.stop - s.start for s in out_roi)
-        return smooth_sample_planes(padded, (nz, ny, nx), (z, y, x), weights)
+        return smooth_sample(
+            data, have, need, self.in_shape, (nz, ny, nx), (z, y, x), weights, np.dtype(self.dtype)
+        )
 
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------
     def _spline(self, out_roi: Roi, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
