@@ -30,12 +30,21 @@ On (128, 128, 64)-voxel output blocks of uint8 (the default for a 2x downsample 
 chunks) this takes ~0.5-0.6x the CPU time of the plane-by-plane kernel inside a run, and
 ~5.5 MiB of work memory instead of ~20 MiB. Work memory is bounded by a few ``GROUP_BYTES``
 whatever the block shape: planes too large for one group are cut into tiles of rows.
+
+For uint8, uint16, int16 and float32 a compiled version of the same arithmetic (``_smooth.c``,
+built by ``pip install`` where a C compiler is, reached through ctypes so blocks run in
+parallel threads) does each output plane in one pass over a ring of input planes: ~2.3x faster
+again than the numpy kernel, same bits. ``BIOIMAGE_ASYNC_NO_NATIVE=1`` switches it off.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -181,6 +190,113 @@ def _split_pairs(flat: np.ndarray, even: np.ndarray, odd: np.ndarray) -> None:
     np.copyto(odd.view(np.uint32), flat[1:].view(np.uint64), casting="unsafe")
 
 
+def _load_native() -> ctypes.CDLL | None:
+    """The compiled kernel (``_smooth.c``), or None where it was not built or is switched off
+    (``BIOIMAGE_ASYNC_NO_NATIVE=1``: the numpy kernel, bit-identical and slower)."""
+    if os.environ.get("BIOIMAGE_ASYNC_NO_NATIVE", "") not in ("", "0"):
+        return None
+    spec = importlib.util.find_spec(f"{__package__}._smooth")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)  # CDLL (not PyDLL): calls release the GIL
+    except OSError:
+        return None
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    argtypes: list[Any] = [ctypes.c_int, ptr, i64, i64, i64]  # kind, data and its strides
+    argtypes += [ptr, ptr, i64, ptr, i64]  # zi, yi, py, xi, px
+    argtypes += [i64] * 6  # output shape, steps
+    argtypes += [ptr, i64] * 3  # weights and their lengths
+    argtypes += [ptr] * 3 + [ctypes.c_double] * 2 + [ptr]  # work, range, out
+    library.smooth_sample.argtypes = argtypes
+    library.smooth_sample.restype = ctypes.c_int
+    return library
+
+
+_NATIVE = _load_native()
+#: input dtypes the compiled kernel reads, by its kind code
+_NATIVE_KINDS = {
+    np.dtype(np.uint8): 0,
+    np.dtype(np.uint16): 1,
+    np.dtype(np.int16): 2,
+    np.dtype(np.float32): 3,
+}
+#: the most z taps the compiled kernel's ring holds
+_NATIVE_MAX_TAPS = 64
+
+
+def _native_sample(
+    data: np.ndarray,
+    indices: Sequence[np.ndarray],
+    out_shape: tuple[int, int, int],
+    steps: tuple[int, int, int],
+    weights: Sequence[np.ndarray],
+    dtype: np.dtype,
+) -> np.ndarray | None:
+    """The compiled kernel's result, or None where it does not apply (dtypes, or not built).
+
+    Reads ``data`` in place through the index arrays (no padded copy); tiles of output rows
+    keep its ring of input planes near GROUP_BYTES, as the numpy kernel's groups are.
+    """
+    kind = _NATIVE_KINDS.get(np.dtype(data.dtype))
+    if _NATIVE is None or kind is None or np.dtype(dtype) != np.dtype(data.dtype):
+        return None
+    if not data.flags.aligned or data.dtype.byteorder not in "=|":
+        return None
+    zi, yi, xi = (np.ascontiguousarray(i, np.int64) for i in indices)
+    wz, wy, wx = (np.ascontiguousarray(w, _F32) for w in weights)
+    if wz.size > _NATIVE_MAX_TAPS:
+        return None
+    (nz, ny, nx), (sz, sy, sx) = out_shape, steps
+    strides = [s // data.itemsize for s in data.strides]
+    px, ly = xi.size, wy.size
+    rows = _group_size(wz.size * px * 4, sy, ly // 2, ny)
+    band = sy * (rows - 1) + ly  # input rows of one tile
+    ring = np.empty(wz.size * band * px, _F32)
+    plane = np.empty(band * px, _F32)
+    smoothed = np.empty(2 * px, _F32)  # one row filtered along y, then along x
+    lo, hi = (0.0, 0.0) if kind == 3 else (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
+    out = np.empty(out_shape, dtype)
+    tile = out if rows == ny else np.empty((nz, rows, nx), dtype)
+    for j0 in range(0, ny, rows):
+        n = min(rows, ny - j0)
+        tile_yi = np.ascontiguousarray(yi[sy * j0 : sy * (j0 + n - 1) + ly])
+        target = tile if n == rows else np.empty((nz, n, nx), dtype)
+        code = _NATIVE.smooth_sample(
+            kind,
+            data.ctypes.data,
+            *strides,
+            zi.ctypes.data,
+            tile_yi.ctypes.data,
+            tile_yi.size,
+            xi.ctypes.data,
+            px,
+            nz,
+            n,
+            nx,
+            sz,
+            sy,
+            sx,
+            wz.ctypes.data,
+            wz.size,
+            wy.ctypes.data,
+            ly,
+            wx.ctypes.data,
+            wx.size,
+            ring.ctypes.data,
+            plane.ctypes.data,
+            smoothed.ctypes.data,
+            lo,
+            hi,
+            target.ctypes.data,
+        )
+        if code:
+            return None
+        if target is not out:
+            out[:, j0 : j0 + n] = target
+    return out
+
+
 def smooth_sample(
     data: np.ndarray,
     have: Sequence[tuple[int, int]],
@@ -201,6 +317,9 @@ def smooth_sample(
     wz, wy, wx = (np.asarray(w, _F32) for w in weights)
     rz, ry = len(wz) // 2, len(wy) // 2
     zi, yi, xi = (mirror_index(h, n, size) for h, n, size in zip(have, need, in_shape))
+    native = _native_sample(data, (zi, yi, xi), out_shape, steps, (wz, wy, wx), dtype)
+    if native is not None:
+        return native
     x_runs = regular_runs(xi)
     px = xi.size
     pairs = sx == 2 and sys.byteorder == "little"
