@@ -1,7 +1,8 @@
-"""The one compiled kernel (the anti-aliased downsample, bioimage_async/kernels/_smooth.c).
+"""The compiled kernels: the anti-aliased downsample (bioimage_async/kernels/_smooth.c) and the
+label mode (_mode.c).
 
-Optional: where no C compiler is available the build goes on without it and the numpy kernel
-(bit-identical, ~2x slower) is used. Everything else is configured in pyproject.toml.
+Optional: where no C compiler is available the build goes on without them and their numpy
+twins (same results, ~2x slower) are used. Everything else is configured in pyproject.toml.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +15,12 @@ setup(
             # no fused multiply-adds: they round once instead of twice and change the bits
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-fast-math"],
             optional=True,
-        )
+        ),
+        Extension(
+            "bioimage_async.kernels._mode",
+            ["bioimage_async/kernels/_mode.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

@@ -194,6 +194,6 @@ int smooth_sample(int kind, const void *data, int64_t sdz, int64_t sdy, int64_t 
 
 /* An importable module (so setuptools builds and installs it like any extension); the
  * function above is reached through ctypes, which releases the GIL around each call. */
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smooth", NULL, -1, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smooth", NULL, -1, NULL, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__smooth(void) { return PyModule_Create(&module); }

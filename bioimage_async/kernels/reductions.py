@@ -20,6 +20,11 @@ also bounds the temporary memory to a few slabs. Per slab:
   and the first longest run of equal sorted values: the smallest of the most frequent values.
   Where most windows of a slab are mixed (noise-like data), the whole slab goes the second way.
 
+Windows of up to 8 voxels (2x2x2, 1x2x2, ...) of integer (and bool, and float-key) arrays of
+up to 3 axes go to a compiled twin of the mode (``_mode.c``, same results): uniform tests as
+vector compares over a row of windows, a sorting network for the mixed ones. On realistic uint32
+labels it takes ~0.6x the numpy path's time (~1.0x tinybrain's), reading views in place.
+
 Limits: windows hold at most 2**30 voxels. Mode compares floats by bit pattern (-0.0 and 0.0
 are different values; NaNs with the same bits are equal) and copies a float input, or one with
 negative strides (a flipped view), once; boxes cut out of a larger array are read in place.
@@ -33,6 +38,7 @@ converted once.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -41,6 +47,7 @@ from functools import cache
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from .native import load_library
 
 __all__ = ["METHODS", "reduce_windows"]
 
@@ -258,6 +265,9 @@ def _mode(data: np.ndarray, factors: tuple[int, ...], out_shape: tuple[int, ...]
         return _mode(data.view(np.uint8), factors, out_shape).view(np.bool_)
     if kind == "f":
         return _from_float_keys(_mode(_float_keys(data), factors, out_shape), data.dtype)
+    native = _native_mode(data, factors, out_shape)
+    if native is not None:
+        return native
     if data.flags.f_contiguous and not data.flags.c_contiguous:
         # windows are axis-aligned and ties go by value: the transposed problem is the same one
         return _mode(data.T, factors[::-1], out_shape[::-1]).T
@@ -280,6 +290,46 @@ def _mode(data: np.ndarray, factors: tuple[int, ...], out_shape: tuple[int, ...]
             batch.add(mixed, window, out_box, in_box)
     batch.flush()
     return out
+
+
+def _load_native() -> ctypes.CDLL | None:
+    """The compiled mode kernel (``_mode.c``) with its signature, or None (see kernels/native)."""
+    library = load_library("_mode")
+    if library is not None:
+        ptr = ctypes.c_void_p
+        library.mode_windows.argtypes = [ctypes.c_int, ptr, ptr, ptr, ptr, ptr]
+        library.mode_windows.restype = ctypes.c_int
+    return library
+
+
+_NATIVE = _load_native()
+#: integer dtypes the compiled mode kernel reads, by its kind code
+_NATIVE_KINDS = {
+    np.dtype(t): code
+    for code, t in enumerate(
+        [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+    )
+}
+
+
+def _native_mode(
+    data: np.ndarray, factors: tuple[int, ...], out_shape: tuple[int, ...]
+) -> np.ndarray | None:
+    """The compiled kernel's mode of integer data of up to 3 axes (read in place, any strides),
+    or None where it does not apply (more axes, windows of more than 8 voxels, not built)."""
+    kind = _NATIVE_KINDS.get(data.dtype)
+    if _NATIVE is None or kind is None or data.ndim > 3 or not data.flags.aligned:
+        return None
+    out = np.empty(out_shape, data.dtype)
+    if data.size == 0:
+        return out
+    pad = 3 - data.ndim  # leading axes of length 1
+    as_i64 = ctypes.c_int64 * 3
+    strides = as_i64(*([0] * pad + [s // data.itemsize for s in data.strides]))
+    shape = as_i64(*([1] * pad + list(data.shape)))
+    window = as_i64(*([1] * pad + list(factors)))
+    code = _NATIVE.mode_windows(kind, data.ctypes.data, strides, shape, window, out.ctypes.data)
+    return out if code == 0 else None
 
 
 class _MixedBatch:

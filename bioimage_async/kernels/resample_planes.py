@@ -40,13 +40,13 @@ again than the numpy kernel, same bits. ``BIOIMAGE_ASYNC_NO_NATIVE=1`` switches 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .native import load_library
 
 _TRUNCATE = 4.0
 _F32 = np.float32
@@ -191,16 +191,9 @@ def _split_pairs(flat: np.ndarray, even: np.ndarray, odd: np.ndarray) -> None:
 
 
 def _load_native() -> ctypes.CDLL | None:
-    """The compiled kernel (``_smooth.c``), or None where it was not built or is switched off
-    (``BIOIMAGE_ASYNC_NO_NATIVE=1``: the numpy kernel, bit-identical and slower)."""
-    if os.environ.get("BIOIMAGE_ASYNC_NO_NATIVE", "") not in ("", "0"):
-        return None
-    spec = importlib.util.find_spec(f"{__package__}._smooth")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        library = ctypes.CDLL(spec.origin)  # CDLL (not PyDLL): calls release the GIL
-    except OSError:
+    """The compiled kernel (``_smooth.c``) with its signature, or None (see kernels/native)."""
+    library = load_library("_smooth")
+    if library is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     argtypes: list[Any] = [ctypes.c_int, ptr, i64, i64, i64]  # kind, data and its strides

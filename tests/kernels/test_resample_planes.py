@@ -1,11 +1,9 @@
 """The fast anti-aliased plane kernels (compiled and numpy) equal the original one bit for bit,
-block by block. Every test here runs once per kernel."""
+block by block. Every test here runs once per kernel (conftest.py)."""
 
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
 import tracemalloc
 
 import numpy as np
@@ -19,29 +17,6 @@ from .reference_planes import reference_compute
 
 DTYPES = ["uint8", "uint16", "int16", "int32", "uint32", "float32", "float64", "bool"]
 FACTORS = [(2, 2, 2), (1, 2, 2), (2, 2, 1), (3, 3, 3), (2, 3, 1), (4, 2, 2), (1, 1, 1)]
-
-
-_COMPILED = resample_planes._NATIVE
-
-
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The compiled kernel (``_smooth.c``) where it was built, then the numpy one."""
-    if request.param == "compiled":
-        if _COMPILED is None:
-            pytest.skip("the compiled kernel was not built (no C compiler at install time)")
-    else:
-        monkeypatch.setattr(resample_planes, "_NATIVE", None)
-    return str(request.param)
-
-
-def test_the_compiled_kernel_is_built_where_a_c_compiler_is():
-    """`pip install` builds it (setup.py); a silent fallback would cost ~2x in downsample."""
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler here")
-    if os.environ.get("BIOIMAGE_ASYNC_NO_NATIVE", "") not in ("", "0"):
-        pytest.skip("switched off by BIOIMAGE_ASYNC_NO_NATIVE")
-    assert _COMPILED is not None, "reinstall with `pip install -e .` to build _smooth.c"
 
 
 def random_volume(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
