@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 
 from ..blocking.safety import WritePlan, plan_writes
-from ..context import resource_options, run_blocking
+from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
@@ -28,7 +28,7 @@ from .base import Runner
 from .config import RunnerConfig
 from .files import LocalFiles
 from .options import ExecOptions
-from .protocol import RunFolder, load_payload, progress_line
+from .protocol import RunFolder, progress_line
 from .registry import RunnerBackend
 
 logger = logging.getLogger("bioimage_async")
@@ -76,10 +76,6 @@ class Journal:
             )
         folder = await RunFolder.open(LocalFiles(), path)
         await folder.check_payload(task)
-        # as for distributed runs, a resume finishes the original payload: its kernel (the
-        # function as it was pickled then) and casting, not this call's
-        payload = await run_blocking(load_payload, folder.path)
-        task.kernel, task.casting = payload.kernel, payload.casting
         journal = cls(folder)
         await journal.open()
         missing = await folder.missing_blocks()
