@@ -419,7 +419,7 @@ else
     PIP_TARGET=("${REPO_DIR}[slurm,hdf5]")
     STAMP_WANT="copy $REPO_DIR $(cd "$REPO_DIR" && find . \( -name .git -o -name .venv -o -name __pycache__ \
         -o -name '*.egg-info' -o -name build -o -name dist \) -prune -o -type f \( -name '*.py' -o -name '*.toml' \
-        -o -name '*.cfg' -o -name '*.typed' \) -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+        -o -name '*.cfg' -o -name '*.typed' -o -name '*.c' \) -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 fi
 if [[ ! -f $TB_VENV/.testbed-installed || $(cat "$TB_VENV/.testbed-installed") != "$STAMP_WANT" ]]; then
     rm -f "$TB_VENV/.testbed-installed"
