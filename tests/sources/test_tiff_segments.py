@@ -163,7 +163,7 @@ DEFLATE_LAYOUTS = [
 def test_deflate_segments_decode_the_same_through_tifffile_without_libdeflate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(tiff_segments, "libdeflate", None)
+    monkeypatch.setattr(tiff_segments, "inflate", None)
     path = tmp_path / f"{name}.tif"
     expected = write(path, name)
 
@@ -176,11 +176,13 @@ def test_deflate_segments_decode_the_same_through_tifffile_without_libdeflate(
     assert src.decode_count == segment_count(path)
 
 
+@pytest.mark.parametrize("library", ["imagecodecs", "deflate"])
 @pytest.mark.parametrize("name", DEFLATE_LAYOUTS)
 def test_deflate_segments_use_libdeflate_when_it_is_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, library: str
 ) -> None:
-    pytest.importorskip("deflate")
+    pytest.importorskip(library)
+    monkeypatch.setattr(tiff_segments, "inflate", tiff_segments._pick_inflate((library,)))
     path = tmp_path / f"{name}.tif"
     expected = write(path, name)
     fast: list[np.ndarray | None] = []
