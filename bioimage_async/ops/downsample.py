@@ -15,6 +15,7 @@ from ..blocking.grid import Block, BlockGrid
 from ..errors import InvalidArgumentError
 from ..kernels.reductions import METHODS, reduce_windows
 from ..kernels.resample import Resampling, downscale_shape
+from ..pipeline.parts import compute_in_parts
 from ..pipeline.task import BlockKernel, BlockTask
 from ..runners.options import ExecKwargs
 from ..sources.base import Source
@@ -41,7 +42,11 @@ class ResampleKernel(BlockKernel):
         return self.resampling.input_roi(block.roi)
 
     def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
-        return self.resampling.compute(block.roi, data)
+        if self.compute_cost != "light":  # in a worker process: one part per process
+            return self.resampling.compute(block.roi, data)
+        r = self.resampling
+        itemsize = np.dtype(r.dtype).itemsize
+        return compute_in_parts(block.roi, data, itemsize, r.input_roi, r.compute)
 
     def describe(self) -> dict[str, Any]:
         r = self.resampling
@@ -62,13 +67,22 @@ class ReduceKernel(BlockKernel):
     compute_cost: str = "light"  # vectorised numpy, GIL released in its loops: threads
 
     def input_roi(self, block: Block) -> Roi:
-        return tuple(
-            slice(s.start * f, min(s.stop * f, n))
-            for s, f, n in zip(block.roi, self.factors, self.in_shape)
-        )
+        return self._input_of(block.roi)
 
     def compute(self, block: Block, data: np.ndarray) -> np.ndarray:
-        return reduce_windows(data, self.factors, self.method)
+        return compute_in_parts(
+            block.roi,
+            data,
+            data.dtype.itemsize,
+            self._input_of,
+            lambda _, part: reduce_windows(part, self.factors, self.method),
+        )
+
+    def _input_of(self, roi: Roi) -> Roi:
+        return tuple(
+            slice(s.start * f, min(s.stop * f, n))
+            for s, f, n in zip(roi, self.factors, self.in_shape)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"kernel": "ReduceKernel", "method": self.method, "factors": list(self.factors)}
