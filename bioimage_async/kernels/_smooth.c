@@ -6,8 +6,8 @@
  * then x), the centre tap times its weight, then each symmetric pair of taps added, weighted and
  * accumulated, moving outward. Built with -ffp-contract=off so that no multiply-add is fused
  * (a fused one rounds once instead of twice and would change the bits). One output plane at a
- * time, only at the sampled positions: the work memory is a ring of (2 * radius + 1) input
- * planes, one float32 plane and one float32 band of rows, whatever the block's size. Called
+ * time, only at the sampled positions: the z pass reads the input planes it needs directly
+ * (cast while read), so the work memory is one float32 plane and two float32 rows. Called
  * through ctypes, which releases the GIL, so blocks run in parallel threads.
  *
  * Input positions come as index arrays per axis (zi, yi, xi: the region's positions, padded by
@@ -26,47 +26,74 @@ enum { U8 = 0, U16 = 1, I16 = 2, F32 = 3 };
 /* Built for the machine's widest vectors where the compiler can (AVX2 or SSE2, picked at load
  * time); the operations and their order are the same in every version. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define VECTORIZED __attribute__((target_clones("avx2", "default")))
+#define VECTORIZED __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define VECTORIZED
 #endif
 
-/* One padded input plane (position z) into ``dst`` (py * px floats). ``run_end[x]`` ends the
- * run of consecutive x positions starting at x (the whole row but its mirrored borders): each
- * run is one contiguous, vectorizable cast. */
-#define GATHER(IN_T)                                                                          \
-    VECTORIZED static void gather_##IN_T(const IN_T *data, int64_t sdz, int64_t sdy,          \
-                                         int64_t sdx, int64_t z, const int64_t *yi,           \
-                                         int64_t py, const int64_t *xi,                       \
-                                         const int64_t *run_end, int64_t px,                  \
-                                         float *restrict dst) {                               \
+/* The z pass of one output plane, straight from the input: ``plane`` (py * px floats) gets, at
+ * every padded (y, x) position, the weighted sum over the lz input planes ``zq`` (each value cast
+ * to float32 as it is read, the centre tap first, then each symmetric pair added, weighted and
+ * accumulated). ``run_end[x]`` ends the run of consecutive x positions starting at x (the whole
+ * row but its mirrored borders): each run is a contiguous, vectorizable loop. Reading the
+ * input's own bytes (1 or 2 per voxel for integers) instead of a float32 copy of each plane is
+ * what makes this pass cheap. */
+#define Z_PASS(IN_T)                                                                          \
+    VECTORIZED static void z_pass_##IN_T(const IN_T *data, int64_t sdz, int64_t sdy,          \
+                                         int64_t sdx, const int64_t *zq, const float *w,      \
+                                         int64_t lz, const int64_t *yi, int64_t py,           \
+                                         const int64_t *xi, const int64_t *run_end,           \
+                                         int64_t px, float *restrict plane) {                 \
+        const int64_t r = lz / 2;                                                            \
+        const float wc = w[r];                                                               \
         for (int64_t y = 0; y < py; y++) {                                                   \
-            const IN_T *row = data + z * sdz + yi[y] * sdy;                                  \
-            float *restrict out = dst + y * px;                                              \
+            float *restrict out = plane + y * px;                                            \
+            const IN_T *rows[64];                                                            \
+            for (int64_t t = 0; t < lz; t++) rows[t] = data + zq[t] * sdz + yi[y] * sdy;     \
             for (int64_t x = 0; x < px; x = run_end[x]) {                                    \
-                const IN_T *restrict src = row + xi[x] * sdx;                                \
-                const int64_t n = run_end[x] - x;                                            \
-                if (sdx == 1)                                                                \
-                    for (int64_t k = 0; k < n; k++) out[x + k] = (float)src[k];              \
-                else                                                                         \
-                    for (int64_t k = 0; k < n; k++) out[x + k] = (float)src[k * sdx];        \
+                const int64_t n = run_end[x] - x, at = xi[x] * sdx;                          \
+                float *restrict o = out + x;                                                 \
+                const IN_T *restrict c = rows[r] + at;                                       \
+                if (sdx == 1) {                                                              \
+                    for (int64_t e = 0; e < n; e++) o[e] = (float)c[e] * wc;                 \
+                    for (int64_t k = 1; k <= r; k++) {                                       \
+                        const IN_T *restrict a = rows[r - k] + at, *restrict b = rows[r + k] + at; \
+                        const float wk = w[r + k];                                           \
+                        for (int64_t e = 0; e < n; e++) {                                    \
+                            float t = (float)a[e] + (float)b[e];                             \
+                            t = t * wk;                                                      \
+                            o[e] = o[e] + t;                                                 \
+                        }                                                                    \
+                    }                                                                        \
+                } else {                                                                     \
+                    for (int64_t e = 0; e < n; e++) o[e] = (float)c[e * sdx] * wc;           \
+                    for (int64_t k = 1; k <= r; k++) {                                       \
+                        const IN_T *restrict a = rows[r - k] + at, *restrict b = rows[r + k] + at; \
+                        const float wk = w[r + k];                                           \
+                        for (int64_t e = 0; e < n; e++) {                                    \
+                            float t = (float)a[e * sdx] + (float)b[e * sdx];                 \
+                            t = t * wk;                                                      \
+                            o[e] = o[e] + t;                                                 \
+                        }                                                                    \
+                    }                                                                        \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
     }
 
-GATHER(uint8_t)
-GATHER(uint16_t)
-GATHER(int16_t)
-GATHER(float)
+Z_PASS(uint8_t)
+Z_PASS(uint16_t)
+Z_PASS(int16_t)
+Z_PASS(float)
 
-static void gather(int kind, const void *data, int64_t sdz, int64_t sdy, int64_t sdx, int64_t z,
-                   const int64_t *yi, int64_t py, const int64_t *xi, const int64_t *run_end,
-                   int64_t px, float *dst) {
+static void z_pass(int kind, const void *data, int64_t sdz, int64_t sdy, int64_t sdx,
+                   const int64_t *zq, const float *w, int64_t lz, const int64_t *yi, int64_t py,
+                   const int64_t *xi, const int64_t *run_end, int64_t px, float *plane) {
     switch (kind) {
-    case U8: gather_uint8_t(data, sdz, sdy, sdx, z, yi, py, xi, run_end, px, dst); break;
-    case U16: gather_uint16_t(data, sdz, sdy, sdx, z, yi, py, xi, run_end, px, dst); break;
-    case I16: gather_int16_t(data, sdz, sdy, sdx, z, yi, py, xi, run_end, px, dst); break;
-    default: gather_float(data, sdz, sdy, sdx, z, yi, py, xi, run_end, px, dst); break;
+    case U8: z_pass_uint8_t(data, sdz, sdy, sdx, zq, w, lz, yi, py, xi, run_end, px, plane); break;
+    case U16: z_pass_uint16_t(data, sdz, sdy, sdx, zq, w, lz, yi, py, xi, run_end, px, plane); break;
+    case I16: z_pass_int16_t(data, sdz, sdy, sdx, zq, w, lz, yi, py, xi, run_end, px, plane); break;
+    default: z_pass_float(data, sdz, sdy, sdx, zq, w, lz, yi, py, xi, run_end, px, plane); break;
     }
 }
 
@@ -159,32 +186,21 @@ int smooth_sample(int kind, const void *data, int64_t sdz, int64_t sdy, int64_t 
                   const int64_t *zi, const int64_t *yi, int64_t py, const int64_t *xi,
                   int64_t px, int64_t nz, int64_t ny, int64_t nx, int64_t sz, int64_t sy,
                   int64_t sx, const float *wz, int64_t lz, const float *wy, int64_t ly,
-                  const float *wx, int64_t lx, float *ring, float *plane, float *rows,
-                  double lo, double hi, void *out) {
+                  const float *wx, int64_t lx, float *plane, float *rows, double lo, double hi,
+                  void *out) {
     if (kind < U8 || kind > F32 || lz > 64 || ly > 64 || lx > 64) return -1;
-    const int64_t ry = ly / 2, rx = lx / 2, area = py * px;
-    int64_t held[64]; /* which padded z position each ring slot holds */
-    int64_t z_off[64], y_off[64];
-    for (int64_t s = 0; s < lz; s++) held[s] = -1;
+    const int64_t ry = ly / 2;
+    int64_t y_off[64];
     for (int64_t k = 0; k < ly; k++) y_off[k] = (k - ry) * px;
     int64_t *run_end = malloc(px * sizeof(int64_t));
     if (run_end == NULL) return -1;
     for (int64_t x = px - 1; x >= 0; x--)
         run_end[x] = x + 1 < px && xi[x + 1] == xi[x] + 1 ? run_end[x + 1] : x + 1;
     for (int64_t i = 0; i < nz; i++) {
-        for (int64_t t = 0; t < lz; t++) { /* the planes this output plane reads, gathered once */
-            int64_t q = sz * i + t, slot = q % lz;
-            if (held[slot] != q) {
-                gather(kind, data, sdz, sdy, sdx, zi[q], yi, py, xi, run_end, px,
-                       ring + slot * area);
-                held[slot] = q;
-            }
-            z_off[t] = slot * area;
-        }
-        weighted_sum(ring, z_off, wz, lz, area, plane);
+        z_pass(kind, data, sdz, sdy, sdx, zi + sz * i, wz, lz, yi, py, xi, run_end, px, plane);
         for (int64_t j = 0; j < ny; j++) {
             weighted_sum(plane + (sy * j + ry) * px, y_off, wy, ly, px, rows);
-            sampled_sum(rows + rx, sx, wx, lx, nx, rows + px);
+            sampled_sum(rows + lx / 2, sx, wx, lx, nx, rows + px);
             store(kind, rows + px, 1, nx, (float)lo, (float)hi, out, (i * ny + j) * nx);
         }
     }

@@ -201,7 +201,7 @@ def _load_native() -> ctypes.CDLL | None:
     argtypes += [ptr, ptr, i64, ptr, i64]  # zi, yi, py, xi, px
     argtypes += [i64] * 6  # output shape, steps
     argtypes += [ptr, i64] * 3  # weights and their lengths
-    argtypes += [ptr] * 3 + [ctypes.c_double] * 2 + [ptr]  # work, range, out
+    argtypes += [ptr] * 2 + [ctypes.c_double] * 2 + [ptr]  # work, range, out
     library.smooth_sample.argtypes = argtypes
     library.smooth_sample.restype = ctypes.c_int
     return library
@@ -257,12 +257,11 @@ def _native_sample(
     (nz, ny, nx), (sz, sy, sx) = out_shape, steps
     strides = [s // data.itemsize for s in data.strides]
     px, ly = xi.size, wy.size
-    rows = _group_size(wz.size * px * 4, sy, ly // 2, ny)
+    rows = _group_size(px * 4, sy, ly // 2, ny)
     band = sy * (rows - 1) + ly  # input rows of one tile
-    work = _work_buffer((wz.size + 1) * band * px + 2 * px)
-    ring = work[: wz.size * band * px]
-    plane = work[ring.size : ring.size + band * px]
-    smoothed = work[ring.size + plane.size :]  # one row filtered along y, then along x
+    work = _work_buffer(band * px + 2 * px)
+    plane = work[: band * px]  # one output plane's z pass
+    smoothed = work[band * px :]  # one row filtered along y, then along x
     lo, hi = (0.0, 0.0) if kind == 3 else (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
     out = np.empty(out_shape, dtype)
     tile = out if rows == ny else np.empty((nz, rows, nx), dtype)
@@ -291,7 +290,6 @@ def _native_sample(
             ly,
             wx.ctypes.data,
             wx.size,
-            ring.ctypes.data,
             plane.ctypes.data,
             smoothed.ctypes.data,
             lo,
