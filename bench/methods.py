@@ -106,10 +106,33 @@ class Heartbeat:
 # ------------------------------------------------------------------------------------------------
 # bioimage_async (every task), with the heartbeat and RunStats
 # ------------------------------------------------------------------------------------------------
+def preimport_package() -> list[str]:
+    """Import every module of bioimage_async (but its CLI) now, untimed: the package loads format
+    modules, runner backends and pipeline modules lazily on first use, and import time is not
+    part of the measured work (both source trees of a before/after run get the same treatment).
+    Returns the modules that failed to import (optional dependencies)."""
+    import importlib
+    import pkgutil
+
+    import bioimage_async
+
+    failed = []
+    for info in pkgutil.walk_packages(bioimage_async.__path__, "bioimage_async."):
+        if info.name.startswith("bioimage_async.cli"):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - an optional dependency missing
+            failed.append(info.name)
+    return failed
+
+
 def _ba_setup(cfg: Cfg) -> Run:
     import asyncio
 
     import bioimage_async as ba
+
+    not_imported = preimport_package()
 
     opts = dict(cfg.get("ba_opts") or {})
     configure = opts.pop("configure", None)
@@ -133,6 +156,7 @@ def _ba_setup(cfg: Cfg) -> Run:
         if block_shape is not None:
             kwargs["block_shape"] = tuple(block_shape)
         src_path = cfg["tif"] if task == "tif" else cfg["zarr"]
+        modules_before = set(sys.modules)
         try:
             src = await ba.open_source(src_path)
             out = await ba.create_source(
@@ -148,7 +172,11 @@ def _ba_setup(cfg: Cfg) -> Run:
                 raise SystemExit(f"unknown task {task}")
         finally:
             beat_task.cancel()
-        return {"heartbeat": beat.summary(), "run_stats": stats.as_dict(), "ba_opts": cfg.get("ba_opts")}
+        return {
+            "heartbeat": beat.summary(), "run_stats": stats.as_dict(), "ba_opts": cfg.get("ba_opts"),
+            "package": ba.__file__, "not_preimported": not_imported,
+            "imported_during_op": sorted(set(sys.modules) - modules_before),
+        }
 
     return lambda: asyncio.run(main())
 

@@ -144,15 +144,19 @@ def wait_for_quiet(limit: float, max_wait: float) -> float:
             told = True
 
 
-def run_child(script: str, cfg: dict, marker: str, log: Path, timeout: float) -> dict:
-    """Run ``python script cfg``; returns the child's marker JSON plus the tree's peak RSS."""
+def run_child(
+    script: str, cfg: dict, marker: str, log: Path, timeout: float, env: dict[str, str] | None = None
+) -> dict:
+    """Run ``python script cfg``; returns the child's marker JSON plus the tree's peak RSS.
+
+    ``env`` entries override the child's environment (``--ba-tree`` rows set PYTHONPATH)."""
     started = time.perf_counter()
     busy0 = system_busy_s()
     with open(log, "w") as err:
         child = subprocess.Popen(
             [sys.executable, str(HERE / script), json.dumps(cfg)],
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=str(HERE),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         ps = psutil.Process(child.pid)
         peak = peak_anon = 0
@@ -221,6 +225,10 @@ def summarize(runs: list[dict], nbytes: int, labels: dict) -> list[dict]:
             "failed_runs": len(mine) - len(ok),
             "median_s": wall,
             "all_s": [round(r["wall_s"], 3) for r in ok],
+            "round_s": [
+                next((x["wall_s"] for x in ok if x["repeat"] == rep), None)
+                for rep in sorted({x["repeat"] for x in mine})
+            ],
             "mb_s": nbytes / 1e6 / wall if wall else None,
             "peak_rss_mib": median([r["peak_rss_tree_mib"] for r in ok]),
             "peak_anon_rss_mib": median([r.get("peak_anon_rss_tree_mib") for r in ok]),
@@ -296,6 +304,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
             f"{fmt(r.get('peak_anon_rss_mib'), '.0f')} | "
             f"{fmt(r.get('foreign_cores'), '.2f')} |"
         )
+    lines += before_after(rows, meta)
     stalls = [r for r in rows if "stall_max_ms" in r]
     if stalls:
         lines += [
@@ -332,6 +341,41 @@ def markdown(rows: list[dict], meta: dict) -> str:
     ]
     lines += ["", "Verification (first run of each method, separate process):", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def before_after(rows: list[dict], meta: dict) -> list[str]:
+    """``--ba-tree`` rows next to the plain ``ba`` rows of the same task: the ratio of medians and
+    the median of the per-round ratios (the two ran back to back in each round)."""
+    trees = meta.get("ba_trees") or {}
+    if not trees:
+        return []
+    current = meta["package_at_start"]
+    out = [
+        "",
+        "bioimage_async source trees compared (`ba` = the package this interpreter imports: "
+        f"{current.get('path')}, {meta.get('current_git_head', '?')}, sha256 {current.get('sha256')}; "
+        + "; ".join(f"`ba@{n}` = {t['path']}, {t['git_head']}, sha256 {t['sha256']}" for n, t in trees.items())
+        + "). Ratio = tree time / `ba` time (> 1: the current code is faster); paired = median over "
+        "rounds of the ratio of the two runs of that round (they ran back to back).",
+        "",
+        "| task | tree | tree s | `ba` s | ratio of medians | paired ratio (min-max) | CPU s tree / `ba` | peak RSS MiB tree / `ba` |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "@" not in r["method"]:
+            continue
+        ba = next((b for b in rows if b["task"] == r["task"] and b["method"] == "ba"), None)
+        if not ba or not ba["median_s"] or not r["median_s"]:
+            continue
+        paired = [t / b for t, b in zip(r.get("round_s") or [], ba.get("round_s") or []) if t and b]
+        pr = (f"{statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f})" if paired else "-")
+        out.append(
+            f"| {TASK_LABELS.get(r['task'], r['task'])} | {r['method'].partition('@')[2]} | "
+            f"{r['median_s']:.3f} | {ba['median_s']:.3f} | {r['median_s'] / ba['median_s']:.3f} | {pr} | "
+            f"{fmt(r.get('cpu_s'), '.2f')} / {fmt(ba.get('cpu_s'), '.2f')} | "
+            f"{fmt(r.get('peak_rss_mib'), '.0f')} / {fmt(ba.get('peak_rss_mib'), '.0f')} |"
+        )
+    return out
 
 
 def targets(rows: list[dict]) -> list[str]:
@@ -384,6 +428,14 @@ def main() -> None:
                         help="extra bioimage_async rows with options, e.g. "
                         "'if16={\"in_flight\": 16, \"block_shape\": [128,128,128], "
                         "\"configure\": {\"cache_bytes\": 0}}' (applies to every task run)")
+    parser.add_argument("--ba-tree", action="append", default=[], metavar="NAME=PATH",
+                        help="extra bioimage_async rows (every task) whose child process imports "
+                        "the package from another source tree (PYTHONPATH=PATH), e.g. "
+                        "'old=/work/wt-old' for a before/after comparison in one run; the plain "
+                        "'ba' rows use the package this interpreter imports")
+    parser.add_argument("--no-alternate", action="store_true",
+                        help="run each task's methods in the same order every round (default: "
+                        "odd rounds reverse it, so no method always runs right after another)")
     parser.add_argument("--extra-methods", action="append", default=[], metavar="FILE.py:TASK:METHOD,...",
                         help="a module that registers more methods with methods.method(), and the "
                         "(task:method) rows to add from it, e.g. scratch/proto.py:ds_aa:proto")
@@ -412,6 +464,19 @@ def main() -> None:
             index = max(i for i, (t, _) in enumerate(plan) if t == task and plan[i][1].startswith("ba"))
             plan.insert(index + 1, (task, f"ba:{name}"))
             labels[(task, f"ba:{name}")] = f"bioimage_async variant `{name}` {opts}"
+    trees: dict[str, str] = {}
+    for item in args.ba_tree:
+        name, _, path = item.partition("=")
+        root = Path(path).resolve()
+        if not (root / "bioimage_async" / "__init__.py").exists():
+            raise SystemExit(f"--ba-tree {item}: no bioimage_async package under {root}")
+        trees[name] = str(root)
+        for task in TASK_LABELS:
+            index = max(i for i, (t, _) in enumerate(plan) if t == task and plan[i][1].startswith("ba"))
+            plan.insert(index + 1, (task, f"ba@{name}"))
+            labels[(task, f"ba@{name}")] = (
+                labels[(task, "ba")] + f" — tree `{name}` ({root}, {git_head(root)})"
+            )
     extra_modules = []
     for item in args.extra_methods:
         module, *rows = item.split(",")
@@ -443,8 +508,10 @@ def main() -> None:
     verified: set[tuple[str, str]] = set()
     started = time.perf_counter()
     for rep in range(args.repeat):
-        for task, name in plan:
+        for task, name in plan if args.no_alternate or rep % 2 == 0 else reversed_within_tasks(plan):
             base_method, _, variant = name.partition(":")
+            base_method, _, tree = base_method.partition("@")
+            child_env = {"PYTHONPATH": trees[tree]} if tree else None
             out = outputs / f"{task}-{name.replace(':', '_')}.zarr"
             remove(out)
             cfg = {
@@ -460,8 +527,8 @@ def main() -> None:
             for attempt in range(1 + max(0, args.retries)):
                 load_before = wait_for_quiet(args.quiet, args.quiet_wait) if args.quiet_wait > 0 else None
                 calib = calibrate()
-                version = package_fingerprint().get("sha256")
-                result = run_child("methods.py", cfg, "BENCH_RESULT", log, args.timeout)
+                version = package_fingerprint(trees.get(tree)).get("sha256")
+                result = run_child("methods.py", cfg, "BENCH_RESULT", log, args.timeout, child_env)
                 result.update(task=task, method=name, repeat=rep, load_before_cores=load_before,
                               calib_ms=calib, package_sha=version)
                 attempts.append(result)
@@ -513,6 +580,11 @@ def main() -> None:
         "versions": versions(),
         "package_at_start": fingerprint_start,
         "package_at_end": package_fingerprint(),
+        "current_git_head": git_head(Path(fingerprint_start.get("path", ".")).parent),
+        "ba_trees": {
+            name: {"git_head": git_head(Path(path)), **package_fingerprint(path)}
+            for name, path in trees.items()
+        },
     }
     if meta["package_at_start"] != meta["package_at_end"]:
         print("WARNING: bioimage_async's sources changed during the run; rows mix versions", flush=True)
@@ -531,14 +603,35 @@ def main() -> None:
     print(f"written: {results / (stem + '.md')} and .json")
 
 
-def package_fingerprint() -> dict[str, Any]:
-    """A hash of bioimage_async's sources (others edit the package while benchmarks run)."""
-    import hashlib
+def reversed_within_tasks(plan: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The plan with each task's methods in reverse order (tasks keep their order)."""
+    tasks = list(dict.fromkeys(t for t, _ in plan))
+    return [p for task in tasks for p in reversed([q for q in plan if q[0] == task])]
 
+
+def git_head(root: Path) -> str:
+    """The short commit of the source tree at ``root`` (plus '+dirty' with local changes)."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "bioimage_async"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def package_fingerprint(tree: str | None = None) -> dict[str, Any]:
+    """A hash of bioimage_async's sources (others edit the package while benchmarks run):
+    the one this interpreter imports, or the one under the source tree ``tree``."""
+    import hashlib
     import importlib.util
 
-    spec = importlib.util.find_spec("bioimage_async")
-    root = Path(spec.origin).parent if spec and spec.origin else None
+    if tree is not None:
+        root: Path | None = Path(tree) / "bioimage_async"
+    else:
+        spec = importlib.util.find_spec("bioimage_async")
+        root = Path(spec.origin).parent if spec and spec.origin else None
     if root is None:
         return {}
     digest = hashlib.sha256()
