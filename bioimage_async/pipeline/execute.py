@@ -68,6 +68,7 @@ async def execute_block(
             nbytes = int(np.prod(block.shape)) * task.output.dtype.itemsize
             stats.bytes_read += nbytes
             stats.bytes_written += nbytes
+            stats.extra["raw_copied_blocks"] = stats.extra.get("raw_copied_blocks", 0.0) + 1
             return True
     data = await task.input.read_roi(task.kernel.input_roi(block))
     stats.read_s += time.perf_counter() - started

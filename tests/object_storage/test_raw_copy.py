@@ -155,8 +155,11 @@ async def test_stale_output_chunks_are_deleted(tmp_path):
         tmp_path / "out.zarr", shape=SHAPE, dtype=data.dtype, chunks=CHUNKS
     )
     await out.write(..., np.full(SHAPE, 9, np.uint16))  # every chunk present and stale
-    await ba.copy(src, out)
+    stats = ba.RunStats()
+    await ba.copy(src, out, block_shape=CHUNKS, stats=stats)
     assert out.raw_chunk_files > 0
+    blocks = np.prod([-(-n // c) for n, c in zip(SHAPE, CHUNKS)])
+    assert stats.extra["raw_copied_blocks"] == stats.blocks_done == blocks
     np.testing.assert_array_equal(await out.read(), data)
     assert chunk_keys(out) == chunk_keys(src)
 
