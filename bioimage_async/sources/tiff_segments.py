@@ -31,6 +31,10 @@ from .indexing import Roi
 Inflate = Callable[[bytes, int], bytes]
 
 
+class _InflateError(RuntimeError):
+    """A segment libdeflate could not decode (caught here: tifffile then decodes it)."""
+
+
 def _pick_inflate(libraries: tuple[str, ...] = ("deflate", "imagecodecs")) -> Inflate | None:
     """libdeflate's zlib decoder, from the first of ``libraries`` installed: the ``deflate``
     package, or imagecodecs (the tiff extra), whose ``deflate_decode`` is the same library (~2x
@@ -54,15 +58,15 @@ def _deflate_package(module: Any) -> Inflate:
         try:
             return cast(bytes, module.zlib_decompress(raw, nbytes))
         except module.DeflateError as error:
-            raise ValueError(str(error)) from error
+            raise _InflateError(str(error)) from error
 
     return inflate
 
 
 inflate: Inflate | None = _pick_inflate()
 #: what ``inflate`` raises on a corrupt or oversized segment (imagecodecs' DeflateError is a
-#: RuntimeError; the deflate package's is turned into a ValueError above)
-InflateErrors = (RuntimeError, ValueError)
+#: RuntimeError; the deflate package's becomes one above)
+InflateErrors = (RuntimeError,)
 
 #: TIFF JPEG compressions: their segments need the page's JPEG tables.
 _JPEG = {6, 7, 33007, 34892}
