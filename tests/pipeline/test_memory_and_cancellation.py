@@ -95,7 +95,14 @@ def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
     """)
     )
     process = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        # Ctrl-C as in a terminal: a shell starts background jobs (CI) with SIGINT ignored, and
+        # a child inherits that disposition, so Python would never raise KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout.readline().strip() == "start"
     parent = psutil.Process(process.pid)
@@ -106,8 +113,10 @@ def test_ctrl_c_under_sync_cancels_the_run_and_kills_workers(tmp_path):
     children = parent.children(recursive=True)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    assert "interrupted" in out
+    started = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    took = time.monotonic() - started
+    assert "interrupted" in out, (process.returncode, took, [c.name() for c in children], out, err)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
