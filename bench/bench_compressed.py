@@ -153,6 +153,9 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         import asyncio
 
         import bioimage_async as ba
+        from methods import preimport_package
+
+        preimport_package()  # the lazily imported format, runner and pipeline modules
 
         async def work() -> None:
             src = await ba.open_source(source, key)

@@ -18,7 +18,7 @@ Methods (a)-(d) are the comparison; (e) is a diagnostic:
 - (e) (a) with the kernel replaced by ``np.zeros``: the pipeline's reads and writes alone.
 
 Each run is a fresh process (``bench_smooth.py '{json}'``): imports, including the lazy
-import of bioimage_async's format modules, happen before the clock; the timed op opens the
+import of bioimage_async's format, runner and pipeline modules, happen before the clock; the timed op opens the
 input, creates the output and downsamples. Peak RSS is the process tree's (psutil, every 20
 ms, whole life). The methods alternate, in reversed order every other round, and each run
 waits for other processes to calm down; the table has medians. The first round's outputs are
@@ -94,13 +94,14 @@ def setup_ba(cfg: dict[str, Any]):
     sys.path.insert(0, str(ROOT))
     import bioimage_async as ba
     from bioimage_async.kernels.resample import Resampling
-    from bioimage_async.sources.formats import formats
 
-    formats()  # the lazy import of the format modules, as any earlier open would have done
+    sys.path.insert(0, str(HERE))
+    from methods import preimport_package
+
+    preimport_package()  # the lazily imported format, runner and pipeline modules: untimed
     op = sys.modules["bioimage_async.ops.downsample"]
     method = cfg["method"]
     if method == "ba_aa_original":
-        sys.path.insert(0, str(HERE))
         import smooth_original
 
         op.Resampling = smooth_original.Resampling

@@ -12,6 +12,7 @@ keeps it and says where. Runs over in-memory arrays keep no journal (nothing to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from ..errors import InvalidArgumentError, RunnerError
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
 from ..pipeline.execute import Compute, execute_block, threaded_compute
+from ..pipeline.read_cache import shared_read_cache_bytes
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .base import Runner
@@ -193,6 +195,23 @@ class LocalRunner(Runner):
         )
         return in_flight, plan
 
+    async def _with_shared_read_cache(
+        self, task: BlockTask, in_flight: int, stats: RunStats
+    ) -> BlockTask:
+        """The task reading its input through a cache that holds the chunks neighbouring
+        blocks share (see ``pipeline.read_cache``), within half the memory budget. Not when the
+        input is also the output: its cache would not see this run's writes."""
+        if task.input is task.output:
+            return task
+        nbytes = shared_read_cache_bytes(task, in_flight, self.config.memory_budget // 2)
+        if nbytes <= resource_options().cache_bytes:
+            return task
+        cached = await task.input.with_read_cache(nbytes)
+        if cached is task.input:
+            return task
+        stats.extra["read_cache_bytes"] = nbytes
+        return dataclasses.replace(task, input=cached)
+
     async def _run(
         self,
         task: BlockTask,
@@ -204,6 +223,7 @@ class LocalRunner(Runner):
         plan: WritePlan,
     ) -> None:
         total = len(ids) if ids is not None else task.grid.num_blocks
+        task = await self._with_shared_read_cache(task, in_flight, stats)
         cost = task.kernel.compute_cost
         num_workers = options.num_workers
         pool = (

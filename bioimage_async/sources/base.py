@@ -177,6 +177,12 @@ class Source(ABC):
         downsample chunk to chunk without numpy round trips."""
         return None
 
+    async def with_read_cache(self, nbytes: int) -> Source:
+        """A handle on the same data for reading whose decoded-chunk cache holds ``nbytes``
+        (so blocks with halos decode the chunks they share once); this handle where the
+        source has no such cache."""
+        return self
+
     def describe(self) -> str:
         """A short human-readable name, used in error messages."""
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"

@@ -115,6 +115,18 @@ class TensorStoreSource(Source):
     def unit(self) -> str | None:
         return self._unit
 
+    async def with_read_cache(self, nbytes: int) -> Source:
+        """Reopened read-only with a cache pool of its own (the process's thread pools and
+        limits are inherited). Only arrays opened from a location are reopened: a user's
+        in-memory TensorStore would reopen empty."""
+        if self.location is None:
+            return self
+        context = ts.Context(
+            {"cache_pool": {"total_bytes_limit": int(nbytes)}}, tensorstore_context()
+        )
+        params = {**self.to_spec().params, "writable": False}
+        return await type(self).from_params(params, context=context)
+
     def describe(self) -> str:
         where = f" at {self.location}" if self.location else ""
         return f"{self.format} array{where}"
@@ -196,7 +208,9 @@ class TensorStoreSource(Source):
         return SourceSpec(self.kind, params)
 
     @classmethod
-    async def from_params(cls, params: dict[str, Any]) -> TensorStoreSource:
+    async def from_params(
+        cls, params: dict[str, Any], *, context: ts.Context | None = None
+    ) -> TensorStoreSource:
         """Reopen in this process: the endpoint comes with the spec, credentials from here."""
         spec = dict(params["tensorstore"])
         writable = bool(params.get("writable", False))
@@ -207,7 +221,7 @@ class TensorStoreSource(Source):
         where = Location.parse(location, storage) if location else None
         try:
             future = ts.open(
-                spec, read=True, write=writable, open=True, context=tensorstore_context()
+                spec, read=True, write=writable, open=True, context=context or tensorstore_context()
             )
         except ValueError as err:
             if where is None or not where.is_remote:

@@ -1,0 +1,70 @@
+"""How large a decoded-chunk cache lets neighbouring blocks share the input chunks they both read.
+
+Why: a kernel with a halo (a smoothing downsample, ``map_blocks(halo=...)``) reads a margin of a
+few voxels around each block, and a chunked input can only hand those voxels out by decoding
+the whole neighbouring chunk. Unless that chunk is still cached when its own block (or the next
+neighbour) reads it, it is decoded two or three times: measured on a 2x anti-aliased downsample
+of 64^3 chunks, 1.6x the decoding of tensorstore's own downsample, ~10% of the run's CPU. The
+process-wide cache (32 MiB by default) holds about one block's footprint, so the reuse is lost
+to the blocks in flight; sizing the cache to the chunks a window of consecutive blocks touches
+gets it back. Blocks run roughly in C order, so the x neighbour follows at once and the y
+neighbour one grid row later: the cache is sized to keep the row if that fits ``limit``, else
+just the blocks in flight, else nothing is changed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .task import BlockTask
+
+__all__ = ["shared_read_cache_bytes"]
+
+
+def shared_read_cache_bytes(task: BlockTask, in_flight: int, limit: int) -> int:
+    """The cache (bytes) that lets blocks reuse each other's input chunks, or 0 where none do
+    (no halo, no chunked input, nothing fits ``limit``)."""
+    chunks = task.input.chunks
+    grid = task.grid
+    if chunks is None or not task.kernel.needs_compute or grid.num_blocks < 2:
+        return 0
+    itemsize = task.input.dtype.itemsize
+    chunk_bytes = math.prod(chunks) * itemsize
+    middle = [n // 2 for n in grid.grid_shape]
+    first = grid.block_id(tuple(middle))
+    shares = False
+    for axis in range(len(grid.grid_shape)):  # does a block share input chunks with its neighbour?
+        if grid.grid_shape[axis] < 2:
+            continue
+        position = list(middle)
+        position[axis] = middle[axis] - 1 if middle[axis] else 1
+        if _chunk_set(task, grid.block_id(tuple(position)), chunks) & _chunk_set(
+            task, first, chunks
+        ):
+            shares = True
+            break
+    if not shares:
+        return 0
+    row = grid.grid_shape[-1]
+    for window in (row + in_flight, 1 + in_flight):  # the y neighbour, else the x neighbour
+        start = max(0, min(first, grid.num_blocks - window))
+        union: set[tuple[int, ...]] = set()
+        for block_id in range(start, min(grid.num_blocks, start + window)):
+            union |= _chunk_set(task, block_id, chunks)
+        wanted = len(union) * chunk_bytes
+        if wanted <= limit:
+            return wanted
+    return 0
+
+
+def _chunk_set(task: BlockTask, block_id: int, chunks: tuple[int, ...]) -> set[tuple[int, ...]]:
+    """The input chunks (grid positions) a block's input region touches."""
+    roi = task.kernel.input_roi(task.grid.block(block_id))
+    ranges = [
+        range(max(0, s.start) // c, max(s.start + 1, s.stop - 1) // c + 1)
+        for s, c in zip(roi, chunks)
+    ]
+    result: set[tuple[int, ...]] = {()}
+    for axis_range in ranges:
+        result = {p + (i,) for p in result for i in axis_range}
+    return result
