@@ -152,8 +152,9 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     if method == "ba":
         import asyncio
 
-        import bioimage_async as ba
         from methods import preimport_package
+
+        import bioimage_async as ba
 
         preimport_package()  # the lazily imported format, runner and pipeline modules
 
@@ -315,6 +316,7 @@ def main() -> None:
         default=20,
         help="longest wait for a quiet machine before a run (s)",
     )
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -380,7 +382,32 @@ def main() -> None:
                 f"{big[-1]['peak_mib']:6.0f} MiB (halves {halves[0]:.0f} / {halves[1]:.0f})",
                 flush=True,
             )
-    print(table(results, cases, methods, shape, big, args))
+    text = table(results, cases, methods, shape, big, args)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(header() + text + "\n")
+        (args.out.with_suffix(".json")).write_text(
+            json.dumps({f"{c}/{m}": runs for (c, m), runs in results.items()} | {"big": big})
+        )
+
+
+def header() -> str:
+    """Date, machine and the libraries that decode (libdeflate through which package)."""
+    import datetime as dt
+    import importlib.util
+    import platform
+    from importlib.metadata import version
+
+    via = next(
+        (name for name in ("deflate", "imagecodecs") if importlib.util.find_spec(name)),
+        "none (tifffile's zlib)",
+    )
+    return (
+        f"# Compressed inputs -> zarr, {dt.date.today()}\n\n"
+        f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python "
+        f"{platform.python_version()}; tensorstore {version('tensorstore')}, tifffile "
+        f"{version('tifffile')}, bioimage-py {version('bioimage-py')}; bioimage_async's deflate TIFF decoder: libdeflate via {via}.\n"
+    )
 
 
 def table(

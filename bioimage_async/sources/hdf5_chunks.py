@@ -15,7 +15,6 @@ unknown filters, contiguous or compact layouts, writable files) is read through 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from ..errors import SourceError
 from .decoded_cache import DecodedCache, Piece
 from .indexing import Roi
+from .inflate import inflate_or_zlib, pick_inflate
 
 #: bytes, a bytearray or a uint8 array: anything with the buffer protocol
 Buffer = Any
@@ -32,21 +32,6 @@ Buffer = Any
 Decoder = Callable[[Buffer, int], Buffer]
 
 DEFLATE, SHUFFLE, LZ4, BLOSC, ZSTD = 1, 2, 32004, 32001, 32015
-
-
-def _inflate() -> Decoder:
-    try:  # libdeflate: about twice as fast as zlib, also releases the GIL
-        import deflate
-    except ImportError:
-        return lambda data, nbytes: zlib.decompress(data)
-
-    def inflate(data: Buffer, nbytes: int) -> Buffer:
-        try:
-            return deflate.zlib_decompress(data, max(nbytes, 1))
-        except deflate.DeflateError:  # an unexpected size: zlib needs none
-            return zlib.decompress(data)
-
-    return inflate
 
 
 def _blosc() -> Decoder | None:
@@ -110,7 +95,7 @@ def unshuffle(data: Buffer, itemsize: int) -> Buffer:
 
 def _decoder(code: int, itemsize: int) -> Decoder | None:
     if code == DEFLATE:
-        return _inflate()
+        return inflate_or_zlib(pick_inflate())
     if code == SHUFFLE:
         return lambda data, nbytes: unshuffle(data, itemsize)
     if code == BLOSC:

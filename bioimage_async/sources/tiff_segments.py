@@ -16,57 +16,20 @@ does not describe
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from ..errors import SourceError
 from .indexing import Roi
+from .inflate import Inflate, InflateErrors, pick_inflate
 
-Inflate = Callable[[bytes, int], bytes]
-
-
-class _InflateError(RuntimeError):
-    """A segment libdeflate could not decode (caught here: tifffile then decodes it)."""
-
-
-def _pick_inflate(libraries: tuple[str, ...] = ("deflate", "imagecodecs")) -> Inflate | None:
-    """libdeflate's zlib decoder, from the first of ``libraries`` installed: the ``deflate``
-    package, or imagecodecs (the tiff extra), whose ``deflate_decode`` is the same library (~2x
-    tifffile's zlib path). None where neither is: tifffile's own decoders then do everything.
-    Bad data raises one of ``InflateErrors``."""
-    for name in libraries:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if name == "deflate":
-            return _deflate_package(module)
-        if getattr(getattr(module, "DEFLATE", None), "available", False):
-            decode = module.deflate_decode
-            return lambda raw, nbytes: cast(bytes, decode(raw, out=nbytes))
-    return None
-
-
-def _deflate_package(module: Any) -> Inflate:
-    def inflate(raw: bytes, nbytes: int) -> bytes:
-        try:
-            return cast(bytes, module.zlib_decompress(raw, nbytes))
-        except module.DeflateError as error:
-            raise _InflateError(str(error)) from error
-
-    return inflate
-
-
-inflate: Inflate | None = _pick_inflate()
-#: what ``inflate`` raises on a corrupt or oversized segment (imagecodecs' DeflateError is a
-#: RuntimeError; the deflate package's becomes one above)
-InflateErrors = (RuntimeError,)
+#: libdeflate where installed (see ``inflate``); None: tifffile's decoders do everything
+inflate: Inflate | None = pick_inflate()
 
 #: TIFF JPEG compressions: their segments need the page's JPEG tables.
 _JPEG = {6, 7, 33007, 34892}

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import bioimage_async as ba
+from bioimage_async.sources import hdf5_chunks
 from bioimage_async.sources.hdf5 import Hdf5Source
+from bioimage_async.sources.inflate import pick_inflate
 
 SHAPE, CHUNKS = (21, 45, 51), (8, 16, 16)
 NUM_CHUNKS = math.prod(math.ceil(n / c) for n, c in zip(SHAPE, CHUNKS))
@@ -213,3 +215,33 @@ def test_memory_stays_bounded_on_a_dataset_eight_times_the_cache_budget(tmp_path
     assert src.decodes_chunks and src.chunk_cache.peak_bytes <= budget
     assert peak < data.nbytes // 2, "a conversion held half the decoded dataset"
     np.testing.assert_array_equal(run(run(ba.open_source(out_path)).read(...)), data)
+
+
+@pytest.mark.parametrize("library", ["imagecodecs", "deflate", None])
+@pytest.mark.parametrize("name", ["gzip", "gzip-shuffle", "gzip-int64"])
+def test_gzip_chunks_decode_with_libdeflate_from_either_package_or_zlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, library: str | None
+) -> None:
+    """libdeflate comes with the deflate package or imagecodecs; without either, zlib."""
+    if library is not None:
+        pytest.importorskip(library)
+    fast_calls: list[int] = []
+    chosen = pick_inflate((library,)) if library is not None else None
+
+    def recording() -> Any:
+        if chosen is None:
+            return None
+
+        def inflate(raw: Any, nbytes: int) -> Any:
+            fast_calls.append(nbytes)
+            return chosen(raw, nbytes)
+
+        return inflate
+
+    monkeypatch.setattr(hdf5_chunks, "pick_inflate", recording)
+    path = tmp_path / f"{name}.h5"
+    expected = write(path, name, *FILTERS[name])
+    result, src = convert(path, name, (8, 16, 16))
+    np.testing.assert_array_equal(result, expected)
+    assert src.decode_count == NUM_CHUNKS
+    assert len(fast_calls) == (NUM_CHUNKS if library is not None else 0)

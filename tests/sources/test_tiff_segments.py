@@ -18,6 +18,7 @@ import tifffile
 
 import bioimage_async as ba
 from bioimage_async.sources import parallel_read, tiff_segments
+from bioimage_async.sources.inflate import pick_inflate
 from bioimage_async.sources.tiff import TiffFolderSource, TiffSource
 from bioimage_async.sources.tiff_segments import FastDeflate
 
@@ -182,7 +183,7 @@ def test_deflate_segments_use_libdeflate_when_it_is_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, library: str
 ) -> None:
     pytest.importorskip(library)
-    monkeypatch.setattr(tiff_segments, "inflate", tiff_segments._pick_inflate((library,)))
+    monkeypatch.setattr(tiff_segments, "inflate", pick_inflate((library,)))
     path = tmp_path / f"{name}.tif"
     expected = write(path, name)
     fast: list[np.ndarray | None] = []
