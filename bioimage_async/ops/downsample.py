@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, Unpack, cast
+from typing import Any, ClassVar, Unpack, cast
 
 import numpy as np
 import tensorstore as ts
@@ -30,6 +30,7 @@ class ResampleKernel(BlockKernel):
     """The pipeline's face of ``kernels.resample.Resampling``: blocks are in the output space."""
 
     resampling: Resampling
+    input_is_scratch: ClassVar[bool] = True  # results are new arrays; nothing is kept
 
     @property
     def compute_cost(self) -> str:  # type: ignore[override]
@@ -65,6 +66,7 @@ class ReduceKernel(BlockKernel):
     method: str
     in_shape: tuple[int, ...]
     compute_cost: str = "light"  # vectorised numpy, GIL released in its loops: threads
+    input_is_scratch: ClassVar[bool] = True  # results are new arrays; nothing is kept
 
     def input_roi(self, block: Block) -> Roi:
         return self._input_of(block.roi)

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..context import run_blocking
 from ..kernels.casting import cast_checked
+from ..sources.indexing import Roi, roi_shape
+from .buffers import BufferPool
 from .compute_pool import block_where, compute_block
 from .stats import RunStats
 from .task import BlockTask
@@ -52,9 +54,47 @@ def _cast(task: BlockTask, block_id: int, values: np.ndarray) -> np.ndarray:
 
 
 async def execute_block(
-    task: BlockTask, block_id: int, compute: Compute | None, stats: RunStats
+    task: BlockTask,
+    block_id: int,
+    compute: Compute | None,
+    stats: RunStats,
+    buffers: BufferPool | None = None,
 ) -> bool:
-    """Process one block; returns False when an empty mask made it skip (nothing read/written)."""
+    """Process one block; returns False when an empty mask made it skip (nothing read/written).
+
+    With ``buffers`` (and a kernel whose input is scratch), the input region is read into a
+    pooled buffer, given back once the block is written (dropped if the block fails).
+    """
+    if buffers is None or not (task.kernel.needs_compute and task.kernel.input_is_scratch):
+        return await _execute(task, block_id, compute, stats, None)
+    held: list[np.ndarray] = []
+    done = await _execute(task, block_id, compute, stats, (buffers, held))
+    # only now: after a failure, a timeout or a cancel, a read (tensorstore's copy) or a compute
+    # thread may still be using the buffer, so it is dropped, never handed to another block
+    for buffer in held:
+        buffers.give(buffer)
+    return done
+
+
+async def _read_input(
+    task: BlockTask, roi: Roi, pooled: tuple[BufferPool, list[np.ndarray]] | None
+) -> np.ndarray:
+    if pooled is None:
+        return await task.input.read_roi(roi)
+    pool, held = pooled
+    data, buffer = pool.take(roi_shape(roi), task.input.dtype)
+    held.append(buffer)
+    await task.input.read_roi_into(roi, data)
+    return data
+
+
+async def _execute(
+    task: BlockTask,
+    block_id: int,
+    compute: Compute | None,
+    stats: RunStats,
+    pooled: tuple[BufferPool, list[np.ndarray]] | None,
+) -> bool:
     block = task.grid.block(block_id)
     mask = None
     if task.mask is not None:
@@ -70,7 +110,7 @@ async def execute_block(
             stats.bytes_written += nbytes
             stats.extra["raw_copied_blocks"] = stats.extra.get("raw_copied_blocks", 0.0) + 1
             return True
-    data = await task.input.read_roi(task.kernel.input_roi(block))
+    data = await _read_input(task, task.kernel.input_roi(block), pooled)
     stats.read_s += time.perf_counter() - started
     stats.bytes_read += data.nbytes
     if task.kernel.needs_compute:

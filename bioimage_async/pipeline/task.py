@@ -8,7 +8,7 @@ pool, or in a slurm worker that reopens the sources from their specs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +26,11 @@ class BlockKernel:
     #: Where compute runs: "none" (a copy: data goes straight from read to write), "light"
     #: (cheap numpy work: the blocking thread pool) or "heavy" (the process pool).
     compute_cost: str = "none"
+
+    #: True where ``compute`` keeps no reference to its input once it returns (the library's
+    #: own kernels), so the pipeline may read the next block's input into the same memory.
+    #: User functions (``map_blocks``) might keep one: False.
+    input_is_scratch: ClassVar[bool] = False
 
     @property
     def needs_compute(self) -> bool:
@@ -61,6 +66,17 @@ class BlockTask:
         if self.mask is not None:
             named["mask"] = self.mask
         return named
+
+    def input_bytes_of_largest_block(self) -> int:
+        """The input region of a block in the middle of the grid (it has the widest halo)."""
+        if self.grid.num_blocks == 0:
+            return 0
+        middle = self.grid.block_id(tuple(n // 2 for n in self.grid.grid_shape))
+        roi = self.kernel.input_roi(self.grid.block(middle))
+        return (
+            int(np.prod([s.stop - s.start for s in roi], dtype=np.int64))
+            * self.input.dtype.itemsize
+        )
 
     def bytes_per_block(self) -> int:
         """Memory one block in flight holds in this process (input region plus output)."""

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
+from ..pipeline.buffers import BufferPool
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
 from ..pipeline.execute import Compute, execute_block, threaded_compute
@@ -236,6 +237,7 @@ class LocalRunner(Runner):
             if pool is not None
             else (threaded_compute(task) if cost == "light" else None)
         )
+        buffers = BufferPool(in_flight, task.input_bytes_of_largest_block())
         done = 0
 
         def mark(block_id: int) -> None:
@@ -247,7 +249,7 @@ class LocalRunner(Runner):
         try:
             outcome = await run_blocks(
                 plan.groups(ids),
-                lambda block_id: execute_block(task, block_id, compute, stats),
+                lambda block_id: execute_block(task, block_id, compute, stats, buffers),
                 total=total,
                 in_flight=in_flight,
                 progress=options.progress,

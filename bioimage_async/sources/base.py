@@ -219,6 +219,11 @@ class Source(ABC):
             return np.empty(tuple(s.stop - s.start for s in roi), dtype=self.dtype)
         return await self._read(roi)
 
+    async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
+        """Read a normalised region into ``out`` (the region's shape, this dtype). Sources
+        that can decode straight into it (tensorstore) spare a new array per read."""
+        out[...] = await self.read_roi(roi)
+
     async def write(self, index: Any, value: Any, *, casting: str = "checked") -> None:
         """Write ``value`` into ``index``.
 

@@ -139,6 +139,17 @@ class TensorStoreSource(Source):
         except ValueError as err:  # tensorstore retried it (storage_retries): say what failed
             raise storage_error(err, self.remote) from err
 
+    async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
+        """tensorstore copies the chunks straight into ``out`` (wrapped, not copied)."""
+        target = ts.array(out, copy=False, write=True, context=tensorstore_context())
+        if self.remote is None:
+            await target.write(self.store[roi])
+            return
+        try:
+            await target.write(self.store[roi])
+        except ValueError as err:  # tensorstore retried it (storage_retries): say what failed
+            raise storage_error(err, self.remote) from err
+
     async def _write(self, roi: Roi, value: np.ndarray) -> None:
         if self.remote is None:
             await self.store[roi].write(value)
