@@ -54,7 +54,20 @@ enum { U8 = 0, U16 = 1, I16 = 2, F32 = 3 };
                 const int64_t n = run_end[x] - x, at = xi[x] * sdx;                          \
                 float *restrict o = out + x;                                                 \
                 const IN_T *restrict c = rows[r] + at;                                       \
-                if (sdx == 1) {                                                              \
+                if (sdx == 1 && r == 2) { /* 5 taps, the 2x case: one pass, same order */    \
+                    const IN_T *restrict a1 = rows[1] + at, *restrict b1 = rows[3] + at;     \
+                    const IN_T *restrict a2 = rows[0] + at, *restrict b2 = rows[4] + at;     \
+                    const float w1 = w[3], w2 = w[4];                                        \
+                    for (int64_t e = 0; e < n; e++) {                                        \
+                        float acc = (float)c[e] * wc;                                        \
+                        float t = (float)a1[e] + (float)b1[e];                               \
+                        t = t * w1;                                                          \
+                        acc = acc + t;                                                       \
+                        t = (float)a2[e] + (float)b2[e];                                     \
+                        t = t * w2;                                                          \
+                        o[e] = acc + t;                                                      \
+                    }                                                                        \
+                } else if (sdx == 1) {                                                       \
                     for (int64_t e = 0; e < n; e++) o[e] = (float)c[e] * wc;                 \
                     for (int64_t k = 1; k <= r; k++) {                                       \
                         const IN_T *restrict a = rows[r - k] + at, *restrict b = rows[r + k] + at; \
@@ -104,6 +117,22 @@ VECTORIZED static void weighted_sum(const float *src, const int64_t *offset, con
                                     int64_t taps, int64_t n, float *restrict dst) {
     enum { CHUNK = 1024 }; /* accumulate in L1-sized pieces */
     const int64_t r = taps / 2;
+    if (r == 2) { /* 5 taps, the 2x case: one pass, same order */
+        const float *restrict c = src + offset[2], *restrict a1 = src + offset[1];
+        const float *restrict b1 = src + offset[3], *restrict a2 = src + offset[0];
+        const float *restrict b2 = src + offset[4];
+        const float wc = w[2], w1 = w[3], w2 = w[4];
+        for (int64_t e = 0; e < n; e++) {
+            float acc = c[e] * wc;
+            float t = a1[e] + b1[e];
+            t = t * w1;
+            acc = acc + t;
+            t = a2[e] + b2[e];
+            t = t * w2;
+            dst[e] = acc + t;
+        }
+        return;
+    }
     for (int64_t e0 = 0; e0 < n; e0 += CHUNK) {
         const int64_t m = n - e0 < CHUNK ? n - e0 : CHUNK;
         float *restrict acc = dst + e0;
@@ -141,7 +170,19 @@ VECTORIZED static void weighted_sum(const float *src, const int64_t *offset, con
 VECTORIZED static void sampled_sum(const float *src, int64_t step, const float *w, int64_t taps,
                                    int64_t n, float *restrict dst) {
     const int64_t r = taps / 2;
-    if (step == 2) {
+    if (step == 2 && r == 2) { /* the 2x case: one pass, same order */
+        const float wc = w[2], w1 = w[3], w2 = w[4];
+        for (int64_t l = 0; l < n; l++) {
+            const float *s = src + 2 * l;
+            float acc = s[0] * wc;
+            float t = s[-1] + s[1];
+            t = t * w1;
+            acc = acc + t;
+            t = s[-2] + s[2];
+            t = t * w2;
+            dst[l] = acc + t;
+        }
+    } else if (step == 2) {
         SAMPLED_SUM(2)
     } else {
         SAMPLED_SUM(step)
