@@ -7,13 +7,15 @@ faults of tensorstore's own downsample, ~0.1 s of CPU per 256 MiB on this VM (a 
 ~2 us here). Reading into a few buffers that live for the run costs the faults once.
 
 Only kernels that promise to keep no reference to their input (``BlockKernel.input_is_scratch``)
-read into pooled buffers, and a buffer returns to the pool only after its block is written, so
-a result that is a view of its input is never overwritten before it is stored.
+read into pooled buffers. A buffer returns to the pool once the compute is done (so it is not
+held while the block is written), or only after the write where the result is a view of it;
+a block that fails drops its buffer (a thread may still be reading it).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,15 +23,17 @@ __all__ = ["BufferPool"]
 
 
 class BufferPool:
-    """Flat byte buffers handed out as arrays of any shape and dtype; at most ``keep`` idle.
+    """Flat byte buffers handed out as arrays of any shape and dtype; at most ``keep`` idle,
+    holding at most ``max_idle_bytes`` together (a huge block's buffer is freed, not kept).
 
     New buffers hold at least ``min_bytes`` (the largest block's input), so a buffer made for a
     small border block also serves the interior blocks after it.
     """
 
-    def __init__(self, keep: int, min_bytes: int = 0) -> None:
+    def __init__(self, keep: int, min_bytes: int = 0, max_idle_bytes: int | None = None) -> None:
         self.keep = max(0, int(keep))
         self.min_bytes = max(0, int(min_bytes))
+        self.max_idle_bytes = max_idle_bytes
         self._idle: list[np.ndarray] = []
         self._lock = threading.Lock()
         #: buffers allocated (not reused): a statistic for tests
@@ -52,9 +56,15 @@ class BufferPool:
         """Return a buffer; the smallest idle ones are dropped beyond ``keep``."""
         with self._lock:
             self._idle.append(buffer)
-            if len(self._idle) > self.keep:  # (arrays compare by value: drop by position)
-                smallest = min(range(len(self._idle)), key=lambda i: self._idle[i].nbytes)
-                del self._idle[smallest]
+            if len(self._idle) > self.keep:  # the smallest goes (by position: arrays compare
+                del self._idle[self._index(min)]  # by value)
+            while self.max_idle_bytes is not None and (
+                sum(b.nbytes for b in self._idle) > self.max_idle_bytes
+            ):
+                del self._idle[self._index(max)]  # a huge buffer is freed rather than kept
+
+    def _index(self, pick: Callable[..., int]) -> int:
+        return pick(range(len(self._idle)), key=lambda i: self._idle[i].nbytes)
 
     def clear(self) -> None:
         with self._lock:

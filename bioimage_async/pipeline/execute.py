@@ -63,7 +63,8 @@ async def execute_block(
     """Process one block; returns False when an empty mask made it skip (nothing read/written).
 
     With ``buffers`` (and a kernel whose input is scratch), the input region is read into a
-    pooled buffer, given back once the block is written (dropped if the block fails).
+    pooled buffer, given back once the compute is done (once the block is written if the
+    result is a view of it; dropped if the block fails).
     """
     if buffers is None or not (task.kernel.needs_compute and task.kernel.input_is_scratch):
         return await _execute(task, block_id, compute, stats, None)
@@ -120,6 +121,10 @@ async def _execute(
         stats.compute_s += seconds
     else:
         result = data
+    if pooled is not None and not np.shares_memory(result, data):
+        pool, held = pooled  # the input is no longer needed: the next block may read into it
+        while held:
+            pool.give(held.pop())
     del data
     if mask is not None and not mask.all():
         old = await task.output.read_roi(block.roi)

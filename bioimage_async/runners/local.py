@@ -237,7 +237,10 @@ class LocalRunner(Runner):
             if pool is not None
             else (threaded_compute(task) if cost == "light" else None)
         )
-        buffers = BufferPool(in_flight, task.input_bytes_of_largest_block())
+        # input regions of the library's kernels, reused from block to block; not for blocks
+        # too large to keep a buffer of (one shard-sized block per level: nothing to reuse)
+        largest, keep_bytes = task.input_bytes_of_largest_block(), self.config.memory_budget // 4
+        buffers = BufferPool(in_flight, largest, keep_bytes) if largest <= keep_bytes else None
         done = 0
 
         def mark(block_id: int) -> None:

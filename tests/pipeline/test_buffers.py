@@ -30,6 +30,12 @@ def test_a_buffer_given_back_is_handed_out_again_for_any_shape_that_fits():
     for held in (again, other, np.empty(8, np.uint8)):
         pool.give(held)
     assert len(pool._idle) == 2 and all(b.nbytes >= 240 for b in pool._idle)  # keep=2: largest
+    small = BufferPool(keep=4, max_idle_bytes=1000)
+    _, big = small.take((2000,), np.dtype("uint8"))
+    _, little = small.take((100,), np.dtype("uint8"))
+    small.give(little)
+    small.give(big)  # over the byte budget: the big one is freed, not kept
+    assert [b.nbytes for b in small._idle] == [100]
 
 
 @pytest.fixture
@@ -50,8 +56,8 @@ async def test_a_smooth_downsample_reuses_its_input_buffers_and_equals_the_whole
     pools: list[BufferPool] = []
 
     class Recording(BufferPool):
-        def __init__(self, keep: int, min_bytes: int = 0) -> None:
-            super().__init__(keep, min_bytes)
+        def __init__(self, *args: int) -> None:
+            super().__init__(*args)
             pools.append(self)
 
     monkeypatch.setattr(local, "BufferPool", Recording)
@@ -112,3 +118,33 @@ async def test_a_failed_block_drops_its_buffer(zarr_input):
 
     assert await execute_block(task, 0, working, RunStats(), pool)
     assert len(pool._idle) == 1
+
+
+async def test_a_result_that_is_a_view_of_its_input_keeps_the_buffer_until_written(zarr_input):
+    src, data = zarr_input
+    pool = BufferPool(keep=4)
+    idle_during_writes: list[int] = []
+
+    class Recording(type(src)):  # the real output, watched while it writes
+        async def _write(self, roi, value):
+            idle_during_writes.append(len(pool._idle))
+            await super()._write(roi, value)
+
+    out = await ba.create_source(
+        src.location.replace("in.zarr", "view.zarr"), shape=SHAPE, dtype="uint16", chunks=(16,) * 3
+    )
+    out.__class__ = Recording
+
+    class Identity(BlockKernel):
+        compute_cost = "light"
+        input_is_scratch = True  # but returns a view of its input
+
+        def compute(self, block, data):
+            return data
+
+    task = BlockTask("v", src, out, BlockGrid(SHAPE, (16, 32, 16)), Identity())
+    for block_id in range(task.grid.num_blocks):
+        assert await execute_block(task, block_id, None, RunStats(), pool)
+    assert idle_during_writes == [0] * task.grid.num_blocks  # never handed out mid-write
+    assert pool.allocated == 1  # and reused after each write
+    np.testing.assert_array_equal(await out.read(), data)
