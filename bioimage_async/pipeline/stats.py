@@ -13,6 +13,9 @@ class RunStats:
     """Filled in place by a run (pass ``stats=RunStats()`` to an op to keep it).
 
     Seconds are summed over blocks, so with blocks in flight they can exceed ``wall_s``.
+    ``extra`` holds what only some runs do: ``raw_copied_blocks`` (blocks copied as encoded
+    chunk files, without decoding), ``read_cache_bytes`` (the input cache of a run whose blocks
+    share input chunks through their halos).
     """
 
     name: str = ""
