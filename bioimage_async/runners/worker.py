@@ -18,6 +18,9 @@ from typing import Any
 
 from .._version import __version__
 
+#: Input buffers are reused from block to block for blocks up to this size (see pipeline.buffers).
+WORKER_BUFFER_BYTES = 64 * 1024 * 1024
+
 
 def _write_sentinel(folder: str, task_id: int, kind: str, content: dict[str, Any]) -> None:
     path = os.path.join(folder, "status", f"{task_id}.{kind}")
@@ -69,6 +72,7 @@ async def run_task(folder: str, task_id: int) -> int:
             _write_sentinel(folder, task_id, "failed", {"error": mismatch, "failed": None})
             print(mismatch, file=sys.stderr)
             return 3
+        from ..pipeline.buffers import BufferPool
         from ..pipeline.engine import run_blocks
         from ..pipeline.execute import execute_block, threaded_compute
         from ..pipeline.stats import RunStats
@@ -110,12 +114,15 @@ async def run_task(folder: str, task_id: int) -> int:
     cost = kernel.compute_cost
     compute = threaded_compute(task) if cost != "none" else None
     stats = RunStats(name=task.name)
+    in_flight = 4 if cost == "none" else 2
+    largest = task.input_bytes_of_largest_block()  # the input buffers, as in local runs
+    buffers = BufferPool(in_flight, largest) if largest <= WORKER_BUFFER_BYTES else None
     try:
         outcome = await run_blocks(
             todo,
-            lambda block_id: execute_block(task, block_id, compute, stats),
+            lambda block_id: execute_block(task, block_id, compute, stats, buffers),
             total=total,
-            in_flight=4 if cost == "none" else 2,
+            in_flight=in_flight,
             progress=False,
             stats=stats,
             name=f"{task.name} task {task_id}",

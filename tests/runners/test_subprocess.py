@@ -44,6 +44,28 @@ async def test_subprocess_copy_and_map_blocks_equal_local(tmp_path, volume):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("bioimage_async_")]  # cleaned up
 
 
+async def test_subprocess_smooth_downsample_equals_the_whole_array(tmp_path, volume):
+    """Workers read each block's input (halo included) into reused buffers, as local runs do."""
+    src, _ = await make_input(tmp_path, volume)
+    target = tuple((n + 1) // 2 for n in volume.shape)
+    out = await ba.create_source(
+        tmp_path / "small.zarr", shape=target, dtype=volume.dtype, chunks=(8, 16, 16)
+    )
+    await ba.downsample(
+        src,
+        2,
+        out,
+        order=1,
+        anti_aliasing=True,
+        block_shape=(8, 16, 16),
+        job_type="subprocess",
+        num_workers=2,
+        job_config=config(tmp_path),
+    )
+    expected = await ba.downsample(volume, 2, order=1, anti_aliasing=True)
+    np.testing.assert_array_equal(await out.read(), expected)
+
+
 async def test_failed_blocks_are_exact_and_resume_from_completes(tmp_path):
     shape, bright = (48, 64, 96), [2, 9, 13]
     data = bright_volume(shape, CHUNKS, bright)
