@@ -14,11 +14,15 @@ just the blocks in flight, else nothing is changed.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .task import BlockTask
 
 __all__ = ["shared_read_cache_bytes"]
+
+#: Above this many chunks in a window, its bounding box stands in for the exact union.
+EXACT_UNION_CHUNKS = 100_000
 
 
 def shared_read_cache_bytes(task: BlockTask, in_flight: int, limit: int) -> int:
@@ -38,9 +42,9 @@ def shared_read_cache_bytes(task: BlockTask, in_flight: int, limit: int) -> int:
             continue
         position = list(middle)
         position[axis] = middle[axis] - 1 if middle[axis] else 1
-        if _chunk_set(task, grid.block_id(tuple(position)), chunks) & _chunk_set(
-            task, first, chunks
-        ):
+        mine = _chunk_ranges(task, first, chunks)
+        theirs = _chunk_ranges(task, grid.block_id(tuple(position)), chunks)
+        if all(a.start < b.stop and b.start < a.stop for a, b in zip(mine, theirs)):
             shares = True
             break
     if not shares:
@@ -48,23 +52,28 @@ def shared_read_cache_bytes(task: BlockTask, in_flight: int, limit: int) -> int:
     row = grid.grid_shape[-1]
     for window in (row + in_flight, 1 + in_flight):  # the y neighbour, else the x neighbour
         start = max(0, min(first, grid.num_blocks - window))
-        union: set[tuple[int, ...]] = set()
-        for block_id in range(start, min(grid.num_blocks, start + window)):
-            union |= _chunk_set(task, block_id, chunks)
-        wanted = len(union) * chunk_bytes
+        ids = range(start, min(grid.num_blocks, start + window))
+        boxes = [_chunk_ranges(task, block_id, chunks) for block_id in ids]
+        if sum(math.prod(len(r) for r in box) for box in boxes) <= EXACT_UNION_CHUNKS:
+            union: set[tuple[int, ...]] = set()
+            for box in boxes:
+                union |= set(itertools.product(*box))
+            count = len(union)
+        else:  # too many chunks to list: their bounding box (an upper bound)
+            count = math.prod(
+                max(b[a].stop for b in boxes) - min(b[a].start for b in boxes)
+                for a in range(len(chunks))
+            )
+        wanted = count * chunk_bytes
         if wanted <= limit:
             return wanted
     return 0
 
 
-def _chunk_set(task: BlockTask, block_id: int, chunks: tuple[int, ...]) -> set[tuple[int, ...]]:
-    """The input chunks (grid positions) a block's input region touches."""
+def _chunk_ranges(task: BlockTask, block_id: int, chunks: tuple[int, ...]) -> list[range]:
+    """The input chunks (per axis, as grid index ranges) a block's input region touches."""
     roi = task.kernel.input_roi(task.grid.block(block_id))
-    ranges = [
+    return [
         range(max(0, s.start) // c, max(s.start + 1, s.stop - 1) // c + 1)
         for s, c in zip(roi, chunks)
     ]
-    result: set[tuple[int, ...]] = {()}
-    for axis_range in ranges:
-        result = {p + (i,) for p in result for i in axis_range}
-    return result

@@ -98,3 +98,13 @@ async def test_a_smooth_downsample_through_the_cache_equals_the_plain_run(
     assert stats.extra["read_cache_bytes"] > 0
     np.testing.assert_array_equal(plain, expected)
     np.testing.assert_array_equal(await out.read(), expected)
+
+
+async def test_windows_of_very_many_chunks_are_bounded_by_their_bounding_box(volume, monkeypatch):
+    """Listing every chunk would cost too much for huge blocks over small chunks."""
+    src, _ = volume
+    task = smooth_task(src)
+    exact = read_cache.shared_read_cache_bytes(task, 1, 1 << 30)
+    monkeypatch.setattr(read_cache, "EXACT_UNION_CHUNKS", 10)
+    # the row window's bounding box: y chunks 7-15, x chunks 0-7, z chunks 0-1
+    assert read_cache.shared_read_cache_bytes(task, 1, 1 << 30) == 2 * 9 * 8 * 16**3 > exact
