@@ -32,42 +32,48 @@ def shared_read_cache_bytes(task: BlockTask, in_flight: int, limit: int) -> int:
     grid = task.grid
     if chunks is None or not task.kernel.needs_compute or grid.num_blocks < 2:
         return 0
-    itemsize = task.input.dtype.itemsize
-    chunk_bytes = math.prod(chunks) * itemsize
-    middle = [n // 2 for n in grid.grid_shape]
-    first = grid.block_id(tuple(middle))
-    shares = False
-    for axis in range(len(grid.grid_shape)):  # does a block share input chunks with its neighbour?
-        if grid.grid_shape[axis] < 2:
-            continue
-        position = list(middle)
-        position[axis] = middle[axis] - 1 if middle[axis] else 1
-        mine = _chunk_ranges(task, first, chunks)
-        theirs = _chunk_ranges(task, grid.block_id(tuple(position)), chunks)
-        if all(a.start < b.stop and b.start < a.stop for a, b in zip(mine, theirs)):
-            shares = True
-            break
-    if not shares:
+    first = grid.block_id(tuple(n // 2 for n in grid.grid_shape))  # an interior block
+    if not _shares_chunks(task, first, chunks):
         return 0
+    chunk_bytes = math.prod(chunks) * task.input.dtype.itemsize
     row = grid.grid_shape[-1]
     for window in (row + in_flight, 1 + in_flight):  # the y neighbour, else the x neighbour
         start = max(0, min(first, grid.num_blocks - window))
         ids = range(start, min(grid.num_blocks, start + window))
-        boxes = [_chunk_ranges(task, block_id, chunks) for block_id in ids]
-        if sum(math.prod(len(r) for r in box) for box in boxes) <= EXACT_UNION_CHUNKS:
-            union: set[tuple[int, ...]] = set()
-            for box in boxes:
-                union |= set(itertools.product(*box))
-            count = len(union)
-        else:  # too many chunks to list: their bounding box (an upper bound)
-            count = math.prod(
-                max(b[a].stop for b in boxes) - min(b[a].start for b in boxes)
-                for a in range(len(chunks))
-            )
-        wanted = count * chunk_bytes
+        wanted = _chunk_count([_chunk_ranges(task, i, chunks) for i in ids]) * chunk_bytes
         if wanted <= limit:
             return wanted
     return 0
+
+
+def _shares_chunks(task: BlockTask, block_id: int, chunks: tuple[int, ...]) -> bool:
+    """Whether the block reads an input chunk that a neighbour (on some axis) reads too."""
+    grid = task.grid
+    position = grid.grid_position(block_id)
+    mine = _chunk_ranges(task, block_id, chunks)
+    for axis, n in enumerate(grid.grid_shape):
+        if n < 2:
+            continue
+        other = list(position)
+        other[axis] = position[axis] - 1 if position[axis] else 1
+        theirs = _chunk_ranges(task, grid.block_id(tuple(other)), chunks)
+        if all(a.start < b.stop and b.start < a.stop for a, b in zip(mine, theirs)):
+            return True
+    return False
+
+
+def _chunk_count(boxes: list[list[range]]) -> int:
+    """Chunks in the union of the boxes; past ``EXACT_UNION_CHUNKS`` their bounding box (an
+    upper bound, cheap to compute for huge blocks over small chunks)."""
+    if sum(math.prod(len(r) for r in box) for box in boxes) <= EXACT_UNION_CHUNKS:
+        union: set[tuple[int, ...]] = set()
+        for box in boxes:
+            union |= set(itertools.product(*box))
+        return len(union)
+    return math.prod(
+        max(b[axis].stop for b in boxes) - min(b[axis].start for b in boxes)
+        for axis in range(len(boxes[0]))
+    )
 
 
 def _chunk_ranges(task: BlockTask, block_id: int, chunks: tuple[int, ...]) -> list[range]:
