@@ -47,9 +47,10 @@ class BufferPool:
             fits = [i for i, b in enumerate(self._idle) if b.nbytes >= nbytes]
             best = min(fits, key=lambda i: self._idle[i].nbytes) if fits else None
             buffer = self._idle.pop(best) if best is not None else None
+            if buffer is None:
+                self.allocated += 1
         if buffer is None:
             buffer = np.empty(max(nbytes, self.min_bytes, 1), dtype=np.uint8)
-            self.allocated += 1
         return buffer[:nbytes].view(dtype).reshape(shape), buffer
 
     def give(self, buffer: np.ndarray) -> None:
@@ -65,7 +66,3 @@ class BufferPool:
 
     def _index(self, pick: Callable[..., int]) -> int:
         return pick(range(len(self._idle)), key=lambda i: self._idle[i].nbytes)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._idle.clear()
