@@ -188,8 +188,9 @@ def machine_note(runs: list[dict[str, Any]], repeat: int) -> str:
     other = sorted(r["foreign_cores"] for r in runs if "foreign_cores" in r)
     note = (
         f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; shared "
-        f"with another benchmarking helper. Median of {repeat} runs per row, each a fresh process "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()} (other "
+        f"processes' load is measured per run, below). Median of {repeat} runs per row, each a "
+        "fresh process "
         "(imports untimed), methods alternating round by round."
     )
     if calib:

@@ -499,7 +499,7 @@ def main() -> None:
             for c, p in local_inputs.items()
         )
         + f") on a local moto server (moto_server subprocess, 127.0.0.1), {os.cpu_count()} "
-        f"cores, shared with another benchmarking helper; median of {args.repeat} alternating "
+        f"cores (other load measured per run); median of {args.repeat} alternating "
         "runs, each a fresh process with imports and opening untimed; paired = median over "
         "runs of the ratio to the `ts write` run of the same round; CPU s: the copying "
         "process's CPU time (all threads; moto's not counted); peak RSS of the copying process "

@@ -312,6 +312,14 @@ _NATIVE_KINDS = {
 }
 
 
+def compiled_mode_applies(dtype: np.dtype, ndim: int, factors: tuple[int, ...]) -> bool:
+    """Whether the compiled kernel computes the mode of these windows (integers, bool and
+    floats, up to 3 axes, windows of up to 8 voxels, the kernel built)."""
+    dtype = np.dtype(dtype)
+    keyed = dtype == np.bool_ or dtype.kind == "f" or dtype in _NATIVE_KINDS
+    return _NATIVE is not None and keyed and ndim <= 3 and math.prod(factors) <= 8
+
+
 def _native_mode(
     data: np.ndarray, factors: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> np.ndarray | None:

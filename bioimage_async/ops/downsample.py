@@ -13,7 +13,7 @@ import tensorstore as ts
 from ..blocking.defaults import COMPUTE_BLOCK_BYTES, TARGET_BLOCK_BYTES
 from ..blocking.grid import Block, BlockGrid
 from ..errors import InvalidArgumentError
-from ..kernels.reductions import METHODS, reduce_windows
+from ..kernels.reductions import METHODS, compiled_mode_applies, reduce_windows
 from ..kernels.resample import Resampling, downscale_shape
 from ..pipeline.parts import compute_in_parts
 from ..pipeline.task import BlockKernel, BlockTask
@@ -199,7 +199,10 @@ async def downsample(
     kernel: BlockKernel
     if method is not None:
         kernel = ReduceKernel(factors, method, src.shape)
-        view = _tensorstore_view(src, factors, method)
+        # the compiled mode kernel on reused block buffers beats tensorstore's mode driver
+        # (0.77x / 0.48x tinybrain on realistic / random labels, against 0.89x / 1.01x)
+        ours = method == "mode" and compiled_mode_applies(src.dtype, src.ndim, factors)
+        view = None if ours else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)
         view = _strided_view(src, factors, resampling)

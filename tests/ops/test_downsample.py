@@ -192,8 +192,9 @@ def labels_with_ties(rng, shape, dtype):
 async def test_reductions_from_zarr_and_numpy_equal_the_kernel_on_the_whole_array(
     tmp_path, rng, method, dtype, factors
 ):
-    """The zarr input goes through tensorstore's downsample driver, the numpy one through our
-    kernel block by block: both must equal the whole-array reference exactly."""
+    """The zarr input goes through tensorstore's downsample driver (mode: our compiled kernel,
+    where built), the numpy one through our kernel block by block: both must equal the
+    whole-array reference exactly."""
     data = labels_with_ties(rng, (13, 17, 19), dtype)
     expected = reduce_windows(data, factors, method)
     src = await ba.create_source(
@@ -208,6 +209,29 @@ async def test_reductions_from_zarr_and_numpy_equal_the_kernel_on_the_whole_arra
         data, factors, method=method, block_shape=(2, 4, 4), num_workers=2
     )
     np.testing.assert_array_equal(blockwise, expected)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_mode_from_zarr_takes_the_compiled_kernel_else_tensorstores_driver(
+    tmp_path, rng, monkeypatch, compiled
+):
+    """The compiled mode kernel on block buffers is faster than tensorstore's mode driver
+    (bench_labels); without it, the driver serves the zarr input. Same values either way."""
+    from bioimage_async.kernels import reductions
+
+    if compiled and reductions._NATIVE is None:
+        pytest.skip("the compiled mode kernel was not built here")
+    if not compiled:
+        monkeypatch.setattr(reductions, "_NATIVE", None)
+    data = labels_with_ties(rng, (16, 24, 20), "uint32")
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="uint32", chunks=(8, 8, 8)
+    )
+    await src.write(..., data)
+    stats = ba.RunStats()
+    result = await ba.downsample(src, 2, method="mode", num_workers=2, stats=stats)
+    np.testing.assert_array_equal(result, reduce_windows(data, (2, 2, 2), "mode"))
+    assert (stats.compute_s > 0) == compiled  # the driver's view is copied: nothing computed
 
 
 async def test_mode_keeps_the_majority_label_that_nearest_sampling_misses():
