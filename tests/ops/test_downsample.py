@@ -1,3 +1,5 @@
+import importlib
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -211,18 +213,24 @@ async def test_reductions_from_zarr_and_numpy_equal_the_kernel_on_the_whole_arra
     np.testing.assert_array_equal(blockwise, expected)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("case", ["compiled", "not built", "huge blocks"])
 async def test_mode_from_zarr_takes_the_compiled_kernel_else_tensorstores_driver(
-    tmp_path, rng, monkeypatch, compiled
+    tmp_path, rng, monkeypatch, case
 ):
     """The compiled mode kernel on block buffers is faster than tensorstore's mode driver
-    (bench_labels); without it, the driver serves the zarr input. Same values either way."""
+    (bench_labels); without it, or for blocks too large to reuse buffers for (a shard-sized
+    pyramid level), the driver serves the zarr input. Same values either way."""
     from bioimage_async.kernels import reductions
 
-    if compiled and reductions._NATIVE is None:
+    downsample_module = importlib.import_module("bioimage_async.ops.downsample")
+
+    if reductions._NATIVE is None:
         pytest.skip("the compiled mode kernel was not built here")
-    if not compiled:
+    if case == "not built":
         monkeypatch.setattr(reductions, "_NATIVE", None)
+    if case == "huge blocks":
+        monkeypatch.setattr(downsample_module, "MODE_KERNEL_MAX_INPUT_BYTES", 1024)
+    compiled = case == "compiled"
     data = labels_with_ties(rng, (16, 24, 20), "uint32")
     src = await ba.create_source(
         tmp_path / "in.zarr", shape=data.shape, dtype="uint32", chunks=(8, 8, 8)
