@@ -8,10 +8,11 @@ borders cut through 2x2x2 windows plus 1-voxel lines; "random": 0..50), written 
 writes a new zarr v2 (blosc-lz4 + shuffle, 64^3 chunks) of the 2x2x2 mode, timed from opening
 the input to the last write (imports untimed):
 
-- ``ba.downsample``: ``ba.downsample(src, 2, out, method="mode", num_workers=2)`` (for a zarr
-  input, tensorstore's own downsample driver served chunk to chunk);
-- ``tensorstore direct``: ``dst.write(ts.downsample(src, [2, 2, 2], "mode"))``, what our path
-  wraps;
+- ``ba.downsample``: ``ba.downsample(src, 2, out, method="mode", num_workers=2)`` (the
+  compiled mode kernel on reused block buffers where it applies; before 2026-12-01's
+  labels-reuse run, tensorstore's own downsample driver served chunk to chunk);
+- ``tensorstore direct``: ``dst.write(ts.downsample(src, [2, 2, 2], "mode"))``, the driver
+  ``ba.downsample`` falls back to;
 - ``tinybrain whole``: tensorstore reads the whole input, ``tinybrain.downsample_segmentation``
   (given the array's transpose, its x, y, z order), tensorstore writes the result;
 - ``tinybrain slabs``: the same 64 input planes at a time, two slabs in flight in two threads
@@ -20,8 +21,8 @@ the input to the last write (imports untimed):
   numpy kernel; the input is loaded untimed, no I/O: a reference, not the same job);
 - ``ba.downsample via kernel blocks (diagnostic)``: ``ba.downsample`` on the zarr with its
   tensorstore fast path switched off (``ops.downsample._tensorstore_view`` patched to None), so
-  blocks are read, reduced by the numpy kernel in threads and written: what the package would
-  do with the same I/O if it did not hand mode to tensorstore.
+  blocks are always read, reduced by our kernel in threads and written (now ``ba.downsample``'s
+  own path wherever the compiled kernel applies).
 
 Peak RSS: the child's VmHWM (imports included; the numpy row includes its 128 MiB input). Each
 method's first output is checked against the smallest-mode reference (``reduce_windows``);
