@@ -148,3 +148,17 @@ async def test_a_result_that_is_a_view_of_its_input_keeps_the_buffer_until_writt
     assert idle_during_writes == [0] * task.grid.num_blocks  # never handed out mid-write
     assert pool.allocated == 1  # and reused after each write
     np.testing.assert_array_equal(await out.read(), data)
+
+
+async def test_read_roi_into_equals_read_roi_for_tensorstore_and_other_sources(zarr_input):
+    src, data = zarr_input
+    for source in (src, ba.as_source(data)):
+        for roi in [
+            (slice(0, 32), slice(0, 96), slice(0, 80)),
+            (slice(3, 20), slice(17, 60), slice(5, 6)),
+            (slice(4, 4), slice(0, 10), slice(0, 10)),  # empty
+        ]:
+            out = np.full(tuple(s.stop - s.start for s in roi), 7, np.uint16)
+            await source.read_roi_into(roi, out)
+            np.testing.assert_array_equal(out, await source.read_roi(roi))
+            np.testing.assert_array_equal(out, data[roi])
