@@ -9,7 +9,7 @@ and creating live in ``tensorstore_open``, the four format backends in ``tensors
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorstore as ts
@@ -132,33 +132,30 @@ class TensorStoreSource(Source):
         return f"{self.format} array{where}"
 
     async def _read(self, roi: Roi) -> np.ndarray:
-        if self.remote is None:
-            return await self.store[roi].read()
-        try:
-            return await self.store[roi].read()
-        except ValueError as err:  # tensorstore retried it (storage_retries): say what failed
-            raise storage_error(err, self.remote) from err
+        return cast(np.ndarray, await self._in_storage_terms(self.store[roi].read()))
 
     async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
         """tensorstore copies the chunks straight into ``out`` (wrapped, not copied)."""
         if any(s.stop <= s.start for s in roi):
             return
         target = ts.array(out, copy=False, write=True, context=tensorstore_context())
-        if self.remote is None:
-            await target.write(self.store[roi])
-            return
-        try:
-            await target.write(self.store[roi])
-        except ValueError as err:  # tensorstore retried it (storage_retries): say what failed
-            raise storage_error(err, self.remote) from err
+        await self._in_storage_terms(target.write(self.store[roi]))
 
     async def _write(self, roi: Roi, value: np.ndarray) -> None:
+        await self._in_storage_terms(
+            self.store[roi].write(value), (ValueError, NotImplementedError)
+        )
+
+    async def _in_storage_terms(
+        self, future: Any, errors: tuple[type[Exception], ...] = (ValueError,)
+    ) -> Any:
+        """Await a tensorstore future. For a remote array, a failure (tensorstore already
+        retried it, ``storage_retries``) is said in storage terms: bucket, key, credentials."""
         if self.remote is None:
-            await self.store[roi].write(value)
-            return
+            return await future
         try:
-            await self.store[roi].write(value)
-        except (ValueError, NotImplementedError) as err:
+            return await future
+        except errors as err:
             raise storage_error(err, self.remote) from err
 
     async def copy_region_from(self, roi: Roi, source: Source, source_roi: Roi) -> bool:
