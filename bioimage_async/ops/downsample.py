@@ -214,23 +214,22 @@ async def downsample(
         )
     in_chunks = tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
     resampling = Resampling(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
+    # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
+    smooths = method is None and resampling.interpolates
+    target_bytes = COMPUTE_BLOCK_BYTES if smooths else TARGET_BLOCK_BYTES
+    shape = resolve_block_shape(block_shape, out, in_chunks, target_bytes)
     kernel: BlockKernel
     if method is not None:
         kernel = ReduceKernel(factors, method, src.shape)
-        ours = method == "mode" and _compiled_mode_is_faster(
-            src, factors, resolve_block_shape(block_shape, out, in_chunks, TARGET_BLOCK_BYTES)
-        )
+        ours = method == "mode" and _compiled_mode_is_faster(src, factors, shape)
         view = None if ours else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)
         view = _strided_view(src, factors, resampling)
     if view is not None and mask is None:
         src, kernel = view, BlockKernel()  # a plain copy of tensorstore's downsampled view
-    # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
-    # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
-    computes = kernel.needs_compute and method is None and resampling.interpolates
-    target_bytes = COMPUTE_BLOCK_BYTES if computes else TARGET_BLOCK_BYTES
-    grid = BlockGrid(target, resolve_block_shape(block_shape, out, in_chunks, target_bytes))
+    grid = BlockGrid(target, shape)
     task = BlockTask(
         "downsample", src, out, grid, kernel, as_source(mask) if mask is not None else None
     )
