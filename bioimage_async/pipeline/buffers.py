@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["BufferPool"]
+from .task import BlockTask
+
+__all__ = ["BufferPool", "input_buffers"]
 
 
 class BufferPool:
@@ -66,3 +68,11 @@ class BufferPool:
 
     def _index(self, pick: Callable[..., int]) -> int:
         return pick(range(len(self._idle)), key=lambda i: self._idle[i].nbytes)
+
+
+def input_buffers(task: BlockTask, in_flight: int, max_bytes: int) -> BufferPool | None:
+    """The pool for a run's input regions: one buffer per block in flight, at most
+    ``max_bytes`` kept idle. None where a block reads more than that: its buffer would not be
+    kept (one shard-sized block per pyramid level has nothing to reuse anyway)."""
+    largest = task.input_bytes_of_largest_block()
+    return BufferPool(in_flight, largest, max_bytes) if largest <= max_bytes else None

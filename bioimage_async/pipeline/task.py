@@ -72,16 +72,14 @@ class BlockTask:
         if self.grid.num_blocks == 0:
             return 0
         middle = self.grid.block_id(tuple(n // 2 for n in self.grid.grid_shape))
-        roi = self.kernel.input_roi(self.grid.block(middle))
-        return (
-            int(np.prod([s.stop - s.start for s in roi], dtype=np.int64))
-            * self.input.dtype.itemsize
-        )
+        return self._input_bytes(self.grid.block(middle))
 
     def bytes_per_block(self) -> int:
         """Memory one block in flight holds in this process (input region plus output)."""
         block = self.grid.block(0)
-        in_shape = tuple(s.stop - s.start for s in self.kernel.input_roi(block))
-        n_in = int(np.prod(in_shape, dtype=np.int64)) * self.input.dtype.itemsize
         n_out = int(np.prod(block.shape, dtype=np.int64)) * self.output.dtype.itemsize
-        return n_in + n_out
+        return self._input_bytes(block) + n_out
+
+    def _input_bytes(self, block: Block) -> int:
+        in_shape = [s.stop - s.start for s in self.kernel.input_roi(block)]
+        return int(np.prod(in_shape, dtype=np.int64)) * self.input.dtype.itemsize

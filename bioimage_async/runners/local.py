@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
-from ..pipeline.buffers import BufferPool
+from ..pipeline.buffers import input_buffers
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
 from ..pipeline.execute import Compute, execute_block, threaded_compute
@@ -237,10 +237,8 @@ class LocalRunner(Runner):
             if pool is not None
             else (threaded_compute(task) if cost == "light" else None)
         )
-        # input regions of the library's kernels, reused from block to block; not for blocks
-        # too large to keep a buffer of (one shard-sized block per level: nothing to reuse)
-        largest, keep_bytes = task.input_bytes_of_largest_block(), self.config.memory_budget // 4
-        buffers = BufferPool(in_flight, largest, keep_bytes) if largest <= keep_bytes else None
+        # input regions of the library's kernels, reused from block to block
+        buffers = input_buffers(task, in_flight, self.config.memory_budget // 4)
         done = 0
 
         def mark(block_id: int) -> None:

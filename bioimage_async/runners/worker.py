@@ -72,7 +72,7 @@ async def run_task(folder: str, task_id: int) -> int:
             _write_sentinel(folder, task_id, "failed", {"error": mismatch, "failed": None})
             print(mismatch, file=sys.stderr)
             return 3
-        from ..pipeline.buffers import BufferPool
+        from ..pipeline.buffers import input_buffers
         from ..pipeline.engine import run_blocks
         from ..pipeline.execute import execute_block, threaded_compute
         from ..pipeline.stats import RunStats
@@ -115,8 +115,7 @@ async def run_task(folder: str, task_id: int) -> int:
     compute = threaded_compute(task) if cost != "none" else None
     stats = RunStats(name=task.name)
     in_flight = 4 if cost == "none" else 2
-    largest = task.input_bytes_of_largest_block()  # the input buffers, as in local runs
-    buffers = BufferPool(in_flight, largest) if largest <= WORKER_BUFFER_BYTES else None
+    buffers = input_buffers(task, in_flight, WORKER_BUFFER_BYTES)  # as in local runs
     try:
         outcome = await run_blocks(
             todo,

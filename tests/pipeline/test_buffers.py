@@ -9,11 +9,11 @@ import bioimage_async as ba
 from bioimage_async.blocking.grid import BlockGrid
 from bioimage_async.kernels.resample import Resampling
 from bioimage_async.ops.downsample import ResampleKernel
+from bioimage_async.pipeline import buffers as buffers_module
 from bioimage_async.pipeline.buffers import BufferPool
 from bioimage_async.pipeline.execute import execute_block
 from bioimage_async.pipeline.stats import RunStats
 from bioimage_async.pipeline.task import BlockKernel, BlockTask
-from bioimage_async.runners import local
 
 SHAPE = (32, 96, 80)
 
@@ -60,7 +60,7 @@ async def test_a_smooth_downsample_reuses_its_input_buffers_and_equals_the_whole
             super().__init__(*args)
             pools.append(self)
 
-    monkeypatch.setattr(local, "BufferPool", Recording)
+    monkeypatch.setattr(buffers_module, "BufferPool", Recording)
     stats = ba.RunStats()
     result = await ba.downsample(
         src, 2, order=1, anti_aliasing=True, block_shape=(8, 8, 8), num_workers=2, stats=stats
