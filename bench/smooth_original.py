@@ -1,8 +1,10 @@
 """The resampling kernels as they were before the anti-aliased plane kernel was rewritten.
 
-A verbatim copy of ``bioimage_async/kernels/resample.py`` and ``resample_planes.py`` at commit
-2faeb87 (the plane functions inlined below the class), for bench_smooth.py's before/after row:
-its child replaces ``ops.downsample``'s ``Resampling`` with this one. Not used by the library.
+A verbatim copy of ``bioimage_async/kernels/resample.py`` at commit 2faeb87, for
+bench_smooth.py's before/after row: its child replaces ``ops.downsample``'s ``Resampling`` with
+this one. The plane kernel of that commit is the tests' frozen reference
+(``tests/kernels/reference_planes.py``), used here rather than copied twice. Not used by the
+library.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from tests.kernels.reference_planes import reference_compute
 
 Roi = tuple[slice, ...]
 
@@ -77,7 +81,7 @@ class Resampling:
         """Output region ``out_roi`` from ``data``, the input over ``input_roi(out_roi)``."""
         steps = self.integer_steps
         if steps is not None and self.anti_aliasing and self.order <= 1 and data.ndim == 3:
-            return _to_dtype(self._planes(out_roi, data, steps), np.dtype(self.dtype))
+            return reference_compute(self, out_roi, data)  # type: ignore[arg-type]
         start = tuple(s.start for s in self.input_roi(out_roi))
         if self.order <= 1:
             result = self._separable(out_roi, data, start)
@@ -143,18 +147,6 @@ class Resampling:
             array = result
         return np.ascontiguousarray(array)
 
-    def _planes(self, out_roi: Roi, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
-        weights = [gaussian_weights(sigma) for sigma in self.sigmas]
-        have = [(s.start, s.stop) for s in self.input_roi(out_roi)]
-        need = [
-            (step * s.start - len(w) // 2, step * (s.stop - 1) + len(w) // 2 + 1)
-            for step, s, w in zip(steps, out_roi, weights)
-        ]
-        padded = crop_or_mirror(data, have, need, self.in_shape)
-        z, y, x = steps
-        nz, ny, nx = (s.stop - s.start for s in out_roi)
-        return smooth_sample_planes(padded, (nz, ny, nx), (z, y, x), weights)
-
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------
     def _spline(self, out_roi: Roi, data: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
         from scipy.ndimage import affine_transform, gaussian_filter
@@ -196,82 +188,3 @@ def _to_dtype(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(result), info.min, info.max).astype(dtype)
     return result.astype(dtype)
-
-
-# ---- resample_planes.py at 2faeb87 ----------------------------------------------------------
-
-
-def gaussian_weights(sigma: float) -> np.ndarray:
-    """scipy.ndimage's Gaussian kernel (truncate 4), as float32; [1] for sigma 0."""
-    if sigma <= 0:
-        return np.ones(1, np.float32)
-    radius = int(_TRUNCATE * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    weights = np.exp(-0.5 * (x / sigma) ** 2)
-    return (weights / weights.sum()).astype(np.float32)
-
-
-def _filter_axis(
-    src: np.ndarray, dst: np.ndarray, tmp: np.ndarray, axis: int, step: int, weights: np.ndarray
-) -> None:
-    """dst[i] = sum_k weights[k] * src[step * i + k] along ``axis`` (src padded by the radius)."""
-    radius, n = len(weights) // 2, dst.shape[axis]
-
-    def taps(offset: int) -> np.ndarray:
-        index = [slice(None)] * src.ndim
-        index[axis] = slice(offset, offset + step * (n - 1) + 1, step)
-        return src[tuple(index)]
-
-    np.multiply(taps(radius), weights[radius], out=dst, dtype=np.float32)
-    for k in range(1, radius + 1):  # symmetric kernel: pair the taps, one multiply per pair
-        np.add(taps(radius - k), taps(radius + k), out=tmp, dtype=np.float32)
-        tmp *= weights[radius + k]
-        dst += tmp
-
-
-def smooth_sample_planes(
-    padded: np.ndarray,
-    out_shape: tuple[int, int, int],
-    steps: tuple[int, int, int],
-    weights: list[np.ndarray],
-) -> np.ndarray:
-    """The separable Gaussian of ``padded`` at positions ``step * i``, plane by plane.
-
-    ``padded`` holds, per axis, ``radius`` samples before position 0 and after the last one
-    (mirror-padded where the block touches the volume border).
-    """
-    (nz, ny, nx), (sz, sy, sx) = out_shape, steps
-    wz, wy, wx = weights
-    rz = len(wz) // 2
-    py, px = padded.shape[1], padded.shape[2]
-    plane, plane_tmp = np.empty((py, px), np.float32), np.empty((py, px), np.float32)
-    rows, rows_tmp = np.empty((ny, px), np.float32), np.empty((ny, px), np.float32)
-    out_tmp = np.empty((ny, nx), np.float32)
-    out = np.empty(out_shape, np.float32)
-    for i in range(nz):
-        center = sz * i + rz
-        np.multiply(padded[center], wz[rz], out=plane, dtype=np.float32)
-        for k in range(1, rz + 1):
-            np.add(padded[center - k], padded[center + k], out=plane_tmp, dtype=np.float32)
-            plane_tmp *= wz[rz + k]
-            plane += plane_tmp
-        _filter_axis(plane, rows, rows_tmp, 0, sy, wy)
-        _filter_axis(rows, out[i], out_tmp, 1, sx, wx)
-    return out
-
-
-def crop_or_mirror(
-    data: np.ndarray,
-    have: list[tuple[int, int]],
-    need: list[tuple[int, int]],
-    shape: tuple[int, ...],
-) -> np.ndarray:
-    """``data`` (covering the ``have`` ranges) cut or mirror-padded to exactly ``need``."""
-    crop, pad = [], []
-    for (h0, _), (n0, n1), n in zip(have, need, shape):
-        crop.append(slice(max(n0, 0) - h0, min(n1, n) - h0))
-        pad.append((max(0, -n0), max(0, n1 - n)))
-    data = data[tuple(crop)]
-    if any(p != (0, 0) for p in pad):
-        data = np.pad(data, pad, mode="reflect")  # numpy 'reflect' is scipy's 'mirror'
-    return data
