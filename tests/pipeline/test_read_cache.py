@@ -108,3 +108,53 @@ async def test_windows_of_very_many_chunks_are_bounded_by_their_bounding_box(vol
     monkeypatch.setattr(read_cache, "EXACT_UNION_CHUNKS", 10)
     # the row window's bounding box: y chunks 7-15, x chunks 0-7, z chunks 0-1
     assert read_cache.shared_read_cache_bytes(task, 1, 1 << 30) == 2 * 9 * 8 * 16**3 > exact
+
+
+def _z5py_n5(path) -> np.ndarray:
+    """An n5 written by z5py (its axis order is the reverse of tensorstore's own)."""
+    z5py = pytest.importorskip("z5py")
+    data = np.random.default_rng(9).integers(0, 60000, size=(20, 35, 50)).astype(np.uint16)
+    z5py.File(str(path), "w").create_dataset("raw", data=data, chunks=(8, 16, 16))
+    return z5py.File(str(path), "r")["raw"][:]
+
+
+def _zarr_python_sparse(path) -> np.ndarray:
+    """A zarr written by zarr-python with chunks left unwritten (read as its fill value, 7)."""
+    zarr = pytest.importorskip("zarr")
+    array = zarr.create_array(
+        str(path),
+        shape=(20, 35, 50),
+        chunks=(8, 16, 16),
+        dtype="int16",
+        fill_value=7,
+        zarr_format=2,
+    )
+    array[2:9, 3:20, 10:45] = np.arange(7 * 17 * 35, dtype=np.int16).reshape(7, 17, 35) - 300
+    return zarr.open_array(str(path), mode="r")[:]
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "write"),
+    [("z5py.n5", "raw", _z5py_n5), ("sparse.zarr", None, _zarr_python_sparse)],
+)
+async def test_the_reopened_cache_and_reads_into_buffers_equal_the_writing_tools_own_read(
+    tmp_path, name, key, write
+):
+    """The two new read paths against files other tools wrote: the axis order of z5py's n5 and
+    the fill value of zarr-python's unwritten chunks must come through both unchanged."""
+    expected = write(tmp_path / name)
+    src = await ba.open_source(tmp_path / name, key)
+    cached = await src.with_read_cache(64 << 20)
+    assert cached is not src and cached.shape == expected.shape
+    np.testing.assert_array_equal(await cached.read(), expected)
+    for roi in [
+        (slice(0, 20), slice(0, 35), slice(0, 50)),
+        (slice(5, 13), slice(30, 35), slice(1, 49)),
+    ]:
+        out = np.zeros(tuple(s.stop - s.start for s in roi), expected.dtype)
+        await cached.read_roi_into(roi, out)
+        np.testing.assert_array_equal(out, expected[roi])
+    result = await ba.downsample(src, 2, order=1, anti_aliasing=True, block_shape=(4, 8, 8))
+    np.testing.assert_array_equal(
+        result, await ba.downsample(expected, 2, order=1, anti_aliasing=True)
+    )
