@@ -9,6 +9,14 @@ decoding it too: a reader first decodes every segment nobody else is decoding, a
 waits for the rest, so it never waits while it holds an unfinished claim and two readers cannot
 deadlock on each other.
 
+A segment leaves the cache as soon as reads have taken as many of its values as it holds: with
+blocks that do not overlap, nobody needs it again. So blocks aligned to HDF5 chunks or TIFF tiles
+never keep a segment, and 256-column blocks over 1024-wide strips keep each strip until the
+fourth block has taken its part. Keeping them longer only grows memory: a 64 MiB cache that
+fills costs as many page faults as the conversion's own arrays. Should a segment that left this
+way be read again (reads that overlap, as blocks with a halo do), the cache stops counting and
+keeps segments by recency alone from then on.
+
 Everything here runs in worker threads (the blocking pool), never on the event loop.
 """
 
@@ -29,6 +37,9 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 Decode = Callable[[Hashable], np.ndarray]
 
+#: how many keys of used-up segments are remembered, to notice one read again (a few MiB at most)
+_USED_UP_KEYS = 65536
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -37,10 +48,18 @@ class Piece:
     key: Hashable
     dst: np.ndarray
     dst_index: tuple[slice, ...]
-    src: tuple[slice | int, ...]
+    src: tuple[slice | int | None, ...]
 
-    def place(self, segment: np.ndarray) -> None:
-        self.dst[self.dst_index] = segment[self.src]
+    def place(self, segment: np.ndarray) -> int:
+        """Copy the piece; returns how many values it took from the segment."""
+        target = self.dst[self.dst_index]
+        target[...] = segment[self.src]
+        return int(target.size)
+
+    @property
+    def size(self) -> int:
+        """How many values the piece takes (the size of its destination)."""
+        return int(self.dst[self.dst_index].size)
 
 
 class _Pending:
@@ -59,7 +78,8 @@ class DecodedCache:
 
     ``decode_count`` counts the segments decoded (cache misses) and ``peak_bytes`` the most the
     cache ever held: statistics for tests and benchmarks. ``max_bytes=0`` keeps nothing but
-    still shares decodes between concurrent readers.
+    still shares decodes between concurrent readers. ``overlapping`` turns True once a segment
+    that had been taken whole is read again (see the module doc).
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -69,8 +89,13 @@ class DecodedCache:
             )
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        #: values of a kept segment that reads have not taken yet (while not overlapping)
+        self._untaken: dict[Hashable, int] = {}
+        #: keys of segments that left because reads took them whole (to notice a re-read)
+        self._used_up: OrderedDict[Hashable, None] = OrderedDict()
         self._pending: dict[Hashable, _Pending] = {}
         self._lock = threading.Lock()
+        self.overlapping = False
         self.nbytes = 0
         self.peak_bytes = 0
         self.decode_count = 0
@@ -82,6 +107,7 @@ class DecodedCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._untaken.clear()
             self.nbytes = 0
 
     def fill(self, pieces: Iterable[Piece], decode: Decode) -> None:
@@ -102,17 +128,28 @@ class DecodedCache:
                 if not mine:
                     waiting.append((key, pending))
                     continue
-                segment = self._decode_claimed(key, pending, decode)
-            for piece in places:
-                piece.place(segment)
+                segment = self._decode_claimed(key, pending, decode, places)
+            self._place(key, places, segment)
         for key, pending in waiting:
             pending.done.wait()
             if pending.error is not None:  # the other reader failed: try it here
                 self.fill(wanted[key], decode)
                 continue
             assert pending.value is not None
-            for piece in wanted[key]:
-                piece.place(pending.value)
+            self._place(key, wanted[key], pending.value)
+
+    def _place(self, key: Hashable, places: list[Piece], segment: np.ndarray) -> None:
+        taken = sum(piece.place(segment) for piece in places)
+        with self._lock:
+            untaken = self._untaken.get(key)
+            if untaken is None:
+                return
+            if untaken > taken:
+                self._untaken[key] = untaken - taken
+                return
+            del self._untaken[key]  # every value taken: no read without overlap needs it again
+            self.nbytes -= self._entries.pop(key).nbytes
+            self._remember_used_up(key)
 
     def _lookup(self, key: Hashable) -> tuple[np.ndarray | None, _Pending | None, bool]:
         """(cached segment, None, False), (None, someone's decode, False) or (None, claim, True)."""
@@ -125,10 +162,16 @@ class DecodedCache:
             pending = self._pending.get(key)
             if pending is not None:
                 return None, pending, False
+            if not self.overlapping and key in self._used_up:
+                self.overlapping = True  # read again after reads took it whole: reads overlap
+                self._used_up.clear()
+                self._untaken.clear()
             pending = self._pending[key] = _Pending()
             return None, pending, True
 
-    def _decode_claimed(self, key: Hashable, pending: _Pending, decode: Decode) -> np.ndarray:
+    def _decode_claimed(
+        self, key: Hashable, pending: _Pending, decode: Decode, places: list[Piece]
+    ) -> np.ndarray:
         try:
             segment = decode(key)
         except BaseException as error:
@@ -141,9 +184,21 @@ class DecodedCache:
         with self._lock:
             del self._pending[key]
             self.decode_count += 1
-            self._store(key, segment)
+            if self.overlapping:
+                self._store(key, segment)
+            elif sum(piece.size for piece in places) < segment.size:
+                self._store(key, segment)
+                if key in self._entries:
+                    self._untaken[key] = segment.size  # this read's pieces count in _place
+            else:
+                self._remember_used_up(key)  # this read takes it whole: not kept
         pending.done.set()
         return segment
+
+    def _remember_used_up(self, key: Hashable) -> None:
+        self._used_up[key] = None
+        if len(self._used_up) > _USED_UP_KEYS:
+            self._used_up.popitem(last=False)
 
     def _store(self, key: Hashable, segment: np.ndarray) -> None:
         size = segment.nbytes
@@ -152,6 +207,7 @@ class DecodedCache:
         self._entries[key] = segment
         self.nbytes += size
         while self.nbytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
+            old_key, old = self._entries.popitem(last=False)
+            self._untaken.pop(old_key, None)
             self.nbytes -= old.nbytes
         self.peak_bytes = max(self.peak_bytes, self.nbytes)

@@ -160,3 +160,75 @@ def test_when_the_decoding_reader_fails_a_waiting_reader_decodes_itself() -> Non
     second.join(10)
     assert [str(e) for e in errors] == ["disk went away"]
     assert calls == ["first", "second"] and out[0] == 9
+
+
+def quarter(key: int, part: int, out: np.ndarray) -> Piece:
+    """Part ``part`` (0-3) of a 100-byte segment: 25 bytes into ``out``."""
+    return Piece(key, out, (slice(0, 25),), (slice(25 * part, 25 * part + 25),))
+
+
+def test_a_segment_one_read_takes_whole_is_not_kept() -> None:
+    cache = DecodedCache()
+    decoded: list[int] = []
+    out = np.zeros(100, np.uint8)
+    for key in range(5):  # blocks aligned to segments: nobody needs a segment twice
+        whole = Piece(key, out, (slice(0, 100),), (slice(0, 100),))
+        cache.fill([whole], lambda k: decoded.append(k) or segment(k))
+        assert out[0] == key
+    assert decoded == [0, 1, 2, 3, 4] and cache.peak_bytes == 0 and len(cache) == 0
+
+
+def test_a_segment_leaves_once_reads_have_taken_all_its_values() -> None:
+    cache = DecodedCache()
+    decoded: list[int] = []
+    out = np.zeros(25, np.uint8)
+    for part in range(4):  # four blocks share the segment, a quarter each
+        cache.fill([quarter(7, part, out)], lambda k: decoded.append(k) or segment(k))
+        assert len(cache) == (1 if part < 3 else 0)
+    assert decoded == [7] and cache.peak_bytes == 100 and not cache.overlapping
+
+
+def test_a_used_up_segment_read_again_makes_the_cache_keep_by_recency() -> None:
+    cache = DecodedCache()
+    decoded: list[int] = []
+    out = np.zeros(100, np.uint8)
+
+    def decode(key):
+        decoded.append(key)
+        return segment(key)
+
+    whole = Piece(3, out, (slice(0, 100),), (slice(0, 100),))
+    cache.fill([whole], decode)
+    cache.fill([whole], decode)  # reads overlap (a halo, a viewer): one more decode ...
+    assert cache.overlapping
+    for _ in range(3):
+        cache.fill([whole], decode)  # ... and from then on the cache keeps it
+    assert decoded == [3, 3] and len(cache) == 1
+
+
+def test_values_taken_by_concurrent_readers_of_one_decode_all_count() -> None:
+    cache = DecodedCache()
+    started, release = threading.Event(), threading.Event()
+
+    def slow_decode(key):
+        started.set()
+        assert release.wait(10)
+        return segment(key)
+
+    outs = [np.zeros(25, np.uint8) for _ in range(4)]
+    first = threading.Thread(target=cache.fill, args=([quarter(1, 0, outs[0])], slow_decode))
+    first.start()
+    assert started.wait(10)
+    waiters = [
+        threading.Thread(target=cache.fill, args=([quarter(1, part, outs[part])], slow_decode))
+        for part in (1, 2)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(10)
+    assert len(cache) == 1  # three quarters taken: the segment stays for the fourth
+    cache.fill([quarter(1, 3, outs[3])], slow_decode)
+    assert len(cache) == 0 and cache.decode_count == 1
+    assert all((o == 1).all() for o in outs)
