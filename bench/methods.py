@@ -107,8 +107,9 @@ class Heartbeat:
 # bioimage_async (every task), with the heartbeat and RunStats
 # ------------------------------------------------------------------------------------------------
 def preimport_package() -> list[str]:
-    """Import every module of bioimage_async (but its CLI) now, untimed: the package loads format
-    modules, runner backends and pipeline modules lazily on first use, and import time is not
+    """Import every module of bioimage_async (but its CLI) and its format backends' libraries
+    now, untimed: the package loads format modules, runner backends, pipeline modules and
+    backend libraries lazily on first use, and import time is not
     part of the measured work (both source trees of a before/after run get the same treatment).
     Returns the modules that failed to import (optional dependencies)."""
     import importlib
@@ -124,6 +125,16 @@ def preimport_package() -> list[str]:
             importlib.import_module(info.name)
         except Exception:  # noqa: BLE001 - an optional dependency missing
             failed.append(info.name)
+    # and the libraries the format backends import on first open (h5py, tifffile, ...): the
+    # peers import theirs at import time (bioimage-py loads h5py and tifffile with itself)
+    from bioimage_async.sources.formats import formats
+
+    for backend in formats():
+        if backend.requires:
+            try:
+                importlib.import_module(backend.requires)
+            except ImportError:
+                failed.append(backend.requires)
     return failed
 
 
