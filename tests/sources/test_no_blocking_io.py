@@ -87,3 +87,31 @@ async def test_errors_listing_a_container_list_it_off_the_loop(tmp_path, loop_th
 async def test_the_spy_sees_io_on_the_loop(tmp_path, loop_thread_io):
     os.path.exists(tmp_path)
     assert loop_thread_io  # the fixture would catch a blocking call
+
+
+def test_a_format_library_first_imported_by_open_is_imported_off_the_event_loop(tmp_path):
+    """A backend's library is imported on first use; importing nibabel takes ~50 ms, a stall
+    of the event loop if it ran there. A fresh interpreter records which thread imports it."""
+    import subprocess
+    import sys
+
+    nib = pytest.importorskip("nibabel")
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.eye(4)), path)
+    script = f"""
+import asyncio, sys, threading
+threads = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "nibabel":
+            threads.append(threading.current_thread() is threading.main_thread())
+        return None
+sys.meta_path.insert(0, Spy())
+import bioimage_async as ba
+assert "nibabel" not in sys.modules
+src = asyncio.run(ba.open_source({str(path)!r}))
+print(src.shape, threads)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(4,", "3,", "2)", "[False]"], done.stdout  # zyx
