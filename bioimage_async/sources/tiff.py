@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,10 @@ from .tiff_folder import (
     open_folder_blocking,
 )
 from .tiff_segments import PageSegments, SegmentGrid, pread_reader
+
+#: how many segments' offsets the tables of recently read pages hold at most (~15 MB): a
+#: page's table is read from the file once, not once per block that reads the page
+KNOWN_SEGMENTS = 1 << 18
 
 __all__ = [
     "DEFAULT_SUFFIXES",
@@ -99,6 +104,9 @@ class TiffSource(ThreadedSource):
         self._page_size = int(np.prod(page_shape, dtype=np.int64))
         self._file_dtype = self._dtype
         self._grids: dict[int, SegmentGrid | None] = {}
+        #: the segment tables of recently read pages (many blocks read each page)
+        self._page_segments: OrderedDict[int, PageSegments] = OrderedDict()
+        self._known_segments = 0
         self._grid: SegmentGrid | None = None
         self.segment_cache = DecodedCache(cache_bytes)
         self._fd: int | None = None
@@ -181,20 +189,23 @@ class TiffSource(ThreadedSource):
         ]
         handle = self._series.parent.filehandle
         with handle.lock:  # page lookups seek in the shared file handle
-            pages = [self._series[i] for i in page_ids]
-            segments = [self._segments_of(page, i) for page, i in zip(pages, page_ids)]
+            known = [self._page_segments.get(i) for i in page_ids]
+            pages = [None if seg else self._series[i] for seg, i in zip(known, page_ids)]
+            segments = [
+                seg or self._segments_of(page, i) for seg, page, i in zip(known, pages, page_ids)
+            ]
         plan = SegmentPlan()
         for pos, page_id, page, page_segments in zip(positions, page_ids, pages, segments):
-            if self._file_map is not None and page.is_memmappable:
+            if page_segments is not None:
+                plan.add(page_id, page_segments, self._read_raw, out[pos], page_roi)
+            elif self._file_map is not None and page.is_memmappable:
                 # uncompressed page: view its bytes in the file, copy only the region's rows
                 start = page.dataoffsets[0]
                 stop = start + self._page_size * self._file_dtype.itemsize
                 data = self._file_map[start:stop].view(self._file_dtype)
                 out[pos] = data.reshape(self._page_shape)[page_roi]
-            elif page_segments is None:  # a layout segments cannot place: decode it whole
+            else:  # a layout segments cannot place: decode it whole
                 out[pos] = page.asarray(maxworkers=1).reshape(self._page_shape)[page_roi]
-            else:
-                plan.add(page_id, page_segments, self._read_raw, out[pos], page_roi)
         plan.fill(self.segment_cache)
 
     def _grid_of(self, keyframe: Any) -> SegmentGrid | None:
@@ -212,7 +223,13 @@ class TiffSource(ThreadedSource):
         grid = self._grid_of(page.keyframe)
         if grid is None:
             return None
-        return PageSegments.of(page, grid, self._dtype, f"{self.describe()}, page {page_id}")
+        segments = PageSegments.of(page, grid, self._dtype, f"{self.describe()}, page {page_id}")
+        self._page_segments[page_id] = segments
+        self._known_segments += len(segments.offsets)
+        while self._known_segments > KNOWN_SEGMENTS and len(self._page_segments) > 1:
+            _, old = self._page_segments.popitem(last=False)
+            self._known_segments -= len(old.offsets)
+        return segments
 
     def close(self) -> None:
         """Release the file (the memory map, the open TiffFile and the read descriptor)."""

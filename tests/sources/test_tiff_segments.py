@@ -227,6 +227,38 @@ def test_conversion_with_default_blocks_decodes_each_strip_once(tmp_path: Path) 
     assert src.decode_count == 8 * 4
 
 
+@pytest.mark.parametrize("known_segments", [1 << 18, 1])
+def test_each_page_table_is_read_once_per_conversion_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known_segments: int
+) -> None:
+    """Blocks narrower than a page read each page several times; its strips' offsets are
+    looked up once (a bound of 1 segment keeps one page: tables are read again, values stay)."""
+    from bioimage_async.sources import tiff as tiff_module
+
+    monkeypatch.setattr(tiff_module, "KNOWN_SEGMENTS", known_segments)
+    path = tmp_path / "strips.tif"
+    data = smooth((6, 64, 96), "u1")
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=16)
+    described: list[int] = []
+    original = tiff_segments.PageSegments.of.__func__
+
+    def counting(cls, page, *args, **kwargs):
+        described.append(page.index)
+        return original(cls, page, *args, **kwargs)
+
+    monkeypatch.setattr(tiff_segments.PageSegments, "of", classmethod(counting))
+
+    async def main() -> np.ndarray:
+        src = await ba.open_source(path)
+        return await ba.copy(src, block_shape=(2, 16, 32), num_workers=2)  # 3 x 4 x 3 blocks
+
+    np.testing.assert_array_equal(run(main()), data)
+    if known_segments > 1:
+        assert sorted(described) == list(range(6))
+    else:
+        assert len(described) > 6  # re-read, never wrong
+
+
 def test_a_large_read_is_split_over_threads_and_still_decodes_each_segment_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
