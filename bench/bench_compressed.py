@@ -285,8 +285,22 @@ def run_child(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
     }
 
 
+def default_work(data: Path) -> Path:
+    """Outputs go to memory (tmpfs) where there is one, as the inputs are read from the page cache.
+
+    Why: on this VM's disk (ext4 without a journal) creating a file scans past every inode freed
+    in the last 1-5 minutes. After a benchmark deletes its outputs, the next run's 512 chunk files
+    cost 0.3-0.5 s of kernel time (``recently_deleted``, and threads spinning on the directory
+    lock), more than the conversion itself, for every method alike and depending on what was
+    deleted before. Pass ``--work`` to measure on a disk.
+    """
+    shm = Path("/dev/shm")
+    return shm / "bioimage-async-bench-out" if shm.is_dir() else data / "out"
+
+
 def fresh_output(work: Path, name: str, trash: list[str], args: argparse.Namespace) -> str:
-    """A new output path for one run; outputs are deleted at the end unless --delete-between.
+    """A new output path for one run. On a disk, outputs are deleted at the end (unless
+    --delete-between); in memory (/dev/shm), each before the next run, to bound the memory used.
 
     Why: on an ext4 without a journal (this VM's disk), creating a file scans past every inode
     freed in the last 60-300 s, reading each one's inode-table block. Deleting a 512-chunk output
@@ -295,7 +309,7 @@ def fresh_output(work: Path, name: str, trash: list[str], args: argparse.Namespa
     pays. ``--delete-between`` restores that set-up to measure it.
     """
     out = str(work / f"{name}.zarr")
-    if args.delete_between:
+    if args.delete_between or str(work).startswith("/dev/shm"):  # memory: bound it
         for old in trash:
             shutil.rmtree(old, ignore_errors=True)
         trash.clear()
@@ -348,7 +362,7 @@ def main() -> None:
     parser.add_argument(
         "--work",
         type=Path,
-        help="where outputs go (default: DATA/out); /dev/shm takes the disk's inode allocator out",
+        help="where outputs go (default: a folder in /dev/shm where it exists, else DATA/out)",
     )
     parser.add_argument(
         "--delete-between",
@@ -367,7 +381,7 @@ def main() -> None:
     shape = (args.planes, *PLANE)
     cases = [c for c in args.cases.split(",") if c]
     methods = [m for m in args.methods.split(",") if m]
-    work = args.work or data / "out"
+    work = args.work_used = args.work or default_work(data)
     shutil.rmtree(work, ignore_errors=True)  # a previous invocation's outputs
     trash: list[str] = []
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -465,7 +479,9 @@ def table(
         f"\n{shape[0]} planes of {PLANE[0]} x {PLANE[1]} uint8 -> zarr v2 blosc-lz4 64^3, "
         f"block_shape {BLOCK}, {WORKERS} workers; median of {args.repeat} alternating fresh "
         "processes, imports excluded; CPU s of the process and its children over the work; peak "
-        "RSS of the process tree (imports included).\n",
+        "RSS of the process tree (imports included). Outputs written to "
+        f"{args.work_used} ({'memory, tmpfs' if str(args.work_used).startswith('/dev/shm') else 'disk'}), "
+        "a new folder per run.\n",
         "| input | method | work s | CPU s | peak RSS MiB | vs direct | vs bioimage-py |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
