@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
-from ..blocking.defaults import TARGET_BLOCK_BYTES, default_block_shape
+from ..blocking.defaults import ALIGNED_COPY_BLOCK_BYTES, TARGET_BLOCK_BYTES, default_block_shape
 from ..blocking.grid import BlockGrid
 from ..errors import InvalidArgumentError
 from ..pipeline.task import BlockKernel, BlockTask
@@ -28,6 +28,7 @@ def resolve_block_shape(
     output: Source,
     input_chunks: tuple[int, ...] | None,
     target_bytes: int = TARGET_BLOCK_BYTES,
+    align_bytes: int | None = None,
 ) -> tuple[int, ...]:
     if block_shape is None:
         return default_block_shape(
@@ -36,6 +37,7 @@ def resolve_block_shape(
             output.write_granularity,
             input_chunks,
             target_bytes,
+            align_bytes,
         )
     shape = positive_int_tuple(block_shape, "block_shape")
     if len(shape) != output.ndim:
@@ -88,7 +90,10 @@ async def copy(
         raise InvalidArgumentError(
             f"output shape {out.shape} must equal the input shape {src.shape}"
         )
-    grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks))
+    grid = BlockGrid(
+        out.shape,
+        resolve_block_shape(block_shape, out, src.chunks, align_bytes=ALIGNED_COPY_BLOCK_BYTES),
+    )
     task = BlockTask(
         "copy", src, out, grid, BlockKernel(), as_source(mask) if mask is not None else None
     )

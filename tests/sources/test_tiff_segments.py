@@ -259,6 +259,51 @@ def test_each_page_table_is_read_once_per_conversion_within_its_bound(
         assert len(described) > 6  # re-read, never wrong
 
 
+def test_a_default_copy_takes_whole_strips_so_no_strip_is_kept_or_decoded_twice(
+    tmp_path: Path,
+) -> None:
+    """Page-wide strips and chunked output: the default blocks span whole strips (8 MiB here,
+    within the copy's 32 MiB), so every strip goes to one block and the decoded-segment cache
+    never holds one (2 MiB blocks would share each strip between four blocks)."""
+    path = tmp_path / "strips.tif"
+    data = smooth((64, 64, 1024), "u2")
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=64)
+    out_path = tmp_path / "out.zarr"
+
+    async def main() -> TiffSource:
+        src = await ba.open_source(path)
+        out = await ba.create_source(
+            out_path, shape=data.shape, dtype=data.dtype, chunks=(64, 32, 64)
+        )
+        await ba.copy(src, out, num_workers=2)
+        np.testing.assert_array_equal(await out.read(...), data)
+        return src
+
+    src = run(main())
+    assert src.decode_count == 64 and src.segment_cache.peak_bytes == 0
+
+
+def test_default_copy_blocks_hold_whole_input_chunks_up_to_their_limit() -> None:
+    from bioimage_async.blocking.defaults import ALIGNED_COPY_BLOCK_BYTES, default_block_shape
+
+    strips = (1, 256, 1024)
+    assert default_block_shape(
+        (128, 1024, 1024), 2, (64, 64, 64), strips, align_bytes=32 << 20
+    ) == (
+        64,
+        256,
+        1024,
+    )
+    # without the copy's allowance (compute blocks) a block stays small and shares strips
+    assert default_block_shape((128, 1024, 1024), 2, (64, 64, 64), strips)[2] < 1024
+    # strips too wide for the limit: not aligned on that axis
+    wide = (1, 256, 8192)
+    block = default_block_shape(
+        (128, 1024, 8192), 2, (64, 64, 64), wide, align_bytes=ALIGNED_COPY_BLOCK_BYTES
+    )
+    assert block[2] < 8192 and 2 * block[0] * block[1] * block[2] <= ALIGNED_COPY_BLOCK_BYTES
+
+
 def test_a_large_read_is_split_over_threads_and_still_decodes_each_segment_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
