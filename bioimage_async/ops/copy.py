@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
-from ..blocking.defaults import ALIGNED_COPY_BLOCK_BYTES, TARGET_BLOCK_BYTES, default_block_shape
+from ..blocking.defaults import (
+    ALIGNED_COPY_BLOCK_BYTES,
+    COPY_BLOCK_BYTES,
+    TARGET_BLOCK_BYTES,
+    default_block_shape,
+)
 from ..blocking.grid import BlockGrid
 from ..errors import InvalidArgumentError
 from ..pipeline.task import BlockKernel, BlockTask
@@ -92,7 +97,9 @@ async def copy(
         )
     grid = BlockGrid(
         out.shape,
-        resolve_block_shape(block_shape, out, src.chunks, align_bytes=ALIGNED_COPY_BLOCK_BYTES),
+        resolve_block_shape(
+            block_shape, out, src.chunks, COPY_BLOCK_BYTES, ALIGNED_COPY_BLOCK_BYTES
+        ),
     )
     task = BlockTask(
         "copy", src, out, grid, BlockKernel(), as_source(mask) if mask is not None else None

@@ -141,3 +141,22 @@ async def test_copy_of_a_view_writes_only_the_region(tmp_path, zarr_volume, volu
     )
     await ba.copy(zarr_volume.view(region), out)
     np.testing.assert_array_equal(await out.read(), volume[region])
+
+
+async def test_default_copy_blocks_are_copy_sized_and_hold_whole_output_chunks(tmp_path):
+    """A copy computes nothing: its default blocks are ~16 MiB (per-block costs fall), not the
+    2 MiB of computing operations, and always whole output chunks."""
+    from bioimage_async.blocking.defaults import COPY_BLOCK_BYTES
+
+    data = np.arange(64 * 256 * 1024, dtype=np.uint16).reshape(64, 256, 1024)  # 32 MiB
+    counted = CountingSource(ba.as_source(data))
+    out = await ba.create_source(
+        tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=(16, 64, 64)
+    )
+    stats = ba.RunStats()
+    await ba.copy(counted, out, num_workers=2, stats=stats)
+    np.testing.assert_array_equal(await out.read(...), data)
+    sizes = {int(np.prod([s.stop - s.start for s in roi])) * 2 for roi in counted.reads}
+    assert stats.blocks_total == len(counted.reads) == 2
+    assert sizes == {COPY_BLOCK_BYTES}
+    assert all(s.start % c == 0 for roi in counted.reads for s, c in zip(roi, (16, 64, 64)))
