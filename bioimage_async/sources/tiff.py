@@ -198,7 +198,9 @@ class TiffSource(ThreadedSource):
         for pos, page_id, page, page_segments in zip(positions, page_ids, pages, segments):
             if page_segments is not None:
                 plan.add(page_id, page_segments, self._read_raw, out[pos], page_roi)
-            elif self._file_map is not None and page.is_memmappable:
+                continue
+            assert page is not None  # looked up: no segment table known for it
+            if self._file_map is not None and page.is_memmappable:
                 # uncompressed page: view its bytes in the file, copy only the region's rows
                 start = page.dataoffsets[0]
                 stop = start + self._page_size * self._file_dtype.itemsize

@@ -167,7 +167,7 @@ def one_line_error(result):
     "bad,good",
     [
         (["--block-shape", "100,100,100"], ["--block-shape", "64,128,128"]),
-        (["--block-ids", "500"], ["--block-ids", "5"]),
+        (["--block-ids", "500"], ["--block-ids", "0"]),
         (["--block-shape", "64,64"], []),
         (["--chunks", "64,64"], []),
     ],
