@@ -83,6 +83,10 @@ async def copy(
     Between two whole arrays with the same chunk grid, dtype, fill value and codecs, each
     block moves the encoded chunk files from store to store without decoding them (see
     ``sources.raw_copy``), in every backend, journaled and resumable like any block.
+
+    Default blocks are whole output chunks (shards) of about 16 MiB, widened to hold whole input
+    chunks (TIFF strips, HDF5 chunks) up to 32 MiB: a copy computes nothing, so bigger blocks
+    only lower the per-block costs, and no input chunk is decoded for several blocks.
     """
     options = exec_options(exec_kwargs)
     src = as_source(input)
