@@ -49,6 +49,9 @@ class Piece:
     dst: np.ndarray
     dst_index: tuple[slice, ...]
     src: tuple[slice | int | None, ...]
+    #: how many of the segment's values lie inside the array (an edge tile or chunk is decoded
+    #: whole but partly outside); 0: all of them
+    segment_values: int = 0
 
     def place(self, segment: np.ndarray) -> int:
         """Copy the piece; returns how many values it took from the segment."""
@@ -184,12 +187,13 @@ class DecodedCache:
         with self._lock:
             del self._pending[key]
             self.decode_count += 1
+            takeable = places[0].segment_values or segment.size
             if self.overlapping:
                 self._store(key, segment)
-            elif sum(piece.size for piece in places) < segment.size:
+            elif sum(piece.size for piece in places) < takeable:
                 self._store(key, segment)
                 if key in self._entries:
-                    self._untaken[key] = segment.size  # this read's pieces count in _place
+                    self._untaken[key] = takeable  # this read's pieces count in _place
             else:
                 self._remember_used_up(key)  # this read takes it whole: not kept
         pending.done.set()

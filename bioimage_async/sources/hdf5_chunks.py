@@ -194,7 +194,8 @@ class ChunkReader:
             hi = [min(s.stop, o + c) for s, o, c in zip(roi, origin, chunks)]
             dst = tuple(slice(a - s.start, b - s.start) for a, b, s in zip(lo, hi, roi))
             src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin))
-            pieces.append(Piece(origin, out, dst, src))
+            inside = math.prod(min(c, n - o) for c, n, o in zip(chunks, self.shape, origin))
+            pieces.append(Piece(origin, out, dst, src, inside))
         self.cache.fill(pieces, self._decode)
 
     def _decode(self, origin: Hashable) -> np.ndarray:

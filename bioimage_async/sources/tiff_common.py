@@ -42,8 +42,11 @@ class SegmentPlan:
     ) -> None:
         """Copy ``page_roi`` of page ``number`` into ``dst`` (an array of the region's shape)."""
         self._pages[number] = (segments, read_raw)
-        for index, dst_index, src in segments.grid.pieces(page_roi):
-            self.pieces.append(Piece((number, index), dst, dst_index, src))
+        grid = segments.grid
+        for index, dst_index, src in grid.pieces(page_roi):
+            rows, columns = grid.segment_shape(index)  # an edge tile is partly outside
+            values = rows * columns * grid.samples
+            self.pieces.append(Piece((number, index), dst, dst_index, src, values))
 
     def _decode(self, key: Hashable) -> np.ndarray:
         number, index = cast(tuple[int, int], key)

@@ -232,3 +232,17 @@ def test_values_taken_by_concurrent_readers_of_one_decode_all_count() -> None:
     cache.fill([quarter(1, 3, outs[3])], slow_decode)
     assert len(cache) == 0 and cache.decode_count == 1
     assert all((o == 1).all() for o in outs)
+
+
+def test_an_edge_segment_is_used_up_by_the_values_inside_the_array() -> None:
+    """An edge tile or chunk decodes whole but lies partly outside the array: reads can take
+    only its inside values, and taking those is taking it all."""
+    cache = DecodedCache()
+    out = np.zeros(25, np.uint8)
+    for part in range(2):  # the segment's first half lies inside the array
+        piece = Piece(5, out, (slice(0, 25),), (slice(25 * part, 25 * part + 25),), 50)
+        cache.fill([piece], segment)
+        assert len(cache) == (1 if part == 0 else 0)
+    whole = Piece(6, np.zeros(50, np.uint8), (slice(0, 50),), (slice(0, 50),), 50)
+    cache.fill([whole], segment)  # one read takes all its inside values: never kept
+    assert len(cache) == 0 and cache.decode_count == 2 and not cache.overlapping

@@ -250,3 +250,26 @@ def test_gzip_chunks_decode_with_libdeflate_from_either_package_or_zlib(
     np.testing.assert_array_equal(result, expected)
     assert src.decode_count == NUM_CHUNKS
     assert len(fast_calls) == (NUM_CHUNKS if library is not None else 0)
+
+
+def test_blocks_aligned_to_chunks_keep_no_chunk_even_at_the_dataset_edges(tmp_path: Path) -> None:
+    """Edge chunks decode whole but lie partly outside the dataset; a block that takes their
+    inside takes all of them, so a chunk-aligned copy leaves nothing in the cache."""
+    path = tmp_path / "edges.h5"
+    data = smooth((40, 50, 70), "u2")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("d", data=data, chunks=(16, 16, 32), compression="gzip")
+    out_path = tmp_path / "out.zarr"
+
+    async def main() -> Hdf5Source:
+        src = await ba.open_source(path, "d")
+        out = await ba.create_source(
+            out_path, shape=data.shape, dtype=data.dtype, chunks=(16, 16, 32)
+        )
+        await ba.copy(src, out, block_shape=(16, 32, 64), num_workers=2)
+        np.testing.assert_array_equal(await out.read(...), data)
+        return src
+
+    src = run(main())
+    assert src.decode_count == 3 * 4 * 3
+    assert src.chunk_cache.peak_bytes == 0 and not src.chunk_cache.overlapping

@@ -418,3 +418,22 @@ def test_memory_stays_bounded_on_a_file_eight_times_the_cache_budget(tmp_path: P
     assert src.segment_cache.peak_bytes <= budget
     assert src.peak_traced < data.nbytes // 2, "a conversion held half the decoded file"
     np.testing.assert_array_equal(run(run(ba.open_source(out_path)).read(...)), data)
+
+
+def test_tiles_aligned_blocks_keep_no_tile_even_at_the_image_edges(tmp_path: Path) -> None:
+    path = tmp_path / "tiles.tif"
+    data = smooth((4, 50, 70), "u1")  # 16 x 32 tiles: the last row and column stick out
+    tifffile.imwrite(path, data, compression="zlib", tile=(16, 32))
+
+    async def main() -> TiffSource:
+        src = await ba.open_source(path)
+        out = await ba.create_source(
+            tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=(1, 16, 32)
+        )
+        await ba.copy(src, out, block_shape=(2, 16, 32), num_workers=2)
+        np.testing.assert_array_equal(await out.read(...), data)
+        return src
+
+    src = run(main())
+    assert src.decode_count == 4 * 4 * 3
+    assert src.segment_cache.peak_bytes == 0 and not src.segment_cache.overlapping
