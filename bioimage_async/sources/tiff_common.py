@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import Any, cast
 
@@ -31,6 +32,8 @@ class SegmentPlan:
     def __init__(self) -> None:
         self.pieces: list[Piece] = []
         self._pages: dict[int, tuple[PageSegments, ReadRaw]] = {}
+        #: the pieces of one region of one kind of page: the same for every page of a read
+        self._layouts: dict[tuple[Any, ...], list[tuple[int, tuple[slice, ...], Any, int]]] = {}
 
     def add(
         self,
@@ -43,10 +46,17 @@ class SegmentPlan:
         """Copy ``page_roi`` of page ``number`` into ``dst`` (an array of the region's shape)."""
         self._pages[number] = (segments, read_raw)
         grid = segments.grid
-        for index, dst_index, src in grid.pieces(page_roi):
-            rows, columns = grid.segment_shape(index)  # an edge tile is partly outside
-            values = rows * columns * grid.samples
-            self.pieces.append(Piece((number, index), dst, dst_index, src, values))
+        layout_key = (grid, *((s.start, s.stop) for s in page_roi))
+        layout = self._layouts.get(layout_key)
+        if layout is None:
+            layout = self._layouts[layout_key] = [
+                (index, dst_index, src, math.prod(grid.segment_shape(index)) * grid.samples)
+                for index, dst_index, src in grid.pieces(page_roi)
+            ]  # values: an edge tile is partly outside the page
+        self.pieces.extend(
+            Piece((number, index), dst, dst_index, src, values)
+            for index, dst_index, src, values in layout
+        )
 
     def _decode(self, key: Hashable) -> np.ndarray:
         number, index = cast(tuple[int, int], key)
