@@ -153,6 +153,7 @@ def test_demo_runs(tmp_path):
     result = run("demo", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "matches the TIFF" in result.stdout
+    assert "8 blocks of (32, 256, 256)" in result.stdout  # two workers share the blocks
 
 
 # ---- a new user's first hour (issue #14) ----------------------------------------------------
