@@ -22,6 +22,8 @@ from bioimage_async.sources import hdf5_chunks
 from bioimage_async.sources.hdf5 import Hdf5Source
 from bioimage_async.sources.inflate import pick_inflate
 
+from .copy_check import copy_checked
+
 SHAPE, CHUNKS = (21, 45, 51), (8, 16, 16)
 NUM_CHUNKS = math.prod(math.ceil(n / c) for n, c in zip(SHAPE, CHUNKS))
 BLOCKS = [SHAPE, (5, 7, 11), (8, 16, 16), (16, 45, 20)]
@@ -259,17 +261,6 @@ def test_blocks_aligned_to_chunks_keep_no_chunk_even_at_the_dataset_edges(tmp_pa
     data = smooth((40, 50, 70), "u2")
     with h5py.File(path, "w") as f:
         f.create_dataset("d", data=data, chunks=(16, 16, 32), compression="gzip")
-    out_path = tmp_path / "out.zarr"
-
-    async def main() -> Hdf5Source:
-        src = await ba.open_source(path, "d")
-        out = await ba.create_source(
-            out_path, shape=data.shape, dtype=data.dtype, chunks=(16, 16, 32)
-        )
-        await ba.copy(src, out, block_shape=(16, 32, 64), num_workers=2)
-        np.testing.assert_array_equal(await out.read(...), data)
-        return src
-
-    src = run(main())
+    src = run(copy_checked(path, "d", data, tmp_path / "out.zarr", (16, 16, 32), (16, 32, 64)))
     assert src.decode_count == 3 * 4 * 3
     assert src.chunk_cache.peak_bytes == 0 and not src.chunk_cache.overlapping

@@ -22,6 +22,8 @@ from bioimage_async.sources.inflate import pick_inflate
 from bioimage_async.sources.tiff import TiffFolderSource, TiffSource
 from bioimage_async.sources.tiff_segments import FastDeflate
 
+from .copy_check import copy_checked
+
 
 def run(coro):
     return asyncio.run(coro)
@@ -424,16 +426,6 @@ def test_tiles_aligned_blocks_keep_no_tile_even_at_the_image_edges(tmp_path: Pat
     path = tmp_path / "tiles.tif"
     data = smooth((4, 50, 70), "u1")  # 16 x 32 tiles: the last row and column stick out
     tifffile.imwrite(path, data, compression="zlib", tile=(16, 32))
-
-    async def main() -> TiffSource:
-        src = await ba.open_source(path)
-        out = await ba.create_source(
-            tmp_path / "out.zarr", shape=data.shape, dtype=data.dtype, chunks=(1, 16, 32)
-        )
-        await ba.copy(src, out, block_shape=(2, 16, 32), num_workers=2)
-        np.testing.assert_array_equal(await out.read(...), data)
-        return src
-
-    src = run(main())
+    src = run(copy_checked(path, None, data, tmp_path / "out.zarr", (1, 16, 32), (2, 16, 32)))
     assert src.decode_count == 4 * 4 * 3
     assert src.segment_cache.peak_bytes == 0 and not src.segment_cache.overlapping
