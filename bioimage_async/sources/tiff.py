@@ -45,8 +45,8 @@ from .tiff_folder import (
 )
 from .tiff_segments import PageSegments, SegmentGrid, pread_reader
 
-#: how many segments' offsets the tables of recently read pages hold at most (~15 MB): a
-#: page's table is read from the file once, not once per block that reads the page
+#: how many segments' offsets the kept page tables hold at most (~15 MB; the first looked up
+#: leave first): a page's table is read from the file once, not once per block that reads it
 KNOWN_SEGMENTS = 1 << 18
 
 __all__ = [
@@ -104,7 +104,8 @@ class TiffSource(ThreadedSource):
         self._page_size = int(np.prod(page_shape, dtype=np.int64))
         self._file_dtype = self._dtype
         self._grids: dict[int, SegmentGrid | None] = {}
-        #: the segment tables of recently read pages (many blocks read each page)
+        #: the segment tables of pages looked up so far, within KNOWN_SEGMENTS (many blocks
+        #: read each page)
         self._page_segments: OrderedDict[int, PageSegments] = OrderedDict()
         self._known_segments = 0
         self._grid: SegmentGrid | None = None
@@ -238,6 +239,8 @@ class TiffSource(ThreadedSource):
         self._memmap = None
         self._file_map = None
         self.segment_cache.clear()
+        self._page_segments.clear()  # their decode functions hold the parsed file
+        self._known_segments = 0
         if self._fd is not None:
             self._close_fd()
         if self._series is not None:

@@ -250,15 +250,15 @@ def test_each_page_table_is_read_once_per_conversion_within_its_bound(
 
     monkeypatch.setattr(tiff_segments.PageSegments, "of", classmethod(counting))
 
-    async def main() -> np.ndarray:
-        src = await ba.open_source(path)
-        return await ba.copy(src, block_shape=(2, 16, 32), num_workers=2)  # 3 x 4 x 3 blocks
-
-    np.testing.assert_array_equal(run(main()), data)
+    src = run(ba.open_source(path))
+    np.testing.assert_array_equal(run(ba.copy(src, block_shape=(2, 16, 32), num_workers=2)), data)
     if known_segments > 1:
         assert sorted(described) == list(range(6))
     else:
         assert len(described) > 6  # re-read, never wrong
+    assert src._page_segments  # kept while the source is open
+    src.close()  # the tables (their decode functions hold the parsed file) go with the file
+    assert not src._page_segments and len(src.segment_cache) == 0
 
 
 def test_a_default_copy_takes_whole_strips_so_no_strip_is_kept_or_decoded_twice(
