@@ -305,18 +305,17 @@ def default_work(data: Path) -> Path:
     return shm / "bioimage-async-bench-out" if shm.is_dir() else data / "out"
 
 
-def fresh_output(work: Path, name: str, trash: list[str], args: argparse.Namespace) -> str:
-    """A new output path for one run. On a disk, outputs are deleted at the end (unless
-    --delete-between); in memory (/dev/shm), each before the next run, to bound the memory used.
+def in_memory(work: Path) -> bool:
+    return str(work).startswith("/dev/shm")
 
-    Why: on an ext4 without a journal (this VM's disk), creating a file scans past every inode
-    freed in the last 60-300 s, reading each one's inode-table block. Deleting a 512-chunk output
-    just before the next run made every run pay for the previous run's deletion: +0.2-0.3 s of
-    kernel time per run, the same for every method, which no user converting into a new folder
-    pays. ``--delete-between`` restores that set-up to measure it.
+
+def fresh_output(work: Path, name: str, trash: list[str], delete_between: bool) -> str:
+    """A new output path for one run. On a disk, outputs are deleted at the end (unless
+    ``delete_between``: each before the next run, which makes the next run pay for the
+    deletion, see ``default_work``); in memory, each before the next run, to bound the memory.
     """
     out = str(work / f"{name}.zarr")
-    if args.delete_between or str(work).startswith("/dev/shm"):  # memory: bound it
+    if delete_between or in_memory(work):
         for old in trash:
             shutil.rmtree(old, ignore_errors=True)
         trash.clear()
@@ -388,7 +387,7 @@ def main() -> None:
     shape = (args.planes, *PLANE)
     cases = [c for c in args.cases.split(",") if c]
     methods = [m for m in args.methods.split(",") if m]
-    work = args.work_used = args.work or default_work(data)
+    work = args.work or default_work(data)
     shutil.rmtree(work, ignore_errors=True)  # a previous invocation's outputs
     trash: list[str] = []
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -397,7 +396,9 @@ def main() -> None:
             _, name, key = CASES[case]
             order = methods if round_ % 2 == 0 else methods[::-1]
             for method in order:
-                out = fresh_output(work, f"{case}-{method}-r{round_ + 1}", trash, args)
+                out = fresh_output(
+                    work, f"{case}-{method}-r{round_ + 1}", trash, args.delete_between
+                )
                 cfg = {
                     "case": case,
                     "method": method,
@@ -421,7 +422,7 @@ def main() -> None:
     if not args.skip_big:
         big_shape = (args.big_planes, *PLANE)
         for round_ in range(args.repeat):
-            out = fresh_output(work, f"big-ba-r{round_ + 1}", trash, args)
+            out = fresh_output(work, f"big-ba-r{round_ + 1}", trash, args.delete_between)
             cfg = {
                 "case": "strips",
                 "method": "ba",
@@ -442,7 +443,7 @@ def main() -> None:
             )
     for out in trash:
         shutil.rmtree(out, ignore_errors=True)
-    text = table(results, cases, methods, shape, big, args)
+    text = table(results, cases, methods, shape, big, args, work)
     print(text)
     if args.out is not None:
         args.out.write_text(header() + text + "\n")
@@ -477,6 +478,7 @@ def table(
     shape: tuple[int, ...],
     big: list[dict[str, Any]],
     args: argparse.Namespace,
+    work: Path,
 ) -> str:
     def median(case: str, method: str, field: str) -> float | None:
         runs = results.get((case, method))
@@ -486,9 +488,8 @@ def table(
         f"\n{shape[0]} planes of {PLANE[0]} x {PLANE[1]} uint8 -> zarr v2 blosc-lz4 64^3, "
         f"block_shape {BLOCK}, {WORKERS} workers; median of {args.repeat} alternating fresh "
         "processes, imports excluded; CPU s of the process and its children over the work; peak "
-        "RSS of the process tree (imports included). Outputs written to "
-        f"{args.work_used} ({'memory, tmpfs' if str(args.work_used).startswith('/dev/shm') else 'disk'}), "
-        "a new folder per run.\n",
+        f"RSS of the process tree (imports included). Outputs written to {work} "
+        f"({'memory, tmpfs' if in_memory(work) else 'disk'}), a new folder per run.\n",
         "| input | method | work s | CPU s | peak RSS MiB | vs direct | vs bioimage-py |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
