@@ -334,6 +334,10 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         dtype = series.dtype
         physical = tiff_voxel_size(tif, len(shape))
         try:
+            # tifffile.memmap parses the file again (~5 ms for 128 pages) only to refuse a series
+            # without one data offset (compressed, tiled or scattered pages): ask the series
+            if series.dataoffset is None:
+                raise ValueError("image data are not memory-mappable")
             mapped = tifffile.memmap(path, series=index, mode="r")
         except ValueError as err:  # compressed, tiled or scattered pages: decode segments
             if contiguous:

@@ -84,6 +84,31 @@ def test_uncompressed_files_are_memory_mapped_and_compressed_ones_decoded(
         assert run(ba.open_source(tmp_path / name)).memory_mapped is mapped
 
 
+@pytest.mark.parametrize(
+    "kwargs, parses", [({"compression": "zlib"}, 1), ({"tile": (16, 16)}, 1), ({}, 2)]
+)
+def test_a_file_that_cannot_be_mapped_is_parsed_once_on_open(
+    tmp_path: Path, stack: np.ndarray, monkeypatch: pytest.MonkeyPatch, kwargs, parses
+) -> None:
+    # tifffile.memmap parses the file a second time only to refuse a compressed or tiled series
+    # (~5 ms for 128 pages); the series' own data offset says so first. A mappable file is
+    # still opened by tifffile.memmap, which parses it again.
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, stack, **kwargs)
+    opened: list[str] = []
+    original = tifffile.TiffFile.__init__
+
+    def counting(self, arg, *args, **kw):
+        opened.append(str(arg))
+        original(self, arg, *args, **kw)
+
+    monkeypatch.setattr(tifffile.TiffFile, "__init__", counting)
+    src = run(ba.open_source(path))
+    assert len(opened) == parses
+    assert src.memory_mapped is (parses == 2)
+    np.testing.assert_array_equal(src[2:5, 3:20], stack[2:5, 3:20])
+
+
 def test_reading_a_page_range_decodes_only_the_segments_of_those_pages(
     tmp_path: Path, stack: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
