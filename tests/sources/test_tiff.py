@@ -12,7 +12,7 @@ import skimage
 import tifffile
 
 import bioimage_async as ba
-from bioimage_async.sources.tiff import TiffFolderSource, TiffSource, natural_key
+from bioimage_async.sources.tiff import TiffFolderSource, TiffSource, natural_key, page_number
 from bioimage_async.sources.tiff_common import SegmentPlan
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -445,3 +445,19 @@ def test_missing_tifffile_raises_missing_dependency_naming_the_extra(
         with pytest.raises(ba.MissingDependencyError, match=r"bioimage-async\[tiff\]") as info:
             run(call())
         assert info.value.extra == "tiff"
+
+
+def test_page_numbers_count_pages_in_c_order_over_the_leading_axes() -> None:
+    rng = np.random.default_rng(3)
+    for lead_shape in [(), (7,), (3, 5), (2, 3, 4), (4, 1, 6, 2)]:
+        for _ in range(20):
+            starts = [int(rng.integers(0, n)) for n in lead_shape]
+            stops = [int(rng.integers(a, n)) + 1 for a, n in zip(starts, lead_shape)]
+            lead_roi = tuple(slice(a, b) for a, b in zip(starts, stops))
+            for pos in np.ndindex(*(b - a for a, b in zip(starts, stops))):
+                expected = (
+                    int(np.ravel_multi_index([a + p for a, p in zip(starts, pos)], lead_shape))
+                    if lead_shape
+                    else 0
+                )
+                assert page_number(lead_roi, pos, lead_shape) == expected
