@@ -269,6 +269,20 @@ class TiffSource(ThreadedSource):
 # ---------------------------------------------------------------------------------------------
 # opening a file
 # ---------------------------------------------------------------------------------------------
+def _memory_map(path: str, index: int, series: Any) -> tuple[np.ndarray | None, str]:
+    """The series mapped into memory, or None and tifffile's reason why it cannot be.
+
+    tifffile.memmap parses the file again (~5 ms for 128 pages) only to refuse a series without
+    one data offset (compressed, tiled or scattered pages), so the series is asked first.
+    """
+    if series.dataoffset is None:
+        return None, "image data are not memory-mappable"
+    try:
+        return tifffile_module().memmap(path, series=index, mode="r"), ""
+    except ValueError as err:
+        return None, str(err)
+
+
 def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
     """(shape, page shape, contiguous) of a series whose pages stack along its leading axes.
 
@@ -340,18 +354,13 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
         physical = tiff_voxel_size(tif, len(shape))
-        try:
-            # tifffile.memmap parses the file again (~5 ms for 128 pages) only to refuse a series
-            # without one data offset (compressed, tiled or scattered pages): ask the series
-            if series.dataoffset is None:
-                raise ValueError("image data are not memory-mappable")
-            mapped = tifffile.memmap(path, series=index, mode="r")
-        except ValueError as err:  # compressed, tiled or scattered pages: decode segments
+        mapped, why_not = _memory_map(path, index, series)
+        if mapped is None:  # compressed, tiled or scattered pages: decode segments
             if contiguous:
                 raise FormatNotSupportedError(
                     f"the TIFF series of shape {series.shape} in {path!r} stores its planes "
-                    f"after one IFD but cannot be memory-mapped ({err})"
-                ) from err
+                    f"after one IFD but cannot be memory-mapped ({why_not})"
+                )
             tif.filehandle.set_lock(True)
             source = TiffSource(
                 path,

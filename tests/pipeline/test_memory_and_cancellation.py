@@ -50,16 +50,19 @@ async def test_cancelling_the_awaiting_task_stops_quickly_and_leaves_no_child(tm
     shape, chunks = (64, 64, 64), (16, 16, 16)
     src = GeneratedSource(shape, chunks)
     out = await ba.create_source(tmp_path / "o.zarr", shape=shape, dtype="uint8", chunks=chunks)
-    run = asyncio.create_task(
-        ba.map_blocks(slow_identity, src, out, block_shape=chunks, num_workers=2)
-    )
+    stats = ba.RunStats()
     me = psutil.Process()
     others = {p.pid for p in me.children(recursive=True)}  # e.g. a test server of the session
-    for _ in range(100):
+    run = asyncio.create_task(
+        ba.map_blocks(slow_identity, src, out, block_shape=chunks, num_workers=2, stats=stats)
+    )
+    # cancel once a block is written (workers may take seconds to start on a loaded machine);
+    # 64 blocks of 0.5 s on 2 workers leave ~16 s before the run could finish by itself
+    for _ in range(600):
         await asyncio.sleep(0.1)
-        if len([p for p in me.children(recursive=True) if p.pid not in others]) >= 2:
+        if stats.blocks_done >= 1:
             break
-    await asyncio.sleep(1.0)
+    assert stats.blocks_done >= 1, "no block finished within 60 s"
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
