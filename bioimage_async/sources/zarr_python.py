@@ -47,6 +47,12 @@ class ZarrPythonSource(ThreadedSource):
         return tuple(self.array.chunks)
 
     @property
+    def shards(self) -> tuple[int, ...] | None:
+        # without it, chunk-aligned blocks sharing a shard were written concurrently and each
+        # read-modify-write of the shard lost the others' chunks
+        return _shards(self.array)
+
+    @property
     def writable(self) -> bool:
         return not getattr(self.array, "read_only", False)
 
@@ -89,8 +95,7 @@ class LocalZarrSource(Source):
 
     @property
     def shards(self) -> tuple[int, ...] | None:
-        shards = getattr(self.array, "shards", None)
-        return None if shards is None else tuple(int(s) for s in shards)
+        return _shards(self.array)
 
     @property
     def writable(self) -> bool:
@@ -145,6 +150,12 @@ class LocalZarrSource(Source):
                 "mode": "r+" if self._writable else "r",
             },
         )
+
+
+def _shards(array: Any) -> tuple[int, ...] | None:
+    """A zarr-python array's shard shape (the unit of a write), None when it is not sharded."""
+    shards = getattr(array, "shards", None)
+    return None if shards is None else tuple(int(s) for s in shards)
 
 
 def _local_root(array: Any) -> Path | None:
