@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .casting import float_bounds
+
 Roi = tuple[slice, ...]
 
 _TRUNCATE = 4.0
@@ -82,7 +84,13 @@ class Resampling:
     def compute(self, out_roi: Roi, data: np.ndarray) -> np.ndarray:
         """Output region ``out_roi`` from ``data``, the input over ``input_roi(out_roi)``."""
         steps = self.integer_steps
-        if steps is not None and self.anti_aliasing and self.order <= 1 and data.ndim == 3:
+        if (
+            steps is not None
+            and self.anti_aliasing
+            and self.order <= 1
+            and data.ndim == 3
+            and _work_dtype(np.dtype(self.dtype)) == np.float32
+        ):  # the plane kernels work in float32: 32/64-bit integers and float64 would round
             return self._planes(out_roi, data, steps)
         start = tuple(s.start for s in self.input_roi(out_roi))
         if self.order <= 1:
@@ -202,6 +210,6 @@ def _to_dtype(result: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "b":
         return result > 0.5
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(result), info.min, info.max).astype(dtype)
+        low, high = float_bounds(dtype)  # float(2**63 - 1) is 2**63: int64 would wrap
+        return np.clip(np.rint(result), low, high).astype(dtype)
     return result.astype(dtype)

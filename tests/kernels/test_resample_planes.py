@@ -15,7 +15,9 @@ from bioimage_async.kernels.resample_planes import mirror_index, regular_runs
 
 from .reference_planes import reference_compute
 
-DTYPES = ["uint8", "uint16", "int16", "int32", "uint32", "float32", "float64", "bool"]
+#: dtypes float32 holds exactly: the plane kernel serves these; wider ones take the float64 path
+DTYPES = ["uint8", "uint16", "int16", "float32", "bool"]
+WIDE_DTYPES = ["int32", "uint32", "int64", "uint64", "float64"]
 FACTORS = [(2, 2, 2), (1, 2, 2), (2, 2, 1), (3, 3, 3), (2, 3, 1), (4, 2, 2), (1, 1, 1)]
 
 
@@ -170,3 +172,58 @@ def test_values_at_the_ends_of_the_integer_range_round_as_in_the_original_kernel
         result = resampling.compute(roi, data)
         assert_bit_identical(result, reference_compute(resampling, roi, data))
     assert resampling.compute(roi, np.full(shape, info.max, dtype)).min() == info.max
+
+
+def scipy_smooth_sample(volume: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """The documented definition in float64: a Gaussian of sigma (f - 1) / 2 with mirrored
+    borders (scipy, truncate 4), sampled at every f-th voxel, rounded and clipped."""
+    from scipy.ndimage import gaussian_filter
+
+    sigmas = [(f - 1) / 2 for f in factors]
+    smooth = gaussian_filter(volume.astype(np.float64), sigmas, mode="mirror", truncate=4.0)
+    sampled = smooth[tuple(slice(None, None, f) for f in factors)]
+    if volume.dtype.kind in "iu":
+        info = np.iinfo(volume.dtype)
+        return np.clip(np.rint(sampled), float(info.min), float(info.max))
+    return sampled
+
+
+@pytest.mark.parametrize("dtype", WIDE_DTYPES)
+def test_wide_dtypes_at_their_extremes_neither_wrap_nor_round_to_float32(dtype):
+    """32/64-bit integers and float64 on exact factors once went through the float32 plane
+    kernel: uint32 2**32 - 1 came out as 0, int32's maximum as its minimum, 2**24 + 1 as
+    2**24; and 64-bit integers clipped at float(2**63 - 1) = 2**63 wrapped to the minimum."""
+    shape = (12, 14, 16)
+    kind = np.dtype(dtype).kind
+    values = [np.iinfo(dtype).max, np.iinfo(dtype).min, 2**24 + 1] if kind in "iu" else [1e9 + 0.5]
+    resampling = Resampling(shape, (6, 7, 8), 1, True, np.dtype(dtype).str)
+    roi = np.s_[0:6, 0:7, 0:8]
+    for value in values:
+        volume = np.full(shape, value, dtype)
+        result = resampling.compute(roi, volume[resampling.input_roi(roi)])
+        assert result.dtype == np.dtype(dtype)
+        if np.dtype(dtype).itemsize == 8 and kind in "iu":  # float64 holds 53 bits
+            error = np.abs(result.astype(object) - int(value)).max()
+            assert error <= abs(int(value)) * 2**-52, (value, result.ravel()[0])
+        else:
+            assert (result == volume[roi]).all(), (value, result.ravel()[0])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "float64"])
+def test_wide_dtypes_on_exact_factors_follow_the_float64_definition(dtype):
+    rng = np.random.default_rng(7)
+    shape, factors = (12, 14, 16), (2, 2, 2)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    volume = (
+        rng.integers(int(info.min), int(info.max), size=shape, endpoint=True).astype(dtype)
+        if info is not None
+        else rng.standard_normal(shape) * 1e9
+    )
+    resampling = Resampling(shape, (6, 7, 8), 1, True, np.dtype(dtype).str)
+    roi = np.s_[0:6, 0:7, 0:8]
+    result = resampling.compute(roi, volume[resampling.input_roi(roi)])
+    expected = scipy_smooth_sample(volume, factors)
+    if info is not None:
+        assert np.abs(result.astype(np.float64) - expected).max() <= 1
+    else:
+        np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-3)
