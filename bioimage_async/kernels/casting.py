@@ -41,6 +41,23 @@ def float_bounds(dtype: np.dtype) -> tuple[float, float]:
     return lo, hi
 
 
+def float_bounds_in(dtype: np.dtype, source: np.dtype) -> tuple[np.floating, np.floating]:
+    """``float_bounds`` as values of the float dtype ``source`` that still fit ``dtype``.
+
+    Comparisons and clips of a float32 array against the Python float 2147483647.0 happen in
+    float32 (numpy 2), where that bound is 2**31: a float32 2**31 passed the check and was
+    stored into int32 as -2**31. Bounds held in the source dtype are exact.
+    """
+    kind = np.dtype(source).type
+    bounds = []
+    for bound in float_bounds(dtype):
+        held = kind(bound)
+        if not np.isfinite(held) or abs(float(held)) > abs(bound):  # rounded away from 0
+            held = np.nextafter(held, kind(0))
+        bounds.append(held)
+    return bounds[0], bounds[1]
+
+
 def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
     """Whether every value of ``value`` is representable in ``dtype``, and the value range."""
     if value.size == 0:
@@ -59,13 +76,15 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
         if value.dtype.kind == "f":
             if not (np.isfinite(low) and np.isfinite(high)):
                 return False, shown
-            lo, hi = float_bounds(dtype)
+            lo, hi = float_bounds_in(dtype, value.dtype)
             return bool(low >= lo and high <= hi), shown
         info = np.iinfo(dtype)
         return bool(int(low) >= info.min and int(high) <= info.max), shown
     if dtype.kind == "f":
-        if value.dtype.kind in "iub":
-            return True, shown  # integers become the nearest float: a rounding, in range
+        if value.dtype.kind in "iub":  # the nearest float: a rounding, unless it overflows
+            with np.errstate(over="ignore"):  # float16: 65520 and up become inf
+                ends = np.asarray([low, high]).astype(dtype)
+            return bool(np.isfinite(ends).all()), shown
         finfo = np.finfo(dtype)
         finite = np.isfinite(low) or np.isfinite(high)
         too_big = (np.isfinite(low) and low < finfo.min) or (np.isfinite(high) and high > finfo.max)
@@ -105,6 +124,7 @@ def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
         value = value.real
     if dtype.kind in "iu":
         if value.dtype.kind == "f":
+            value = value.astype(np.float64, copy=False)  # so +inf clips to 2**31 - 1 exactly
             lo, hi = float_bounds(dtype)
             value = np.nan_to_num(value, nan=0.0, posinf=hi, neginf=lo)
             return np.clip(value, lo, hi).astype(dtype)

@@ -122,3 +122,37 @@ async def test_tensorstore_to_tensorstore_copy_of_a_narrowing_dtype_is_checked(t
     wide = await ba.create_source(tmp_path / "w.zarr", shape=(8,), dtype="int32", chunks=(8,))
     await ba.copy(src, wide)
     np.testing.assert_array_equal(await wide.read(), [0, 1, 2, 3, 4, 5, 6, -1])
+
+
+@pytest.mark.parametrize(
+    ("float_dtype", "int_dtype"),
+    [("float32", "int32"), ("float32", "uint32"), ("float32", "int64"), ("float64", "int64")],
+)
+async def test_a_float_that_rounds_onto_the_integer_maximum_is_refused(
+    tmp_path, float_dtype, int_dtype
+):
+    # float32 2**31 compared with the bound 2147483647.0 in float32 looked in range and was
+    # stored into int32 as -2**31
+    top = float(np.iinfo(int_dtype).max) + 1  # 2**31, 2**32 or 2**63: a float holds it exactly
+    largest_below = np.nextafter(np.array(top, float_dtype), np.array(0, float_dtype))
+    out = await ba.create_source(tmp_path / "o.zarr", shape=(2,), dtype=int_dtype, chunks=(2,))
+    with pytest.raises(ba.CastingError, match="do not fit"):
+        await out.write(..., np.array([0, top], float_dtype))
+    await out.write(..., np.array([0, largest_below], float_dtype))
+    assert (await out.read())[1] == int(largest_below) > 0
+
+
+async def test_clip_from_float32_reaches_the_integer_ends_exactly(tmp_path):
+    out = await ba.create_source(tmp_path / "o.zarr", shape=(4,), dtype="int32", chunks=(4,))
+    await out.write(..., np.array([np.inf, 3e9, -3e9, np.nan], np.float32), casting="clip")
+    np.testing.assert_array_equal(await out.read(), [2**31 - 1, 2**31 - 1, -(2**31), 0])
+
+
+async def test_integers_that_overflow_float16_are_refused_not_stored_as_inf(tmp_path):
+    out = await ba.create_source(tmp_path / "o.zarr", shape=(3,), dtype="float16", chunks=(3,))
+    with pytest.raises(ba.CastingError, match="float16"):
+        await out.write(..., np.array([1, 65504, 65535], np.uint16))
+    await out.write(..., np.array([1, 65504, 65519], np.uint16))  # 65519 rounds to 65504
+    np.testing.assert_array_equal(await out.read(), np.array([1, 65504, 65504], np.float16))
+    await out.write(..., np.array([1, 65535, 70000], np.int32), casting="clip")
+    np.testing.assert_array_equal(await out.read(), np.array([1, 65504, 65504], np.float16))
