@@ -9,6 +9,7 @@ from .blocking.grid import Block, BlockGrid
 from .context import configure
 from .errors import (
     BioimageAsyncError,
+    BlockCancelledError,
     BlockComputeError,
     BlockTimeoutError,
     CastingError,
@@ -60,6 +61,7 @@ from .sources.webknossos import open_webknossos
 from .sources.wrappers import ResizedSource, ThresholdSource
 
 __all__ = [
+    "BlockCancelledError",
     "BlockComputeError",
     "BlockTimeoutError",
     "CastingError",

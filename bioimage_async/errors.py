@@ -25,6 +25,7 @@ Several also derive from the builtin a caller would naturally catch (``KeyError`
     ├── BlockComputeError (RuntimeError)
     ├── WorkerCrashedError (RuntimeError)
     ├── BlockTimeoutError (TimeoutError)
+    ├── BlockCancelledError (RuntimeError)
     ├── RunLockedError (RuntimeError)
     ├── RunFolderNotFoundError (FileNotFoundError)
     ├── RunTimeoutError (TimeoutError)
@@ -193,6 +194,11 @@ class WorkerCrashedError(BioimageAsyncError, RuntimeError):
 
 class BlockTimeoutError(BioimageAsyncError, TimeoutError):
     """A block ran longer than ``block_timeout`` seconds and was stopped (it counts as failed)."""
+
+
+class BlockCancelledError(BioimageAsyncError, RuntimeError):
+    """Something inside a block (a source's request, a function's future) was cancelled while
+    the run was not: the block counts as failed, never as done."""
 
 
 class RunLockedError(BioimageAsyncError, RuntimeError):

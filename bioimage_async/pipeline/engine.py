@@ -19,11 +19,28 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import BlockTimeoutError
+from ..errors import BlockCancelledError, BlockTimeoutError
 from .progress import Progress, ProgressArg
 from .stats import RunStats
 
 ProcessBlock = Callable[[int], Awaitable[bool]]
+
+
+def _run_is_cancelled() -> bool:
+    """Whether a CancelledError is the run's own cancellation (of this task or its group),
+    rather than a block's: a future cancelled inside a user's source or function reaches us
+    as CancelledError too, and treating that as a cancel ended its worker coroutine quietly,
+    dropping the block and the rest of its work item while the run reported success."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _as_block_error(block_id: int, error: asyncio.CancelledError) -> BlockCancelledError:
+    return BlockCancelledError(
+        f"block {block_id}: an operation inside it was cancelled ({error!r}) although the run "
+        "was not: the block counts as failed (a source or function whose own request was "
+        "cancelled, e.g. a backend timeout); re-run it with block_ids="
+    )
 
 
 #: How many failed blocks keep their own error line in the outcome (the ids are all kept).
@@ -103,7 +120,12 @@ async def run_blocks(
     async def attempt(block_id: int) -> bool:
         for tries_left in range(retries, -1, -1):
             try:
-                return await once(block_id)
+                try:
+                    return await once(block_id)
+                except asyncio.CancelledError as cancelled:
+                    if _run_is_cancelled():
+                        raise
+                    raise _as_block_error(block_id, cancelled) from cancelled
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -108,8 +108,11 @@ async def run_task(folder: str, task_id: int) -> int:
     total = sum(len(g) for g in todo)
     fd = os.open(progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
+    marked: set[int] = set()
+
     def mark(block_id: int) -> None:
         os.write(fd, progress_line(block_id))  # one atomic append per finished block
+        marked.add(block_id)
 
     cost = kernel.compute_cost
     compute = threaded_compute(task) if cost != "none" else None
@@ -138,6 +141,13 @@ async def run_task(folder: str, task_id: int) -> int:
         "compute_s": round(stats.compute_s, 3),
         "write_s": round(stats.write_s, 3),
     }
+    # a block neither done nor failed would otherwise pass as done under a success sentinel
+    unaccounted = [b for g in todo for b in g if b not in marked and b not in outcome.failed]
+    if unaccounted:
+        outcome.failed = sorted(set(outcome.failed) | set(unaccounted))
+        outcome.first_error = outcome.first_error or (
+            f"blocks {unaccounted[:20]} of task {task_id} were neither written nor failed"
+        )
     if outcome.failed:
         _write_sentinel(
             folder,

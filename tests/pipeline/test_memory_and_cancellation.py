@@ -142,3 +142,46 @@ async def test_event_loop_stays_responsive_during_copy_and_heavy_downsample(tmp_
     # a responsiveness bound on library code (not a throughput threshold), net of waits for a core
     assert copy_beat.worst < 0.05, (copy_beat.worst, copy_beat.worst_raw)
     assert downsample_beat.worst < 0.05, (downsample_beat.worst, downsample_beat.worst_raw)
+
+
+class CancelsOneRead(ba.Source):
+    """A user's source whose backend request for one region ends cancelled (its own executor
+    future), while the run itself is not cancelled."""
+
+    def __init__(self, data: np.ndarray, cancelled_start: tuple[int, ...]) -> None:
+        self.data = data
+        self.cancelled_start = cancelled_start
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def _read_blocking(self, roi):
+        import concurrent.futures
+
+        if tuple(s.start for s in roi) == self.cancelled_start:
+            raise concurrent.futures.CancelledError("backend request cancelled")
+        return self.data[roi].copy()
+
+    async def _read(self, roi):
+        return await asyncio.get_running_loop().run_in_executor(None, self._read_blocking, roi)
+
+
+@pytest.mark.parametrize("in_flight", [None, 1])
+async def test_a_cancellation_inside_one_block_fails_that_block_and_no_other(in_flight):
+    # it used to end its worker coroutine quietly: the block, and with in_flight=1 every block
+    # after it, was left unwritten while the copy returned normally
+    data = np.full((16, 32, 32), 5, np.uint8)
+    grid = ba.BlockGrid(data.shape, (8, 16, 16))
+    source = CancelsOneRead(data, (0, 16, 0))
+    cancelled_id = next(b for b in range(grid.num_blocks) if grid.block(b).begin == (0, 16, 0))
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.copy(
+            source, block_shape=(8, 16, 16), job_config=ba.RunnerConfig(in_flight=in_flight)
+        )
+    assert caught.value.failed_block_ids == [cancelled_id]
+    assert "BlockCancelledError" in str(caught.value) or "was cancelled" in str(caught.value)

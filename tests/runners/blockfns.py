@@ -80,3 +80,17 @@ def fail_first_time(marker_dir: str, counts: str | None = None):
         return 255 - block
 
     return fn
+
+
+def cancelled_inside_block(marker_value: int):
+    """Raises concurrent.futures.CancelledError (a helper future of the user's that was
+    cancelled) for blocks whose first voxel is ``marker_value``: asyncio sees it as a
+    CancelledError once it crosses run_in_executor."""
+    import concurrent.futures
+
+    def fn(block: np.ndarray) -> np.ndarray:
+        if block.flat[0] == marker_value:
+            raise concurrent.futures.CancelledError("helper future cancelled")
+        return block + 1
+
+    return fn

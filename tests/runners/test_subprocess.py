@@ -308,3 +308,34 @@ def test_cli_status_and_attach_of_a_detached_run(tmp_path, volume):
     )
     assert attached.returncode == 0 and "every block is written" in attached.stdout, attached.stderr
     np.testing.assert_array_equal(out[...], 255 - volume)
+
+
+@pytest.mark.parametrize("job_type", ["local", "subprocess"])
+async def test_a_block_whose_function_raises_a_cancelled_error_is_reported_failed(
+    tmp_path, job_type
+):
+    # in a worker, the function runs through run_in_executor, which turns a user's
+    # concurrent.futures.CancelledError into asyncio's: the block was dropped silently and the
+    # task wrote its success sentinel, so the run reported success with the block unwritten
+    from .blockfns import cancelled_inside_block
+
+    data = np.ones((32, 64, 64), np.uint8)
+    grid = ba.BlockGrid(data.shape, CHUNKS)
+    data[grid.block(3).roi] = 7
+    src, out = await make_input(tmp_path, data)
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(
+            cancelled_inside_block(7),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type=job_type,
+            num_workers=2,
+            job_config=config(tmp_path),
+        )
+    assert caught.value.failed_block_ids == [3]
+    written = await out.read()
+    for block_id in range(grid.num_blocks):
+        roi = grid.block(block_id).roi
+        expected = 0 if block_id == 3 else 2
+        assert (written[roi] == expected).all(), block_id
