@@ -57,6 +57,14 @@ def journaled(task: BlockTask) -> bool:
 _JOURNAL_WRITER = ThreadPoolExecutor(1, thread_name_prefix="bioimage-journal")
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until all of ``data`` is written (a short write, e.g. on a filling disk, would
+    otherwise leave a torn record that the next append continues)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Journal:
     """The run folder of a local run and its append-only progress log."""
 
@@ -90,7 +98,11 @@ class Journal:
         await folder.check_payload(task)
         journal = cls(folder)
         await journal.open()
-        missing = await folder.missing_blocks()
+        try:
+            missing = await folder.missing_blocks()
+        except BaseException:  # else the folder stays locked by this live process
+            await asyncio.shield(journal.close(success=False))
+            raise
         logger.info(
             "resuming %r from %s: %d block(s) missing", task.name, folder.path, len(missing)
         )
@@ -98,10 +110,14 @@ class Journal:
 
     async def open(self) -> None:
         await self.lease.acquire()
-        attempt = len(self.folder.manifest.attempts)
-        log = self.folder.join("progress", f"local-{attempt}.log")
-        self._fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        await self.folder.record_attempt("local", [], {"pid": os.getpid()})
+        try:
+            attempt = len(self.folder.manifest.attempts)
+            log = self.folder.join("progress", f"local-{attempt}.log")
+            self._fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            await self.folder.record_attempt("local", [], {"pid": os.getpid()})
+        except BaseException:  # a half-open journal must not keep the folder locked
+            await asyncio.shield(self.close(success=False))
+            raise
 
     def mark(self, block_id: int) -> None:
         """Record a finished block (called after its write returned): appended off the event
@@ -118,7 +134,7 @@ class Journal:
         while self._pending and self._fd is not None:
             lines, self._pending = b"".join(self._pending), []
             try:
-                await loop.run_in_executor(_JOURNAL_WRITER, os.write, self._fd, lines)
+                await loop.run_in_executor(_JOURNAL_WRITER, _write_all, self._fd, lines)
             except OSError as error:  # the run goes on; a resume would redo these blocks
                 self._broken = True
                 logger.warning(

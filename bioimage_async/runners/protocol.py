@@ -47,6 +47,18 @@ def progress_line(block_id: int) -> bytes:
     return b"%012d\n" % block_id
 
 
+def parse_progress(raw: bytes) -> np.ndarray:
+    """The block ids of a progress log's whole records: lines of exactly 12 ASCII digits.
+
+    A record torn by a crash mid-append, or zeros left by a power cut, is skipped (its block is
+    redone). Cutting the log to a multiple of 13 bytes instead misread everything after a torn
+    record once a re-run appended to it (a never-written block read as block 0), and int()
+    of a zero-filled line made a resume fail.
+    """
+    ids = [int(line) for line in raw.split(b"\n") if len(line) == 12 and line.isdigit()]
+    return np.array(ids, dtype=np.int64)
+
+
 def python_minor() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -274,8 +286,7 @@ class RunFolder:
             if not name.endswith(".log") or size < PROGRESS_LINE:
                 continue
             raw = await self.files.read_bytes(self.join("progress", name))
-            lines = raw[: len(raw) - len(raw) % PROGRESS_LINE].split(b"\n")
-            found.append(np.array([int(x) for x in lines if x.strip()], dtype=np.int64))
+            found.append(parse_progress(raw))
         return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
     async def missing_blocks(self) -> list[int]:

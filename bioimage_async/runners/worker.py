@@ -50,15 +50,25 @@ def _check_versions(manifest: dict[str, Any]) -> str | None:
 
 
 def _already_done(progress_path: str) -> set[int]:
-    from .protocol import PROGRESS_LINE
+    from .protocol import parse_progress
 
     try:
         with open(progress_path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
         return set()
-    raw = raw[: len(raw) - len(raw) % PROGRESS_LINE]
-    return {int(line) for line in raw.split(b"\n") if line.strip()}
+    return set(parse_progress(raw).tolist())
+
+
+def _open_progress_log(progress_path: str) -> int:
+    """The task's progress log, for appending on a line of its own: a record torn by an
+    earlier attempt (a requeued task re-runs with the same log) is ended first, so the next
+    record cannot merge with it."""
+    fd = os.open(progress_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+    return fd
 
 
 async def run_task(folder: str, task_id: int) -> int:
@@ -106,7 +116,7 @@ async def run_task(folder: str, task_id: int) -> int:
     todo = [[b for b in group if b not in done] for group in groups]
     todo = [group for group in todo if group]
     total = sum(len(g) for g in todo)
-    fd = os.open(progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = _open_progress_log(progress_path)
 
     marked: set[int] = set()
 

@@ -19,7 +19,13 @@ import pytest
 
 import bioimage_async as ba
 
-from .blockfns import counting_invert, fail_first_time, sleepy
+from .blockfns import (
+    bright_volume,
+    counting_invert,
+    fail_first_time,
+    fail_while_marker_exists,
+    sleepy,
+)
 from .slow_source import SlowCountingSource, read_counts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,3 +318,65 @@ async def test_distributed_runs_honour_retries_and_block_timeout(tmp_path, rng):
             block_timeout=1.0,
         )
     assert hung.value.failed_block_ids == [0, 1]
+
+
+def test_progress_records_torn_or_zeroed_by_a_crash_are_skipped_never_misread():
+    from bioimage_async.runners.protocol import parse_progress, progress_line
+
+    whole = progress_line(4) + progress_line(12)
+    assert parse_progress(whole).tolist() == [4, 12]
+    assert parse_progress(whole + b"0000000").tolist() == [4, 12]  # torn last record
+    assert parse_progress(whole + b"\0" * 26).tolist() == [4, 12]  # a power cut's zeros
+    # a torn record that a later append continued: neither record is trusted (both redone);
+    # cutting at multiples of 13 bytes read this as blocks 0 and 0 (never written)
+    merged = whole + b"0000000" + progress_line(5) + progress_line(6)
+    assert parse_progress(merged).tolist() == [4, 12, 6]
+
+
+def test_a_requeued_task_appends_after_its_torn_record_on_a_new_line(tmp_path):
+    from bioimage_async.runners.protocol import progress_line
+    from bioimage_async.runners.worker import _already_done, _open_progress_log
+
+    log = tmp_path / "2.log"
+    log.write_bytes(progress_line(4) + b"0000000")  # the first attempt died mid-append
+    assert _already_done(str(log)) == {4}
+    fd = _open_progress_log(str(log))
+    os.write(fd, progress_line(5))
+    os.close(fd)
+    assert _already_done(str(log)) == {4, 5}
+
+
+async def unreadable_journal(self):
+    raise OSError("the journal is unreadable")
+
+
+async def test_a_resume_past_a_zero_filled_journal_redoes_only_the_lost_blocks(
+    tmp_path, monkeypatch
+):
+    from bioimage_async.runners.protocol import RunFolder
+
+    data = bright_volume(SHAPE, BLOCK, [3, 10])
+    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    marker = tmp_path / "marker"
+    marker.touch()
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"))
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(
+            fail_while_marker_exists(str(marker)), src, out, block_shape=BLOCK, job_config=config
+        )
+    assert caught.value.failed_block_ids == [3, 10]
+    folder = Path(caught.value.tmp_folder)
+    (log,) = (folder / "progress").glob("*.log")
+    with open(log, "ab") as handle:
+        handle.write(b"\0" * 40)  # what a power cut can leave past the last record
+    fn = fail_while_marker_exists(str(marker))
+    with monkeypatch.context() as patch:  # the journal cannot be read once: a resume that
+        # fails there must not keep the folder locked (the next resume was RunLockedError)
+        patch.setattr(RunFolder, "missing_blocks", unreadable_journal)
+        with pytest.raises(OSError, match="unreadable"):
+            await ba.map_blocks(fn, src, out, block_shape=BLOCK, resume_from=str(folder))
+    marker.unlink()
+    await ba.map_blocks(fn, src, out, block_shape=BLOCK, resume_from=str(folder))
+    np.testing.assert_array_equal(await out.read(), 255 - data)
