@@ -122,8 +122,10 @@ def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Sou
 def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling) -> Source | None:
     """Order 0 without smoothing, with exact integer factors, is ``src[::f, ::f, ...]``: for a
     tensorstore-backed input, tensorstore's own stride downsample serves it chunk to chunk (no
-    block buffers, no thread hop). None where that does not apply."""
-    if resampling.interpolates or resampling.integer_steps is None:
+    block buffers, no thread hop). None where that does not apply, including shapes whose
+    sampling step (in / out) is not the factor: 9 voxels by 4 give 3 outputs sampled every 3rd
+    voxel, where a stride-4 view would take voxels 0, 4 and 8."""
+    if resampling.interpolates or resampling.integer_steps != factors:
         return None
     return _tensorstore_view(src, factors, "stride")
 

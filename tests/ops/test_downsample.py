@@ -176,6 +176,26 @@ async def test_order_zero_on_a_zarr_input_uses_tensorstore_striding_and_reopens(
     np.testing.assert_array_equal(await again.read(), data[::2, ::2, ::2])
 
 
+async def test_order_zero_on_a_zarr_input_whose_step_is_not_the_factor_matches_numpy(tmp_path, rng):
+    """9 voxels by 4 give 3 outputs sampled every 3rd voxel: a stride-4 view (0, 4, 8) differs."""
+    data = rng.integers(0, 2**16, size=(9, 6, 8), dtype=np.uint16)
+    src = await ba.create_source(
+        tmp_path / "i.zarr", shape=data.shape, dtype="uint16", chunks=(4, 4, 4)
+    )
+    await src.write(..., data)
+    from_numpy = await ba.downsample(data, 4, block_shape=(2, 2, 2))
+    from_zarr = await ba.downsample(src, 4, block_shape=(2, 2, 2))
+    np.testing.assert_array_equal(from_zarr, from_numpy)
+    np.testing.assert_array_equal(from_zarr, data[::3, ::3, ::4])
+    np.testing.assert_array_equal(from_zarr, scipy_order0(data, 4))
+
+
+def scipy_order0(data: np.ndarray, factor: int) -> np.ndarray:
+    shape = downscale_shape(data.shape, (factor,) * data.ndim)
+    scales = [i / o for i, o in zip(data.shape, shape)]
+    return ndi.affine_transform(data, scales, output_shape=shape, order=0)
+
+
 # ---- window reductions: mode, mean, min, max ------------------------------------------------
 from bioimage_async.kernels.reductions import reduce_windows  # noqa: E402
 
