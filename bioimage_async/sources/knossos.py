@@ -94,14 +94,19 @@ def _find_cube(folder: Path) -> tuple[tuple[int, int, int], str] | None:
 
 
 def _grid_extent(folder: Path) -> tuple[int, int, int]:
-    """XYZ number of cubes from the folder names (along the first x and y folders)."""
+    """XYZ number of cubes from the folder names, over every x and y folder: datasets written
+    sparsely (or cropped) have x folders with fewer y folders and y folders with fewer z folders
+    than others, and looking at the first ones only would drop the cubes beyond them."""
     xs = _grid_indices(folder, "x")
-    if not xs:
-        return (0, 0, 0)
-    x_dir = folder / f"x{xs[0]:04d}"
-    ys = _grid_indices(x_dir, "y")
-    zs = _grid_indices(x_dir / f"y{ys[0]:04d}", "z") if ys else []
-    return (xs[-1] + 1, (ys[-1] + 1) if ys else 0, (zs[-1] + 1) if zs else 0)
+    y_end = z_end = 0
+    for x in xs:
+        x_dir = folder / f"x{x:04d}"
+        for y in _grid_indices(x_dir, "y"):
+            y_end = max(y_end, y + 1)
+            zs = _grid_indices(x_dir / f"y{y:04d}", "z")
+            if zs:
+                z_end = max(z_end, zs[-1] + 1)
+    return ((xs[-1] + 1) if xs else 0, y_end, z_end)
 
 
 class KnossosSource(ThreadedSource):

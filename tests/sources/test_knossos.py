@@ -203,6 +203,29 @@ async def test_image_cubes_read_as_bioimage_py_reads_them(tmp_path, extension):
     np.testing.assert_array_equal(await source.read(np.s_[9, 100:200, 3]), reference[9, 100:200, 3])
 
 
+@pytest.mark.asyncio
+async def test_without_knossos_conf_the_extent_covers_cubes_beyond_the_first_folders(tmp_path):
+    """Sparse datasets: x0000 holds only y0000/z0000, the other cubes lie under x0001."""
+    rng = np.random.default_rng(8)
+    written = {
+        (0, 0, 0): rng.integers(1, 255, (EDGE,) * 3, dtype=np.uint8),
+        (1, 2, 0): rng.integers(1, 255, (EDGE,) * 3, dtype=np.uint8),
+        (1, 0, 1): rng.integers(1, 255, (EDGE,) * 3, dtype=np.uint8),
+    }
+    for index, cube in written.items():
+        _write_raw_cube(tmp_path / "mag1", index, cube)
+    source = await open_knossos(tmp_path)
+    assert source.shape == (2 * EDGE, 3 * EDGE, 2 * EDGE)  # ZYX from the XYZ grid (2, 3, 2)
+    data = await source.read(...)
+    expected = np.zeros((2 * EDGE, 3 * EDGE, 2 * EDGE), dtype=np.uint8)
+    for (x, y, z), cube in written.items():
+        region = np.s_[
+            z * EDGE : (z + 1) * EDGE, y * EDGE : (y + 1) * EDGE, x * EDGE : (x + 1) * EDGE
+        ]
+        expected[region] = cube.transpose(2, 1, 0)
+    np.testing.assert_array_equal(data, expected)
+
+
 # ---- errors ----------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_knossos_is_read_only(raw_dataset):
