@@ -135,3 +135,39 @@ def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.clip(value, value.dtype.type(lo_i), value.dtype.type(hi_i)).astype(dtype)
     finfo = np.finfo(dtype)
     return np.clip(value, finfo.min, finfo.max).astype(dtype)
+
+
+def exact_fill_value(value: object, dtype: np.dtype) -> object:
+    """``value`` when ``dtype`` holds it exactly (floats: to the nearest float), else an error.
+
+    A fill value is what every unwritten voxel reads as: h5py clamps 300 into uint8 as 255 and
+    numpy wraps -1 to 255 or NaN to 0, so an out-of-range or fractional fill would become a
+    different value in every missing chunk without a word.
+    """
+    if value is None:
+        return None
+    dtype = np.dtype(dtype)
+    try:
+        held = np.asarray(value)
+    except (OverflowError, TypeError, ValueError):
+        held = np.asarray(None)
+    if held.shape != () or held.dtype.kind not in "biuf":
+        raise InvalidArgumentError(
+            f"fill_value must be one number (or None), got {value!r}; it is what unwritten "
+            f"voxels of the {dtype} array read as"
+        )
+    with np.errstate(all="ignore"):
+        converted = held.astype(dtype)
+    if dtype.kind == "f":  # the nearest float is a rounding; overflowing to inf is not
+        as_float = held.astype(np.float64)
+        exact = bool(
+            np.isnan(as_float) == np.isnan(converted) and np.isinf(as_float) == np.isinf(converted)
+        )
+    else:
+        exact = bool(converted == held)
+    if not exact:
+        raise InvalidArgumentError(
+            f"fill_value {value!r} does not fit dtype {dtype} ({_range_text(dtype)}) exactly; "
+            f"it would be stored as {converted.item()!r}. Pass a fill value the dtype holds"
+        )
+    return converted.item()

@@ -31,6 +31,7 @@ from ..errors import (
     SourceExistsError,
     SourceNotFoundError,
 )
+from ..kernels.casting import exact_fill_value
 from .base import Source, SourceSpec
 from .decoded_cache import DEFAULT_CACHE_BYTES, DecodedCache
 from .formats import CreateRequest, FormatBackend, LocalFileFormat
@@ -376,6 +377,7 @@ async def create_hdf5(
     shape = tuple(int(n) for n in shape)
     chunks = tuple(int(c) for c in chunks)
     options = _compression_options(compression)
+    fill_value = exact_fill_value(fill_value, np.dtype(dtype))  # h5py clamps 300 to 255
     _h5py()
     return await run_blocking(
         _create_blocking, path, key, shape, np.dtype(dtype), chunks, options, fill_value, exist_ok

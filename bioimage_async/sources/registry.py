@@ -22,6 +22,7 @@ from ..errors import (
     NotSerializableError,
     SourceNotFoundError,
 )
+from ..kernels.casting import exact_fill_value
 from .base import Source, SourceSpec, source_class
 from .formats import (
     CreateRequest,
@@ -185,7 +186,7 @@ def create_request(
         internal_path=internal_path,
         compression=compression,
         shards=shard_shape,
-        fill_value=fill_value,
+        fill_value=exact_fill_value(fill_value, np.dtype(dtype)),
         exist_ok=bool(exist_ok),
         voxel_size=voxel_size,
         unit=unit,
@@ -223,6 +224,8 @@ async def create_source(
     are written where the format has a place (n5 ``resolution``/``pixelResolution``,
     precomputed ``resolution`` in nm); zarr and HDF5 keep them on the returned source only
     (``ba.pyramid`` writes OME-Zarr metadata). ``dimension_names`` (zarr v3) names the axes.
+    ``fill_value`` (what unwritten voxels read as) must fit the dtype exactly; n5 and
+    precomputed have no fill value and take only 0.
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
     named = (

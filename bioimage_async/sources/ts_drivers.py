@@ -55,6 +55,17 @@ def json_fill(value: Any, dtype: np.dtype) -> Any:
     return float(value)
 
 
+def refuse_fill_value(format: str, request: CreateRequest) -> None:
+    """n5 and precomputed have no fill value in their metadata: unwritten chunks read as 0 in
+    every reader, so another fill value would hold in this process only, or nowhere."""
+    if request.fill_value not in (None, 0):
+        raise FormatNotSupportedError(
+            f"the {format} format has no fill value (unwritten chunks read as 0 everywhere), "
+            f"so fill_value={request.fill_value!r} cannot be kept; pass fill_value=0 or create "
+            "a zarr or zarr3 array"
+        )
+
+
 class Driver:
     """How one chunked format maps onto tensorstore."""
 
@@ -210,6 +221,7 @@ class N5(Driver):
 
     def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
         self.check_shards(request)
+        refuse_fill_value(self.format, request)
         if request.dtype.name not in _N5_DTYPES:
             raise FormatNotSupportedError(
                 f"n5 cannot store dtype {request.dtype}; use one of {sorted(_N5_DTYPES)} or zarr"
@@ -268,6 +280,7 @@ class Precomputed(Driver):
 
     def create_spec(self, location: Location, key: str, request: CreateRequest) -> dict[str, Any]:
         self.check_shards(request)
+        refuse_fill_value(self.format, request)
         shape, dtype = request.shape, request.dtype
         if len(shape) not in (3, 4):
             raise FormatNotSupportedError(

@@ -91,3 +91,52 @@ async def test_a_new_format_is_one_module_plus_one_registration_line(tmp_path):
         np.testing.assert_array_equal(await again.read(np.s_[2]), data[2])
     finally:
         unregister_format("toy_npy")
+
+
+# ---- fill values: what every unwritten voxel reads as ----------------------------------------
+@pytest.mark.parametrize("fmt, name", [("zarr", "a.zarr"), ("zarr3", "a.zarr"), ("hdf5", "a.h5")])
+@pytest.mark.parametrize(
+    "dtype, fill, stored_as",
+    [("uint8", 300, "44"), ("uint8", -1, "255"), ("uint8", float("nan"), "0"), ("int16", 1.5, "1")],
+)
+async def test_a_fill_value_the_dtype_cannot_hold_is_refused(
+    tmp_path, fmt, name, dtype, fill, stored_as
+):
+    if fmt == "hdf5":
+        pytest.importorskip("h5py")
+    with pytest.raises(ba.InvalidArgumentError, match=f"fill_value .*stored as {stored_as}"):
+        await ba.create_source(
+            tmp_path / name, shape=(4, 4), dtype=dtype, chunks=(2, 2), format=fmt, fill_value=fill
+        )
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("fmt, name", [("n5", "a.n5"), ("precomputed", "pre")])
+async def test_formats_without_a_fill_value_refuse_a_non_zero_one(tmp_path, fmt, name):
+    shape = (4, 4, 4)
+    with pytest.raises(ba.FormatNotSupportedError, match="no fill value.*fill_value=0"):
+        await ba.create_source(
+            tmp_path / name, shape=shape, dtype="uint8", chunks=(2, 2, 2), format=fmt, fill_value=7
+        )
+    created = await ba.create_source(
+        tmp_path / name, shape=shape, dtype="uint8", chunks=(2, 2, 2), format=fmt, fill_value=0
+    )
+    np.testing.assert_array_equal(await created.read(), np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "zarr3"])
+async def test_a_kept_fill_value_reads_back_here_and_in_zarr_python(tmp_path, fmt):
+    zarr = pytest.importorskip("zarr")
+    created = await ba.create_source(
+        tmp_path / "f.zarr",
+        shape=(4, 4),
+        dtype="float32",
+        chunks=(2, 2),
+        format=fmt,
+        fill_value=float("nan"),
+    )
+    await created.write(np.s_[:2, :2], np.ones((2, 2), np.float32))
+    expected = np.full((4, 4), np.nan, np.float32)
+    expected[:2, :2] = 1
+    np.testing.assert_array_equal(await created.read(), expected)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "f.zarr", mode="r")[:], expected)
