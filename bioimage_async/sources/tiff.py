@@ -34,7 +34,7 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import refuse_write_mode
 from .parallel_read import read_in_parts
-from .physical import for_axes, normalize_unit, positive_sizes
+from .physical import normalize_unit, positive_sizes
 from .threaded import ThreadedSource
 from .tiff_common import SegmentPlan, native, tifffile_module
 from .tiff_folder import (
@@ -308,19 +308,24 @@ def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...], bool]
     return shape, page, False
 
 
-def tiff_voxel_size(tif: Any, ndim: int) -> tuple[tuple[float, ...] | None, str | None]:
-    """ImageJ's ``spacing`` (z) and ``unit`` plus the X/YResolution tags (pixels per unit)."""
+def tiff_voxel_size(tif: Any, axes: str) -> tuple[tuple[float, ...] | None, str | None]:
+    """Per-axis sizes from ImageJ's ``spacing`` (Z) and ``unit`` plus the X/YResolution tags
+    (pixels per unit), placed by the series' axis letters: a ZCYX hyperstack's C axis and an RGB
+    file's trailing samples axis are not spatial (1.0), and Z takes ``spacing`` (ImageJ's own
+    default depth of 1.0 where the file has none). None where the file has no physical size."""
+    if "Y" not in axes or "X" not in axes:
+        return None, None
     try:
         page = tif.pages.first
         tags = page.tags
         metadata = tif.imagej_metadata or {}
-        sizes = []
-        for name in ("YResolution", "XResolution"):
+        sizes = {}
+        for axis, name in (("Y", "YResolution"), ("X", "XResolution")):
             tag = tags.get(name)
             if tag is None:
                 return None, None
             numerator, denominator = tag.value
-            sizes.append(float(denominator) / float(numerator) if numerator else 0.0)
+            sizes[axis] = float(denominator) / float(numerator) if numerator else 0.0
         unit = metadata.get("unit")
         if unit is None:  # the TIFF resolution unit: 2 inch, 3 centimeter
             resolution_unit = getattr(tags.get("ResolutionUnit"), "value", 1)
@@ -328,13 +333,24 @@ def tiff_voxel_size(tif: Any, ndim: int) -> tuple[tuple[float, ...] | None, str 
             if unit is None:
                 return None, None  # inches or no unit: not a physical voxel size
         spacing = metadata.get("spacing")
-        zyx = ([float(spacing)] if spacing is not None else [1.0]) + sizes
+        sizes["Z"] = float(spacing) if spacing is not None else 1.0
     except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
         return None, None
-    found = positive_sizes(zyx)
-    if found is None:
+    if positive_sizes(list(sizes.values())) is None:
         return None, None
-    return for_axes(found[-ndim:] if ndim < 3 else found, ndim), normalize_unit(unit)
+    return tuple(sizes.get(axis, 1.0) for axis in axes), normalize_unit(unit)
+
+
+def _layout_axes(series: Any, shape: tuple[int, ...], page_shape: tuple[int, ...]) -> str:
+    """The axis letters of ``shape``: the series' own, or for pages stacked along leading axes
+    the page's letters after unknown ('Q') leading ones."""
+    axes = str(getattr(series, "axes", ""))
+    if len(axes) == len(shape) and tuple(int(n) for n in series.shape) == shape:
+        return axes
+    page_axes = str(getattr(series.keyframe, "axes", ""))
+    if len(page_axes) != len(page_shape):
+        return "Q" * len(shape)
+    return "Q" * (len(shape) - len(page_shape)) + page_axes
 
 
 def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSource:
@@ -353,7 +369,7 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         series = all_series[index]
         shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
-        physical = tiff_voxel_size(tif, len(shape))
+        physical = tiff_voxel_size(tif, _layout_axes(series, shape, page_shape))
         mapped, why_not = _memory_map(path, index, series)
         if mapped is None:  # compressed, tiled or scattered pages: decode segments
             if contiguous:

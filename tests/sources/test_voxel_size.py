@@ -144,3 +144,33 @@ async def test_create_source_writes_the_voxel_size_where_the_format_has_a_place(
             voxel_size=(1,),
             unit="furlong",
         )
+
+
+@pytest.mark.parametrize(
+    "shape, axes, expected",
+    [
+        ((3, 2, 6, 8), "ZCYX", (0.5, 1.0, 0.1, 0.2)),
+        ((2, 3, 6, 8), "TZYX", (1.0, 0.5, 0.1, 0.2)),
+        ((6, 8, 3), "YXS", (0.1, 0.2, 1.0)),
+        ((4, 6, 8, 3), "ZYXS", (0.5, 0.1, 0.2, 1.0)),
+    ],
+)
+async def test_imagej_hyperstack_sizes_go_to_their_axes(tmp_path, shape, axes, expected):
+    """The sizes follow the axis letters: channels, time and RGB samples are not spatial."""
+    tifffile = pytest.importorskip("tifffile")
+    data = (np.arange(int(np.prod(shape))) % 250).astype(np.uint8).reshape(shape)
+    kwargs = {"photometric": "rgb"} if axes.endswith("S") else {}
+    tifffile.imwrite(
+        tmp_path / "h.tif",
+        data,
+        imagej=True,
+        resolution=(1 / 0.2, 1 / 0.1),
+        metadata={"spacing": 0.5, "unit": "um", "axes": axes},
+        **kwargs,
+    )
+    with tifffile.TiffFile(tmp_path / "h.tif") as tif:
+        assert tif.series[0].axes == axes and tif.series[0].shape == shape
+    src = await ba.open_source(tmp_path / "h.tif")
+    assert src.shape == shape
+    assert src.voxel_size == pytest.approx(expected) and src.unit == "micrometer"
+    np.testing.assert_array_equal(await src.read(), data)
