@@ -7,7 +7,7 @@ decode chunks in parallel. Decoded chunks go through a bounded cache, so blocks 
 chunk decode it once.
 
 Only what can be decoded exactly as HDF5 would takes this path: integer and float data stored
-in a standard type, with a defined fill value, through the filters below (each optional decoder
+in a standard type, with a defined fill value that unallocated chunks read as, through the filters below (each optional decoder
 used only when its package imports). Anything else (fletcher32, scale-offset, szip, n-bit, lzf,
 unknown filters, contiguous or compact layouts, writable files) is read through h5py as before.
 """
@@ -134,6 +134,8 @@ class ChunkCodec:
             return None  # a non-standard type h5py converts on read
         if dcpl.fill_value_defined() == h5py.h5d.FILL_VALUE_UNDEFINED:
             return None
+        if dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER:
+            return None  # unallocated chunks are not the fill value there: h5py decides
         steps: list[tuple[int, Decoder]] = []
         for position in range(dcpl.get_nfilters()):
             code = dcpl.get_filter(position)[0]

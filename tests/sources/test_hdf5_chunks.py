@@ -135,6 +135,28 @@ def test_unwritten_chunks_read_as_the_fill_value_like_h5py(tmp_path: Path) -> No
         np.testing.assert_array_equal(result, expected)
 
 
+def test_a_dataset_that_never_writes_its_fill_value_is_read_by_h5py(tmp_path: Path) -> None:
+    """fill_time='never': unallocated chunks are not the fill value, h5py's read is the truth."""
+    path = tmp_path / "never.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(
+            "n",
+            shape=SHAPE,
+            dtype="<u2",
+            chunks=CHUNKS,
+            compression="gzip",
+            fillvalue=7,
+            fill_time="never",
+        )
+        ds[0:8, 0:16, 0:16] = 3
+    with h5py.File(path, "r") as f:
+        expected = f["n"][...]
+    assert (expected[0:8, 0:16, 0:16] == 3).all()
+    result, src = convert(path, "n", (5, 7, 11))
+    assert not src.decodes_chunks
+    np.testing.assert_array_equal(result, expected)
+
+
 def test_a_chunk_stored_with_a_filter_skipped_is_decoded_per_its_filter_mask(
     tmp_path: Path,
 ) -> None:
