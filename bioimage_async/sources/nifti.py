@@ -22,7 +22,7 @@ from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi
 from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
-from .physical import positive_sizes
+from .physical import for_axes, positive_sizes
 from .threaded import ThreadedSource
 
 
@@ -83,15 +83,19 @@ class NiftiSource(ThreadedSource):
 
 
 def _nifti_voxel_size(image: Any, ndim: int) -> tuple[tuple[float, ...] | None, str | None]:
+    """Sizes of the (reversed) axes from pixdim: the first three are x, y, z in the space
+    unit; the fourth is time (seconds) and later ones are not spatial, so they read as 1.0."""
     try:
         # pixdim is float32: its shortest decimal form (0.9, not 0.8999999761581421)
         zooms = tuple(float(str(np.float32(z))) for z in image.header.get_zooms())[:ndim]
         space_unit = image.header.get_xyzt_units()[0]
     except (AttributeError, TypeError, ValueError):
         return None, None
-    sizes = positive_sizes(tuple(reversed(zooms)))
+    spatial = positive_sizes(tuple(reversed(zooms[:3])))
     unit = {"mm": "millimeter", "micron": "micrometer", "meter": "meter"}.get(space_unit)
-    return (sizes if sizes is not None and len(sizes) == ndim else None), unit
+    if spatial is None or len(zooms) != ndim:
+        return None, unit
+    return for_axes(spatial, ndim), unit
 
 
 def _open_blocking(path: str) -> NiftiSource:

@@ -159,3 +159,16 @@ def test_missing_nibabel_raises_missing_dependency_naming_the_extra(
         with pytest.raises(ba.MissingDependencyError, match=r"bioimage-async\[nifti\]") as info:
             run(call())
         assert info.value.extra == "nifti"
+
+
+def test_a_time_series_reports_spatial_sizes_only(tmp_path: Path) -> None:
+    """pixdim[4] is the time step (seconds): not a voxel size of the leading t axis."""
+    data = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape(2, 3, 4, 5)  # x y z t
+    image = nib.Nifti1Image(data, np.diag([0.7, 0.8, 0.9, 1.0]))
+    image.header.set_zooms((0.7, 0.8, 0.9, 2.5))
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, tmp_path / "ts.nii.gz")
+    src = run(ba.open_source(tmp_path / "ts.nii.gz"))
+    assert src.shape == (5, 4, 3, 2)
+    assert src.voxel_size == pytest.approx((1.0, 0.9, 0.8, 0.7)) and src.unit == "millimeter"
+    np.testing.assert_array_equal(run(src.read()), data.transpose())
