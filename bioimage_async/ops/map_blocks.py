@@ -17,6 +17,7 @@ from ..sources.indexing import Roi
 from ..sources.registry import as_source
 from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 from .copy import resolve_block_shape, same_source
+from .fingerprint import function_fingerprint
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ class FunctionKernel(BlockKernel):
         return result[block.inner_local_roi]
 
     def describe(self) -> dict[str, Any]:
-        return {"kernel": "FunctionKernel", "fn": getattr(self.fn, "__qualname__", repr(self.fn))}
+        return {
+            "kernel": "FunctionKernel",
+            "fn": getattr(self.fn, "__qualname__", repr(self.fn)),
+            "fn_sha256": function_fingerprint(self.fn),  # resumes must run the same computation
+        }
 
 
 async def map_blocks(

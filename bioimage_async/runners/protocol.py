@@ -222,9 +222,13 @@ class RunFolder:
             new_hash = layout_hash(layout_of(task), sources)
             if new_hash != self.manifest.data["layout_hash"]:
                 raise PayloadMismatchError(
-                    f"resume_from={self.path!r} was a run with another block layout or other "
-                    f"sources ({self.manifest.data['layout']}); resume finishes that run, so call "
-                    "it with the original arguments, or use block_ids= for a new run.",
+                    f"resume_from={self.path!r} was a run with another block layout, another "
+                    f"function (its code, defaults or closure values differ) or other sources "
+                    f"({self.manifest.data['layout']}); resume finishes that run, so call it "
+                    "with the original arguments. If you changed the function on purpose and "
+                    "the finished blocks stay valid, run the rest as a new run: "
+                    f"block_ids=ba.sync.missing_blocks({self.path!r}) (await "
+                    "ba.missing_blocks(...) in async code).",
                     tmp_folder=self.path,
                 )
 

@@ -133,7 +133,7 @@ async def test_a_local_map_blocks_killed_halfway_resumes_exactly(tmp_path, rng):
     out = await ba.open_source(tmp_path / "out.zarr", mode="r+")
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"))
     await ba.map_blocks(
-        counting_invert(counts, 0.0),
+        counting_invert(counts, 0.1),  # the same function (a resume refuses another delay)
         src,
         out,
         block_shape=BLOCK,
@@ -379,4 +379,31 @@ async def test_a_resume_past_a_zero_filled_journal_redoes_only_the_lost_blocks(
             await ba.map_blocks(fn, src, out, block_shape=BLOCK, resume_from=str(folder))
     marker.unlink()
     await ba.map_blocks(fn, src, out, block_shape=BLOCK, resume_from=str(folder))
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_resume_refuses_another_function_of_the_same_name(tmp_path):
+    """Two closures of one factory, or a function edited between attempts, share a qualname;
+    resuming with the other one would leave an output made of two computations."""
+    data = bright_volume(SHAPE, BLOCK, [3, 10])
+    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    marker = tmp_path / "marker"
+    marker.touch()
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"))
+    first = fail_while_marker_exists(str(marker))
+    with pytest.raises(ba.RunnerError) as caught:
+        await ba.map_blocks(first, src, out, block_shape=BLOCK, job_config=config)
+    folder = caught.value.tmp_folder
+    marker.unlink()
+    edited: dict = {}
+    exec("def fn(block):\n    return 254 - block\n", edited)  # same name, other body
+    edited["fn"].__qualname__ = first.__qualname__
+    for other in (fail_while_marker_exists(str(tmp_path / "other")), edited["fn"]):
+        assert other.__qualname__ == first.__qualname__
+        with pytest.raises(ba.PayloadMismatchError, match="another function"):
+            await ba.map_blocks(other, src, out, block_shape=BLOCK, resume_from=folder)
+    same = fail_while_marker_exists(str(marker))  # equal code and closure: the same function
+    await ba.map_blocks(same, src, out, block_shape=BLOCK, resume_from=folder)
     np.testing.assert_array_equal(await out.read(), 255 - data)

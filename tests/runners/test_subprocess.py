@@ -132,7 +132,7 @@ async def test_worker_killed_mid_run_is_reported_and_resumed(tmp_path, volume):
         if block.id not in error.failed_block_ids:
             np.testing.assert_array_equal(written[block.roi], 255 - volume[block.roi])
     await ba.map_blocks(
-        sleepy(0.0),
+        sleepy(0.3),  # the same function: a resume refuses one with other closure values
         src,
         out,
         block_shape=CHUNKS,
