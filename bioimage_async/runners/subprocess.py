@@ -33,6 +33,14 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL a worker's process group (each worker leads its own session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class SubprocessLauncher(Launcher):
     job_type = "subprocess"
 
@@ -47,26 +55,33 @@ class SubprocessLauncher(Launcher):
         slots = [task_ids[i::num_workers] for i in range(min(num_workers, len(task_ids)))]
         slots = [sorted(s) for s in slots if s]
         attempt = len(folder.manifest.attempts)
-        records = []
+        records: list[dict[str, Any]] = []
         from ..pipeline.compute_pool import worker_environment
 
-        for index, tasks in enumerate(slots):
-            log_name = f"worker-{attempt}-{index}.log"
-            with open(folder.join("logs", log_name), "ab") as log:
-                process = await asyncio.create_subprocess_exec(
-                    python,
-                    "-m",
-                    "bioimage_async.runners.worker",
-                    folder.path,
-                    *(str(t) for t in tasks),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=worker_environment(),
-                    start_new_session=True,
-                )
-            self._processes[process.pid] = process
-            records.append({"pid": process.pid, "tasks": tasks, "log": log_name})
+        try:
+            for index, tasks in enumerate(slots):
+                log_name = f"worker-{attempt}-{index}.log"
+                with open(folder.join("logs", log_name), "ab") as log:
+                    process = await asyncio.create_subprocess_exec(
+                        python,
+                        "-m",
+                        "bioimage_async.runners.worker",
+                        folder.path,
+                        *(str(t) for t in tasks),
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        env=worker_environment(),
+                        start_new_session=True,
+                    )
+                self._processes[process.pid] = process
+                records.append({"pid": process.pid, "tasks": tasks, "log": log_name})
+        except BaseException:
+            # cancelled (or failed) half-way: the workers started so far are in no manifest,
+            # so nothing would stop them; they would go on writing after the run was cancelled
+            for record in records:
+                _kill_group(int(record["pid"]))
+            raise
         return {"workers": records, "job_ids": [str(r["pid"]) for r in records]}
 
     def _exit_code(self, pid: int) -> int | None:
@@ -108,10 +123,7 @@ class SubprocessLauncher(Launcher):
         pids = [int(r["pid"]) for a in folder.manifest.attempts for r in a.get("workers", [])]
         for pid in pids:
             if self._exit_code(pid) is None and _pid_alive(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _kill_group(pid)
         for pid in pids:
             process = self._processes.get(pid)
             if process is not None:

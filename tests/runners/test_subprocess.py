@@ -339,3 +339,38 @@ async def test_a_block_whose_function_raises_a_cancelled_error_is_reported_faile
         roi = grid.block(block_id).roi
         expected = 0 if block_id == 3 else 2
         assert (written[roi] == expected).all(), block_id
+
+
+async def test_a_cancel_between_two_worker_starts_leaves_no_worker_running(
+    tmp_path, volume, monkeypatch
+):
+    """The workers started before the cancel are in no manifest yet: submit stops them."""
+    from bioimage_async.runners import subprocess as launcher_module
+
+    real_exec = asyncio.create_subprocess_exec
+    started = []
+
+    async def cancelled_on_the_second_start(*args, **kwargs):
+        if started:
+            raise asyncio.CancelledError  # a cancel arriving between two starts
+        process = await real_exec(*args, **kwargs)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(
+        launcher_module.asyncio, "create_subprocess_exec", cancelled_on_the_second_start
+    )
+    src, out = await make_input(tmp_path, volume)
+    with pytest.raises(asyncio.CancelledError):
+        await ba.map_blocks(
+            sleepy(1.0),
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type="subprocess",
+            num_workers=2,
+            job_config=config(tmp_path, keep_tmp=True),
+        )
+    assert len(started) == 1
+    code = await asyncio.wait_for(started[0].wait(), 10)
+    assert code == -signal.SIGKILL
