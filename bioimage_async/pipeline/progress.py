@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
+
+logger = logging.getLogger("bioimage_async")
 
 ProgressArg = bool | Callable[[int, int], Any] | None
 
@@ -29,7 +32,19 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
         if self._callback is not None:
-            self._callback(self.done, self.total)
+            try:
+                self._callback(self.done, self.total)
+            except Exception:  # noqa: BLE001 - a progress display must not stop the run
+                # raised inside the engine, it ended the run with a bare ExceptionGroup and
+                # left blocks unwritten; the run goes on and the callback is called no more
+                logger.exception(
+                    "the progress callback %r raised at %d of %d blocks; the run goes on "
+                    "without it",
+                    self._callback,
+                    self.done,
+                    self.total,
+                )
+                self._callback = None
 
     def close(self) -> None:
         if self._bar is not None:

@@ -18,6 +18,8 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
@@ -32,7 +34,7 @@ from .base import Runner
 from .config import RunnerConfig
 from .files import LocalFiles
 from .options import ExecOptions
-from .protocol import RunFolder, progress_line
+from .protocol import RunFolder, id_ranges, progress_line
 from .registry import RunnerBackend
 
 logger = logging.getLogger("bioimage_async")
@@ -63,6 +65,18 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _missing_ids_text(ids: Sequence[int] | None, finished: np.ndarray | None) -> str:
+    """How to finish a cancelled run that keeps no journal: the exact ids, as ranges."""
+    if finished is None:
+        return ""
+    requested = np.arange(finished.size) if ids is None else np.asarray(ids, dtype=np.int64)
+    missing = requested[~finished[requested]]
+    return (
+        "The run keeps no journal (a source lives in memory): re-run with block_ids= the "
+        f"missing ids, {id_ranges(missing.tolist())}."
+    )
 
 
 class Journal:
@@ -256,12 +270,16 @@ class LocalRunner(Runner):
         # input regions of the library's kernels, reused from block to block
         buffers = input_buffers(task, in_flight, self.config.memory_budget // 4)
         done = 0
+        # without a journal, only this run can say which blocks a re-run needs
+        finished = np.zeros(task.grid.num_blocks, dtype=bool) if journal is None else None
 
         def mark(block_id: int) -> None:
             nonlocal done
             done += 1
             if journal is not None:
                 journal.mark(block_id)
+            elif finished is not None:
+                finished[block_id] = True
 
         try:
             outcome = await run_blocks(
@@ -284,7 +302,7 @@ class LocalRunner(Runner):
                     f"Finish it with resume_from={journal.folder.path!r}; "
                     f"ba.sync.missing_blocks({journal.folder.path!r}) lists them."
                     if journal is not None
-                    else "The inputs live in memory, so re-run with block_ids= to finish."
+                    else _missing_ids_text(ids, finished)
                 )
                 logger.warning(
                     "run %r cancelled: %d of %d blocks missing; finished blocks are written. %s",

@@ -59,6 +59,22 @@ def parse_progress(raw: bytes) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
+def id_ranges(ids: Iterable[int]) -> str:
+    """Sorted block ids as ranges, '3-7, 12' (a list of a million ids would flood a log);
+    ``block_ids=`` takes the ids these ranges expand to, and the CLI's --block-ids the text."""
+    values = sorted(int(i) for i in ids)
+    parts: list[str] = []
+    first = 0
+    while first < len(values):
+        last = first
+        while last + 1 < len(values) and values[last + 1] == values[last] + 1:
+            last += 1
+        start, stop = values[first], values[last]
+        parts.append(str(start) if start == stop else f"{start}-{stop}")
+        first = last + 1
+    return ", ".join(parts)
+
+
 def python_minor() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 

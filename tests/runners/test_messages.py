@@ -89,6 +89,33 @@ async def test_a_cancelled_local_run_says_where_it_is_kept_and_lists_every_missi
     np.testing.assert_array_equal(await out.read(), 255 - data)
 
 
+async def test_a_cancelled_in_memory_run_names_the_exact_missing_block_ids(caplog, rng):
+    """No journal (numpy in, numpy out): the log lists the ids a block_ids= re-run needs."""
+    from bioimage_async.cli.parser import id_list
+
+    data = rng.integers(0, 255, (64, 16, 16), dtype=np.uint8)
+    out = np.zeros_like(data)
+    task = asyncio.create_task(
+        ba.map_blocks(sleepy(0.3), data, out, block_shape=(1, 16, 16), num_workers=2)
+    )
+    await asyncio.sleep(2.5)
+    with caplog.at_level(logging.WARNING, logger="bioimage_async"):
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (message,) = [r.getMessage() for r in caplog.records if "cancelled" in r.getMessage()]
+    listed = message.split("the missing ids, ")[1].rstrip(".")
+    missing = id_list(listed.replace(" ", ""))
+    written = [z for z in range(64) if (out[z] == 255 - data[z]).all()]
+    assert 0 < len(missing) < 64 and sorted(set(missing) | set(written)) == list(range(64))
+    # a block whose write finished as the cancel came may be listed too (re-run, harmless)
+    assert len(set(missing) & set(written)) <= 4
+    await ba.map_blocks(
+        sleepy(0.0), data, out, block_shape=(1, 16, 16), num_workers=2, block_ids=missing
+    )
+    np.testing.assert_array_equal(out, 255 - data)
+
+
 async def test_a_cancelled_subprocess_run_says_where_it_is_kept(tmp_path, caplog, volume):
     src = await ba.create_source(
         tmp_path / "in.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import signal
 
@@ -275,6 +276,32 @@ async def test_progress_callable_sees_every_block(tmp_path, volume):
         progress=lambda d, t: seen.append((d, t)),
     )
     assert seen and seen[-1] == (total, total)
+
+
+@pytest.mark.parametrize("job_type", ["local", "subprocess"])
+async def test_a_progress_callable_that_raises_is_logged_and_the_run_finishes(
+    tmp_path, volume, caplog, job_type
+):
+    src, out = await make_input(tmp_path, volume)
+    calls = []
+
+    def broken(done, total):
+        calls.append(done)
+        raise ValueError("display went away")
+
+    with caplog.at_level(logging.ERROR, logger="bioimage_async"):
+        await ba.copy(
+            src,
+            out,
+            block_shape=CHUNKS,
+            job_type=job_type,
+            num_workers=2,
+            job_config=config(tmp_path),
+            progress=broken,
+        )
+    np.testing.assert_array_equal(await out.read(), volume)
+    assert len(calls) == 1  # called no more after it raised
+    assert any("progress callback" in r.getMessage() for r in caplog.records)
 
 
 def test_cli_status_and_attach_of_a_detached_run(tmp_path, volume):
