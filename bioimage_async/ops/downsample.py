@@ -111,7 +111,8 @@ def _compiled_mode_is_faster(
 def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Source | None:
     """tensorstore's own downsample driver over a tensorstore-backed input, served chunk to
     chunk (no block buffers, no thread hop). Its stride, mean, min, max and mode equal
-    ``kernels.reductions`` and ``src[::f, ...]`` exactly (pinned by the tests). None where the
+    ``kernels.reductions`` and ``src[::f, ...]`` exactly (pinned by the tests), except min and
+    max over NaN, which tensorstore skips (so float min/max do not come here). None where the
     input has no tensorstore handle."""
     store = src.tensorstore()
     if store is None:
@@ -225,7 +226,10 @@ async def downsample(
     if method is not None:
         kernel = ReduceKernel(factors, method, src.shape)
         ours = method == "mode" and _compiled_mode_is_faster(src, factors, shape)
-        view = None if ours else _tensorstore_view(src, factors, method)
+        # tensorstore's min/max skip NaN (min of 1 and NaN is 1); ours propagate it, as
+        # documented and as np.min does: float inputs take our kernel, zarr or numpy alike
+        nan_differs = method in ("min", "max") and src.dtype.kind in "fc"
+        view = None if ours or nan_differs else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)
         view = _strided_view(src, factors, resampling)

@@ -233,6 +233,25 @@ async def test_reductions_from_zarr_and_numpy_equal_the_kernel_on_the_whole_arra
     np.testing.assert_array_equal(blockwise, expected)
 
 
+@pytest.mark.parametrize("method", ["mode", "mean", "min", "max"])
+async def test_float_reductions_with_nan_agree_bit_for_bit_from_zarr_and_numpy(
+    tmp_path, rng, method
+):
+    """NaN propagates through min and max as documented (tensorstore's driver skips it)."""
+    data = rng.choice(np.array([1.0, 2.0, np.nan], np.float32), size=(16, 16, 16))
+    expected = reduce_windows(data, (2, 2, 2), method)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="float32", chunks=(8, 8, 8)
+    )
+    await src.write(..., data)
+    from_zarr = await ba.downsample(src, 2, method=method, block_shape=(4, 4, 4))
+    from_numpy = await ba.downsample(data, 2, method=method, block_shape=(4, 4, 4))
+    for result in (from_zarr, from_numpy):
+        np.testing.assert_array_equal(result.view(np.uint32), expected.view(np.uint32))
+    if method in ("min", "max"):
+        assert np.isnan(from_zarr).any()
+
+
 @pytest.mark.parametrize("case", ["compiled", "not built", "huge blocks"])
 async def test_mode_from_zarr_takes_the_compiled_kernel_else_tensorstores_driver(
     tmp_path, rng, monkeypatch, case
