@@ -76,6 +76,6 @@ def _cell_value(cell: Any) -> Any:
 def _pickled(value: Any) -> bytes:
     """The value as bytes: cloudpickle where it can, else its repr (still names the value)."""
     try:
-        return cloudpickle.dumps(value, protocol=5)
+        return bytes(cloudpickle.dumps(value, protocol=5))
     except Exception:  # noqa: BLE001 - any unpicklable value: fall back to its repr
         return repr(value).encode()

@@ -18,8 +18,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
 from ..errors import InvalidArgumentError, RunnerError
@@ -67,15 +65,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _missing_ids_text(ids: Sequence[int] | None, finished: np.ndarray | None) -> str:
+def _missing_ids_text(ids: Sequence[int] | None, finished: set[int] | None, total: int) -> str:
     """How to finish a cancelled run that keeps no journal: the exact ids, as ranges."""
     if finished is None:
         return ""
-    requested = np.arange(finished.size) if ids is None else np.asarray(ids, dtype=np.int64)
-    missing = requested[~finished[requested]]
+    if ids is not None:
+        text = id_ranges(i for i in ids if int(i) not in finished)
+    else:  # the whole grid (maybe 10**12 blocks): the gaps between the finished ones
+        gaps, start = [], 0
+        for block_id in sorted(finished) + [total]:
+            if block_id > start:
+                gaps.append(str(start) if block_id == start + 1 else f"{start}-{block_id - 1}")
+            start = block_id + 1
+        text = ", ".join(gaps)
     return (
         "The run keeps no journal (a source lives in memory): re-run with block_ids= the "
-        f"missing ids, {id_ranges(missing.tolist())}."
+        f"missing ids, {text}."
     )
 
 
@@ -271,7 +276,7 @@ class LocalRunner(Runner):
         buffers = input_buffers(task, in_flight, self.config.memory_budget // 4)
         done = 0
         # without a journal, only this run can say which blocks a re-run needs
-        finished = np.zeros(task.grid.num_blocks, dtype=bool) if journal is None else None
+        finished: set[int] | None = set() if journal is None else None
 
         def mark(block_id: int) -> None:
             nonlocal done
@@ -279,7 +284,7 @@ class LocalRunner(Runner):
             if journal is not None:
                 journal.mark(block_id)
             elif finished is not None:
-                finished[block_id] = True
+                finished.add(block_id)
 
         try:
             outcome = await run_blocks(
@@ -302,7 +307,7 @@ class LocalRunner(Runner):
                     f"Finish it with resume_from={journal.folder.path!r}; "
                     f"ba.sync.missing_blocks({journal.folder.path!r}) lists them."
                     if journal is not None
-                    else _missing_ids_text(ids, finished)
+                    else _missing_ids_text(ids, finished, task.grid.num_blocks)
                 )
                 logger.warning(
                     "run %r cancelled: %d of %d blocks missing; finished blocks are written. %s",
