@@ -114,7 +114,8 @@ def plan_writes(
             raise UnsafeBlockShapeError(
                 f"{output_name} is a region that starts at offset {offset} inside its chunk "
                 f"grid {tuple(chunks)}, so parallel blocks would share chunks. Use a region "
-                "that starts on a chunk boundary, or num_workers=1."
+                "that starts on a chunk boundary, or write one block at a time with "
+                "job_config=ba.RunnerConfig(in_flight=1)."
             )
         proposal = propose_block_shape(grid.block_shape, chunks, grid.shape)
         raise UnsafeBlockShapeError(

@@ -72,6 +72,9 @@ class TensorStoreSource(Source):
         write_chunk = _layout_shape(layout.write_chunk.shape, self._shape)
         self._chunks = read_chunk
         self._shards = write_chunk if write_chunk != read_chunk else None
+        # a view that starts inside a chunk (a user's store[5:], translated to zero) has its
+        # chunk borders off the multiples of the chunk shape: writers must know where they are
+        self._grid_offset = _grid_offset(store, write_chunk)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -84,6 +87,10 @@ class TensorStoreSource(Source):
     @property
     def chunks(self) -> tuple[int, ...] | None:
         return self._chunks
+
+    @property
+    def grid_offset(self) -> tuple[int, ...]:
+        return self._grid_offset
 
     @property
     def shards(self) -> tuple[int, ...] | None:
@@ -278,6 +285,23 @@ def _layout_shape(shape: Any, volume_shape: tuple[int, ...]) -> tuple[int, ...] 
     if not values or all(n == 0 for n in values):
         return None
     return tuple(n if n > 0 else max(v, 1) for n, v in zip(values, volume_shape))
+
+
+def _grid_offset(store: ts.TensorStore, write_chunk: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Where the write chunks' borders lie, relative to the domain's origin, per axis."""
+    try:
+        grid_origin = store.chunk_layout.grid_origin
+    except (ValueError, AttributeError):
+        grid_origin = None
+    if grid_origin is None or write_chunk is None:
+        return (0,) * store.ndim
+    offsets = []
+    for grid, origin, chunk in zip(grid_origin, store.domain.origin, write_chunk):
+        if grid is None or abs(int(grid)) > 2**62:  # an axis the layout leaves free
+            offsets.append(0)
+        else:
+            offsets.append((int(grid) - int(origin)) % chunk)
+    return tuple(offsets)
 
 
 def wrap_tensorstore(store: ts.TensorStore) -> TensorStoreSource:

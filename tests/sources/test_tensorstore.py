@@ -179,6 +179,27 @@ async def test_as_source_of_tensorstore_and_zarr_python_arrays(tmp_path, data):
 
 
 # ---- the errors, each naming the value and the fix -----------------------------------------
+async def test_a_tensorstore_view_starting_inside_a_chunk_reports_where_its_chunks_lie(
+    tmp_path,
+):
+    store = await ts.open(
+        {"driver": "zarr", "kvstore": {"driver": "file", "path": str(tmp_path / "a.zarr")}},
+        create=True,
+        dtype=ts.uint8,
+        shape=[40, 64, 64],
+        chunk_layout=ts.ChunkLayout(chunk_shape=[8, 16, 16]),
+    )
+    inside = ba.as_source(store[5:37, 3:, :])
+    assert inside.grid_offset == (3, 13, 0)  # chunk borders at 8 and 16 of the array
+    assert ba.as_source(store[8:, 16:, :]).grid_offset == (0, 0, 0)
+    data = np.random.default_rng(1).integers(1, 255, inside.shape, dtype=np.uint8)
+    with pytest.raises(ba.UnsafeBlockShapeError, match=r"offset \(3, 13, 0\).*in_flight=1"):
+        await ba.copy(data, inside, block_shape=(8, 16, 16), num_workers=2)
+    one_at_a_time = ba.RunnerConfig(in_flight=1)  # what the message proposes
+    await ba.copy(data, inside, block_shape=(8, 16, 16), job_config=one_at_a_time)
+    np.testing.assert_array_equal(await inside.read(), data)
+
+
 async def test_missing_file_unknown_extension_and_missing_key(tmp_path, data):
     with pytest.raises(FileNotFoundError, match="no such"):
         await ba.open_source(tmp_path / "missing.zarr")
