@@ -39,7 +39,9 @@ class MrcSource(ThreadedSource):
         self.path = path
         self._mrc = mrc
         data = mrc.data
-        self._data = data
+        order = _zyx_order(mrc, path, data.ndim)
+        self._data = data if order is None else data.transpose(order)  # a view, still mapped
+        data = self._data
         self._shape = tuple(int(n) for n in data.shape)
         self._dtype = np.dtype(data.dtype).newbyteorder("=")
         #: The flipped axis: y, the second-to-last (none for 1D data).
@@ -91,6 +93,32 @@ class MrcSource(ThreadedSource):
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> MrcSource:
         return await open_mrc(params["path"])
+
+
+def _zyx_order(mrc: Any, path: str, ndim: int) -> tuple[int, ...] | None:
+    """The transpose that puts a volume's data axes in z, y, x order, or None if they are.
+
+    MAPC/MAPR/MAPS say which spatial axis (1 x, 2 y, 3 z) the file's columns, rows and sections
+    run along. Most EM files use 1, 2, 3; crystallographic (CCP4) maps often do not, and reading
+    those as z, y, x would transpose the volume silently.
+    """
+    if ndim < 3:
+        return None
+    header = mrc.header
+    try:
+        axes = (int(header.maps), int(header.mapr), int(header.mapc))  # data axes 0, 1, 2
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if axes in ((3, 2, 1), (0, 0, 0)):  # standard, or never set (old writers)
+        return None
+    if sorted(axes) != [1, 2, 3]:
+        raise SourceError(
+            f"the MRC file {path!r} has an invalid axis order MAPC/MAPR/MAPS = "
+            f"{axes[2]}/{axes[1]}/{axes[0]} (each of 1, 2, 3 once); fix the header, e.g. "
+            "with mrcfile or IMOD's alterheader"
+        )
+    lead = ndim - 3
+    return tuple(range(lead)) + tuple(lead + axes.index(spatial) for spatial in (3, 2, 1))
 
 
 def _mrc_voxel_size(mrc: Any, ndim: int) -> tuple[float, ...] | None:

@@ -194,3 +194,31 @@ async def test_a_gzipped_mrc_file_is_refused_with_the_fix(tmp_path):
     (tmp_path / "a.mrc.gz").write_bytes(gzip.compress(b"not read"))
     with pytest.raises(ba.FormatNotSupportedError, match="decompress it first"):
         await ba.open_source(tmp_path / "a.mrc.gz")
+
+
+@pytest.mark.parametrize("mapc_mapr_maps", [(3, 2, 1), (2, 1, 3), (2, 3, 1), (3, 1, 2)])
+def test_a_file_with_another_axis_order_reads_as_the_standard_one(
+    tmp_path: Path, volume: np.ndarray, mapc_mapr_maps
+) -> None:
+    """CCP4-style maps store columns/rows/sections along other axes (MAPC/MAPR/MAPS)."""
+    mapc, mapr, maps = mapc_mapr_maps
+    position = {3: 0, 2: 1, 1: 2}  # where z, y, x are in the (z, y, x) volume
+    stored = np.ascontiguousarray(volume.transpose(position[maps], position[mapr], position[mapc]))
+    with mrcfile.new(tmp_path / "map.mrc", overwrite=True) as mrc:
+        mrc.set_data(stored)
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = mapc, mapr, maps
+    standard = run(ba.open_source(write_mrc(tmp_path / "std.mrc", volume)))
+    permuted = run(ba.open_source(tmp_path / "map.mrc"))
+    assert permuted.shape == volume.shape
+    np.testing.assert_array_equal(run(permuted.read()), run(standard.read()))
+    np.testing.assert_array_equal(
+        run(permuted.read(np.s_[2:9, 0:5, 3:17])), run(standard.read(np.s_[2:9, 0:5, 3:17]))
+    )
+
+
+def test_an_invalid_axis_order_is_refused_naming_it(tmp_path: Path, volume: np.ndarray) -> None:
+    with mrcfile.new(tmp_path / "bad.mrc", overwrite=True) as mrc:
+        mrc.set_data(volume)
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 1, 1, 3
+    with pytest.raises(ba.SourceError, match="MAPC/MAPR/MAPS = 1/1/3"):
+        run(ba.open_source(tmp_path / "bad.mrc"))
