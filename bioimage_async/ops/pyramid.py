@@ -93,7 +93,8 @@ def default_axes(ndim: int) -> str:
 
 def check_axes(axes: str | None, ndim: int) -> str:
     axes = axes or default_axes(ndim)
-    if len(axes) != ndim or len(set(axes)) != ndim or not set(axes) <= set("tczyx"):
+    in_order = "".join(a for a in "tczyx" if a in axes) == axes
+    if len(axes) != ndim or len(set(axes)) != ndim or not in_order:
         raise InvalidArgumentError(
             f"axes must name each of the {ndim} axes once, from t, c, z, y, x in that order "
             f"(e.g. {default_axes(ndim)!r}), got {axes!r}"
@@ -189,7 +190,10 @@ async def pyramid(
     anti-aliasing), 'nearest', 'linear' or 'cubic'. ``ngff_version`` '0.5' (zarr v3, sharded,
     ``dimension_names``) or '0.4' (zarr v2). ``labels=True`` writes a label image: inside an
     existing image pyramid at ``output_path`` as ``labels/<name>``, else at ``output_path``.
-    ``voxel_size``/``unit`` override what the input's format records. ``chunks`` and (0.5)
+    ``voxel_size``/``unit`` override what the input's format records (and drop its
+    translation, which is in its own units). ``axes`` default to the input's (OME-Zarr), else
+    'tczyx''s last letters; an integer ``factor`` downsamples the spatial axes only, and the
+    channel axis is never downsampled. ``chunks`` and (0.5)
     ``shards`` set level 0's layout (default 64 per spatial axis, shards of ~32 MiB).
     Returns the level sources, finest first. Every argument is checked before anything is
     created.
@@ -216,12 +220,15 @@ async def pyramid(
             f"reopened by {options.job_type} workers; write it to zarr/n5 first or use "
             "job_type='local'"
         )
-    axes = check_axes(axes, src.ndim)
-    factors = normalize_factors(factor, src.ndim)
+    axes = check_axes(axes or src.axes, src.ndim)  # the input's own axes (OME-Zarr) first
+    factors = level_factors(factor, axes)
     shapes = level_shapes(src.shape, factors, levels)
     chosen = choose_method(method, src.dtype, labels)
     reduces = chosen in REDUCTIONS
+    # the input's translation is in its own units: kept unless the call gives the physical size
+    overridden = voxel_size is not None or unit is not None
     sizes, unit = _physical(src, voxel_size, unit)
+    origin = _origin_for(None if overridden else src.translation, src.ndim)
     level_chunks = _chunks(chunks, src, axes)
     root = Location.parse(output_path)
     base = ""
@@ -233,9 +240,11 @@ async def pyramid(
             base = f"labels/{name}"  # inside the image, in the image's own version
             ngff_version = "0.5" if image.get("version") == "0.5" else "0.4"
             if voxel_size is None and src.voxel_size is None and image_levels[0].voxel_size:
-                # labels drawn on the image share its physical space
+                # labels drawn on the image share its physical space, origin included
                 sizes = for_axes(image_levels[0].voxel_size, src.ndim)
                 unit = unit if unit is not None else image_levels[0].unit
+                if src.translation is None and image_levels[0].translation:
+                    origin = _origin_for(image_levels[0].translation, src.ndim)
     name = name or root.name
     resuming = options.resume_from is not None
     outputs = []
@@ -298,12 +307,45 @@ async def pyramid(
         shapes,
         factors,
         sizes,
+        origin,
         chosen,
         reduces,
         labels,
         ngff_version,
     )
     return outputs
+
+
+async def _drop_stale_consolidated_metadata(root: Location) -> None:
+    """An image's zarr.json may hold consolidated metadata (ngff-zarr writes it) listing its
+    nodes; zarr-python then trusts that list, so labels added beside it were invisible
+    ("'labels' not found in consolidated metadata"). Without the list readers walk the store."""
+    meta = await root.read_json("zarr.json")
+    if meta is not None and meta.get("consolidated_metadata") is not None:
+        meta.pop("consolidated_metadata")
+        await root.write("zarr.json", json.dumps(meta, indent=1).encode())
+
+
+def level_factors(factor: Any, axes: str) -> tuple[int, ...]:
+    """Per-axis factors: an integer applies to the spatial axes only (averaging channels or
+    time points together would mix unrelated images); channels are never downsampled."""
+    if isinstance(factor, (int, np.integer)) and not isinstance(factor, bool):
+        factor = tuple(int(factor) if a in ome_zarr.SPATIAL else 1 for a in axes)
+    factors = normalize_factors(factor, len(axes))
+    if "c" in axes and factors[axes.index("c")] != 1:
+        raise InvalidArgumentError(
+            f"factor {factors} downsamples the channel axis c of axes {axes!r}, which would "
+            "average different channels together; give 1 for c"
+        )
+    return factors
+
+
+def _origin_for(translation: Any, ndim: int) -> tuple[float, ...]:
+    """Level 0's translation (where voxel 0 sits), 0 where nothing records one."""
+    if translation is None:
+        return (0.0,) * ndim
+    values = tuple(float(v) for v in translation)
+    return (0.0,) * (ndim - len(values)) + values[-ndim:]
 
 
 def _physical(
@@ -344,12 +386,13 @@ async def _write_metadata(
     shapes: list[tuple[int, ...]],
     factors: tuple[int, ...],
     sizes: tuple[float, ...],
+    origin: tuple[float, ...],
     method: str,
     reduces: bool,
     labels: bool,
     version: str,
 ) -> None:
-    transforms = physical_levels(shapes, factors, sizes, (0.0,) * len(sizes), reduces)
+    transforms = physical_levels(shapes, factors, sizes, origin, reduces)
     datasets = [
         ome_zarr.dataset_json(str(level), scale, shift)
         for level, (scale, shift) in enumerate(transforms)
@@ -367,5 +410,6 @@ async def _write_metadata(
             await _write_group(
                 root, "labels", ome_zarr.labels_group_attributes(names, version), version
             )
+            await _drop_stale_consolidated_metadata(root)
     else:
         await _write_group(root, base, ome_zarr.image_attributes(multiscale, version), version)

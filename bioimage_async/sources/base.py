@@ -145,6 +145,18 @@ class Source(ABC):
         return None
 
     @property
+    def axes(self) -> str | None:
+        """The axes' names as letters of "tczyx" where the format records them (OME-Zarr),
+        else None."""
+        return None
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        """Where voxel 0 sits in physical space (in ``unit``), where the format records it
+        (OME-Zarr), else None."""
+        return None
+
+    @property
     def grid_offset(self) -> tuple[int, ...]:
         """Where the write grid's borders lie in this source's coordinates: at
         ``grid_offset + k * write_granularity`` on each axis (non-zero for a region of a larger

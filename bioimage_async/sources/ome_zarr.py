@@ -44,6 +44,8 @@ class Level:
     voxel_size: tuple[float, ...] | None
     translation: tuple[float, ...] | None
     unit: str | None
+    #: the axes' names as letters of "tczyx" ("czyx"), or None when they are not all such
+    axes: str | None = None
 
 
 def _transform(transforms: Any, kind: str) -> tuple[float, ...] | None:
@@ -65,8 +67,14 @@ def multiscale_levels(attributes: dict[str, Any]) -> list[Level] | None:
     if not isinstance(multiscales, list) or not multiscales:
         return None
     first = multiscales[0]
-    units = [normalize_unit(a.get("unit")) for a in first.get("axes", []) if isinstance(a, dict)]
+    axes = [a for a in first.get("axes", []) if isinstance(a, dict)]
+    # the spatial unit: a time axis's "second" is not the unit of the voxel size
+    units = [normalize_unit(a.get("unit")) for a in axes if _is_spatial(a)]
     unit = next((u for u in units if u is not None), None)
+    names = "".join(str(a.get("name", "")) for a in axes)
+    letters = names if len(names) == len(axes) and len(set(names)) == len(names) else None
+    if letters is not None and not set(letters) <= set("tczyx"):
+        letters = None
     global_scale = _transform(first.get("coordinateTransformations"), "scale")
     global_shift = _transform(first.get("coordinateTransformations"), "translation")
     levels = []
@@ -79,8 +87,13 @@ def multiscale_levels(attributes: dict[str, Any]) -> list[Level] | None:
                 shift = tuple(a * b for a, b in zip(shift, global_scale))
         if global_shift is not None:
             shift = tuple(a + b for a, b in zip(shift or (0.0,) * len(global_shift), global_shift))
-        levels.append(Level(str(dataset.get("path")), positive_sizes(scale), shift, unit))
+        levels.append(Level(str(dataset.get("path")), positive_sizes(scale), shift, unit, letters))
     return levels
+
+
+def _is_spatial(axis: dict[str, Any]) -> bool:
+    kind = axis.get("type")
+    return kind == "space" if kind is not None else axis.get("name") in SPATIAL
 
 
 def pick_level(levels: list[Level], level: int | None, where: str) -> Level:

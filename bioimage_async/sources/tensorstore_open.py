@@ -22,7 +22,7 @@ from ..errors import (
 from .base import Source
 from .formats import CreateRequest
 from .location import Location
-from .ome_zarr import group_attributes, multiscale_levels, pick_level
+from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
 from .physical import for_axes, n5_voxel_size, positive_sizes
 from .storage import (
     bounded,
@@ -217,8 +217,11 @@ async def open_tensorstore(
         raise SourceNotFoundError(f"no such file or folder: {str(location)!r}")
     key = (internal_path or "").strip("/")
     physical: tuple[tuple[float, ...] | None, str | None] = (None, None)
+    ome: Level | None = None
     if driver.format in ("zarr", "zarr3"):
-        key, physical = await ome_level(location, key, level)
+        key, ome = await ome_level(location, key, level)
+        if ome is not None:
+            physical = (ome.voxel_size, ome.unit)
     elif level is not None and not isinstance(driver, Precomputed):
         raise InvalidArgumentError(
             f"level= selects a level of an OME-Zarr multiscale or a precomputed layer; "
@@ -257,6 +260,10 @@ async def open_tensorstore(
     voxel_size, unit = physical
     if voxel_size is not None and len(voxel_size) != store.ndim:
         voxel_size = None  # metadata that does not match the array: better none than wrong
+    axes = ome.axes if ome is not None and ome.axes and len(ome.axes) == store.ndim else None
+    translation = ome.translation if ome is not None else None
+    if translation is not None and len(translation) != store.ndim:
+        translation = None
     return TensorStoreSource(
         store,
         writable=writable,
@@ -266,14 +273,14 @@ async def open_tensorstore(
         lock_path=writer_lock_path(location, key),
         voxel_size=voxel_size,
         unit=unit,
+        axes=axes,
+        translation=translation,
     )
 
 
-async def ome_level(
-    location: Location, key: str, level: int | None
-) -> tuple[str, tuple[tuple[float, ...] | None, str | None]]:
-    """For an OME-Zarr multiscale group at ``key``: the key of the chosen level and its voxel
-    size; for an array listed by its parent's multiscale: its voxel size; else nothing."""
+async def ome_level(location: Location, key: str, level: int | None) -> tuple[str, Level | None]:
+    """For an OME-Zarr multiscale group at ``key``: the key of the chosen level and the level;
+    for an array listed by its parent's multiscale: its level; else None."""
     attributes = await group_attributes(location, key)
     if attributes is not None:
         levels = multiscale_levels(attributes)
@@ -283,9 +290,9 @@ async def ome_level(
                     f"level={level}: {location.join(key)} is a group without OME-Zarr "
                     "multiscales metadata"
                 )
-            return key, (None, None)
+            return key, None
         chosen = pick_level(levels, level, str(location.join(key)))
-        return "/".join(p for p in (key, chosen.path) if p), (chosen.voxel_size, chosen.unit)
+        return "/".join(p for p in (key, chosen.path) if p), chosen
     if level is not None:
         raise InvalidArgumentError(
             f"level={level} selects a level of an OME-Zarr multiscale group; "
@@ -295,8 +302,8 @@ async def ome_level(
     parent_attributes = await group_attributes(location, parent) if name else None
     for candidate in multiscale_levels(parent_attributes or {}) or []:
         if candidate.path == name:
-            return key, (candidate.voxel_size, candidate.unit)
-    return key, (None, None)
+            return key, candidate
+    return key, None
 
 
 def precomputed_voxel_size(

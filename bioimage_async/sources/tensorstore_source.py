@@ -48,8 +48,12 @@ class TensorStoreSource(Source):
         lock_path: str | None = None,
         voxel_size: tuple[float, ...] | None = None,
         unit: str | None = None,
+        axes: str | None = None,
+        translation: tuple[float, ...] | None = None,
     ) -> None:
         self.store = store
+        self._axes = axes
+        self._translation = translation
         self._raw_plans: dict[int, tuple[Source, RawCopyPlan | None]] = {}
         #: chunk (shard) files copied here as they are, without decoding (see copy_region_from)
         self.raw_chunk_files = 0
@@ -121,6 +125,14 @@ class TensorStoreSource(Source):
     @property
     def unit(self) -> str | None:
         return self._unit
+
+    @property
+    def axes(self) -> str | None:
+        return self._axes
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        return self._translation
 
     async def with_read_cache(self, nbytes: int) -> Source:
         """Reopened read-only with a cache pool of its own (the process's thread pools and
