@@ -16,8 +16,9 @@ from ..runners.options import ExecKwargs
 from ..sources.indexing import Roi
 from ..sources.registry import as_source
 from ._exec import OpResult, allocate_output, exec_options, finish, run_task
-from .copy import resolve_block_shape, same_source
+from .copy import resolve_block_shape
 from .fingerprint import function_fingerprint
+from .overlap import shares_voxels
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ async def map_blocks(
         raise InvalidArgumentError(
             f"output shape {out.shape} must equal the input shape {src.shape}"
         )
-    if same_source(src, out) and halo is not None and any(halo):
-        raise InvalidArgumentError(
-            "map_blocks with a halo cannot write into its own input (blocks would read "
-            "neighbours already overwritten); use a separate output"
-        )
     if halo is not None:
         halo = halo_tuple(halo, src.ndim)
+    if halo is not None and any(halo) and shares_voxels(src, out):
+        raise InvalidArgumentError(
+            "map_blocks with a halo cannot write into its own input (blocks would read "
+            "neighbours already overwritten), and the output holds voxels of the input (the "
+            "same array, opened twice or through a view); use a separate output"
+        )
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(
         "map_blocks",

@@ -80,3 +80,39 @@ async def test_worker_that_prints_does_not_break_the_protocol(volume):
 
     result = await ba.map_blocks(noisy, volume, block_shape=(16, 32, 32), num_workers=2)
     np.testing.assert_array_equal(result, volume + 1)
+
+
+def _box_mean(block):
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(block.astype(np.float32), 5, mode="nearest")
+
+
+async def test_a_halo_into_the_same_array_through_another_handle_or_a_view_is_refused(tmp_path):
+    """Opened twice (r and r+) or viewed whole, the output is still the input: refused before
+    anything is written, as when the same object is passed twice."""
+    data = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    array = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype="float32", chunks=(16, 16)
+    )
+    await array.write(..., data)
+    reader = await ba.open_source(tmp_path / "a.zarr", mode="r")
+    writer = await ba.open_source(tmp_path / "a.zarr", mode="r+")
+    for source, target, halo in [
+        (array, array, 2),  # an int halo too (it raised TypeError before the check)
+        (reader, writer, (2, 2)),
+        (array.view(np.s_[:, :]), array, (2, 2)),
+        (array.view(np.s_[8:40, :]), array.view(np.s_[32:64, :]), (2, 2)),  # overlapping rows
+    ]:
+        with pytest.raises(ba.InvalidArgumentError, match="own input"):
+            await ba.map_blocks(_box_mean, source, target, halo=halo, block_shape=(16, 16))
+    np.testing.assert_array_equal(await array.read(), data)  # nothing written
+    # disjoint regions of one array are separate input and output
+    await ba.map_blocks(
+        _box_mean,
+        array.view(np.s_[0:32, :]),
+        array.view(np.s_[32:64, :]),
+        halo=(2, 2),
+        block_shape=(16, 16),
+    )
+    np.testing.assert_allclose(await array.read(np.s_[32:64, :]), _box_mean(data[0:32]), rtol=1e-6)
