@@ -267,6 +267,8 @@ def raw_chunks(source: Source) -> RawChunks | None:
     except ValueError:
         return None
     driver = str(spec.get("driver", ""))
+    if spec.get("field") is not None or spec.get("open_as_void"):
+        return None  # one field of a structured dtype: a chunk file holds every field
     found = _naming(driver, spec)
     if found is None:
         return None

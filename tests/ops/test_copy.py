@@ -178,3 +178,42 @@ async def test_default_copy_blocks_are_copy_sized_and_hold_whole_output_chunks(t
     assert stats.blocks_total == len(counted.reads) == 2
     assert sizes == {COPY_BLOCK_BYTES}
     assert all(s.start % c == 0 for roi in counted.reads for s, c in zip(roi, (16, 64, 64)))
+
+
+async def test_copying_one_field_of_a_structured_zarr_array_decodes_instead_of_raw_copying(
+    tmp_path,
+):
+    """A chunk file of a structured dtype holds every field: copying whole files from field
+    'a' into field 'b' of another array overwrote its field 'a' too."""
+    import tensorstore as ts
+
+    dtype = [["a", "<u2", []], ["b", "<u2", []]]
+
+    def spec(name, field, create):
+        opened = {
+            "driver": "zarr",
+            "kvstore": {"driver": "file", "path": str(tmp_path / name)},
+            "field": field,
+        }
+        if create:
+            opened["metadata"] = {
+                "shape": [32, 32],
+                "chunks": [16, 16],
+                "dtype": dtype,
+                "compressor": None,
+                "fill_value": None,
+            }
+        return opened
+
+    in_a = await ts.open(spec("in.zarr", "a", True), create=True)
+    await in_a.write(np.full((32, 32), 1, np.uint16))
+    await (await ts.open(spec("in.zarr", "b", False))).write(np.full((32, 32), 2, np.uint16))
+    out_b = await ts.open(spec("out.zarr", "b", True), create=True)
+    out_a = await ts.open(spec("out.zarr", "a", False))
+    await out_a.write(np.full((32, 32), 9, np.uint16))
+    await out_b.write(np.full((32, 32), 9, np.uint16))
+    target = ba.as_source(out_b)
+    await ba.copy(ba.as_source(in_a), target, block_shape=(16, 16))
+    assert target.raw_chunk_files == 0
+    np.testing.assert_array_equal(await out_b.read(), np.full((32, 32), 1, np.uint16))
+    np.testing.assert_array_equal(await out_a.read(), np.full((32, 32), 9, np.uint16))
