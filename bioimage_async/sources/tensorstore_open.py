@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any
 
 import tensorstore as ts
@@ -332,6 +333,8 @@ async def n5_physical(
             if depth < len(parts):  # a group's resolution, scaled by the dataset's own factors
                 own = await location.join(*parts).read_json("attributes.json") or {}
                 factors = positive_sizes(own.get("downsamplingFactors"))
+                if factors is None:  # N5-viewer: the group lists every sN's factors
+                    factors = _viewer_scale(attributes, parts[-1] if parts else "")
                 if factors is not None and len(factors) <= ndim:
                     zyx = tuple(reversed(factors))
                     sizes = found[0]
@@ -341,6 +344,15 @@ async def n5_physical(
                     return scaled, found[1]
             return found
     return None, None
+
+
+def _viewer_scale(group: dict[str, Any], name: str) -> tuple[float, ...] | None:
+    """Level ``sN``'s factors (fastest axis first) from an N5-viewer group's ``scales``."""
+    match = re.fullmatch(r"s(\d+)", name)
+    scales = group.get("scales")
+    if match is None or not isinstance(scales, list) or int(match.group(1)) >= len(scales):
+        return None
+    return positive_sizes(scales[int(match.group(1))])
 
 
 #: The file a run writing into a local array keeps inside its folder while it runs.

@@ -174,3 +174,22 @@ async def test_imagej_hyperstack_sizes_go_to_their_axes(tmp_path, shape, axes, e
     assert src.shape == shape
     assert src.voxel_size == pytest.approx(expected) and src.unit == "micrometer"
     np.testing.assert_array_equal(await src.read(), data)
+
+
+async def test_n5_viewer_levels_take_their_factors_from_the_groups_scales(tmp_path):
+    """N5-viewer's layout: the root holds pixelResolution and one entry of ``scales`` per sN,
+    whose own attributes hold no downsamplingFactors (every level read as s0's size)."""
+    z5py = pytest.importorskip("z5py")
+    f = z5py.File(str(tmp_path / "viewer.n5"), "w")
+    for level in range(3):
+        n = 2**level
+        f.create_dataset(
+            f"c0/s{level}", shape=(32 // n, 64 // n, 64 // n), chunks=(8, 16, 16), dtype="uint8"
+        )
+    f.attrs["scales"] = [[1, 1, 1], [2, 2, 2], [4, 4, 4]]
+    f.attrs["pixelResolution"] = {"unit": "um", "dimensions": [0.1, 0.2, 0.5]}  # x y z
+    for level in range(3):
+        src = await ba.open_source(tmp_path / "viewer.n5", f"c0/s{level}")
+        n = 2**level
+        assert src.voxel_size == pytest.approx((0.5 * n, 0.2 * n, 0.1 * n))
+        assert src.unit == "micrometer"
