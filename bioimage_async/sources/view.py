@@ -60,6 +60,22 @@ class ViewSource(Source):
     def unit(self) -> str | None:
         return self.parent.unit
 
+    @property
+    def axes(self) -> str | None:
+        axes = self.parent.axes
+        return None if axes is None else "".join(axes[a] for a in self._kept)
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        """The parent's origin moved to the view's first voxel (voxel i sits at
+        ``translation + i * voxel_size``)."""
+        origin, sizes = self.parent.translation, self.parent.voxel_size
+        if origin is None:
+            return None
+        steps = sizes if sizes is not None else (1.0,) * len(origin)
+        moved = [o + s * r.start for o, s, r in zip(origin, steps, self.region.roi)]
+        return tuple(moved[a] for a in self._kept)
+
     def _kept_floats(self, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
         return None if values is None else tuple(values[a] for a in self._kept)
 

@@ -115,3 +115,22 @@ async def test_the_input_translation_is_kept_and_labels_inside_share_it(tmp_path
     assert label_levels[0]["coordinateTransformations"][1]["translation"] == [100.0, 50.0, 25.0]
     group = zarr.open_group(str(source), mode="r")
     np.testing.assert_array_equal(group["labels"]["cells"]["0"][...], labels)
+
+
+async def test_a_crop_of_an_ome_zarr_input_keeps_its_axes_and_moves_its_origin(tmp_path):
+    data = np.random.default_rng(3).integers(0, 255, (2, 16, 32, 32), dtype=np.uint8)
+    image = ngff_zarr.to_ngff_image(
+        data,
+        dims=["c", "z", "y", "x"],
+        scale={"c": 1.0, "z": 2.0, "y": 0.5, "x": 0.5},
+        translation={"c": 0.0, "z": 100.0, "y": 50.0, "x": 25.0},
+    )
+    ngff_zarr.to_ngff_zarr(str(tmp_path / "in.ome.zarr"), ngff_zarr.to_multiscales(image))
+    src = await ba.open_source(tmp_path / "in.ome.zarr")
+    crop = src.view(np.s_[:, 4:12, 8:24, :])
+    assert crop.axes == "czyx"
+    assert crop.translation == (0.0, 108.0, 54.0, 25.0)
+    levels = await ba.pyramid(crop, tmp_path / "crop.ome.zarr", 2, method="mean")
+    assert levels[1].shape == (2, 4, 8, 16)  # channels kept apart
+    back = ngff_zarr.from_ngff_zarr(str(tmp_path / "crop.ome.zarr"))
+    assert back.images[0].translation == {"c": 0.0, "z": 108.0, "y": 54.0, "x": 25.0}
