@@ -316,14 +316,25 @@ async def pyramid(
     return outputs
 
 
-async def _drop_stale_consolidated_metadata(root: Location) -> None:
-    """An image's zarr.json may hold consolidated metadata (ngff-zarr writes it) listing its
-    nodes; zarr-python then trusts that list, so labels added beside it were invisible
-    ("'labels' not found in consolidated metadata"). Without the list readers walk the store."""
+async def _refresh_consolidated_metadata(root: Location, base: str, levels: int) -> None:
+    """An image's consolidated metadata (ngff-zarr writes it) lists its nodes, and zarr-python
+    trusts that list: labels added beside it were invisible ("'labels' not found in
+    consolidated metadata"). zarr v3: the list is dropped (readers walk the store); zarr v2:
+    the label's groups and arrays are added to ``.zmetadata``."""
     meta = await root.read_json("zarr.json")
     if meta is not None and meta.get("consolidated_metadata") is not None:
         meta.pop("consolidated_metadata")
         await root.write("zarr.json", json.dumps(meta, indent=1).encode())
+    consolidated = await root.read_json(".zmetadata")
+    if consolidated is None or not isinstance(consolidated.get("metadata"), dict):
+        return
+    keys = ["labels/.zgroup", "labels/.zattrs", f"{base}/.zgroup", f"{base}/.zattrs"]
+    keys += [f"{base}/{level}/{name}" for level in range(levels) for name in (".zarray", ".zattrs")]
+    for key in keys:
+        document = await root.read_json(key)
+        if document is not None:
+            consolidated["metadata"][key] = document
+    await root.write(".zmetadata", json.dumps(consolidated, indent=1).encode())
 
 
 def level_factors(factor: Any, axes: str) -> tuple[int, ...]:
@@ -410,6 +421,6 @@ async def _write_metadata(
             await _write_group(
                 root, "labels", ome_zarr.labels_group_attributes(names, version), version
             )
-            await _drop_stale_consolidated_metadata(root)
+            await _refresh_consolidated_metadata(root, base, len(shapes))
     else:
         await _write_group(root, base, ome_zarr.image_attributes(multiscale, version), version)

@@ -90,7 +90,8 @@ async def test_axes_out_of_tczyx_order_are_refused(tmp_path):
     assert not (tmp_path / "o.ome.zarr").exists()
 
 
-async def test_the_input_translation_is_kept_and_labels_inside_share_it(tmp_path):
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+async def test_the_input_translation_is_kept_and_labels_inside_share_it(tmp_path, version):
     data = np.random.default_rng(2).integers(0, 255, (16, 32, 32), dtype=np.uint8)
     image = ngff_zarr.to_ngff_image(
         data,
@@ -100,11 +101,13 @@ async def test_the_input_translation_is_kept_and_labels_inside_share_it(tmp_path
         axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
     )
     source = tmp_path / "in.ome.zarr"
-    ngff_zarr.to_ngff_zarr(str(source), ngff_zarr.to_multiscales(image, scale_factors=[2]))
+    ngff_zarr.to_ngff_zarr(
+        str(source), ngff_zarr.to_multiscales(image, scale_factors=[2]), version=version
+    )
     src = await ba.open_source(source)
     assert src.translation == (100.0, 50.0, 25.0)
     out = tmp_path / "out.ome.zarr"
-    await ba.pyramid(src, out, 2, method="mean")
+    await ba.pyramid(src, out, 2, method="mean", ngff_version=version)
     back = ngff_zarr.from_ngff_zarr(str(out))
     assert back.images[0].translation == {"z": 100.0, "y": 50.0, "x": 25.0}
     assert back.images[1].translation == {"z": 101.0, "y": 50.25, "x": 25.25}
