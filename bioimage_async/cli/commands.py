@@ -110,6 +110,24 @@ async def run_guarded(
         raise
 
 
+def require_resumable_output(args: argparse.Namespace, created: CreatedOutput) -> None:
+    """--resume finishes blocks into the output the run left: if it is gone, creating it
+    afresh would leave every block the run had finished empty while the run reports success."""
+    if args.resume is None or not created.location.is_local:
+        return
+    if not created.container_existed or (created.key and not created.key_existed):
+        missing = (
+            os.path.join(created.location.path, created.key)
+            if created.key
+            else (created.location.path)
+        )
+        raise ba.InvalidArgumentError(
+            f"--resume {args.resume} finishes a run into {missing}, which is not there any "
+            "more (removed or moved); the blocks that run finished were in it. Run the command "
+            "again without --resume"
+        )
+
+
 async def create_output(
     args: argparse.Namespace,
     path: str,
@@ -119,6 +137,7 @@ async def create_output(
     **extra: Any,
 ) -> tuple[ba.Source, CreatedOutput]:
     created = CreatedOutput(path, args.out_key)
+    require_resumable_output(args, created)
     try:
         out = await ba.create_source(
             path,
@@ -319,6 +338,7 @@ async def cmd_pyramid(args: argparse.Namespace) -> int:
     kwargs = exec_kwargs(args)
     src = await open_input(args)
     created = CreatedOutput(args.output, None)
+    require_resumable_output(args, created)
     stats = ba.RunStats()
     kwargs["stats"] = stats
     started = time.perf_counter()

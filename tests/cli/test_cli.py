@@ -144,6 +144,33 @@ def test_failed_run_exits_1_with_ids_and_a_rerun_command(tmp_path, volume):
     assert "failed block ids: [11]" in distributed.stderr and "--resume" in distributed.stderr
 
 
+def test_resume_into_an_output_that_is_gone_is_refused(tmp_path, volume):
+    """Recreating it would leave every block the run had finished empty, with exit 0."""
+    import re
+    import shutil
+
+    src = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(src), shape=volume.shape, chunks=(16, 32, 32), dtype="uint8", zarr_format=2
+    )[:] = volume
+    good = (src / "1.0.2").read_bytes()
+    (src / "1.0.2").write_bytes(b"this is not a blosc chunk")
+    args = ["convert", src, tmp_path / "out.zarr", "--chunks", "16,32,32"]
+    args += ["--block-shape", "16,32,32", "--tmp-root", tmp_path / "runs"]
+    failed = run(*args)
+    assert failed.returncode == 1, failed.stderr
+    folder = re.search(r"--resume (\S+)", failed.stderr).group(1)
+    (src / "1.0.2").write_bytes(good)
+    shutil.move(tmp_path / "out.zarr", tmp_path / "moved.zarr")
+    refused = run(*args, "--resume", folder)
+    assert refused.returncode == 2 and "not there any more" in refused.stderr
+    assert not (tmp_path / "out.zarr").exists()
+    shutil.move(tmp_path / "moved.zarr", tmp_path / "out.zarr")
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], volume)
+
+
 def test_out_of_range_block_ids_exit_2(tmp_path, tiff_file):
     result = run("convert", tiff_file, tmp_path / "o.zarr", "--block-ids", "0,99999")
     assert result.returncode == 2 and "out of range" in result.stderr
