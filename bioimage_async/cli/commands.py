@@ -23,6 +23,7 @@ from ..errors import BioimageAsyncError, RunnerError
 from ..runners.options import ExecOptions
 from ..sources import ome_zarr
 from ..sources.location import Location
+from ..sources.physical import check_unit, sizes_in_unit
 from ..sources.registry import infer_format
 from .parser import EXIT_OK
 
@@ -266,6 +267,11 @@ async def cmd_convert(args: argparse.Namespace) -> int:
     chunks = default_chunks(src.shape, args.chunks)
     voxel_size = args.voxel_size if args.voxel_size is not None else src.voxel_size
     unit = args.unit if args.unit is not None else (src.unit if args.voxel_size is None else None)
+    if args.voxel_size is None and args.unit is not None and voxel_size is not None:
+        # --unit alone names the unit to record the input's sizes in: convert them
+        unit = check_unit(args.unit)
+        spatial = [a >= len(voxel_size) - 3 for a in range(len(voxel_size))]
+        voxel_size = sizes_in_unit(voxel_size, src.unit, unit, spatial)
     out, created = await create_output(
         args,
         args.output,

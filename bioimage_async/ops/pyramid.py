@@ -36,7 +36,7 @@ from ..runners.registry import runner_backend
 from ..sources import ome_zarr
 from ..sources.base import Source
 from ..sources.location import Location
-from ..sources.physical import check_unit, for_axes, positive_sizes
+from ..sources.physical import check_unit, for_axes, positive_sizes, sizes_in_unit
 from ..sources.registry import as_source, create_source
 from ._exec import exec_options
 from .copy import copy, positive_int_tuple
@@ -190,8 +190,8 @@ async def pyramid(
     anti-aliasing), 'nearest', 'linear' or 'cubic'. ``ngff_version`` '0.5' (zarr v3, sharded,
     ``dimension_names``) or '0.4' (zarr v2). ``labels=True`` writes a label image: inside an
     existing image pyramid at ``output_path`` as ``labels/<name>``, else at ``output_path``.
-    ``voxel_size``/``unit`` override what the input's format records (and drop its
-    translation, which is in its own units). ``axes`` default to the input's (OME-Zarr), else
+    ``voxel_size``/``unit`` override what the input's format records (``unit`` alone converts
+    the recorded sizes and translation into it; ``voxel_size`` drops the input's translation). ``axes`` default to the input's (OME-Zarr), else
     'tczyx''s last letters; an integer ``factor`` downsamples the spatial axes only, and the
     channel axis is never downsampled. ``chunks`` and (0.5)
     ``shards`` set level 0's layout (default 64 per spatial axis, shards of ~32 MiB).
@@ -225,10 +225,13 @@ async def pyramid(
     shapes = level_shapes(src.shape, factors, levels)
     chosen = choose_method(method, src.dtype, labels)
     reduces = chosen in REDUCTIONS
-    # the input's translation is in its own units: kept unless the call gives the physical size
-    overridden = voxel_size is not None or unit is not None
-    sizes, unit = _physical(src, voxel_size, unit)
-    origin = _origin_for(None if overridden else src.translation, src.ndim)
+    # the input's translation, in the unit of the sizes; another voxel_size= is another space
+    translation = None if voxel_size is not None else src.translation
+    sizes, unit = _physical(src, voxel_size, unit, axes)
+    if translation is not None and len(translation) == src.ndim:
+        spatial = [a in ome_zarr.SPATIAL for a in axes]
+        translation = sizes_in_unit(translation, src.unit, unit, spatial)
+    origin = _origin_for(translation, src.ndim)
     level_chunks = _chunks(chunks, src, axes)
     root = Location.parse(output_path)
     base = ""
@@ -360,7 +363,7 @@ def _origin_for(translation: Any, ndim: int) -> tuple[float, ...]:
 
 
 def _physical(
-    src: Source, voxel_size: Any, unit: str | None
+    src: Source, voxel_size: Any, unit: str | None, axes: str
 ) -> tuple[tuple[float, ...], str | None]:
     """Level 0's voxel size and unit: the arguments, else what the input's format records,
     else 1 (and no unit)."""
@@ -373,7 +376,11 @@ def _physical(
             )
         return for_axes(sizes, src.ndim), check_unit(unit)
     if src.voxel_size is not None and len(src.voxel_size) == src.ndim:
-        return tuple(src.voxel_size), check_unit(unit) if unit is not None else src.unit
+        if unit is None:
+            return tuple(src.voxel_size), src.unit
+        wanted = check_unit(unit)  # the recorded sizes, converted (not relabelled)
+        spatial = [a in ome_zarr.SPATIAL for a in axes]
+        return sizes_in_unit(src.voxel_size, src.unit, wanted, spatial), wanted
     return (1.0,) * src.ndim, check_unit(unit)
 
 

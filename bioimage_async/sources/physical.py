@@ -133,3 +133,19 @@ def in_nanometers(sizes: Sequence[float], unit: str | None) -> list[float]:
     """Sizes converted to nm (precomputed's unit); sizes without a unit are taken as nm."""
     factor = NANOMETERS.get(unit or "nanometer", 1.0)
     return [float(v) * factor for v in sizes]
+
+
+def sizes_in_unit(
+    sizes: Sequence[float], from_unit: str | None, to_unit: str | None, spatial: Sequence[bool]
+) -> tuple[float, ...]:
+    """``sizes`` (in ``from_unit``) expressed in ``to_unit`` on the spatial axes.
+
+    Naming another unit for recorded sizes is a conversion, not a relabelling: 0.1 um called
+    nm would make the volume 1000 times smaller. Sizes without a unit take ``to_unit`` as is.
+    """
+    if from_unit is None or to_unit is None or from_unit == to_unit:
+        return tuple(float(s) for s in sizes)
+    factor = NANOMETERS[from_unit] / NANOMETERS[to_unit]
+    return tuple(
+        float(s) * factor if is_spatial else float(s) for s, is_spatial in zip(sizes, spatial)
+    )

@@ -193,3 +193,24 @@ async def test_n5_viewer_levels_take_their_factors_from_the_groups_scales(tmp_pa
         n = 2**level
         assert src.voxel_size == pytest.approx((0.5 * n, 0.2 * n, 0.1 * n))
         assert src.unit == "micrometer"
+
+
+async def test_a_unit_alone_converts_the_recorded_sizes_instead_of_relabelling_them(tmp_path):
+    """element_size_um 3, 2, 1 asked for in nm are 3000, 2000, 1000 nm, not 3, 2, 1 nm."""
+    import subprocess
+    import sys
+
+    hdf5_file(tmp_path / "a.h5")
+    src = await ba.open_source(tmp_path / "a.h5", "data")
+    await ba.pyramid(src, tmp_path / "p.ome.zarr", 2, unit="nm", method="mean")
+    written = json.loads((tmp_path / "p.ome.zarr" / "zarr.json").read_text())
+    multiscale = written["attributes"]["ome"]["multiscales"][0]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == pytest.approx([3000.0, 2000.0, 1000.0])
+    assert {a["unit"] for a in multiscale["axes"]} == {"nanometer"}
+    cli = [sys.executable, "-m", "bioimage_async.cli.main"]
+    convert = [*cli, "convert", tmp_path / "a.h5", tmp_path / "u.n5", "--key", "data"]
+    subprocess.run([*map(str, convert), "--unit", "nm"], check=True, capture_output=True)
+    converted = await ba.open_source(tmp_path / "u.n5")
+    assert converted.voxel_size == pytest.approx((3000.0, 2000.0, 1000.0))
+    assert converted.unit == "nanometer"
