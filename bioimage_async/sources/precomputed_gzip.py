@@ -34,16 +34,32 @@ def first_chunk_name(scale: dict[str, Any]) -> str:
     return "_".join(bounds)
 
 
-async def has_gzip_chunks(location: Location, scale: dict[str, Any]) -> bool:
+#: the suffixes cloud-volume's storage (cloudfiles) gives compressed chunk files on disks
+COMPRESSED_SUFFIXES = (".gz", ".br", ".zstd", ".xz", ".bz2")
+
+
+async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> str | None:
+    """The suffix of the scale's compressed chunk files ('.gz', '.br', ...), or None."""
     if scale.get("sharding"):
-        return False  # shard files carry their own per-chunk encoding, never a .gz name
+        return None  # shard files carry their own per-chunk encoding, never a suffix
     folder = location.join(str(scale["key"]))
     if location.is_local:
-        return any(name.endswith(".gz") for name in await folder.list_names(LISTING_LIMIT))
+        for name in await folder.list_names(LISTING_LIMIT):
+            suffix = next((s for s in COMPRESSED_SUFFIXES if name.endswith(s)), None)
+            if suffix is not None:
+                return suffix
+        return None
     name = first_chunk_name(scale)
     if await folder.exists(name):
-        return False
-    return await folder.exists(name + ".gz")
+        return None
+    for suffix in COMPRESSED_SUFFIXES:
+        if await folder.exists(name + suffix):
+            return suffix
+    return None
+
+
+async def has_gzip_chunks(location: Location, scale: dict[str, Any]) -> bool:
+    return await compressed_chunk_suffix(location, scale) is not None
 
 
 def _scale_of(
@@ -69,11 +85,20 @@ async def gzip_layer_source(
     if not info.get("scales"):
         return None
     mip, scale = _scale_of(info, key, scale_index)
-    if not await has_gzip_chunks(location, scale):
+    suffix = await compressed_chunk_suffix(location, scale)
+    if suffix is None:
         return None
+    if not location.is_local:  # cloud-volume looks for suffixed names on file:// only
+        raise FormatNotSupportedError(
+            f"the precomputed layer {location} stores its chunks as '<chunk>{suffix}' files, "
+            "which neither tensorstore nor cloud-volume reads from a bucket or server (both "
+            "would read every chunk as missing, zeros). Serve the files without the suffix "
+            "with Content-Encoding set (as cloud-volume uploads them), or copy the layer to a "
+            "local disk and open it there"
+        )
     if int(info.get("num_channels", 1)) != 1:
         raise FormatNotSupportedError(
-            f"the precomputed layer {location} stores gzip'd '<chunk>.gz' files, which "
+            f"the precomputed layer {location} stores '<chunk>{suffix}' files, which "
             "tensorstore cannot read, and has several channels, which the cloud-volume reader "
             "here does not present. Recompress it without gzip (e.g. with igneous or "
             "cloud-volume's compress=False) and open it again"

@@ -355,6 +355,29 @@ def _viewer_scale(group: dict[str, Any], name: str) -> tuple[float, ...] | None:
     return positive_sizes(scales[int(match.group(1))])
 
 
+async def _existing_compressed_layer(
+    location: Location, key: str, request: CreateRequest
+) -> Source | None:
+    """An existing precomputed layer of '<chunk>.gz' (.br, ...) files, through cloud-volume as
+    ``open_source`` serves it: tensorstore would read its data as zeros and write plain chunk
+    files beside the compressed ones."""
+    from .precomputed_gzip import gzip_layer_source
+
+    info = await location.read_json("info")
+    if info is None:
+        return None
+    source = await gzip_layer_source(location, info, key, None, True)
+    if source is not None and (
+        tuple(source.shape) != tuple(request.shape) or source.dtype != request.dtype
+    ):
+        raise SourceExistsError(
+            f"the existing layer at {location} has shape {tuple(source.shape)} and dtype "
+            f"{source.dtype}, not the requested {tuple(request.shape)} / {request.dtype}; "
+            "remove it or choose another path"
+        )
+    return source
+
+
 #: The file a run writing into a local array keeps inside its folder while it runs.
 WRITER_LOCK = ".bioimage_async-writer.json"
 
@@ -379,7 +402,7 @@ async def _ensure_parent_groups(location: Location, key: str, driver: Driver) ->
 
 async def create_tensorstore(
     location: Location, request: CreateRequest, *, driver: Driver
-) -> TensorStoreSource:
+) -> Source:
     if location.read_only:
         raise ReadOnlySourceError(
             f"cannot create an array at {location}: {location.scheme} URLs are read-only; "
@@ -398,6 +421,10 @@ async def create_tensorstore(
         )
     if key and driver.format != "precomputed":
         await _ensure_parent_groups(location, key, driver)
+    if exists and isinstance(driver, Precomputed):
+        compressed = await _existing_compressed_layer(location, key, request)
+        if compressed is not None:
+            return compressed
     if exists:  # open what is there (whatever its codecs); shape and dtype are checked below
         existing = driver.open_spec(location, key)
         store = await _ts_open(existing, location, f"open {driver.format} array", write=True)

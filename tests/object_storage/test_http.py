@@ -113,3 +113,27 @@ async def test_a_closed_http_port_fails_quickly():
     with pytest.raises(ba.StorageError, match="unreachable"):
         await ba.open_source(f"http://127.0.0.1:{free_port()}/v.zarr")
     assert time.monotonic() - started < 5
+
+
+async def test_a_layer_of_gzip_chunk_files_served_over_http_is_refused_not_read_as_zeros(
+    http_root,
+):
+    """cloud-volume finds '<chunk>.gz' names on file:// only; over http every chunk 404s and
+    read as missing (zeros) through either reader."""
+    CloudVolume = pytest.importorskip("cloudvolume").CloudVolume
+    root, base = http_root
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint8",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=[32, 32, 8],
+        chunk_size=[16, 16, 8],
+    )
+    volume = CloudVolume(f"file://{root / 'layer'}", info=info, progress=False)
+    volume.commit_info()
+    volume[:, :, :] = np.full((32, 32, 8, 1), 9, np.uint8)
+    with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
+        await ba.open_source(f"precomputed://{base}/layer")

@@ -397,3 +397,48 @@ async def test_copying_a_gzip_layer_to_zarr_is_exact(gzip_layer, tmp_path):
     )
     await ba.copy(await ba.open_source(path), out, num_workers=2)
     np.testing.assert_array_equal(await out.read(), expected)
+
+
+@pytest.mark.parametrize("compress", ["br", "zstd", "xz"])
+async def test_layers_of_other_compressed_chunk_files_read_as_cloudvolume_reads_them(
+    tmp_path, rng_cv, compress
+):
+    """'<chunk>.br' (.zstd, .xz) files: tensorstore read them as zeros, silently."""
+    data_xyz = rng_cv.integers(1, 60000, size=(40, 35, 17), dtype=np.uint16)
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint16",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=list(data_xyz.shape),
+        chunk_size=[16, 16, 8],
+    )
+    volume = CloudVolume(f"file://{tmp_path / 'c'}", info=info, progress=False, compress=compress)
+    volume.commit_info()
+    volume[:, :, :] = data_xyz
+    suffix = {"br": ".br", "zstd": ".zstd", "xz": ".xz"}[compress]
+    assert all(p.name.endswith(suffix) for p in (tmp_path / "c").rglob("*-*"))
+    src = await ba.open_source(tmp_path / "c")
+    np.testing.assert_array_equal(await src.read(), data_xyz.transpose(2, 1, 0))
+    np.testing.assert_array_equal(await src.read(), _cv_read_zyx(f"file://{tmp_path / 'c'}"))
+
+
+async def test_create_with_exist_ok_over_a_gzip_layer_keeps_its_data_and_convention(gzip_layer):
+    path, expected = gzip_layer
+    reopened = await ba.create_source(
+        path,
+        shape=expected.shape,
+        dtype="uint16",
+        chunks=(8, 16, 16),
+        format="precomputed",
+        exist_ok=True,
+    )
+    np.testing.assert_array_equal(await reopened.read(), expected)  # zeros through tensorstore
+    await reopened.write(np.s_[0:2, 0:2, 0:2], np.full((2, 2, 2), 5, np.uint16))
+    expected = expected.copy()
+    expected[0:2, 0:2, 0:2] = 5
+    files = [p.name for p in path.rglob("*") if p.is_file() and p.name != "info"]
+    assert all(name.endswith(".gz") for name in files)  # no plain chunk shadowing a .gz one
+    np.testing.assert_array_equal(_cv_read_zyx(f"file://{path}"), expected)
