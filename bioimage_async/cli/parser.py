@@ -53,6 +53,8 @@ def id_list(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 first, last = part.split("-", 1)
+                if int(last) < int(first):
+                    raise ValueError(part)  # 10-5 is no range (it selected no block)
                 ids.extend(range(int(first), int(last) + 1))
             else:
                 ids.append(int(part))
@@ -60,6 +62,10 @@ def id_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"block ids are integers and ranges such as 3,7,10-12; got {text!r}"
         ) from None
+    if not ids:
+        raise argparse.ArgumentTypeError(
+            f"--block-ids names no block ({text!r}); give ids such as 3,7,10-12"
+        )
     return ids
 
 

@@ -171,6 +171,14 @@ def test_resume_into_an_output_that_is_gone_is_refused(tmp_path, volume):
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], volume)
 
 
+@pytest.mark.parametrize("ids", ["10-5", " ", "0--1"])
+def test_block_ids_that_name_no_block_exit_2(tmp_path, tiff_file, ids):
+    """A reversed range selected no block: exit 0 with an empty output."""
+    result = run("convert", tiff_file, tmp_path / "o.zarr", f"--block-ids={ids}")
+    assert result.returncode == 2 and "--block-ids" in result.stderr
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_out_of_range_block_ids_exit_2(tmp_path, tiff_file):
     result = run("convert", tiff_file, tmp_path / "o.zarr", "--block-ids", "0,99999")
     assert result.returncode == 2 and "out of range" in result.stderr
