@@ -306,7 +306,14 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
 
     kwargs = exec_kwargs(args)
     src = await open_input(args)
-    target = downscale_shape(src.shape, normalize_factors(args.factor, src.ndim))
+    factors = normalize_factors(args.factor, src.ndim)
+    target = downscale_shape(src.shape, factors)
+    voxel_size = None
+    if src.voxel_size is not None:  # as convert keeps it: the output's voxels are larger
+        if args.method is not None:  # a window of `factor` voxels per output voxel
+            voxel_size = tuple(s * f for s, f in zip(src.voxel_size, factors))
+        else:  # spline sampling at i * in / out
+            voxel_size = tuple(s * n / m for s, n, m in zip(src.voxel_size, src.shape, target))
     out, created = await create_output(
         args,
         args.output,
@@ -314,6 +321,8 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
         src.dtype,
         default_chunks(target, args.chunks),
         compression=args.compression,
+        voxel_size=voxel_size,
+        unit=src.unit if voxel_size is not None else None,
     )
     stats = ba.RunStats()
     started = time.perf_counter()

@@ -350,3 +350,27 @@ def test_pyramid_labels_inside_an_image_with_voxel_size(tmp_path, tiff_file):
         "--no-progress",
     )
     assert old.returncode == 0 and (tmp_path / "v4.zarr" / ".zattrs").exists()
+
+
+@pytest.mark.parametrize(("method", "expected"), [("mean", (80.0, 8.0, 8.0)), (None, None)])
+def test_downsample_carries_the_voxel_size_like_convert(tmp_path, volume, method, expected):
+    """convert keeps the input's voxel size; downsample dropped it."""
+    src = tmp_path / "v.n5"
+    zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=volume.shape,
+        chunks=(16, 32, 32),
+        dtype="uint8",
+        zarr_format=2,
+    )[:] = volume
+    made = run("convert", tmp_path / "in.zarr", src, "--voxel-size", "40,4,4", "--unit", "nm")
+    assert made.returncode == 0, made.stderr
+    args = ["downsample", src, tmp_path / "d.n5", "--factor", "2"]
+    args += ["--method", method] if method else []
+    done = run(*args)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(run("info", tmp_path / "d.n5", "--json").stdout)
+    if expected is None:  # spline sampling: the exact ratio of the shapes
+        shape = info["shape"]
+        expected = tuple(s * n / m for s, n, m in zip((40, 4, 4), volume.shape, shape))
+    assert info["voxel_size"] == pytest.approx(list(expected)) and info["unit"] == "nanometer"
