@@ -111,7 +111,9 @@ def _sub(
     )
 
 
-def add_execution(parser: argparse.ArgumentParser) -> None:
+def add_execution(parser: argparse.ArgumentParser, *, block_shape: bool = True) -> None:
+    """The options of a block-wise run; ``block_shape=False`` where blocks follow each level's
+    own chunks (a pyramid), so that --block-shape is refused rather than silently ignored."""
     group = parser.add_argument_group("execution (how the blocks run)")
     group.add_argument(
         "--workers",
@@ -120,13 +122,14 @@ def add_execution(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="parallel workers, e.g. --workers 8",
     )
-    group.add_argument(
-        "--block-shape",
-        type=int_tuple,
-        metavar="Z,Y,X",
-        help="block shape, e.g. --block-shape 64,256,256 (default: derived from "
-        "the chunks, always write-safe)",
-    )
+    if block_shape:
+        group.add_argument(
+            "--block-shape",
+            type=int_tuple,
+            metavar="Z,Y,X",
+            help="block shape, e.g. --block-shape 64,256,256 (default: derived from "
+            "the chunks, always write-safe)",
+        )
     group.add_argument(
         "--job-type",
         choices=job_types(),
@@ -408,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="write into existing levels of the same shapes"
     )
     _input_options(pyr)
-    add_execution(pyr)
+    add_execution(pyr, block_shape=False)
 
     for name, text, example in (
         ("status", "Show a run's progress (blocks done, tasks)", "status"),

@@ -374,3 +374,11 @@ def test_downsample_carries_the_voxel_size_like_convert(tmp_path, volume, method
         shape = info["shape"]
         expected = tuple(s * n / m for s, n, m in zip((40, 4, 4), volume.shape, shape))
     assert info["voxel_size"] == pytest.approx(list(expected)) and info["unit"] == "nanometer"
+
+
+def test_pyramid_refuses_block_shape_instead_of_ignoring_it(tmp_path, tiff_file):
+    result = run(
+        "pyramid", tiff_file, tmp_path / "p.ome.zarr", "--levels", "2", "--block-shape", "3,3,3"
+    )
+    assert result.returncode == 2 and "--block-shape" in result.stderr
+    assert not (tmp_path / "p.ome.zarr").exists()
