@@ -8,6 +8,7 @@ The config file (TOML, ``[slurm]`` table) holds cluster defaults so users do not
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 import tomllib
@@ -41,9 +42,46 @@ class RunnerConfig:
     keep_tmp: bool = False
     journal: bool = True
 
+    def __post_init__(self) -> None:
+        check_field_types(self)
+
     def tmp_root_or_default(self) -> str:
         """``tmp_root``, or the system's temp folder."""
         return self.tmp_root or tempfile.gettempdir()
+
+
+#: annotation -> the value types it takes (a config file's TOML values are not checked by
+#: the dataclass: "--exclusive" as extra_sbatch_args became one #SBATCH line per character,
+#: gpus = true became --gpus=True, keep_tmp = "false" counted as true)
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (numbers.Integral,),
+    "float": (numbers.Real,),
+    "bool": (bool,),
+    "str": (str, os.PathLike),
+    "list[str]": (list,),
+}
+
+
+def check_field_types(config: Any) -> None:
+    """Raise ConfigError naming the field whose value is not of its declared type."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        parts = [p.strip() for p in str(item.type).split("|")]
+        if value is None and "None" in parts:
+            continue
+        kinds = [k for p in parts if p != "None" for k in _FIELD_KINDS.get(p, (object,))]
+        ok = isinstance(value, tuple(kinds))
+        if isinstance(value, bool) and bool not in kinds and object not in kinds:
+            ok = False  # True is an int to Python, not a count
+        if ok and isinstance(value, list):
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            raise ConfigError(
+                f"{type(config).__name__}.{item.name} must be {' or '.join(parts)}, got "
+                f"{value!r} ({type(value).__name__})"
+            )
+        if isinstance(value, os.PathLike):
+            setattr(config, item.name, os.fspath(value))
 
 
 def _default_known_hosts() -> str:
@@ -94,6 +132,11 @@ class SlurmConfig(RunnerConfig):
     extra_sbatch_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if isinstance(self.client_keys, str):
+            self.client_keys = [self.client_keys]
+        if isinstance(self.extra_sbatch_args, str):  # one argument, not one per character
+            self.extra_sbatch_args = [self.extra_sbatch_args]
+        super().__post_init__()
         if self.shebang is not None and not self.shebang.lstrip().startswith("#!"):
             raise ConfigError(
                 f"shebang must start with an interpreter line ('#!/bin/bash'), got "
@@ -101,8 +144,6 @@ class SlurmConfig(RunnerConfig):
             )
         if self.cpus_per_task < 1 or self.gpus < 0:
             raise ConfigError("cpus_per_task must be >= 1 and gpus >= 0")
-        if isinstance(self.client_keys, str):
-            self.client_keys = [self.client_keys]
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> SlurmConfig:
@@ -152,11 +193,28 @@ def read_slurm_defaults(path: str | os.PathLike[str] | None = None) -> dict[str,
     if path is None and os.environ.get("BIOIMAGE_ASYNC_NO_CONFIG", "") not in ("", "0"):
         return {}
     file = config_file_path(path)
-    section = _parse_toml(file).get("slurm", {})
+    data = _parse_toml(file)
+    _check_top_level(data, file)
+    section = data.get("slurm", {})
     if not isinstance(section, dict):
         raise ConfigError(f"[slurm] in {file} must be a table")
     validate_field_names(section, f"the [slurm] table of {file}")
     return section
+
+
+def _check_top_level(data: dict[str, Any], file: Path) -> None:
+    """Settings outside [slurm] (or under a misspelt table) were dropped without a word, and
+    jobs went to the default partition."""
+    import difflib
+
+    stray = sorted(k for k in data if k in slurm_field_names())
+    if stray:
+        raise ConfigError(
+            f"{', '.join(stray)} in {file} sit outside any table; put them under [slurm]"
+        )
+    for name in data:
+        if name != "slurm" and difflib.get_close_matches(name, ["slurm"], cutoff=0.6):
+            raise ConfigError(f"the table [{name}] in {file} is not [slurm]; rename it to [slurm]")
 
 
 def write_slurm_config(

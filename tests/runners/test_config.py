@@ -48,3 +48,39 @@ def test_direct_config_is_used_verbatim_and_validated():
     assert ba.SlurmConfig(partition="x").partition == "x"
     with pytest.raises(ba.ConfigError, match="interpreter line"):
         ba.SlurmConfig(shebang="module load gcc")
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("gpus = true", "gpus"),
+        ("cpus_per_task = 2.5", "cpus_per_task"),
+        ('cpus_per_task = "4"', "cpus_per_task"),
+        ('keep_tmp = "false"', "keep_tmp"),
+        ('port = "2222"', "port"),
+        ("extra_sbatch_args = [1, 2]", "extra_sbatch_args"),
+    ],
+)
+def test_a_config_file_value_of_the_wrong_type_is_refused_naming_the_field(tmp_path, line, field):
+    """TOML values reach the dataclass unchecked: gpus = true became '#SBATCH --gpus=True'."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"[slurm]\n{line}\n")
+    with pytest.raises(ba.ConfigError, match=f"SlurmConfig.{field} must be"):
+        ba.SlurmConfig.load(path)
+
+
+def test_extra_sbatch_args_as_one_string_is_one_argument(tmp_path):
+    """Iterated as a string it gave one #SBATCH line per character."""
+    path = tmp_path / "config.toml"
+    path.write_text('[slurm]\nextra_sbatch_args = "--exclusive"\n')
+    config = ba.SlurmConfig.load(path)
+    assert config.extra_sbatch_args == ["--exclusive"]
+
+
+@pytest.mark.parametrize("text", ['partition = "gpu"\n', '[slrum]\npartition = "gpu"\n'])
+def test_settings_outside_the_slurm_table_are_refused(tmp_path, text):
+    """They were dropped without a word and jobs went to the default partition."""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ba.ConfigError, match=r"\[slurm\]"):
+        ba.SlurmConfig.load(path)
