@@ -52,7 +52,12 @@ def rerun_hint(argv: list[str], error: RunnerError) -> str:
         if item in ("--resume", "--block-ids"):
             skip = True
             continue
+        if item.startswith(("--resume=", "--block-ids=")):
+            continue
         kept.append(item)
+    if kept and kept[0] in ("attach", "status", "cancel") and error.tmp_folder:
+        # these name a run, not its work: the command that started it takes --resume
+        return f"finish it with the command that started the run, plus --resume {error.tmp_folder}"
     if error.tmp_folder:
         return "finish it with: bioimage-async " + shlex.join([*kept, "--resume", error.tmp_folder])
     ids = compress_ids(error.failed_block_ids)

@@ -382,3 +382,16 @@ def test_pyramid_refuses_block_shape_instead_of_ignoring_it(tmp_path, tiff_file)
     )
     assert result.returncode == 2 and "--block-shape" in result.stderr
     assert not (tmp_path / "p.ome.zarr").exists()
+
+
+def test_the_rerun_hint_drops_equals_spellings_and_fits_attach():
+    """'--block-ids=3,4' stayed beside the new --resume (refused as both); after attach the
+    hint told to run 'attach FOLDER --resume FOLDER', which attach does not take."""
+    from bioimage_async.cli.main import rerun_hint
+    from bioimage_async.errors import RunnerError
+
+    error = RunnerError("failed", failed_block_ids=[3], tmp_folder="/runs/x")
+    hint = rerun_hint(["convert", "a.zarr", "b.zarr", "--block-ids=3,4", "--resume=/old"], error)
+    assert hint.endswith("convert a.zarr b.zarr --resume /runs/x")
+    attach = rerun_hint(["attach", "/runs/x"], error)
+    assert "attach" not in attach and "--resume /runs/x" in attach
