@@ -382,9 +382,11 @@ async def cmd_pyramid(args: argparse.Namespace) -> int:
         raise mark_side(error, "output") from error
     seconds = time.perf_counter() - started
     shapes = ", ".join(str(level.shape) for level in levels)
+    # labels inside an image follow the image's version, whatever --ngff-version said
+    version = "0.5" if getattr(levels[0], "format", None) == "zarr3" else "0.4"
     print(
         f"wrote {plural(len(levels), 'level')} to {args.output} (OME-NGFF "
-        f"{args.ngff_version}): {shapes}; {timing(stats, src.nbytes, seconds)}"
+        f"{version}): {shapes}; {timing(stats, src.nbytes, seconds)}"
     )
     return EXIT_OK
 

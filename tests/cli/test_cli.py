@@ -395,3 +395,23 @@ def test_the_rerun_hint_drops_equals_spellings_and_fits_attach():
     assert hint.endswith("convert a.zarr b.zarr --resume /runs/x")
     attach = rerun_hint(["attach", "/runs/x"], error)
     assert "attach" not in attach and "--resume /runs/x" in attach
+
+
+def test_labels_inside_a_04_image_report_the_version_written(tmp_path, tiff_file):
+    made = run(
+        "pyramid", tiff_file, tmp_path / "img.ome.zarr", "--levels", "2", "--ngff-version", "0.4"
+    )
+    assert made.returncode == 0 and "OME-NGFF 0.4" in made.stdout
+    labels = run(
+        "pyramid",
+        tiff_file,
+        tmp_path / "img.ome.zarr",
+        "--levels",
+        "2",
+        "--labels",
+        "--name",
+        "cells",
+    )
+    assert labels.returncode == 0, labels.stderr
+    assert "OME-NGFF 0.4" in labels.stdout  # the image's version, not the 0.5 default
+    assert (tmp_path / "img.ome.zarr" / "labels" / "cells" / ".zattrs").exists()
