@@ -53,8 +53,11 @@ def id_list(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 first, last = part.split("-", 1)
-                if int(last) < int(first):
-                    raise ValueError(part)  # 10-5 is no range (it selected no block)
+                if int(last) < int(first):  # 10-5 is no range (it selected no block)
+                    raise argparse.ArgumentTypeError(
+                        f"block id range {part!r} runs backwards; write it as "
+                        f"{last.strip()}-{first.strip()}"
+                    )
                 ids.extend(range(int(first), int(last) + 1))
             else:
                 ids.append(int(part))
