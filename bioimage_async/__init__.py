@@ -129,8 +129,3 @@ __all__ = [
     "open_webknossos",
     "sync",
 ]
-
-# The built-in runners (and the pipeline modules they import) load with the package, not on
-# the first run: imported inside a coroutine, they held the event loop for 20-60 ms (+18 ms on
-# an import of ~800 ms).
-job_types()
