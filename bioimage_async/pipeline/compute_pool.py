@@ -59,6 +59,7 @@ def worker_environment() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
+    env["BIOIMAGE_ASYNC_POOL_PID"] = str(os.getpid())  # see compute_worker.die_with_parent
     return env
 
 

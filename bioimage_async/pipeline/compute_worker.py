@@ -56,7 +56,9 @@ def die_with_parent() -> None:
     a second. Without this, a killed script leaves its workers computing until their block
     returns (an hour for an hour-long block).
     """
-    parent = os.getppid()
+    # the pool's pid, passed in: a parent killed while this process was still importing has
+    # already re-parented it, and os.getppid() here would name the new parent
+    parent = int(os.environ.get("BIOIMAGE_ASYNC_POOL_PID") or os.getppid())
     try:
         import ctypes
 
