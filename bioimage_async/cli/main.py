@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from ..errors import BioimageAsyncError, RunnerError
+from ..runners.protocol import id_ranges
 from .commands import COMMANDS
 from .parser import EXIT_RUN_FAILED, EXIT_USAGE, build_parser
 from .words import cli_words
@@ -26,20 +27,6 @@ class CliWordsFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return "bioimage-async: " + cli_words(record.getMessage())
-
-
-def compress_ids(ids: list[int]) -> str:
-    """[3, 7, 10, 11, 12] -> '3,7,10-12' (what --block-ids takes)."""
-    parts: list[str] = []
-    start = previous = None
-    for value in ids + [None]:  # type: ignore[list-item]
-        if start is not None and (value is None or value != previous + 1):  # type: ignore[operator]
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-            start = None
-        if value is not None and start is None:
-            start = value
-        previous = value
-    return ",".join(parts)
 
 
 def rerun_hint(argv: list[str], error: RunnerError) -> str:
@@ -60,7 +47,7 @@ def rerun_hint(argv: list[str], error: RunnerError) -> str:
         return f"finish it with the command that started the run, plus --resume {error.tmp_folder}"
     if error.tmp_folder:
         return "finish it with: bioimage-async " + shlex.join([*kept, "--resume", error.tmp_folder])
-    ids = compress_ids(error.failed_block_ids)
+    ids = id_ranges(error.failed_block_ids, sep=",")  # what --block-ids takes
     overwrite = [] if "--overwrite" in kept else ["--overwrite"]
     return "re-run the missing blocks with: bioimage-async " + shlex.join(
         [*kept, *overwrite, "--block-ids", ids]

@@ -59,9 +59,10 @@ def parse_progress(raw: bytes) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
-def id_ranges(ids: Iterable[int]) -> str:
+def id_ranges(ids: Iterable[int], sep: str = ", ") -> str:
     """Sorted block ids as ranges, '3-7, 12' (a list of a million ids would flood a log);
-    ``block_ids=`` takes the ids these ranges expand to, and the CLI's --block-ids the text."""
+    ``block_ids=`` takes the ids these ranges expand to, and the CLI's --block-ids the text
+    joined with ``sep=","``."""
     values = sorted(int(i) for i in ids)
     parts: list[str] = []
     first = 0
@@ -72,7 +73,7 @@ def id_ranges(ids: Iterable[int]) -> str:
         start, stop = values[first], values[last]
         parts.append(str(start) if start == stop else f"{start}-{stop}")
         first = last + 1
-    return ", ".join(parts)
+    return sep.join(parts)
 
 
 def python_minor() -> str:

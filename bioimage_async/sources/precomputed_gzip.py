@@ -58,10 +58,6 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
     return None
 
 
-async def has_gzip_chunks(location: Location, scale: dict[str, Any]) -> bool:
-    return await compressed_chunk_suffix(location, scale) is not None
-
-
 def _scale_of(
     info: dict[str, Any], key: str, scale_index: int | None
 ) -> tuple[int, dict[str, Any]]:
