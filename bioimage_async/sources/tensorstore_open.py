@@ -9,6 +9,7 @@ import os
 import re
 from typing import Any
 
+import numpy as np
 import tensorstore as ts
 
 from ..context import resource_options, run_blocking, tensorstore_context
@@ -367,15 +368,21 @@ async def _existing_compressed_layer(
     if info is None:
         return None
     source = await gzip_layer_source(location, info, key, None, True)
-    if source is not None and (
-        tuple(source.shape) != tuple(request.shape) or source.dtype != request.dtype
-    ):
-        raise SourceExistsError(
-            f"the existing layer at {location} has shape {tuple(source.shape)} and dtype "
-            f"{source.dtype}, not the requested {tuple(request.shape)} / {request.dtype}; "
-            "remove it or choose another path"
-        )
+    if source is not None:
+        _check_existing_layout(location, tuple(source.shape), source.dtype, request)
     return source
+
+
+def _check_existing_layout(
+    location: Location, shape: tuple[int, ...], dtype: Any, request: CreateRequest
+) -> None:
+    """exist_ok opens what is there only when it is what was asked for."""
+    if tuple(shape) != tuple(request.shape) or np.dtype(dtype) != request.dtype:
+        raise SourceExistsError(
+            f"the existing array at {location} has shape {tuple(shape)} and dtype "
+            f"{np.dtype(dtype)}, not the requested {tuple(request.shape)} / "
+            f"{request.dtype}; remove it or choose another path"
+        )
 
 
 #: The file a run writing into a local array keeps inside its folder while it runs.
@@ -433,14 +440,8 @@ async def create_tensorstore(
             spec, location, f"create {driver.format} array", write=True, create=True
         )
     store = driver.present(store)
-    if exists and (
-        tuple(store.shape) != tuple(request.shape) or store.dtype.numpy_dtype != request.dtype
-    ):
-        raise SourceExistsError(
-            f"the existing array at {location} has shape {tuple(store.shape)} and dtype "
-            f"{store.dtype.numpy_dtype}, not the requested {tuple(request.shape)} / "
-            f"{request.dtype}; remove it or choose another path"
-        )
+    if exists:
+        _check_existing_layout(location, tuple(store.shape), store.dtype.numpy_dtype, request)
     where = str(location.join(key)) if key else str(location)
     return TensorStoreSource(
         store,
