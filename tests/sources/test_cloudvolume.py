@@ -329,8 +329,9 @@ async def test_sharded_layers_expose_their_shards_and_align_writes_to_them(tmp_p
 
 
 # ---- precomputed layers written with cloud-volume's defaults: gzip'd <chunk>.gz files -------
-def _gzip_layer(path, data_xyz):
-    """A layer written by cloud-volume with its defaults (file:// gzips every chunk)."""
+def _gzip_layer(path, data_xyz, **options):
+    """A layer written by cloud-volume with its defaults (file:// gzips every chunk), or with
+    ``options`` such as ``compress='br'``."""
     info = CloudVolume.create_new_info(
         num_channels=1,
         layer_type="image",
@@ -341,7 +342,7 @@ def _gzip_layer(path, data_xyz):
         volume_size=list(data_xyz.shape),
         chunk_size=[16, 16, 8],
     )
-    volume = CloudVolume(f"file://{path}", info=info, progress=False)
+    volume = CloudVolume(f"file://{path}", info=info, progress=False, **options)
     volume.commit_info()
     volume[:, :, :] = data_xyz
     return volume
@@ -405,19 +406,7 @@ async def test_layers_of_other_compressed_chunk_files_read_as_cloudvolume_reads_
 ):
     """'<chunk>.br' (.zstd, .xz) files: tensorstore read them as zeros, silently."""
     data_xyz = rng_cv.integers(1, 60000, size=(40, 35, 17), dtype=np.uint16)
-    info = CloudVolume.create_new_info(
-        num_channels=1,
-        layer_type="image",
-        data_type="uint16",
-        encoding="raw",
-        resolution=[4, 4, 40],
-        voxel_offset=[0, 0, 0],
-        volume_size=list(data_xyz.shape),
-        chunk_size=[16, 16, 8],
-    )
-    volume = CloudVolume(f"file://{tmp_path / 'c'}", info=info, progress=False, compress=compress)
-    volume.commit_info()
-    volume[:, :, :] = data_xyz
+    _gzip_layer(tmp_path / "c", data_xyz, compress=compress)
     suffix = {"br": ".br", "zstd": ".zstd", "xz": ".xz"}[compress]
     assert all(p.name.endswith(suffix) for p in (tmp_path / "c").rglob("*-*"))
     src = await ba.open_source(tmp_path / "c")
