@@ -50,6 +50,14 @@ class Registry(Generic[T]):
             self._items.update(custom)  # a user's registration wins over a built-in
             self._loaded = True
 
+    async def load_off_loop(self) -> None:
+        """Import the built-ins in the blocking pool: their first import takes tens of ms
+        (the runner modules bring in the pipeline), which must not hold an event loop."""
+        if not self._loaded:
+            from .context import run_blocking
+
+            await run_blocking(self._load)
+
     def register(self, item: T, *, replace: bool = False) -> T:
         if not item.name:
             raise InvalidArgumentError(f"a {self.what} needs a name")

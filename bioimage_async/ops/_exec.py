@@ -14,7 +14,7 @@ from ..pipeline.task import BlockTask
 from ..runners.files import LocalFiles
 from ..runners.lease import Lease, holder_text
 from ..runners.options import ExecKwargs, ExecOptions
-from ..runners.registry import runner_backend
+from ..runners.registry import load_runner_backends, runner_backend
 from ..sources.base import Source
 from ..sources.numpy_source import NumpySource
 
@@ -25,7 +25,9 @@ logger = logging.getLogger("bioimage_async")
 OpResult = Any
 
 
-def exec_options(kwargs: ExecKwargs) -> ExecOptions:
+async def exec_options(kwargs: ExecKwargs) -> ExecOptions:
+    """The run's options, checked against the runner backends (loaded off the event loop)."""
+    await load_runner_backends()
     return ExecOptions.from_kwargs(kwargs)
 
 

@@ -88,7 +88,7 @@ async def copy(
     chunks (TIFF strips, HDF5 chunks) up to 32 MiB: a copy computes nothing, so bigger blocks
     only lower the per-block costs, and no input chunk is decoded for several blocks.
     """
-    options = exec_options(exec_kwargs)
+    options = await exec_options(exec_kwargs)
     src = as_source(input)
     out, array = allocate_output(
         as_source(output) if output is not None else None, src.shape, src.dtype, options

@@ -192,7 +192,7 @@ async def downsample(
     integers), "min" or "max"; windows clipped at the border use the voxels they have.
     ``block_shape`` and ``mask`` are in the output space.
     """
-    options = exec_options(exec_kwargs)
+    options = await exec_options(exec_kwargs)
     order = spline_order(order)
     if method is not None:
         if method not in METHODS:

@@ -66,7 +66,7 @@ async def map_blocks(
     output dtype through checked casting (see ``casting=``). With ``mask``, voxels outside the
     mask keep the output's old values and blocks with an empty mask are skipped unread.
     """
-    options = exec_options(exec_kwargs)
+    options = await exec_options(exec_kwargs)
     if not callable(fn):
         raise InvalidArgumentError(f"map_blocks needs a callable fn, got {type(fn).__name__}")
     src = as_source(input)

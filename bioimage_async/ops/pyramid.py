@@ -198,7 +198,7 @@ async def pyramid(
     Returns the level sources, finest first. Every argument is checked before anything is
     created.
     """
-    options = exec_options(exec_kwargs)
+    options = await exec_options(exec_kwargs)
     if not options.wait:
         raise InvalidArgumentError(
             "pyramid runs one level after the other, so wait=False is not available; run it in "

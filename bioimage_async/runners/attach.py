@@ -10,13 +10,14 @@ from .config import RunnerConfig
 from .files import LocalFiles, RunFiles
 from .launcher import Launcher
 from .protocol import RunFolder
-from .registry import backend_for_config, runner_backend
+from .registry import backend_for_config, load_runner_backends, runner_backend
 from .run import Run
 
 
 async def folder_access(job_config: RunnerConfig | None) -> tuple[RunFiles, Launcher | None]:
     """How to reach a run folder: here, or through the connection its config names (a
     SlurmConfig with a host: the folder lives on the cluster); the launcher comes with it."""
+    await load_runner_backends()
     hinted = backend_for_config(job_config)
     if hinted is not None and job_config is not None and hinted.remote_folders(job_config):
         files, launcher = await hinted.connect(job_config)

@@ -108,6 +108,11 @@ _RUNNERS: Registry[RunnerBackend] = Registry(
 )
 
 
+async def load_runner_backends() -> None:
+    """Load the built-in backends in a thread (an op's first run must not stall its loop)."""
+    await _RUNNERS.load_off_loop()
+
+
 def register_runner(backend: RunnerBackend, *, replace: bool = False) -> RunnerBackend:
     """Add a runner backend (``replace=True`` swaps out one of the same name)."""
     return _RUNNERS.register(backend, replace=replace)

@@ -132,6 +132,11 @@ def unregister_format(name: str) -> None:
     _FORMATS.unregister(name)
 
 
+async def load_format_backends() -> None:
+    """Load the built-in formats in a thread (a first open must not stall its event loop)."""
+    await _FORMATS.load_off_loop()
+
+
 def formats() -> list[FormatBackend]:
     """Every registered format, in detection order."""
     return _FORMATS.all()

@@ -33,6 +33,7 @@ from .formats import (
     format_for_prefix,
     formats,
     known_formats_text,
+    load_format_backends,
 )
 from .location import Location
 from .optional import refuse_write_mode
@@ -114,6 +115,7 @@ async def open_source(
     """
     _check_mode(mode)
     location = Location.parse(path, StorageOptions.coerce(storage))
+    await load_format_backends()
     backend = await resolve_format(location, format, options)
     if location.is_remote and not backend.remote:
         raise FormatNotSupportedError(
@@ -228,6 +230,7 @@ async def create_source(
     precomputed have no fill value and take only 0.
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
+    await load_format_backends()
     named = (
         format_for_prefix(location.prefix)
         if location.prefix is not None

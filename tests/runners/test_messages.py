@@ -1,6 +1,7 @@
 """Messages that leave no guessing: where a run is kept, what is missing, in a few lines."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -50,6 +51,20 @@ async def test_a_full_tmp_root_is_named_with_the_fix(tmp_path, tiny_disk, job_ty
     assert len(str(caught.value)) < 400
 
 
+async def blocks_finished(tmp_root, at_least: int, timeout: float = 60.0) -> None:
+    """Wait until the one run folder under ``tmp_root`` has journaled ``at_least`` blocks."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        folders = list(tmp_root.iterdir()) if tmp_root.exists() else []
+        if folders:
+            with contextlib.suppress(Exception):  # the folder is still being set up
+                missing = await ba.missing_blocks(str(folders[0]))
+                if 64 - len(missing) >= at_least:
+                    return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {at_least} blocks finished within {timeout} s")
+
+
 async def test_a_cancelled_local_run_says_where_it_is_kept_and_lists_every_missing_block(
     tmp_path, caplog, rng
 ):
@@ -67,7 +82,7 @@ async def test_a_cancelled_local_run_says_where_it_is_kept_and_lists_every_missi
             sleepy(0.5), src, out, block_shape=(1, 16, 16), num_workers=2, job_config=config
         )
     )
-    await asyncio.sleep(2.0)
+    await blocks_finished(tmp_path / "tmp", at_least=2)  # not a fixed sleep: pools start slowly
     with caplog.at_level(logging.WARNING, logger="bioimage_async"):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -128,7 +143,7 @@ async def test_a_cancelled_subprocess_run_says_where_it_is_kept(tmp_path, caplog
     task = asyncio.create_task(
         ba.map_blocks(sleepy(30), src, out, job_type="subprocess", num_workers=2, job_config=config)
     )
-    await asyncio.sleep(2.0)
+    await blocks_finished(tmp_path / "tmp", at_least=2)  # not a fixed sleep: pools start slowly
     with caplog.at_level(logging.WARNING, logger="bioimage_async"):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
