@@ -93,13 +93,39 @@ def default_axes(ndim: int) -> str:
 
 def check_axes(axes: str | None, ndim: int) -> str:
     axes = axes or default_axes(ndim)
-    in_order = "".join(a for a in "tczyx" if a in axes) == axes
-    if len(axes) != ndim or len(set(axes)) != ndim or not in_order:
+    if not axes_in_order(axes, ndim):
         raise InvalidArgumentError(
             f"axes must name each of the {ndim} axes once, from t, c, z, y, x in that order "
             f"(e.g. {default_axes(ndim)!r}), got {axes!r}"
         )
     return axes
+
+
+def input_axes(src: Source) -> str | None:
+    """The input's own axes (OME-Zarr, TIFF, NIfTI), refused with the fix when they are not
+    in t, c, z, y, x order: labelling them otherwise would average channels or colours, or
+    put the z spacing on a channel axis."""
+    axes = src.axes
+    if axes is None or axes_in_order(axes, src.ndim):
+        return axes
+    ordered = "".join(a for a in "tczyx" if a in axes)
+    if sorted(ordered) == sorted(axes):
+        order = tuple(axes.index(a) for a in ordered)
+        fix = (
+            f"pass the input as input.transpose{order} (axes {ordered!r}), a lazy view that "
+            "reads it in that order"
+        )
+    else:
+        fix = "name them yourself with axes= (each of t, c, z, y, x at most once, in order)"
+    raise InvalidArgumentError(
+        f"the input's axes are {axes!r} ({src.describe()}), but an OME-Zarr image keeps its "
+        f"axes in t, c, z, y, x order: {fix}"
+    )
+
+
+def axes_in_order(axes: str, ndim: int) -> bool:
+    in_order = "".join(a for a in "tczyx" if a in axes) == axes
+    return len(axes) == ndim and len(set(axes)) == ndim and in_order
 
 
 def shard_shape(
@@ -220,7 +246,7 @@ async def pyramid(
             f"reopened by {options.job_type} workers; write it to zarr/n5 first or use "
             "job_type='local'"
         )
-    axes = check_axes(axes or src.axes, src.ndim)  # the input's own axes (OME-Zarr) first
+    axes = check_axes(axes or input_axes(src), src.ndim)  # the input's own axes first
     factors = level_factors(factor, axes)
     shapes = level_shapes(src.shape, factors, levels)
     chosen = choose_method(method, src.dtype, labels)

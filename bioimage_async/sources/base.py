@@ -312,3 +312,12 @@ class Source(ABC):
         from .view import ViewSource
 
         return ViewSource(self, self.normalize(index))
+
+    def transpose(self, *order: int) -> Source:
+        """A lazy read-only view with the axes reordered as ``numpy.transpose(order)`` (no
+        order: reversed), e.g. an ImageJ ZCYX hyperstack as CZYX for an OME-Zarr pyramid."""
+        from .transposed import TransposedSource
+
+        if len(order) == 1 and isinstance(order[0], (tuple, list)):
+            order = tuple(order[0])
+        return TransposedSource(self, order or tuple(reversed(range(self.ndim))))

@@ -60,6 +60,11 @@ class NiftiSource(ThreadedSource):
         return self._shape
 
     @property
+    def axes(self) -> str | None:
+        """NIfTI's x, y, z, t, then u (vector components, as channels), reversed."""
+        return "ctzyx"[-self.ndim :] if 2 <= self.ndim <= 5 else None
+
+    @property
     def dtype(self) -> np.dtype:
         return self._dtype
 

@@ -43,7 +43,7 @@ from .storage import StorageOptions
 MODES = ("r", "r+", "a", "w")
 
 #: Modules holding spec kinds that are not formats (imported when such a spec is reopened).
-SPEC_MODULES = ("view", "wrappers", "cloudvolume", "webknossos", "tensorstore_source")
+SPEC_MODULES = ("view", "transposed", "wrappers", "cloudvolume", "webknossos", "tensorstore_source")
 
 
 async def resolve_format(

@@ -34,7 +34,6 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import refuse_write_mode
 from .parallel_read import read_in_parts
-from .physical import normalize_unit, positive_sizes
 from .threaded import ThreadedSource
 from .tiff_common import SegmentPlan, native, tifffile_module
 from .tiff_folder import (
@@ -43,6 +42,7 @@ from .tiff_folder import (
     natural_key,
     open_folder_blocking,
 )
+from .tiff_metadata import layout_axes, source_axes, tiff_voxel_size
 from .tiff_segments import PageSegments, SegmentGrid, pread_reader
 
 #: how many segments' offsets the kept page tables hold at most (~15 MB; the first looked up
@@ -87,6 +87,15 @@ class TiffSource(ThreadedSource):
     @property
     def unit(self) -> str | None:
         return self.physical[1]
+
+    #: the series' axis letters as tifffile names them ('ZCYX', 'YXS', 'QYX', ...)
+    file_axes: str = ""
+
+    @property
+    def axes(self) -> str | None:
+        """The file's axes as "tczyx" letters (an ImageJ hyperstack's 'zcyx', an RGB
+        file's 'yxc'), or None for a plain stack whose leading axes are not named."""
+        return source_axes(self.file_axes) if self.file_axes else None
 
     kind = "tiff"
     serialize_calls = False  # page lookups take the file-handle lock; decoding runs in parallel
@@ -308,51 +317,6 @@ def _series_layout(series: Any) -> tuple[tuple[int, ...], tuple[int, ...], bool]
     return shape, page, False
 
 
-def tiff_voxel_size(tif: Any, axes: str) -> tuple[tuple[float, ...] | None, str | None]:
-    """Per-axis sizes from ImageJ's ``spacing`` (Z) and ``unit`` plus the X/YResolution tags
-    (pixels per unit), placed by the series' axis letters: a ZCYX hyperstack's C axis and an RGB
-    file's trailing samples axis are not spatial (1.0), and Z takes ``spacing`` (ImageJ's own
-    default depth of 1.0 where the file has none). None where the file has no physical size."""
-    if "Y" not in axes or "X" not in axes:
-        return None, None
-    try:
-        page = tif.pages.first
-        tags = page.tags
-        metadata = tif.imagej_metadata or {}
-        sizes = {}
-        for axis, name in (("Y", "YResolution"), ("X", "XResolution")):
-            tag = tags.get(name)
-            if tag is None:
-                return None, None
-            numerator, denominator = tag.value
-            sizes[axis] = float(denominator) / float(numerator) if numerator else 0.0
-        unit = metadata.get("unit")
-        if unit is None:  # the TIFF resolution unit: 2 inch, 3 centimeter
-            resolution_unit = getattr(tags.get("ResolutionUnit"), "value", 1)
-            unit = {3: "centimeter"}.get(int(resolution_unit))
-            if unit is None:
-                return None, None  # inches or no unit: not a physical voxel size
-        spacing = metadata.get("spacing")
-        sizes["Z"] = float(spacing) if spacing is not None else 1.0
-    except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None, None
-    if positive_sizes(list(sizes.values())) is None:
-        return None, None
-    return tuple(sizes.get(axis, 1.0) for axis in axes), normalize_unit(unit)
-
-
-def _layout_axes(series: Any, shape: tuple[int, ...], page_shape: tuple[int, ...]) -> str:
-    """The axis letters of ``shape``: the series' own, or for pages stacked along leading axes
-    the page's letters after unknown ('Q') leading ones."""
-    axes = str(getattr(series, "axes", ""))
-    if len(axes) == len(shape) and tuple(int(n) for n in series.shape) == shape:
-        return axes
-    page_axes = str(getattr(series.keyframe, "axes", ""))
-    if len(page_axes) != len(page_shape):
-        return "Q" * len(shape)
-    return "Q" * (len(shape) - len(page_shape)) + page_axes
-
-
 def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSource:
     tifffile = tifffile_module()
     try:
@@ -369,7 +333,8 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         series = all_series[index]
         shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
-        physical = tiff_voxel_size(tif, _layout_axes(series, shape, page_shape))
+        letters = layout_axes(series, shape, page_shape)
+        physical = tiff_voxel_size(tif, series, index, letters)
         mapped, why_not = _memory_map(path, index, series)
         if mapped is None:  # compressed, tiled or scattered pages: decode segments
             if contiguous:
@@ -398,6 +363,7 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
                 memmap=mapped.reshape(shape),
             )
         source.physical = physical
+        source.file_axes = letters
         return source
     except BaseException:
         tif.close()

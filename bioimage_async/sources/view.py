@@ -70,8 +70,10 @@ class ViewSource(Source):
         """The parent's origin moved to the view's first voxel (voxel i sits at
         ``translation + i * voxel_size``)."""
         origin, sizes = self.parent.translation, self.parent.voxel_size
-        if origin is None:
-            return None
+        if origin is None:  # the parent starts at 0; a crop away from it must not
+            if not any(r.start for r in self.region.roi):
+                return None
+            origin = (0.0,) * self.parent.ndim
         steps = sizes if sizes is not None else (1.0,) * len(origin)
         moved = [o + s * r.start for o, s, r in zip(origin, steps, self.region.roi)]
         return tuple(moved[a] for a in self._kept)

@@ -137,3 +137,19 @@ async def test_a_crop_of_an_ome_zarr_input_keeps_its_axes_and_moves_its_origin(t
     assert levels[1].shape == (2, 4, 8, 16)  # channels kept apart
     back = ngff_zarr.from_ngff_zarr(str(tmp_path / "crop.ome.zarr"))
     assert back.images[0].translation == {"c": 0.0, "z": 108.0, "y": 54.0, "x": 25.0}
+
+
+async def test_a_crop_of_an_input_without_a_translation_starts_where_it_was_cut(tmp_path):
+    """ba.pyramid writes no translation for level 0: a crop of its output read as starting at
+    the origin, so the crop's pyramid was drawn over the wrong part of the image."""
+    data = (np.arange(16 * 32 * 32) % 200).astype("uint8").reshape(16, 32, 32)
+    full = tmp_path / "full.ome.zarr"
+    await ba.pyramid(data, full, 2, voxel_size=(2.0, 0.5, 0.5), unit="um", method="mean")
+    src = await ba.open_source(full)
+    assert src.translation is None
+    assert src.view(np.s_[:4]).translation is None  # nothing moved: nothing to record
+    crop = src.view(np.s_[4:12, 8:24, 16:32])
+    assert crop.translation == (8.0, 4.0, 8.0)
+    await ba.pyramid(crop, tmp_path / "crop.ome.zarr", 1)
+    back = ngff_zarr.from_ngff_zarr(str(tmp_path / "crop.ome.zarr"))
+    assert back.images[0].translation == {"z": 8.0, "y": 4.0, "x": 8.0}

@@ -214,3 +214,60 @@ async def test_a_unit_alone_converts_the_recorded_sizes_instead_of_relabelling_t
     converted = await ba.open_source(tmp_path / "u.n5")
     assert converted.voxel_size == pytest.approx((3000.0, 2000.0, 1000.0))
     assert converted.unit == "nanometer"
+
+
+async def test_an_ome_tiff_gives_its_physical_sizes_in_one_unit(tmp_path):
+    """PhysicalSizeX/Y/Z of the OME-XML win over the resolution tags; Z in nm joins X's µm."""
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        np.zeros((4, 6, 8), np.uint8),
+        ome=True,
+        resolution=(1e4, 1e4),
+        resolutionunit="CENTIMETER",
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.5,
+            "PhysicalSizeZ": 2000.0,
+            "PhysicalSizeZUnit": "nm",
+        },
+    )
+    src = await ba.open_source(tmp_path / "a.ome.tif")
+    assert src.voxel_size == pytest.approx((2.0, 0.5, 0.25)) and src.unit == "micrometer"
+
+
+async def test_a_depth_no_metadata_records_is_unknown_not_one_unit(tmp_path):
+    """Outside ImageJ files nothing says how thick a slice is: 1 cm (ImageJ's default depth
+    in the file's unit) was invented for a stack of 1 µm pixels."""
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(
+        tmp_path / "plain.tif",
+        np.zeros((4, 6, 8), np.uint8),
+        photometric="minisblack",
+        resolution=(1e4, 1e4),
+        resolutionunit="CENTIMETER",
+    )
+    src = await ba.open_source(tmp_path / "plain.tif")
+    assert src.voxel_size is None
+    single = tmp_path / "plane.tif"  # one plane: x and y are all there is
+    tifffile.imwrite(single, np.zeros((6, 8), np.uint8), resolution=(1e4, 2e4), resolutionunit=3)
+    plane = await ba.open_source(single)
+    assert plane.voxel_size == pytest.approx((0.5e-4, 1e-4)) and plane.unit == "centimeter"
+
+
+async def test_each_tiff_series_has_its_own_pixel_size(tmp_path):
+    """Series 1 was given series 0's (the file's first page's) resolution."""
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        for size in (0.1, 0.2):
+            tif.write(
+                np.zeros((6, 8), np.uint8),
+                resolution=(1 / size, 1 / size),
+                resolutionunit="CENTIMETER",
+                photometric="minisblack",
+            )
+    first = await ba.open_source(tmp_path / "two.tif", "0")
+    second = await ba.open_source(tmp_path / "two.tif", "1")
+    assert first.voxel_size == pytest.approx((0.1, 0.1))
+    assert second.voxel_size == pytest.approx((0.2, 0.2))
