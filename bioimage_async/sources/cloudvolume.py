@@ -167,6 +167,15 @@ class CloudVolumeSource(ThreadedSource):
         return "nanometer" if self._voxel_size is not None else None
 
     @property
+    def translation(self) -> tuple[float, ...] | None:
+        """Where the box's first voxel sits (nm): its offset times the resolution, so a
+        pyramid of it lines up with the layer in neuroglancer."""
+        if self._voxel_size is None:
+            return None
+        zyx = tuple(float(o) * s for o, s in zip(reversed(self.xyz_offset), self._voxel_size))
+        return (0.0,) * (self.ndim - 3) + zyx
+
+    @property
     def chunks(self) -> tuple[int, ...]:
         return self._chunks
 

@@ -15,6 +15,7 @@ written cannot be told apart this way; it is opened through tensorstore (documen
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..context import run_blocking
@@ -34,8 +35,18 @@ def first_chunk_name(scale: dict[str, Any]) -> str:
     return "_".join(bounds)
 
 
-#: the suffixes cloud-volume's storage (cloudfiles) gives compressed chunk files on disks
-COMPRESSED_SUFFIXES = (".gz", ".br", ".zstd", ".xz", ".bz2")
+#: the suffixes cloud-volume's storage (cloudfiles) gives compressed chunk files on disks,
+#: and the ``compress=`` that makes cloud-volume write them (its own default is gzip for raw
+#: and compressed_segmentation layers, none for jpeg: a write would add a second file kind)
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".br": "br", ".zstd": "zstd", ".xz": "xz", ".bz2": "bzip2"}
+_CHUNK_NAME = re.compile(r"^-?\d+--?\d+_-?\d+--?\d+_-?\d+--?\d+")
+
+
+def _suffix(name: str) -> str | None:
+    """'' for a plain chunk file, its suffix for a compressed one, None for other files."""
+    if not _CHUNK_NAME.match(name):
+        return None
+    return next((s for s in COMPRESSED_SUFFIXES if name.endswith(s)), "")
 
 
 async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> str | None:
@@ -44,11 +55,17 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
         return None  # shard files carry their own per-chunk encoding, never a suffix
     folder = location.join(str(scale["key"]))
     if location.is_local:
-        for name in await folder.list_names(LISTING_LIMIT):
-            suffix = next((s for s in COMPRESSED_SUFFIXES if name.endswith(s)), None)
-            if suffix is not None:
-                return suffix
-        return None
+        kinds = {_suffix(name) for name in await folder.list_names(LISTING_LIMIT)}
+        kinds.discard(None)
+        if len(kinds) > 1:
+            shown = ", ".join(f"'<chunk>{k}'" for k in sorted(str(k) for k in kinds))
+            raise FormatNotSupportedError(
+                f"the precomputed scale {folder} holds chunk files of several kinds ({shown}): "
+                "which copy of a chunk is current cannot be told (readers pick either). Keep "
+                "one kind, e.g. rewrite the layer with cloud-volume, and open it again"
+            )
+        suffix = kinds.pop() if kinds else None
+        return suffix or None
     name = first_chunk_name(scale)
     if await folder.exists(name):
         return None
@@ -104,7 +121,12 @@ async def gzip_layer_source(
     cloudpath = f"file://{location.path}" if location.is_local else str(location)
     try:
         source = await run_blocking(
-            open_cloudvolume, cloudpath, mip=mip, fill_missing=True, read_only=not writable
+            open_cloudvolume,
+            cloudpath,
+            mip=mip,
+            fill_missing=True,
+            read_only=not writable,
+            compress=COMPRESSED_SUFFIXES[suffix],  # writes keep the layer's own kind of file
         )
     except MissingDependencyError as err:
         raise MissingDependencyError(

@@ -233,6 +233,7 @@ async def open_tensorstore(
         driver = await _zarr_driver(location, key)
     if level is not None and isinstance(driver, Precomputed):
         scale_index = level
+    offset: tuple[float, ...] | None = None
     if isinstance(driver, Precomputed):
         from .precomputed_gzip import gzip_layer_source
 
@@ -250,6 +251,7 @@ async def open_tensorstore(
             return gz
         spec = driver.scale_spec(location, key, scale_index)
         physical = precomputed_voxel_size(info, key, scale_index)
+        offset = precomputed_translation(info, key, scale_index)
     else:
         if await driver.node(location, key) != "array":
             raise await _not_found(location, key, driver)
@@ -263,7 +265,7 @@ async def open_tensorstore(
     if voxel_size is not None and len(voxel_size) != store.ndim:
         voxel_size = None  # metadata that does not match the array: better none than wrong
     axes = ome.axes if ome is not None and ome.axes and len(ome.axes) == store.ndim else None
-    translation = ome.translation if ome is not None else None
+    translation = ome.translation if ome is not None else offset
     if translation is not None and len(translation) != store.ndim:
         translation = None
     return TensorStoreSource(
@@ -308,14 +310,34 @@ async def ome_level(location: Location, key: str, level: int | None) -> tuple[st
     return key, None
 
 
-def precomputed_voxel_size(
-    info: dict[str, Any], key: str, scale_index: int | None
-) -> tuple[tuple[float, ...] | None, str | None]:
+def _precomputed_scale(info: dict[str, Any], key: str, scale_index: int | None) -> dict[str, Any]:
     scales = info.get("scales") or []
     chosen = next((sc for sc in scales if key and str(sc.get("key")) == key), None)
     if chosen is None and scales:
         chosen = scales[scale_index or 0] if (scale_index or 0) < len(scales) else None
-    sizes = positive_sizes((chosen or {}).get("resolution"))
+    return chosen or {}
+
+
+def precomputed_translation(
+    info: dict[str, Any], key: str, scale_index: int | None
+) -> tuple[float, ...] | None:
+    """Where the scale's first voxel sits, in nm: ``voxel_offset * resolution`` (tensorstore
+    presents the array from 0; dropping the offset put pyramids of it at the wrong place)."""
+    scale = _precomputed_scale(info, key, scale_index)
+    sizes = positive_sizes(scale.get("resolution"))
+    offset = scale.get("voxel_offset") or [0, 0, 0]
+    if sizes is None or len(sizes) != 3 or len(offset) != 3:
+        return None
+    zyx = tuple(float(o) * s for o, s in zip(reversed(offset), reversed(sizes)))
+    channels = int(info.get("num_channels", 1))
+    return (0.0,) * (channels > 1) + zyx
+
+
+def precomputed_voxel_size(
+    info: dict[str, Any], key: str, scale_index: int | None
+) -> tuple[tuple[float, ...] | None, str | None]:
+    chosen = _precomputed_scale(info, key, scale_index)
+    sizes = positive_sizes(chosen.get("resolution"))
     if sizes is None:
         return None, None
     channels = int(info.get("num_channels", 1))

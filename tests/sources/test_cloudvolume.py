@@ -431,3 +431,94 @@ async def test_create_with_exist_ok_over_a_gzip_layer_keeps_its_data_and_convent
     files = [p.name for p in path.rglob("*") if p.is_file() and p.name != "info"]
     assert all(name.endswith(".gz") for name in files)  # no plain chunk shadowing a .gz one
     np.testing.assert_array_equal(_cv_read_zyx(f"file://{path}"), expected)
+
+
+@pytest.mark.parametrize("mip", [0, 1, 2])
+async def test_the_voxel_offset_is_the_translation_in_nanometers(layer, mip, tmp_path):
+    """tensorstore presents a layer from 0: the voxel offset was dropped, and a pyramid of the
+    layer sat at the origin instead of over the layer in neuroglancer."""
+    volume = _cv(layer, mip)
+    expected = tuple(
+        float(o) * float(r) for o, r in zip(volume.voxel_offset[::-1], volume.resolution[::-1])
+    )
+    path = layer.removeprefix("file://")
+    by_tensorstore = await ba.open_source(path, scale_index=mip)
+    by_cloudvolume = open_cloudvolume(layer, mip=mip)
+    assert by_tensorstore.translation == pytest.approx(expected)
+    assert by_cloudvolume.translation == pytest.approx(expected)
+    corner = [o + 1 for o in volume.voxel_offset]  # a box one voxel in from the layer's corner
+    box = open_cloudvolume(layer, mip=mip, offset=corner, size=(2, 2, 2))
+    assert box.translation == pytest.approx(
+        tuple(float(o) * float(r) for o, r in zip(corner[::-1], volume.resolution[::-1]))
+    )
+    if mip == 0:
+        await ba.pyramid(by_tensorstore, tmp_path / "p.ome.zarr", 1)
+        ngff_zarr = pytest.importorskip("ngff_zarr")
+        back = ngff_zarr.from_ngff_zarr(str(tmp_path / "p.ome.zarr"))
+        assert tuple(back.images[0].translation.values()) == pytest.approx(expected)
+
+
+async def test_a_gzip_layer_reports_its_voxel_offset_too(tmp_path, rng_cv):
+    data_xyz = rng_cv.integers(1, 60000, size=(20, 18, 9), dtype=np.uint16)
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint16",
+        encoding="raw",
+        resolution=[4, 4, 40],
+        voxel_offset=[100, 200, 10],
+        volume_size=list(data_xyz.shape),
+        chunk_size=[16, 16, 8],
+    )
+    volume = CloudVolume(f"file://{tmp_path / 'gz'}", info=info, progress=False)
+    volume.commit_info()
+    volume[:, :, :] = data_xyz
+    src = await ba.open_source(tmp_path / "gz")
+    assert src.translation == pytest.approx((400.0, 800.0, 400.0))
+    np.testing.assert_array_equal(await src.read(), data_xyz.transpose(2, 1, 0))
+
+
+@pytest.mark.parametrize("compress", ["br", "zstd"])
+async def test_writes_into_a_br_layer_keep_one_file_per_chunk(tmp_path, rng_cv, compress):
+    """A write wrote '<chunk>.gz' beside each '<chunk>.br': two copies of every chunk, and
+    readers in the same process (cloud-volume's own too) returned the old one."""
+    data_xyz = rng_cv.integers(1, 60000, size=(32, 32, 16), dtype=np.uint16)
+    _gzip_layer(tmp_path / "c", data_xyz, compress=compress)
+    files = sorted(p.name for p in (tmp_path / "c").rglob("*-*"))
+    src = await ba.open_source(tmp_path / "c", mode="r+")
+    await src.write(..., np.full((16, 32, 32), 222, np.uint16))
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*-*")) == files
+    assert set(np.unique(await (await ba.open_source(tmp_path / "c")).read())) == {222}
+    assert set(np.unique(_cv_read_zyx(f"file://{tmp_path / 'c'}"))) == {222}
+
+
+async def test_a_gzip_jpeg_layer_is_written_gzip_too(tmp_path):
+    """cloud-volume writes jpeg chunks uncompressed by default: a write into a '.gz' jpeg
+    layer left plain files beside the '.gz' ones."""
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="image",
+        data_type="uint8",
+        encoding="jpeg",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        volume_size=[32, 32, 16],
+        chunk_size=[16, 16, 8],
+    )
+    volume = CloudVolume(f"file://{tmp_path / 'j'}", info=info, compress="gzip", progress=False)
+    volume.commit_info()
+    volume[:, :, :] = np.full((32, 32, 16), 100, np.uint8)
+    src = await ba.open_source(tmp_path / "j", mode="r+")
+    await src.write(..., np.full((16, 32, 32), 200, np.uint8))
+    names = [p.name for p in (tmp_path / "j").rglob("*-*")]
+    assert len(names) == 8 and all(n.endswith(".gz") for n in names)
+    back = np.asarray(CloudVolume(f"file://{tmp_path / 'j'}", progress=False)[:, :, :])
+    assert abs(int(back.mean()) - 200) <= 2  # jpeg is lossy
+
+
+async def test_a_scale_with_two_kinds_of_chunk_files_is_refused(tmp_path, rng_cv):
+    data_xyz = rng_cv.integers(1, 60000, size=(32, 32, 16), dtype=np.uint16)
+    _gzip_layer(tmp_path / "c", data_xyz, compress="br")
+    _gzip_layer(tmp_path / "c", data_xyz, compress="gzip")  # the same chunks again, as .gz
+    with pytest.raises(ba.FormatNotSupportedError, match=r"several kinds.*'<chunk>.br'"):
+        await ba.open_source(tmp_path / "c")
