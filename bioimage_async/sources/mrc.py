@@ -39,6 +39,8 @@ class MrcSource(ThreadedSource):
         self.path = path
         self._mrc = mrc
         data = mrc.data
+        if imod_unsigned_bytes(mrc):
+            data = data.view(np.uint8)
         order = _zyx_order(mrc, path, data.ndim)
         self._data = data if order is None else data.transpose(order)  # a view, still mapped
         data = self._data
@@ -93,6 +95,22 @@ class MrcSource(ThreadedSource):
     @classmethod
     async def from_params(cls, params: dict[str, Any]) -> MrcSource:
         return await open_mrc(params["path"])
+
+
+#: "IMOD" at header byte 152 (imodStamp); imodFlags at 156, bit 0: bytes are signed
+IMOD_STAMP = 1146047817
+
+
+def imod_unsigned_bytes(mrc: Any) -> bool:
+    """Whether mode 0 holds IMOD's unsigned bytes: IMOD wrote only unsigned bytes before
+    4.2.23 and since marks signed ones with imodFlags bit 0. mrcfile reads mode 0 as int8 as
+    MRC2014 says, so a voxel of 200 in such a file read as -56."""
+    if int(mrc.header.mode) != 0:
+        return False
+    extra = mrc.header.extra2.tobytes()  # header bytes 112-195: the stamp is at 152
+    stamp = int(np.frombuffer(extra[40:44], dtype=mrc.header.mode.dtype)[0])
+    flags = int(np.frombuffer(extra[44:48], dtype=mrc.header.mode.dtype)[0])
+    return stamp == IMOD_STAMP and not flags & 1
 
 
 def _zyx_order(mrc: Any, path: str, ndim: int) -> tuple[int, ...] | None:

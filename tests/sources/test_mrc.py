@@ -222,3 +222,28 @@ def test_an_invalid_axis_order_is_refused_naming_it(tmp_path: Path, volume: np.n
         mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 1, 1, 3
     with pytest.raises(ba.SourceError, match="MAPC/MAPR/MAPS = 1/1/3"):
         run(ba.open_source(tmp_path / "bad.mrc"))
+
+
+@pytest.mark.parametrize(("flags", "expected_dtype"), [(0, np.uint8), (1, np.int8)])
+def test_imod_mode_0_bytes_follow_the_imod_flag(tmp_path: Path, flags, expected_dtype) -> None:
+    """IMOD's bytes are unsigned unless imodFlags bit 0 says signed (IMOD before 4.2.23 wrote
+    only unsigned ones): read as int8, a voxel of 200 was -56. mrcfile writes the data; the
+    IMOD stamp is set in its header as IMOD writes it (mrcfile ignores it when reading)."""
+    stored = np.array([[[0, 100, 200, 255]]], np.uint8)
+    path = tmp_path / "imod.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(stored.view(np.int8))  # mode 0
+        extra = bytearray(mrc.header.extra2.tobytes())
+        extra[40:44] = np.int32(1146047817).tobytes()  # imodStamp, header byte 152
+        extra[44:48] = np.int32(flags).tobytes()  # imodFlags, header byte 156
+        mrc.header.extra2 = np.frombuffer(bytes(extra), dtype=mrc.header.extra2.dtype)
+    source = ba.sync.open_source(path)
+    assert source.dtype == expected_dtype
+    np.testing.assert_array_equal(source[...], stored.view(expected_dtype))
+
+
+def test_mode_0_without_the_imod_stamp_stays_signed(tmp_path: Path) -> None:
+    with mrcfile.new(tmp_path / "plain.mrc") as mrc:
+        mrc.set_data(np.array([[[-5, 100]]], np.int8))
+    source = ba.sync.open_source(tmp_path / "plain.mrc")
+    assert source.dtype == np.int8 and source[...].ravel().tolist() == [-5, 100]
