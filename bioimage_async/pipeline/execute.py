@@ -104,12 +104,17 @@ async def _execute(
             return False
     started = time.perf_counter()
     if mask is None and not task.kernel.needs_compute and _lossless(task):
+        files_before = getattr(task.output, "raw_chunk_files", 0)
         if await task.output.copy_region_from(block.roi, task.input, block.roi):
             stats.write_s += time.perf_counter() - started
             nbytes = int(np.prod(block.shape)) * task.output.dtype.itemsize
             stats.bytes_read += nbytes
             stats.bytes_written += nbytes
-            stats.extra["raw_copied_blocks"] = stats.extra.get("raw_copied_blocks", 0.0) + 1
+            # only blocks moved as chunk files count as raw; tensorstore's chunk-to-chunk
+            # copy decodes and re-encodes
+            moved = getattr(task.output, "raw_chunk_files", 0) != files_before
+            key = "raw_copied_blocks" if moved else "store_copied_blocks"
+            stats.extra[key] = stats.extra.get(key, 0.0) + 1
             return True
     data = await _read_input(task, task.kernel.input_roi(block), pooled)
     stats.read_s += time.perf_counter() - started

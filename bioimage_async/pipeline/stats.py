@@ -14,7 +14,8 @@ class RunStats:
 
     Seconds are summed over blocks, so with blocks in flight they can exceed ``wall_s``.
     ``extra`` holds what only some runs do: ``raw_copied_blocks`` (blocks copied as encoded
-    chunk files, without decoding), ``read_cache_bytes`` (the input cache of a run whose blocks
+    chunk files, without decoding), ``store_copied_blocks`` (copied chunk to chunk inside
+    tensorstore, decoded and re-encoded there), ``read_cache_bytes`` (the input cache of a run whose blocks
     share input chunks through their halos).
     """
 

@@ -220,8 +220,10 @@ async def test_any_difference_takes_the_ordinary_path(tmp_path, difference):
         assert raw_copy_plan(source, out) is None
     if difference == "mask":
         kwargs["mask"] = np.ones(SHAPE, dtype=bool)
-    await ba.copy(source, out, **kwargs)
+    stats = ba.RunStats()
+    await ba.copy(source, out, stats=stats, **kwargs)
     assert out.raw_chunk_files == 0
+    assert "raw_copied_blocks" not in stats.extra  # it counted tensorstore's decoding copies
     np.testing.assert_array_equal(await out.read(), expected)
 
 
