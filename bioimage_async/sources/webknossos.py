@@ -33,6 +33,7 @@ from ..errors import (
 )
 from .base import SourceSpec
 from .indexing import Roi
+from .physical import normalize_unit, positive_sizes
 from .threaded import ThreadedSource
 
 XYZ = tuple[int, int, int]
@@ -111,6 +112,17 @@ def _open_mag_view(params: dict[str, Any]) -> Any:
     return layer.get_mag(mag)
 
 
+def _dataset_voxel_size(layer: Any) -> tuple[tuple[float, ...] | None, str | None]:
+    """The dataset's Mag(1) voxel size (XYZ) and unit, where it records one."""
+    try:
+        with_unit = layer.dataset.voxel_size_with_unit
+        sizes = positive_sizes(tuple(with_unit.factor))
+        unit = normalize_unit(getattr(with_unit.unit, "value", with_unit.unit))
+    except (AttributeError, TypeError, ValueError):
+        return None, None
+    return (sizes, unit) if sizes is not None and len(sizes) == 3 else (None, None)
+
+
 class WebKnossosSource(ThreadedSource):
     """A box of one magnification of a single-channel webknossos layer, read-only, (z, y, x).
 
@@ -172,12 +184,35 @@ class WebKnossosSource(ThreadedSource):
         self._shards = (
             None if shard_xyz is None or shard_xyz == chunk_xyz else tuple(reversed(shard_xyz))
         )
+        self._physical = _dataset_voxel_size(layer)
         # Chunk (and shard) grids are anchored at the origin of each magnification.
         granularity = self.write_granularity or self._chunks
         origin_zyx = tuple(o // m for o, m in zip(reversed(self.xyz_offset), reversed(self.mag)))
         self._grid_offset = tuple((-o) % g for o, g in zip(origin_zyx, granularity))
 
     # ---- metadata --------------------------------------------------------------------------
+    @property
+    def voxel_size(self) -> tuple[float, ...] | None:
+        """The dataset's voxel size times this magnification, in (z, y, x)."""
+        sizes = self._physical[0]
+        if sizes is None:
+            return None
+        return tuple(float(s) * m for s, m in zip(reversed(sizes), reversed(self.mag)))
+
+    @property
+    def unit(self) -> str | None:
+        return self._physical[1]
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        """Where the box's first voxel sits (its centre, as OME-Zarr places voxels): at Mag(k)
+        it covers k Mag(1) voxels from the offset, so its centre is (k - 1) / 2 of them on."""
+        sizes = self._physical[0]
+        if sizes is None:
+            return None
+        xyz = [(o + (m - 1) / 2) * s for o, m, s in zip(self.xyz_offset, self.mag, sizes)]
+        return tuple(float(v) for v in reversed(xyz))
+
     @property
     def mag_view(self) -> Any:
         """The webknossos MagView opened in the calling thread."""

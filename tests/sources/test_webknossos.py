@@ -209,3 +209,16 @@ def test_layer_and_mag_lookup_errors_name_what_exists(dataset_path):
 def test_a_missing_local_dataset_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="no webknossos dataset"):
         open_webknossos(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(("layer", "mag"), [("color", 1), ("color_wkw", 2), ("aniso", "2-2-1")])
+async def test_the_voxel_size_and_origin_come_from_the_dataset(dataset_path, layer, mag):
+    """They were not reported: a pyramid of a webknossos layer had scale 1 and no unit."""
+    source = open_webknossos(dataset_path, layer_name=layer, mag=mag)
+    dataset = wk.Dataset.open(dataset_path)
+    x, y, z = dataset.voxel_size  # Mag(1), nm
+    mx, my, mz = source.mag
+    assert source.unit == "nanometer"
+    assert source.voxel_size == pytest.approx((z * mz, y * my, x * mx))
+    centre = [(o + (m - 1) / 2) * s for o, m, s in zip(TOPLEFT, source.mag, (x, y, z))]
+    assert source.translation == pytest.approx(tuple(reversed(centre)))
