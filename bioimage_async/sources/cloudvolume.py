@@ -33,7 +33,7 @@ from ..errors import (
 )
 from .base import SourceSpec
 from .indexing import Roi
-from .physical import positive_sizes
+from .physical import positive_sizes, voxel_centre
 from .threaded import ThreadedSource
 
 XYZ = tuple[int, int, int]
@@ -168,12 +168,13 @@ class CloudVolumeSource(ThreadedSource):
 
     @property
     def translation(self) -> tuple[float, ...] | None:
-        """Where the box's first voxel sits (nm): its offset times the resolution, so a
-        pyramid of it lines up with the layer in neuroglancer."""
-        if self._voxel_size is None:
+        """Where the box's first voxel sits (nm; see ``voxel_centre``), so a pyramid of it
+        lines up with the layer."""
+        base = positive_sizes([float(r) for r in self._volume.meta.resolution(0)])
+        if self._voxel_size is None or base is None:
             return None
-        zyx = tuple(float(o) * s for o, s in zip(reversed(self.xyz_offset), self._voxel_size))
-        return (0.0,) * (self.ndim - 3) + zyx
+        xyz = voxel_centre(self.xyz_offset, tuple(reversed(self._voxel_size)), base)
+        return (0.0,) * (self.ndim - 3) + tuple(reversed(xyz))
 
     @property
     def chunks(self) -> tuple[int, ...]:

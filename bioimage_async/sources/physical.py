@@ -149,3 +149,12 @@ def sizes_in_unit(
     return tuple(
         float(s) * factor if is_spatial else float(s) for s, is_spatial in zip(sizes, spatial)
     )
+
+
+def voxel_centre(
+    offset: Sequence[float], sizes: Sequence[float], base: Sequence[float]
+) -> tuple[float, ...]:
+    """Where the centre of voxel ``offset`` of a level with voxel ``sizes`` sits, taking the
+    finest level's (``base``) voxel centres as the origin, as OME-Zarr pyramids place
+    downsampled levels: a voxel 2x the base's size is centred half a base voxel further on."""
+    return tuple(float(o) * s + (s - b) / 2 for o, s, b in zip(offset, sizes, base))

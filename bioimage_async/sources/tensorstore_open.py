@@ -25,7 +25,7 @@ from .base import Source
 from .formats import CreateRequest
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
-from .physical import for_axes, n5_voxel_size, positive_sizes
+from .physical import for_axes, n5_voxel_size, positive_sizes, voxel_centre
 from .storage import (
     bounded,
     invalid_url,
@@ -321,14 +321,16 @@ def _precomputed_scale(info: dict[str, Any], key: str, scale_index: int | None) 
 def precomputed_translation(
     info: dict[str, Any], key: str, scale_index: int | None
 ) -> tuple[float, ...] | None:
-    """Where the scale's first voxel sits, in nm: ``voxel_offset * resolution`` (tensorstore
-    presents the array from 0; dropping the offset put pyramids of it at the wrong place)."""
+    """Where the scale's first voxel sits, in nm (tensorstore presents the array from 0;
+    dropping the offset put pyramids of it at the wrong place): see ``voxel_centre``."""
     scale = _precomputed_scale(info, key, scale_index)
     sizes = positive_sizes(scale.get("resolution"))
+    base = positive_sizes(((info.get("scales") or [{}])[0]).get("resolution"))
     offset = scale.get("voxel_offset") or [0, 0, 0]
-    if sizes is None or len(sizes) != 3 or len(offset) != 3:
+    if sizes is None or base is None or len(sizes) != 3 or len(base) != 3 or len(offset) != 3:
         return None
-    zyx = tuple(float(o) * s for o, s in zip(reversed(offset), reversed(sizes)))
+    xyz = voxel_centre(offset, sizes, base)
+    zyx = tuple(reversed(xyz))
     channels = int(info.get("num_channels", 1))
     return (0.0,) * (channels > 1) + zyx
 

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from .base import SourceSpec
 from .indexing import Roi
-from .physical import normalize_unit, positive_sizes
+from .physical import normalize_unit, positive_sizes, voxel_centre
 from .threaded import ThreadedSource
 
 XYZ = tuple[int, int, int]
@@ -210,8 +210,9 @@ class WebKnossosSource(ThreadedSource):
         sizes = self._physical[0]
         if sizes is None:
             return None
-        xyz = [(o + (m - 1) / 2) * s for o, m, s in zip(self.xyz_offset, self.mag, sizes)]
-        return tuple(float(v) for v in reversed(xyz))
+        level = [o // m for o, m in zip(self.xyz_offset, self.mag)]  # the offset is Mag(1)
+        xyz = voxel_centre(level, [s * m for s, m in zip(sizes, self.mag)], sizes)
+        return tuple(reversed(xyz))
 
     @property
     def mag_view(self) -> Any:

@@ -437,10 +437,13 @@ async def test_create_with_exist_ok_over_a_gzip_layer_keeps_its_data_and_convent
 async def test_the_voxel_offset_is_the_translation_in_nanometers(layer, mip, tmp_path):
     """tensorstore presents a layer from 0: the voxel offset was dropped, and a pyramid of the
     layer sat at the origin instead of over the layer in neuroglancer."""
-    volume = _cv(layer, mip)
-    expected = tuple(
-        float(o) * float(r) for o, r in zip(volume.voxel_offset[::-1], volume.resolution[::-1])
-    )
+    volume, base = _cv(layer, mip), _cv(layer, 0).resolution
+
+    def centre(offset):  # OME-Zarr places a coarser voxel's centre between the base voxels'
+        xyz = [o * r + (r - b) / 2 for o, r, b in zip(offset, volume.resolution, base)]
+        return tuple(float(v) for v in reversed(xyz))
+
+    expected = centre(volume.voxel_offset)
     path = layer.removeprefix("file://")
     by_tensorstore = await ba.open_source(path, scale_index=mip)
     by_cloudvolume = open_cloudvolume(layer, mip=mip)
@@ -448,9 +451,7 @@ async def test_the_voxel_offset_is_the_translation_in_nanometers(layer, mip, tmp
     assert by_cloudvolume.translation == pytest.approx(expected)
     corner = [o + 1 for o in volume.voxel_offset]  # a box one voxel in from the layer's corner
     box = open_cloudvolume(layer, mip=mip, offset=corner, size=(2, 2, 2))
-    assert box.translation == pytest.approx(
-        tuple(float(o) * float(r) for o, r in zip(corner[::-1], volume.resolution[::-1]))
-    )
+    assert box.translation == pytest.approx(centre(corner))
     if mip == 0:
         await ba.pyramid(by_tensorstore, tmp_path / "p.ome.zarr", 1)
         ngff_zarr = pytest.importorskip("ngff_zarr")
