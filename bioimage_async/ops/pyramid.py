@@ -300,6 +300,8 @@ async def pyramid(
                 internal_path="/".join(p for p in (base, str(level)) if p),
                 exist_ok=exist_ok or resuming,
                 dimension_names=tuple(axes) if ngff_version == "0.5" else None,
+                # OME-NGFF 0.4 allows '/' chunk keys only
+                dimension_separator=None if ngff_version == "0.5" else "/",
             )
         )
     first = await _resumed_level(options, outputs) if resuming else 0

@@ -51,6 +51,8 @@ class CreateRequest:
     voxel_size: tuple[float, ...] | None = None
     unit: str | None = None
     dimension_names: tuple[str, ...] | None = None
+    #: zarr v2 chunk keys: None (zarr's default '.') or '/' (what OME-NGFF requires)
+    dimension_separator: str | None = None
 
 
 class FormatBackend:

@@ -160,6 +160,7 @@ def create_request(
     voxel_size: Any = None,
     unit: str | None = None,
     dimension_names: Any = None,
+    dimension_separator: str | None = None,
 ) -> CreateRequest:
     """Validated, normalised create_source arguments (chunks clipped to the shape)."""
     shape = _positive_ints(shape, "shape")
@@ -181,6 +182,10 @@ def create_request(
             )
         voxel_size = for_axes(sizes, len(shape))
     unit = check_unit(unit)
+    if dimension_separator not in (None, ".", "/"):
+        raise InvalidArgumentError(
+            f"dimension_separator must be '.' or '/', got {dimension_separator!r}"
+        )
     return CreateRequest(
         shape=shape,
         dtype=np.dtype(dtype),
@@ -193,6 +198,7 @@ def create_request(
         voxel_size=voxel_size,
         unit=unit,
         dimension_names=None if dimension_names is None else tuple(dimension_names),
+        dimension_separator=dimension_separator,
     )
 
 
@@ -212,6 +218,7 @@ async def create_source(
     unit: str | None = None,
     storage: StorageOptions | dict[str, Any] | None = None,
     dimension_names: tuple[str, ...] | None = None,
+    dimension_separator: str | None = None,
 ) -> Source:
     """Create a new chunked array and open it writable.
 
@@ -227,7 +234,8 @@ async def create_source(
     precomputed ``resolution`` in nm); zarr and HDF5 keep them on the returned source only
     (``ba.pyramid`` writes OME-Zarr metadata). ``dimension_names`` (zarr v3) names the axes.
     ``fill_value`` (what unwritten voxels read as) must fit the dtype exactly; n5 and
-    precomputed have no fill value and take only 0.
+    precomputed have no fill value and take only 0. ``dimension_separator`` (zarr v2 only)
+    names the chunk keys' separator: '.' (zarr's default) or '/' (OME-NGFF's requirement).
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
     await load_format_backends()
@@ -261,6 +269,11 @@ async def create_source(
             f"the {backend.name} format is written to local files only, not to {location}; "
             "object storage takes zarr, zarr3, n5 and precomputed"
         )
+    if dimension_separator is not None and backend.name != "zarr":
+        raise InvalidArgumentError(
+            f"dimension_separator is a zarr v2 setting; the {backend.name} format names its "
+            "chunks its own way"
+        )
     request = create_request(
         shape=shape,
         dtype=dtype,
@@ -273,6 +286,7 @@ async def create_source(
         voxel_size=voxel_size,
         unit=unit,
         dimension_names=dimension_names,
+        dimension_separator=dimension_separator,
     )
     await check_installed(backend)
     return await backend.create(location, request)

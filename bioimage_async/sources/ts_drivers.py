@@ -139,6 +139,8 @@ class ZarrV2(Driver):
             "fill_value": json_fill(request.fill_value, request.dtype),
             "order": "C",
         }
+        if request.dimension_separator is not None:
+            metadata["dimension_separator"] = request.dimension_separator
         return {**self.open_spec(location, key), "metadata": metadata}
 
 

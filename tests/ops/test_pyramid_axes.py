@@ -153,3 +153,32 @@ async def test_a_crop_of_an_input_without_a_translation_starts_where_it_was_cut(
     await ba.pyramid(crop, tmp_path / "crop.ome.zarr", 1)
     back = ngff_zarr.from_ngff_zarr(str(tmp_path / "crop.ome.zarr"))
     assert back.images[0].translation == {"z": 8.0, "y": 4.0, "x": 8.0}
+
+
+async def test_an_ngff_0_4_pyramid_keys_its_chunks_with_slashes(tmp_path):
+    """OME-NGFF 0.4 allows only '/' as the chunk key separator; the levels used zarr's '.'."""
+    data = np.random.default_rng(4).integers(0, 255, (16, 32, 32), dtype=np.uint8)
+    out = tmp_path / "old.ome.zarr"
+    await ba.pyramid(data, out, 2, ngff_version="0.4", chunks=(8, 16, 16), method="mean")
+    for level in ("0", "1"):
+        assert json.loads((out / level / ".zarray").read_text())["dimension_separator"] == "/"
+    assert (out / "0" / "1" / "1" / "1").is_file()  # a nested chunk key, not "1.1.1"
+    back = ngff_zarr.from_ngff_zarr(str(out))
+    np.testing.assert_array_equal(np.asarray(back.images[0].data), data)
+    np.testing.assert_array_equal(zarr.open_array(str(out / "0"), mode="r")[...], data)
+
+
+async def test_dimension_separator_is_a_zarr_v2_setting(tmp_path):
+    with pytest.raises(ba.InvalidArgumentError, match="zarr v2 setting"):
+        await ba.create_source(
+            tmp_path / "a.zarr",
+            shape=(4,),
+            dtype="u1",
+            chunks=(2,),
+            format="zarr3",
+            dimension_separator="/",
+        )
+    with pytest.raises(ba.InvalidArgumentError, match="'.' or '/'"):
+        await ba.create_source(
+            tmp_path / "b.zarr", shape=(4,), dtype="u1", chunks=(2,), dimension_separator="_"
+        )
