@@ -2,22 +2,24 @@
 
 A run folder holds::
 
-    manifest.json         name, versions, block layout + its hash, source specs, attempts/jobs
+    manifest.json         name, versions, block layout + hashes by part, source specs, attempts
     payload.pkl           the cloudpickled (kernel, grid): the per-block function travels by value
     tasks/<id>.json       the block ids of one task, as groups processed in order
-    progress/<id>.log     one fixed-width line per finished block: the authority for what is done
+    progress/<id>.log     one line per finished block: the authority for what is done
     status/<id>.success   written last by a task that finished every block
     status/<id>.failed    written by a task that finished with failed blocks (ids + traceback)
     logs/                 worker and scheduler output
 
-Polling lists ``status/`` and ``progress/`` once each (sizes tell the blocks done, since every
-progress line has the same width): never one stat per block.
+Polling lists ``status/`` and ``progress/`` once each (sizes tell the blocks done, since a
+run's progress lines have one width: 13 bytes, or 21 for grids with ids from 10**12): never one
+stat per block.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -38,24 +40,41 @@ from ..pipeline.task import BlockKernel, BlockTask
 from .files import RunFiles
 from .lease import Lease, holder_text
 
-PROGRESS_LINE = 13  # "%012d\n"
+PROGRESS_LINE = 13  # "%012d\n": ids below WIDE_IDS, as every run folder before them has
+WIDE_LINE = 21  # "w%019d\n": ids from WIDE_IDS (a 10**6-cubed volume in 64^3 blocks has 3.8e12)
+WIDE_IDS = 10**12
 MANIFEST = "manifest.json"
 PAYLOAD = "payload.pkl"
 
 
 def progress_line(block_id: int) -> bytes:
-    return b"%012d\n" % block_id
+    """The record of a finished block. Wide ids carry a 'w' so that a wide record torn by a
+    crash (then ended by the next attempt's newline) can never read as a 12-digit id."""
+    if block_id < WIDE_IDS:
+        return b"%012d\n" % block_id
+    return b"w%019d\n" % block_id
+
+
+def _record_id(line: bytes) -> int | None:
+    """The id of one whole record (12 digits, or 'w' and 19 digits), else None."""
+    if len(line) == PROGRESS_LINE - 1 and line.isdigit():
+        return int(line)
+    if len(line) == WIDE_LINE - 1 and line.startswith(b"w") and line[1:].isdigit():
+        value = int(line[1:])
+        return value if value < 2**63 else None  # beyond int64: not a block id
+    return None
 
 
 def parse_progress(raw: bytes) -> np.ndarray:
-    """The block ids of a progress log's whole records: lines of exactly 12 ASCII digits.
+    """The block ids of a progress log's whole records: lines of exactly 12 ASCII digits, or
+    'w' and 19 digits.
 
     A record torn by a crash mid-append, or zeros left by a power cut, is skipped (its block is
     redone). Cutting the log to a multiple of 13 bytes instead misread everything after a torn
     record once a re-run appended to it (a never-written block read as block 0), and int()
     of a zero-filled line made a resume fail.
     """
-    ids = [int(line) for line in raw.split(b"\n") if len(line) == 12 and line.isdigit()]
+    ids = [i for i in map(_record_id, raw.split(b"\n")) if i is not None]
     return np.array(ids, dtype=np.int64)
 
 
@@ -93,8 +112,64 @@ def layout_of(task: BlockTask) -> dict[str, Any]:
 
 
 def layout_hash(layout: dict[str, Any], sources: dict[str, Any]) -> str:
-    text = json.dumps({"layout": layout, "sources": sources}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The whole call's hash, as manifests before ``part_hashes`` stored it (kept for them)."""
+    return _digest({"layout": layout, "sources": sources})
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Source spec params about how a handle was opened, not which data it holds: a resume may
+#: reopen its input read-only (``ba.open_source``) where the first run had it writable.
+HANDLE_PARAMS = frozenset({"writable", "mode", "read_only", "lock_path", "cache"})
+#: Storage params about who reads (credentials), not where the data is.
+ACCESS_PARAMS = frozenset({"profile", "anonymous"})
+#: What a resume must match, in the order a refusal names them.
+PARTS = ("layout", "function", "input", "output", "mask")
+
+
+def data_spec(spec: Any) -> Any:
+    """A source spec without its handle params, in it and in the specs it nests (views,
+    wrappers); what identifies the data (paths, driver, dtype, transforms, regions) stays."""
+    if isinstance(spec, list):
+        return [data_spec(item) for item in spec]
+    if not isinstance(spec, dict):
+        return spec
+    if "kind" in spec and isinstance(spec.get("params"), dict):
+        params = {k: data_spec(v) for k, v in spec["params"].items() if k not in HANDLE_PARAMS}
+        if isinstance(params.get("storage"), dict):
+            params["storage"] = {
+                k: v for k, v in params["storage"].items() if k not in ACCESS_PARAMS
+            }
+        return {**spec, "params": params}
+    return {k: data_spec(v) for k, v in spec.items()}
+
+
+def run_parts(layout: dict[str, Any], sources: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a run that a resume must match (see PARTS), as plain JSON values."""
+    return {
+        "layout": {k: v for k, v in layout.items() if k not in ("kernel", "casting")},
+        "function": {"kernel": layout.get("kernel"), "casting": layout.get("casting")},
+        **{role: data_spec(sources.get(role)) for role in ("input", "output", "mask")},
+    }
+
+
+def hash_parts(parts: dict[str, Any]) -> dict[str, str]:
+    return {name: _digest(value) for name, value in parts.items()}
+
+
+def _part_difference(name: str, before: Any, now: Any) -> str:
+    """One differing part, with both values (cut short: a spec is long, its place first)."""
+    what = {
+        "layout": "another block layout",
+        "function": "another function (its code, default arguments or closure values) or casting",
+    }.get(name, f"another {name}")
+    return f"{what}: the run had {_short_json(before)}, this call has {_short_json(now)}"
+
+
+def _short_json(value: Any) -> str:
+    return "none" if value is None else json.dumps(value, sort_keys=True)[:400]
 
 
 def split_into_tasks(
@@ -134,6 +209,15 @@ class Manifest:
         if ids is None:
             return np.arange(int(self.data["layout"]["num_blocks"]), dtype=np.int64)
         return np.asarray(ids, dtype=np.int64)
+
+    @functools.cached_property
+    def record_width(self) -> int:
+        """The width of this run's progress records, for counting them from log sizes: wide
+        once any requested id is (the ids never change; computed once, not on every poll)."""
+        ids = self.data.get("block_ids")
+        num_blocks = int(self.data["layout"]["num_blocks"])
+        largest = num_blocks - 1 if ids is None else max(ids, default=-1)
+        return PROGRESS_LINE if largest < WIDE_IDS else WIDE_LINE
 
 
 class RunFolder:
@@ -190,6 +274,7 @@ class RunFolder:
                 "numpy": np.__version__,
                 "layout": layout,
                 "layout_hash": layout_hash(layout, sources),
+                "part_hashes": hash_parts(run_parts(layout, sources)),
                 "payload_sha256": hashlib.sha256(payload).hexdigest(),
                 "sources": sources,
                 "block_ids": None if block_ids is None else [int(i) for i in block_ids],
@@ -235,19 +320,30 @@ class RunFolder:
                 tmp_folder=self.path,
             )
         if task is not None:
-            sources = {k: v.to_spec().to_json() for k, v in task.sources().items()}
-            new_hash = layout_hash(layout_of(task), sources)
-            if new_hash != self.manifest.data["layout_hash"]:
-                raise PayloadMismatchError(
-                    f"resume_from={self.path!r} was a run with another block layout, another "
-                    f"function (its code, defaults or closure values differ) or other sources "
-                    f"({self.manifest.data['layout']}); resume finishes that run, so call it "
-                    "with the original arguments. If you changed the function on purpose and "
-                    "the finished blocks stay valid, run the rest as a new run: "
-                    f"block_ids=ba.sync.missing_blocks({self.path!r}) (await "
-                    "ba.missing_blocks(...) in async code).",
-                    tmp_folder=self.path,
-                )
+            await self._check_same_call(task)
+
+    async def _check_same_call(self, task: BlockTask) -> None:
+        """Refuse a resume whose call differs from the run's, naming each differing part.
+        Manifests without ``part_hashes`` (older runs) are compared through the layout and
+        source specs they store, which those hashes were made of."""
+        sources = {k: v.to_spec().to_json() for k, v in task.sources().items()}
+        now = run_parts(layout_of(task), sources)
+        stored = self.manifest.data.get("part_hashes")
+        before = run_parts(self.manifest.data["layout"], self.manifest.data.get("sources", {}))
+        if not isinstance(stored, dict):
+            stored = hash_parts(before)
+        differ = [name for name in PARTS if stored.get(name) != _digest(now[name])]
+        if not differ:
+            return
+        details = "; ".join(_part_difference(n, before.get(n), now[n]) for n in differ)
+        raise PayloadMismatchError(
+            f"resume_from={self.path!r} was a run with {details}. Resume finishes that run, so "
+            "call it with the original arguments. If you changed the call on purpose and "
+            "the finished blocks stay valid, run the rest as a new run: "
+            f"block_ids=ba.sync.missing_blocks({self.path!r}) (await "
+            "ba.missing_blocks(...) in async code).",
+            tmp_folder=self.path,
+        )
 
     # ---- tasks and attempts ---------------------------------------------------------------
     async def add_tasks(self, tasks: list[list[list[int]]]) -> list[int]:
@@ -295,9 +391,14 @@ class RunFolder:
         return succeeded, failed
 
     async def blocks_done_count(self) -> int:
-        """Blocks with a done record, from one listing of ``progress/`` (sizes / line width)."""
+        """Blocks with a done record, from one listing of ``progress/`` (sizes / line width).
+
+        Exact when every requested id has one record width. A run whose ids straddle 10**12
+        divides by the wide width, so its narrow records count 13/21 each: an undercount for
+        progress bars, never a count above the total (``done_blocks`` is exact)."""
         sizes = await self.files.list_sizes(self.join("progress"))
-        return sum(size // PROGRESS_LINE for name, size in sizes.items() if name.endswith(".log"))
+        width = self.manifest.record_width
+        return sum(size // width for name, size in sizes.items() if name.endswith(".log"))
 
     async def done_blocks(self) -> np.ndarray:
         """Every block id with a done record (reads the progress logs: end of run only)."""
@@ -305,7 +406,7 @@ class RunFolder:
         found: list[np.ndarray] = []
         for name, size in sizes.items():
             if not name.endswith(".log") or size < PROGRESS_LINE:
-                continue
+                continue  # shorter than the narrowest record: no whole record
             raw = await self.files.read_bytes(self.join("progress", name))
             found.append(parse_progress(raw))
         return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
