@@ -151,8 +151,15 @@ class SftpFiles:
         await self.sftp.posix_rename(tmp, path)
 
     async def read_bytes(self, path: str) -> bytes:
-        async with self.sftp.open(path, "rb") as handle:
-            return await handle.read()
+        """As LocalFiles: a missing file is FileNotFoundError (asyncssh's own error is no
+        OSError, so callers that treat a vanished lease or status file as absent missed it)."""
+        import asyncssh
+
+        try:
+            async with self.sftp.open(path, "rb") as handle:
+                return await handle.read()
+        except asyncssh.SFTPNoSuchFile as err:
+            raise FileNotFoundError(f"no such file on the cluster: {path}") from err
 
     async def exists(self, path: str) -> bool:
         return await self.sftp.exists(path)
