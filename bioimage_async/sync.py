@@ -100,6 +100,6 @@ def status(run: Run) -> RunStatus:
     return run_sync(run.status())
 
 
-def cancel(run: Run) -> None:
-    """Blocking ``await run.cancel()``."""
-    run_sync(run.cancel())
+def cancel(run: Run, timeout: float = 60.0) -> None:
+    """Blocking ``await run.cancel(timeout)``: waits up to ``timeout`` s for the tasks to go."""
+    run_sync(run.cancel(timeout))

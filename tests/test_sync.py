@@ -154,3 +154,31 @@ async def test_as_source_of_a_zarr_python_array_opens_nothing_until_the_first_re
     assert src.tensorstore() is not None
     reopened = await ba.from_spec(src.to_spec().to_json())
     np.testing.assert_array_equal(await reopened.read(), array[:])
+
+
+def test_sync_cancel_takes_the_timeout_of_run_cancel(tmp_path):
+    """ba.sync.cancel(run) could not pass run.cancel's timeout (60 s, too short for a busy
+    scheduler); it now can, and waits until the tasks are gone."""
+    from .runners.blockfns import sleepy
+
+    data = np.zeros((8, 16, 16), np.uint8)
+    src = ba.sync.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="uint8", chunks=(1, 16, 16)
+    )
+    out = ba.sync.create_source(
+        tmp_path / "out.zarr", shape=data.shape, dtype="uint8", chunks=(1, 16, 16)
+    )
+    run = ba.sync.map_blocks(
+        sleepy(5.0),
+        src,
+        out,
+        block_shape=(1, 16, 16),
+        job_type="subprocess",
+        num_workers=2,
+        job_config=ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05),
+        wait=False,
+    )
+    ba.sync.cancel(run, timeout=120.0)
+    status = ba.sync.status(run)
+    assert status.running == status.pending == 0
+    assert status.blocks_done < status.blocks_total  # stopped, not run to the end
