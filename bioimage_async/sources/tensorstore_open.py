@@ -5,6 +5,7 @@ terms (with a bounded wait for object stores)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from typing import Any
@@ -34,6 +35,8 @@ from .storage import (
 )
 from .tensorstore_source import TensorStoreSource
 from .ts_drivers import DRIVERS, Driver, Precomputed
+
+logger = logging.getLogger("bioimage_async")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +397,7 @@ async def _existing_compressed_layer(
     source = await gzip_layer_source(location, info, key, None, True)
     if source is not None:
         _check_existing_layout(location, tuple(source.shape), source.dtype, request)
+        _note_kept_chunks(location, source.chunks, request)
     return source
 
 
@@ -406,6 +410,21 @@ def _check_existing_layout(
             f"the existing array at {location} has shape {tuple(shape)} and dtype "
             f"{np.dtype(dtype)}, not the requested {tuple(request.shape)} / "
             f"{request.dtype}; remove it or choose another path"
+        )
+
+
+def _note_kept_chunks(
+    location: Location, chunks: tuple[int, ...] | None, request: CreateRequest
+) -> None:
+    """exist_ok keeps the existing array's chunks and codecs: say so when others were asked
+    for (the voxels are right; the layout is not what the call, e.g. --overwrite, names)."""
+    if chunks is not None and tuple(chunks) != tuple(request.chunks):
+        logger.warning(
+            "%s exists: writing into it keeps its chunks %s (and codecs), not the requested %s; "
+            "remove it first to get the new layout",
+            location,
+            tuple(chunks),
+            tuple(request.chunks),
         )
 
 
@@ -466,6 +485,9 @@ async def create_tensorstore(
     store = driver.present(store)
     if exists:
         _check_existing_layout(location, tuple(store.shape), store.dtype.numpy_dtype, request)
+        _note_kept_chunks(
+            location, tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ()), request
+        )
     where = str(location.join(key)) if key else str(location)
     return TensorStoreSource(
         store,

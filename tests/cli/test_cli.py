@@ -415,3 +415,14 @@ def test_labels_inside_a_04_image_report_the_version_written(tmp_path, tiff_file
     assert labels.returncode == 0, labels.stderr
     assert "OME-NGFF 0.4" in labels.stdout  # the image's version, not the 0.5 default
     assert (tmp_path / "img.ome.zarr" / "labels" / "cells" / ".zattrs").exists()
+
+
+def test_overwrite_says_that_the_existing_chunks_are_kept(tmp_path, tiff_file):
+    """--overwrite writes into the existing array as it is: other --chunks were ignored
+    without a word."""
+    assert run("convert", tiff_file, tmp_path / "o.zarr", "--chunks", "8,8,8").returncode == 0
+    again = run("convert", tiff_file, tmp_path / "o.zarr", "--overwrite", "--chunks", "4,4,4")
+    assert again.returncode == 0
+    assert "keeps its chunks (8, 8, 8)" in again.stderr and "(4, 4, 4)" in again.stderr
+    quiet = run("convert", tiff_file, tmp_path / "o.zarr", "--overwrite", "--chunks", "8,8,8")
+    assert "keeps its chunks" not in quiet.stderr
