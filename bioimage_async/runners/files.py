@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..context import run_blocking
+from ..errors import RunFolderNotFoundError
 
 
 class RunFiles(Protocol):
@@ -159,7 +160,7 @@ class SftpFiles:
             async with self.sftp.open(path, "rb") as handle:
                 return await handle.read()
         except asyncssh.SFTPNoSuchFile as err:
-            raise FileNotFoundError(f"no such file on the cluster: {path}") from err
+            raise RunFolderNotFoundError(f"no such file on the cluster: {path}") from err
 
     async def exists(self, path: str) -> bool:
         return await self.sftp.exists(path)
