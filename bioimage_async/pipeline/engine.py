@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import BlockCancelledError, BlockTimeoutError
+from ..errors import BlockCancelledError, BlockComputeError, BlockTimeoutError
 from .progress import Progress, ProgressArg
 from .stats import RunStats
 
@@ -40,6 +40,28 @@ def _as_block_error(block_id: int, error: asyncio.CancelledError) -> BlockCancel
         f"block {block_id}: an operation inside it was cancelled ({error!r}) although the run "
         "was not: the block counts as failed (a source or function whose own request was "
         "cancelled, e.g. a backend timeout); re-run it with block_ids="
+    )
+
+
+def _as_block_exit(block_id: int, error: BaseException) -> BlockComputeError:
+    """A block's failure from an exit its function raised (``sys.exit()`` in it, or in a
+    library's fatal-error path): left alone, a SystemExit crossing a task ends the event loop,
+    and with it a distributed worker, whose later blocks are then never run."""
+    text = "".join(traceback.format_exception(error)).rstrip()
+    return BlockComputeError(
+        f"{text}\nblock {block_id}: the function raised {error!r} (sys.exit() in it or in a "
+        "library it calls): the block counts as failed, the others go on"
+    )
+
+
+def _still_computing(
+    block_id: int, error: Exception, still_running: Callable[[int], bool] | None
+) -> bool:
+    """Whether ``error`` is a timeout of a block whose compute thread is still busy with it."""
+    return (
+        isinstance(error, BlockTimeoutError)
+        and still_running is not None
+        and still_running(block_id)
     )
 
 
@@ -90,13 +112,16 @@ async def run_blocks(
     on_done: Callable[[int], None] | None = None,
     retries: int = 0,
     block_timeout: float | None = None,
+    still_running: Callable[[int], bool] | None = None,
 ) -> PipelineOutcome:
     """Run ``process(block_id)`` over every block of ``work`` with at most ``in_flight`` at once.
 
     Each work item is a list of block ids processed in order by one worker coroutine (blocks
     that share an output shard must not be written concurrently). ``on_done(block_id)`` is
     called only after a block's write returned, so a journal fed by it never records a torn
-    block.
+    block. ``still_running(block_id)`` says whether a timed-out block's compute goes on (a
+    thread cannot be stopped): such a block is not retried, since each retry would hold one
+    more thread of a small pool until healthy blocks time out waiting for one.
     """
     stats = stats if stats is not None else RunStats(name=name)
     stats.blocks_total = total
@@ -106,11 +131,19 @@ async def run_blocks(
     active = 0
     started = time.perf_counter()
 
+    async def contained(block_id: int) -> bool:
+        try:
+            return await process(block_id)
+        except (Exception, asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as error:  # SystemExit & co. raised by the block's function
+            raise _as_block_exit(block_id, error) from error
+
     async def once(block_id: int) -> bool:
         if block_timeout is None:
-            return await process(block_id)
+            return await contained(block_id)
         try:
-            return await asyncio.wait_for(process(block_id), block_timeout)
+            return await asyncio.wait_for(contained(block_id), block_timeout)
         except TimeoutError:
             raise BlockTimeoutError(
                 f"block {block_id} took longer than block_timeout={block_timeout:g} s and was "
@@ -128,9 +161,16 @@ async def run_blocks(
                     raise _as_block_error(block_id, cancelled) from cancelled
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 if not tries_left:
                     raise
+                if _still_computing(block_id, error, still_running):
+                    raise BlockTimeoutError(
+                        f"block {block_id} took longer than block_timeout={block_timeout:g} s; "
+                        "its compute thread cannot be stopped and still runs, so the block is "
+                        "not retried (a retry would hold one more thread, which the other "
+                        "blocks need)"
+                    ) from error
                 stats.extra["retries"] = stats.extra.get("retries", 0.0) + 1
         raise AssertionError("unreachable")
 

@@ -27,7 +27,7 @@ from .config import RunnerConfig
 from .files import RunFiles
 from .launcher import Launcher
 from .options import ExecOptions
-from .protocol import RunFolder, split_into_tasks
+from .protocol import Manifest, RunFolder, split_into_tasks
 from .registry import RunnerBackend
 from .run import Run
 
@@ -117,7 +117,7 @@ class DistributedRunner(Runner):
                         lease = None
                         await asyncio.shield(folder.remove())
                     raise
-                await folder.record_attempt(job_type, task_ids, jobs)
+                await _record_or_stop(folder, launcher, job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
             stats.blocks_total = int(np.asarray(folder.manifest.requested_ids()).size)
             if not wait:
@@ -140,3 +140,46 @@ class DistributedRunner(Runner):
             return []
         groups = list(plan.groups(ids))
         return split_into_tasks(groups, len(groups), self.num_tasks(len(groups), num_workers))
+
+
+async def _record_or_stop(
+    folder: RunFolder,
+    launcher: Launcher,
+    job_type: str,
+    task_ids: list[int],
+    jobs: dict[str, Any],
+) -> None:
+    """Record the attempt that was just submitted; if that fails or the caller is cancelled
+    meanwhile (one manifest write, a round trip over SFTP), stop its tasks first: nothing
+    waits on them yet, so they would go on writing after the caller saw the error, and a
+    resume would run their blocks again next to them.
+
+    Cancellation: the stop is shielded (as in ``Run.wait``), then the error is re-raised.
+    """
+    try:
+        await folder.record_attempt(job_type, task_ids, jobs)
+    except BaseException:
+        await asyncio.shield(_stop_submitted(folder, launcher, jobs))
+        raise
+
+
+async def _stop_submitted(folder: RunFolder, launcher: Launcher, jobs: dict[str, Any]) -> None:
+    """Cancel the tasks of one submission, whether or not its attempt reached the manifest:
+    ``launcher.cancel`` reads the tasks from the attempts, so it gets a view holding only this
+    one (what ``submit`` returned is what ``record_attempt`` would have stored)."""
+    manifest = Manifest({**folder.manifest.data, "attempts": [dict(jobs)]})
+    view = RunFolder(folder.files, folder.path, manifest)
+    try:
+        await launcher.cancel(view)
+    except Exception as error:  # noqa: BLE001 - best effort; the original error goes on
+        logger.warning(
+            "could not cancel the jobs %s just submitted: %s", jobs.get("job_ids"), error
+        )
+    else:
+        logger.warning(
+            "run %r interrupted before it was recorded: its jobs %s were stopped; finished "
+            "blocks are written. Finish it with resume_from=%r.",
+            folder.manifest.name,
+            jobs.get("job_ids"),
+            folder.path,
+        )

@@ -15,12 +15,12 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
-from ..errors import InvalidArgumentError, RunnerError
+from ..errors import ConfigError, InvalidArgumentError, RunLockedError, RunnerError
 from ..pipeline.buffers import input_buffers
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
@@ -33,7 +33,8 @@ from .config import RunnerConfig
 from .files import LocalFiles
 from .options import ExecOptions
 from .protocol import RunFolder, id_ranges, progress_line
-from .registry import RunnerBackend
+from .registry import RunnerBackend, load_runner_backends, runner_backend
+from .run import Run
 
 logger = logging.getLogger("bioimage_async")
 
@@ -84,6 +85,53 @@ def _missing_ids_text(ids: Sequence[int] | None, finished: set[int] | None, tota
     )
 
 
+async def refuse_live_tasks(folder: RunFolder, config: RunnerConfig) -> None:
+    """Refuse to finish here a run of a distributed backend whose tasks still run (its
+    attempts name them): this process would compute their blocks a second time next to them,
+    and they would then report those blocks failed. Asked as ``resume_from`` asks it for
+    the backend's own resumes (``Run.alive``)."""
+    job_type = str(folder.manifest.data.get("job_type"))
+    await load_runner_backends()
+    try:
+        backend = runner_backend(job_type)
+    except InvalidArgumentError:
+        raise ConfigError(
+            f"resume_from={folder.path!r} was written by the {job_type!r} backend, which is not "
+            "registered in this process: register it (ba.register_runner) so that the resume "
+            "can check whether its tasks still run"
+        ) from None
+    if not backend.distributed:
+        return  # a local run's only worker is its driver, which holds the folder's lock
+    try:
+        run = await _live_run(folder, backend, config)
+    except Exception as error:
+        error.add_note(
+            f"(while checking whether the {job_type} tasks of resume_from={folder.path!r} still "
+            "run; if they are gone, run the rest as a new run: block_ids="
+            f"ba.sync.missing_blocks({folder.path!r}))"
+        )
+        raise
+    if run is not None:
+        raise RunLockedError(
+            f"resume_from={folder.path!r} is a {job_type} run whose tasks still run (jobs "
+            f"{run.job_ids}); a local resume would compute their blocks a second time. Wait "
+            f"for it: await (await ba.attach({folder.path!r})).wait(); or stop it first: await "
+            f"(await ba.attach({folder.path!r})).cancel(), then resume; or resume it with "
+            f"job_type={job_type!r}, which attaches to the live run."
+        )
+
+
+async def _live_run(folder: RunFolder, backend: RunnerBackend, config: RunnerConfig) -> Run | None:
+    """The run of ``folder`` if any of its tasks is still pending or running, else None."""
+    backend_config = backend.config(config if isinstance(config, backend.config_type) else None)
+    _, launcher = await backend.connect(backend_config)
+    try:
+        run = Run(folder, launcher, backend_config, backend)
+        return run if await run.alive() else None
+    finally:
+        await launcher.close()
+
+
 class Journal:
     """The run folder of a local run and its append-only progress log."""
 
@@ -106,7 +154,9 @@ class Journal:
         return journal, ids
 
     @classmethod
-    async def resume(cls, task: BlockTask, path: str) -> tuple[Journal, list[int]]:
+    async def resume(
+        cls, task: BlockTask, path: str, config: RunnerConfig
+    ) -> tuple[Journal, list[int]]:
         if not journaled(task):
             raise InvalidArgumentError(
                 "resume_from finishes a run into sources that reopen from their specs; this "
@@ -116,7 +166,7 @@ class Journal:
         folder = await RunFolder.open(LocalFiles(), path)
         await folder.check_payload(task)
         journal = cls(folder)
-        await journal.open()
+        await journal.open(before=lambda: refuse_live_tasks(folder, config))
         try:
             missing = await folder.missing_blocks()
         except BaseException:  # else the folder stays locked by this live process
@@ -127,9 +177,13 @@ class Journal:
         )
         return journal, missing
 
-    async def open(self) -> None:
+    async def open(self, *, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Lock the folder, then start this attempt's log. ``before`` runs under the lock,
+        ahead of any record: a resume refuses there a run whose workers still compute."""
         await self.lease.acquire()
         try:
+            if before is not None:
+                await before()
             attempt = len(self.folder.manifest.attempts)
             log = self.folder.join("progress", f"local-{attempt}.log")
             self._fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -186,7 +240,7 @@ class LocalRunner(Runner):
         in_flight, plan = self._plan(task, options)  # refusals before any folder is made
         journal: Journal | None = None
         if options.resume_from is not None:
-            journal, ids = await Journal.resume(task, options.resume_from)
+            journal, ids = await Journal.resume(task, options.resume_from, self.config)
         elif self.config.journal and journaled(task):
             journal, ids = await Journal.start(task, self.config.tmp_root_or_default(), ids)
         try:

@@ -14,9 +14,13 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
+
+if TYPE_CHECKING:
+    from ..pipeline.execute import Compute
+    from ..pipeline.task import BlockTask
 
 #: Input buffers are reused from block to block for blocks up to this size (see pipeline.buffers).
 WORKER_BUFFER_BYTES = 64 * 1024 * 1024
@@ -71,6 +75,30 @@ def _open_progress_log(progress_path: str) -> int:
     return fd
 
 
+def _threaded_compute(task: BlockTask, busy: set[int]) -> Compute:
+    """The kernel in the blocking thread pool (as ``threaded_compute``), keeping in ``busy``
+    the blocks a thread is computing: a block that timed out while its thread goes on is not
+    retried (``run_blocks(still_running=...)``), else each retry pins one more of the few
+    threads and healthy blocks time out waiting for one."""
+    from ..context import run_blocking
+    from ..pipeline.compute_pool import compute_block
+
+    def timed(block_id: int, data: Any) -> tuple[Any, float]:
+        busy.add(block_id)
+        try:
+            started = time.perf_counter()  # inside the thread: queueing is not compute
+            block = task.grid.block(block_id)
+            result = compute_block(task.kernel, block, data, task.output.dtype, task.casting)
+            return result, time.perf_counter() - started
+        finally:
+            busy.discard(block_id)
+
+    async def compute(block_id: int, data: Any) -> tuple[Any, float]:
+        return await run_blocking(timed, block_id, data)
+
+    return compute
+
+
 async def run_task(folder: str, task_id: int) -> int:
     """Process one task; returns the exit code (0 success, 1 blocks failed, 2/3 setup errors)."""
     started = time.perf_counter()
@@ -84,7 +112,7 @@ async def run_task(folder: str, task_id: int) -> int:
             return 3
         from ..pipeline.buffers import input_buffers
         from ..pipeline.engine import run_blocks
-        from ..pipeline.execute import execute_block, threaded_compute
+        from ..pipeline.execute import execute_block
         from ..pipeline.stats import RunStats
         from ..pipeline.task import BlockTask
         from ..sources.registry import from_spec
@@ -105,7 +133,7 @@ async def run_task(folder: str, task_id: int) -> int:
         )
         with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
             groups: list[list[int]] = json.load(handle)
-    except Exception:  # noqa: BLE001 - any setup failure is this task's failure, reported
+    except (Exception, SystemExit):  # noqa: BLE001 - any setup failure is this task's failure
         error = traceback.format_exc()
         _write_sentinel(folder, task_id, "failed", {"error": error, "failed": None})
         print(error, file=sys.stderr)
@@ -125,7 +153,8 @@ async def run_task(folder: str, task_id: int) -> int:
         marked.add(block_id)
 
     cost = kernel.compute_cost
-    compute = threaded_compute(task) if cost != "none" else None
+    computing: set[int] = set()
+    compute = _threaded_compute(task, computing) if cost != "none" else None
     stats = RunStats(name=task.name)
     in_flight = 4 if cost == "none" else 2
     buffers = input_buffers(task, in_flight, WORKER_BUFFER_BYTES)  # as in local runs
@@ -141,6 +170,7 @@ async def run_task(folder: str, task_id: int) -> int:
             on_done=mark,
             retries=payload.retries,
             block_timeout=payload.block_timeout,
+            still_running=computing.__contains__,
         )
     finally:
         os.close(fd)

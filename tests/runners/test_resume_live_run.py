@@ -1,0 +1,95 @@
+"""resume_from with job_type='local' on the folder of a subprocess run: refused while the run's
+workers still compute (they would run every block twice with it), accepted once they are gone.
+Real worker processes, held at a gate so that "still alive" never depends on timing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+
+SHAPE, BLOCK = (32, 32, 64), (16, 16, 16)  # 16 blocks
+
+
+def gated_invert(gate: str, counts: str):
+    """255 - block; in a run's worker process only once ``gate`` is gone (a local run's
+    compute processes pass at once, so a wrongly accepted resume ends instead of hanging).
+    Each call appends a line to ``counts``."""
+
+    def fn(block: np.ndarray) -> np.ndarray:
+        in_run_worker = sys.argv[0].endswith(os.path.join("runners", "worker.py"))
+        while in_run_worker and os.path.exists(gate):
+            time.sleep(0.02)
+        fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"1\n")
+        finally:
+            os.close(fd)
+        return 255 - block
+
+    return fn
+
+
+@pytest.fixture
+async def gated(tmp_path):
+    """The data, the output, a closed gate, the call count file and a map_blocks caller."""
+    data = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
+    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    gate, counts = tmp_path / "gate", tmp_path / "calls.txt"
+    gate.write_text("")
+    fn = gated_invert(str(gate), str(counts))
+    config = ba.RunnerConfig(tmp_root=str(tmp_path), poll_interval=0.05)
+
+    def run(job_type: str, **kwargs):
+        return ba.map_blocks(
+            fn,
+            src,
+            out,
+            block_shape=BLOCK,
+            job_type=job_type,
+            num_workers=2,
+            job_config=config,
+            **kwargs,
+        )
+
+    return data, out, gate, counts, run
+
+
+def calls(counts: Path) -> int:
+    return len(counts.read_text().split()) if counts.exists() else 0
+
+
+async def test_a_local_resume_of_a_subprocess_run_with_live_workers_is_refused(gated):
+    data, out, gate, counts, run = gated
+    live = await run("subprocess", wait=False)
+    try:
+        assert await live.alive()
+        with pytest.raises(ba.RunLockedError, match="still run") as refused:
+            await run("local", resume_from=live.tmp_folder)
+        assert "ba.attach" in str(refused.value)
+    except BaseException:
+        await live.cancel()
+        raise
+    finally:
+        gate.unlink()
+    await live.wait()
+    assert calls(counts) == 16  # each block once: the refused resume computed none
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_a_local_resume_of_a_subprocess_run_whose_workers_are_gone_finishes_it(gated):
+    data, out, gate, counts, run = gated
+    dead = await run("subprocess", wait=False)
+    await dead.cancel()  # returns once no worker is alive
+    gate.unlink()
+    await run("local", resume_from=dead.tmp_folder)
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+    assert calls(counts) == 16
