@@ -17,6 +17,7 @@ from ..runners.options import ExecKwargs
 from ..sources.base import Source
 from ..sources.registry import as_source
 from ._exec import OpResult, allocate_output, exec_options, finish, run_task
+from .overlap import same_voxels, shares_voxels
 
 
 def same_source(a: Source, b: Source) -> bool:
@@ -93,8 +94,14 @@ async def copy(
     out, array = allocate_output(
         as_source(output) if output is not None else None, src.shape, src.dtype, options
     )
-    if same_source(src, out):
+    if same_source(src, out) or same_voxels(src, out):
         raise InvalidArgumentError("copy needs 'output' to differ from 'input'")
+    if shares_voxels(src, out):
+        raise InvalidArgumentError(
+            "copy cannot write into a region that overlaps its input (the same array, opened "
+            "twice or through shifted views): blocks would read voxels that other blocks "
+            "already overwrote; copy into a separate array, then back"
+        )
     if out.shape != src.shape:
         raise InvalidArgumentError(
             f"output shape {out.shape} must equal the input shape {src.shape}"

@@ -18,7 +18,7 @@ from ..sources.registry import as_source
 from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 from .copy import resolve_block_shape
 from .fingerprint import function_fingerprint
-from .overlap import shares_voxels
+from .overlap import same_voxels, shares_voxels
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ async def map_blocks(
             "map_blocks with a halo cannot write into its own input (blocks would read "
             "neighbours already overwritten), and the output holds voxels of the input (the "
             "same array, opened twice or through a view); use a separate output"
+        )
+    if shares_voxels(src, out) and not same_voxels(src, out):
+        raise InvalidArgumentError(
+            "map_blocks cannot write into a shifted view of its own input: the output and the "
+            "input are overlapping but different regions of one array, so blocks would read "
+            "voxels that other blocks already overwrote; write to a separate output (or to "
+            "exactly the input region, which is safe without a halo)"
         )
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(

@@ -67,3 +67,20 @@ def shares_voxels(a: Source, b: Source) -> bool:
     return all(
         lo_a < hi_b and lo_b < hi_a for (lo_a, hi_a), (lo_b, hi_b) in zip(region_a, region_b)
     )
+
+
+def same_voxels(a: Source, b: Source) -> bool:
+    """Whether ``a`` and ``b`` are exactly the same stored voxels, in the same order."""
+    base_a, region_a = base_region(a)
+    base_b, region_b = base_region(b)
+    if not _same_storage(base_a, base_b):
+        return False
+    whole_a = region_a is None or _covers(base_a, region_a)
+    whole_b = region_b is None or _covers(base_b, region_b)
+    if whole_a or whole_b:
+        return whole_a and whole_b and a.shape == b.shape
+    return region_a == region_b and a.shape == b.shape
+
+
+def _covers(base: Source, region: list[tuple[int, int]]) -> bool:
+    return all(lo == 0 and hi == n for (lo, hi), n in zip(region, base.shape))

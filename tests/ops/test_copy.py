@@ -72,6 +72,28 @@ async def test_copy_into_itself_is_refused(zarr_volume):
         await ba.copy(zarr_volume, zarr_volume)
 
 
+async def test_copy_into_an_overlapping_shifted_region_of_the_input_is_refused(tmp_path):
+    """A copy that shifts rows within one array (opened twice, or two views) would read rows
+    other blocks already overwrote: refused, nothing written; disjoint regions still copy."""
+    data = np.arange(64 * 16, dtype=np.int32).reshape(64, 16)
+    array = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype="int32", chunks=(8, 16)
+    )
+    await array.write(..., data)
+    reader = await ba.open_source(tmp_path / "a.zarr", mode="r")
+    for source, target in [
+        (reader.view(np.s_[0:56, :]), array.view(np.s_[8:64, :])),
+        (array.view(np.s_[8:64, :]), array.view(np.s_[0:56, :])),
+    ]:
+        with pytest.raises(ba.InvalidArgumentError, match="overlaps its input"):
+            await ba.copy(source, target, block_shape=(8, 16))
+    with pytest.raises(ba.InvalidArgumentError, match="differ"):
+        await ba.copy(reader, array, block_shape=(8, 16))
+    np.testing.assert_array_equal(await array.read(), data)
+    await ba.copy(array.view(np.s_[0:32, :]), array.view(np.s_[32:64, :]), block_shape=(8, 16))
+    np.testing.assert_array_equal(await array.read(np.s_[32:64, :]), data[0:32])
+
+
 async def test_out_of_range_block_ids_fail_before_any_work(tmp_path, zarr_volume, volume):
     out = await ba.create_source(
         tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)

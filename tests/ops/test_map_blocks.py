@@ -116,3 +116,31 @@ async def test_a_halo_into_the_same_array_through_another_handle_or_a_view_is_re
         block_shape=(16, 16),
     )
     np.testing.assert_allclose(await array.read(np.s_[32:64, :]), _box_mean(data[0:32]), rtol=1e-6)
+
+
+def _plus_one(block):
+    return block + 1
+
+
+async def test_a_shifted_view_of_the_input_as_output_is_refused_without_a_halo_too(tmp_path):
+    """Without a halo, writing exactly the input region in place is safe (each block reads
+    and writes only its own voxels); an overlapping but shifted region is not (a block reads
+    rows another block already rewrote), so it is refused before anything is written."""
+    data = np.arange(64 * 16, dtype=np.int32).reshape(64, 16)
+    array = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype="int32", chunks=(8, 16)
+    )
+    await array.write(..., data)
+    with pytest.raises(ba.InvalidArgumentError, match="shifted view"):
+        await ba.map_blocks(
+            _plus_one, array.view(np.s_[0:56, :]), array.view(np.s_[8:64, :]), block_shape=(8, 16)
+        )
+    np.testing.assert_array_equal(await array.read(), data)
+    writer = await ba.open_source(tmp_path / "a.zarr", mode="r+")
+    await ba.map_blocks(_plus_one, array, writer, block_shape=(8, 16))  # same voxels: in place
+    np.testing.assert_array_equal(await array.read(), data + 1)
+    region = np.s_[8:40, :]
+    await ba.map_blocks(_plus_one, array.view(region), writer.view(region), block_shape=(8, 16))
+    expected = data + 1
+    expected[region] += 1
+    np.testing.assert_array_equal(await array.read(), expected)
