@@ -8,6 +8,7 @@ longer knows, from ``sacct`` when accounting is on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shlex
@@ -117,6 +118,28 @@ class SlurmLauncher(Launcher):
     ) -> dict[str, Any]:
         limit = await self.max_array_size()
         arrays: list[dict[str, Any]] = []
+        try:
+            await self._submit_arrays(folder, task_ids, num_workers, limit, arrays)
+        except BaseException:
+            # the arrays already accepted run unrecorded: nothing would wait on them, and a
+            # resume would run their blocks again beside them
+            if arrays:
+                await asyncio.shield(self._scancel([a["job_id"] for a in arrays]))
+            raise
+        logger.info(
+            "submitted %s as slurm job(s) %s", folder.manifest.name, [a["job_id"] for a in arrays]
+        )
+        return {"arrays": arrays, "job_ids": [a["job_id"] for a in arrays]}
+
+    async def _submit_arrays(
+        self,
+        folder: RunFolder,
+        task_ids: list[int],
+        num_workers: int,
+        limit: int,
+        arrays: list[dict[str, Any]],
+    ) -> None:
+        """One sbatch per ``limit`` tasks, appending each accepted array to ``arrays``."""
         attempt = len(folder.manifest.attempts)
         for start in range(0, len(task_ids), limit):
             chunk = task_ids[start : start + limit]
@@ -136,16 +159,23 @@ class SlurmLauncher(Launcher):
             await folder.files.write_bytes(script_path, script.encode())
             result = await self.shell.run(["sbatch", "--parsable", script_path])
             if result.returncode:
+                before = [a["job_id"] for a in arrays]
                 raise ConfigError(
                     f"sbatch refused the job on {self.shell.description}: {result.stderr.strip()}"
-                    f"{' (submitted before: ' + str([a['job_id'] for a in arrays]) + ')' if arrays else ''}"
+                    + (
+                        f" (the arrays submitted before it, {before}, are cancelled)"
+                        if before
+                        else ""
+                    )
                 )
             job_id = result.stdout.strip().split(";")[0]
             arrays.append({"job_id": job_id, "offset": offset, "size": len(chunk)})
-        logger.info(
-            "submitted %s as slurm job(s) %s", folder.manifest.name, [a["job_id"] for a in arrays]
-        )
-        return {"arrays": arrays, "job_ids": [a["job_id"] for a in arrays]}
+
+    async def _scancel(self, jobs: list[str]) -> None:
+        try:
+            await self.shell.run(["scancel", *jobs])
+        except Exception as error:  # noqa: BLE001 - best effort; the submit error goes on
+            logger.warning("could not cancel the slurm jobs %s just submitted: %s", jobs, error)
 
     def _arrays(self, folder: RunFolder) -> list[dict[str, Any]]:
         return [

@@ -124,6 +124,41 @@ async def test_run_is_split_across_arrays_beyond_max_array_size(shared, volume):
     np.testing.assert_array_equal(await out.read(), 255 - volume)
 
 
+async def test_a_refused_later_array_cancels_the_arrays_submitted_before_it(
+    shared, volume, monkeypatch
+):
+    """Split across arrays, the second sbatch is refused (a real refusal: an invalid --array);
+    the first, already accepted, must not run on unrecorded and unwatched."""
+    from bioimage_async.runners import slurm
+
+    scripts = slurm.sbatch_script
+    accepted: list[str] = []
+
+    def second_is_invalid(config, folder, python, name, size, offset, throttle):
+        script = scripts(config, folder, python, name, size, offset, throttle)
+        return script.replace("--array=0-", "--array=bad-") if offset else script
+
+    monkeypatch.setattr(slurm, "sbatch_script", second_is_invalid)
+    run_sbatch = slurm.LocalShell.run
+
+    async def noting_job_ids(self, argv, *args, **kwargs):
+        result = await run_sbatch(self, argv, *args, **kwargs)
+        if argv[0] == "sbatch" and not result.returncode:
+            accepted.append(result.stdout.strip().split(";")[0])
+        return result
+
+    monkeypatch.setattr(slurm.LocalShell, "run", noting_job_ids)
+    src, out = await make_io(shared, volume)
+    config = local_config(shared, max_array_size=3, blocks_per_task=3, keep_tmp=True)
+    with pytest.raises(ba.ConfigError) as refused:
+        await ba.map_blocks(
+            sleepy(30), src, out, block_shape=CHUNKS, job_type="slurm", job_config=config
+        )
+    assert len(accepted) == 1
+    assert not squeue_alive(accepted)  # scancel has returned: no task is pending or running
+    assert f"the arrays submitted before it, {accepted}, are cancelled" in str(refused.value)
+
+
 async def test_cancelling_the_awaiting_task_cancels_the_job(shared, volume):
     src, out = await make_io(shared, volume)
     config = local_config(shared, keep_tmp=True)
