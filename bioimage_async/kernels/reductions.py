@@ -28,12 +28,14 @@ labels it takes ~0.6x the numpy path's time (~1.0x tinybrain's), reading views i
 Limits: windows hold at most 2**30 voxels. Mode compares floats by bit pattern (-0.0 and 0.0
 are different values; NaNs with the same bits are equal) and copies a float input, or one with
 negative strides (a flipped view), once; boxes cut out of a larger array are read in place.
-Mean sums exactly: in int64 for integers up to 32 bits and bool, in two 32-bit halves for 64-bit
-integers (any values, no 2**53 limit), and in float64 for floats (float32 and float16 are
-accumulated in float64 and rounded once to the output dtype, so they can differ from a float32
-accumulation in the last bit). A float output of the mean of 64-bit integers is
-``float64(floor) + remainder / k``, within an ulp of the exact mean. Non-native byte order is
-converted once.
+Mean sums integers exactly: in int64 for integers up to 32 bits and bool, in two 32-bit halves
+for 64-bit integers (any values, no 2**53 limit); a float output of the mean of 64-bit integers
+is ``float64(floor) + remainder / k``, within an ulp of the exact mean. Floats are summed in
+float64, axis by axis, and rounded once to the output dtype. That is not exact (each addition
+rounds), but a float32 or float16 window keeps what a float32 accumulation such as tensorstore's
+driver loses (1e8 + 1 - 1e8 is 1 here, 0 there): the two can differ by more than the last bit
+where values cancel, and float64 sums in another order differ in the last bits. Non-native
+byte order is converted once.
 """
 
 from __future__ import annotations

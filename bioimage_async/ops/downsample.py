@@ -110,14 +110,28 @@ def _compiled_mode_is_faster(
 
 def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Source | None:
     """tensorstore's own downsample driver over a tensorstore-backed input, served chunk to
-    chunk (no block buffers, no thread hop). Its stride, mean, min, max and mode equal
-    ``kernels.reductions`` and ``src[::f, ...]`` exactly (pinned by the tests), except min and
-    max over NaN, which tensorstore skips (so float min/max do not come here). None where the
-    input has no tensorstore handle."""
+    chunk (no block buffers, no thread hop). Its stride, and its mean, min, max and mode of
+    integers and bool, equal ``kernels.reductions`` and ``src[::f, ...]`` exactly (pinned by
+    the tests); floats do not come here (``_driver_differs_on``). None where the input has no
+    tensorstore handle."""
     store = src.tensorstore()
     if store is None:
         return None
     return as_source(ts.downsample(store, list(factors), cast(Any, method)))
+
+
+def _driver_differs_on(dtype: np.dtype, method: str) -> bool:
+    """Whether tensorstore's driver would give other values than our kernel, so that inputs of
+    ``dtype`` take the kernel whatever they are stored in (zarr or numpy, masked or not).
+
+    Floats: the driver's mode merges -0.0 with 0.0 and never lets NaN win, its min and max
+    skip NaN, and its mean accumulates in the input dtype (a float32 window of 1e8, 1, -1e8
+    and five zeros averages to 0 there, 0.125 in our float64 sum; the driver is faster, but
+    not by a voxel's worth). Complex: min, max and mode the same way (our kernel refuses
+    complex mode); complex mean stays with the driver, as our kernel has none.
+    """
+    kind = np.dtype(dtype).kind
+    return kind == "f" or (kind == "c" and method != "mean")
 
 
 def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling) -> Source | None:
@@ -226,10 +240,8 @@ async def downsample(
     if method is not None:
         kernel = ReduceKernel(factors, method, src.shape)
         ours = method == "mode" and _compiled_mode_is_faster(src, factors, shape)
-        # tensorstore's min/max skip NaN (min of 1 and NaN is 1); ours propagate it, as
-        # documented and as np.min does: float inputs take our kernel, zarr or numpy alike
-        nan_differs = method in ("min", "max") and src.dtype.kind in "fc"
-        view = None if ours or nan_differs else _tensorstore_view(src, factors, method)
+        driver_differs = _driver_differs_on(src.dtype, method)
+        view = None if ours or driver_differs else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)
         view = _strided_view(src, factors, resampling)

@@ -1,0 +1,74 @@
+"""Float reductions give the same voxels whichever path computes them.
+
+tensorstore's downsample driver serves tensorstore-backed inputs chunk to chunk, our kernel
+serves the rest (numpy inputs, masked runs, small mode windows). For floats the two disagree:
+the driver's mode merges -0.0 with 0.0 and skips NaN, its min/max skip NaN and its mean
+accumulates in the input dtype. These inputs must never reach it.
+"""
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+from bioimage_async.kernels.reductions import reduce_windows
+
+
+def float_volume(rng: np.random.Generator, dtype: str, method: str) -> np.ndarray:
+    """Few values (ties, -0.0 beside 0.0, NaN) for the order statistics; spread-out values
+    for the mean, whose rounding differs with the accumulation."""
+    if method == "mean":
+        data = (rng.standard_normal((12, 12, 12)) * 1000).astype(dtype)
+        data[rng.random(data.shape) < 0.01] = np.nan
+        return data
+    values = np.array([0.0, -0.0, np.nan, 1.0], dtype)
+    return rng.choice(values, size=(12, 12, 12), p=[0.3, 0.3, 0.2, 0.2])
+
+
+@pytest.mark.parametrize("method", ["mode", "min", "max", "mean"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+async def test_float_reductions_of_large_windows_from_zarr_equal_the_kernel_bit_for_bit(
+    tmp_path, rng, method, dtype
+):
+    """3x3x3 windows are too large for the compiled mode kernel: before the fix a zarr input
+    took tensorstore's driver there and a numpy input our kernel."""
+    data = float_volume(rng, dtype, method)
+    expected = reduce_windows(data, (3, 3, 3), method)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype=dtype, chunks=(6, 6, 6)
+    )
+    await src.write(..., data)
+    from_zarr = await ba.downsample(src, 3, method=method, block_shape=(2, 2, 2))
+    from_numpy = await ba.downsample(data, 3, method=method, block_shape=(2, 2, 2))
+    bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    np.testing.assert_array_equal(from_zarr.view(bits), expected.view(bits))
+    np.testing.assert_array_equal(from_numpy.view(bits), expected.view(bits))
+
+
+async def test_float_mode_keeps_negative_zero_and_nan_apart_from_zero_and_numbers(tmp_path):
+    """The documented mode of floats compares bit patterns: four 1.0 outvote three -0.0 and two
+    0.0, and three NaN outvote two 1.0 (the driver answered 0.0 and 1.0)."""
+    data = np.array(
+        [
+            [-0.0, -0.0, -0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+            [np.nan, np.nan, np.nan, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        ],
+        np.float32,
+    ).reshape(2, 1, 9)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="float32", chunks=(2, 1, 9)
+    )
+    await src.write(..., data)
+    result = (await ba.downsample(src, (1, 1, 9), method="mode")).ravel()
+    assert result[0] == 1.0
+    assert np.isnan(result[1])
+
+
+async def test_float32_mean_from_zarr_keeps_a_value_that_float32_accumulation_loses(tmp_path):
+    """1e8 + 1 is 1e8 in float32: the driver's float32 sum of this window is 0, its exact mean
+    0.125 (our sum runs in float64)."""
+    data = np.array([1e8, 1.0, -1e8, 0, 0, 0, 0, 0], np.float32).reshape(1, 1, 8)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="float32", chunks=(1, 1, 8)
+    )
+    await src.write(..., data)
+    assert (await ba.downsample(src, (1, 1, 8), method="mean")).item() == 0.125
