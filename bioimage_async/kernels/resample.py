@@ -4,7 +4,9 @@ Per axis the scale is s = in/out; output index i samples input coordinate x = i*
 aligned, no half-pixel shift) with a spline of order ``order``; anti-aliasing first smooths with
 a Gaussian of sigma max(0, (s-1)/2) (mode 'mirror', truncated at 4 sigma). Each block reads its
 input region with a halo that covers the Gaussian and the spline support, so block-wise results
-equal whole-array results (bit for bit for orders 0 and 1).
+equal whole-array results (bit for bit for orders 0 and 1). Upsampling samples the last outputs
+past the last input voxel (7 -> 20: x = 19 * 0.35 = 6.65): orders 0 and 1 take the edge voxel
+there (scipy's mode 'nearest'); orders 2..5 are scipy's mode 'constant', 0 beyond the edge.
 
 Orders 0 and 1 are separable and computed axis by axis on positions known in global
 coordinates, smoothing only what is then sampled: for a factor-2 anti-aliased downsample most of
@@ -111,7 +113,9 @@ class Resampling:
         n, scale = self.in_shape[axis], self.scales[axis]
         positions = np.arange(out_start, out_stop, dtype=np.float64) * scale
         if self.order == 0:
-            index = np.floor(positions + 0.5)[:, None]
+            # upsampling rounds up to n past the last voxel (7 -> 20: 19 * 0.35 = 6.65 -> 7):
+            # the edge voxel, as order 1 takes there
+            index = np.minimum(np.floor(positions + 0.5), n - 1)[:, None]
             weight = np.ones_like(index)
         else:
             lower = np.floor(positions)

@@ -6,6 +6,7 @@ compute runs in the blocking thread pool, never on the event loop.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,14 @@ class ResizedSource(Source):
 
 
 class ThresholdSource(Source):
-    """A boolean view: ``source > threshold`` (or ``>=``, ``<``, ``<=`` via ``comparison``)."""
+    """A boolean view: ``source > threshold`` (or ``>=``, ``<``, ``<=`` via ``comparison``).
+
+    The threshold is held as a Python int or float, what it is after the spec's JSON trip to a
+    worker: numpy compares a float32 volume with ``np.float64(0.1)`` in float64 but with
+    ``0.1`` in float32 (NEP 50), so a voxel of float32(0.1) would be True in the process that
+    built the source and False in its workers. Held as a Python number, it compares as numpy's
+    ``data > 0.1`` everywhere.
+    """
 
     kind = "threshold"
     _COMPARISONS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
@@ -95,7 +103,7 @@ class ThresholdSource(Source):
                 f"comparison must be one of {sorted(self._COMPARISONS)}, got {comparison!r}"
             )
         self.source = source
-        self.threshold = threshold
+        self.threshold = _plain_number(threshold)
         self.comparison = comparison
 
     @property
@@ -115,7 +123,8 @@ class ThresholdSource(Source):
 
     async def _read(self, roi: Roi) -> np.ndarray:
         data = await self.source.read_roi(roi)
-        return self._COMPARISONS[self.comparison](data, self.threshold)
+        with np.errstate(over="ignore"):  # 1e40 against float32 is inf there: still right
+            return self._COMPARISONS[self.comparison](data, self.threshold)
 
     def to_spec(self) -> SourceSpec:
         return SourceSpec(
@@ -132,3 +141,15 @@ class ThresholdSource(Source):
         from .registry import from_spec
 
         return cls(await from_spec(params["source"]), params["threshold"], params["comparison"])
+
+
+def _plain_number(value: Any) -> int | float:
+    """``value`` as the Python int or float it becomes in JSON (bools and integers as int)."""
+    if isinstance(value, (Integral, np.integer, np.bool_)):
+        return int(value)
+    if isinstance(value, (Real, np.floating)):
+        return float(value)
+    raise InvalidArgumentError(
+        f"threshold must be a real number (int or float), got {value!r}; it is compared with "
+        "every voxel"
+    )
