@@ -1,10 +1,11 @@
 """Checked casting: values meet an output dtype without being silently wrapped.
 
-numpy's ``astype`` stores 300.0 into uint8 as 44, -5 as 251 and NaN as 0, with at most a
-warning. A voxel changed that way is the worst kind of defect (nothing says it happened), so by
-default a value the output cannot hold is an error naming the region, the offending range and
-the fix. ``casting="clip"`` clips to the output's range (NaN to 0) and ``casting="unsafe"`` is
-numpy's own ``astype``, for users who want exactly that.
+numpy's ``astype`` stores 300.0 into uint8 as 44, -5 as 251, NaN as 0 and NaN into bool as
+True, with at most a warning. A voxel changed that way is the worst kind of defect (nothing
+says it happened), so by default a value the output cannot hold is an error naming the region,
+the offending range and the fix. ``casting="clip"`` clips to the output's range (NaN to 0, so
+False for bool) and ``casting="unsafe"`` is numpy's own ``astype``, for users who want exactly
+that.
 
 The check costs one min and one max over the block, and only when the conversion can lose
 values (a "safe" cast in numpy's sense, e.g. uint8 to uint16, is never checked). Fractions are
@@ -93,9 +94,19 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
 
 
 def cast_checked(
-    value: np.ndarray, dtype: np.dtype, casting: str = "checked", where: str = "the region"
+    value: np.ndarray,
+    dtype: np.dtype,
+    casting: str = "checked",
+    where: str = "the region",
+    *,
+    inside: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``value`` as ``dtype`` under ``casting`` ("checked", "clip" or "unsafe")."""
+    """``value`` as ``dtype`` under ``casting`` ("checked", "clip" or "unsafe").
+
+    ``inside`` (a boolean array of ``value``'s shape, a block's mask) limits the check to the
+    voxels that will be written: the others keep the output's old values, so a NaN background
+    there must not fail the block. They are cast as numpy's ``astype`` does, to be dropped.
+    """
     dtype = np.dtype(dtype)
     if value.dtype == dtype:
         return value
@@ -105,7 +116,8 @@ def cast_checked(
         return clip_cast(value, dtype)
     if casting != "checked":
         raise InvalidArgumentError(f"casting must be one of {CASTINGS}, got {casting!r}")
-    fits, shown = _fits(value, dtype)
+    partial = inside is not None and not inside.all()
+    fits, shown = _fits(value[inside] if partial else value, dtype)
     if not fits:
         raise CastingError(
             f"{where}: {shown} ({value.dtype}) do not fit the output dtype {dtype} "
@@ -113,13 +125,19 @@ def cast_checked(
             "casting='clip' to clip them to the range (NaN to 0), casting='unsafe' for numpy's "
             "wrapping, or write into a dtype that holds them"
         )
+    if partial:  # NaN or out-of-range values outside the mask: cast, never written
+        with np.errstate(invalid="ignore", over="ignore"):
+            return value.astype(dtype)
     return value.astype(dtype)
 
 
 def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Clip to ``dtype``'s range (NaN to 0, inf to the range's ends), then cast."""
-    if dtype.kind == "b":
-        return value != 0
+    if dtype.kind == "b":  # NaN is 0 here too: False, where numpy's NaN != 0 says True
+        result = value != 0
+        if value.dtype.kind in "fc":
+            result &= ~np.isnan(value)  # a bool temporary, not a float copy
+        return result
     if value.dtype.kind == "c":
         value = value.real
     if dtype.kind in "iu":

@@ -78,8 +78,9 @@ async def copy(
     """Copy ``input`` into ``output`` block by block; the output's dtype governs (cast on write).
 
     Without ``output`` (local runs only) a numpy array is allocated and returned. With ``mask``,
-    voxels outside it keep the output's old values and blocks with an empty mask are skipped
-    without reading the input. Returns the output (the given one or the new array).
+    voxels outside it keep the output's old values (the dtype check looks only inside it) and
+    blocks with an empty mask are skipped without reading the input. Returns the output (the
+    given one or the new array).
 
     Between two whole arrays with the same chunk grid, dtype, fill value and codecs, each
     block moves the encoded chunk files from store to store without decoding them (see

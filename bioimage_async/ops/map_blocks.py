@@ -64,7 +64,8 @@ async def map_blocks(
     and functions from your own modules work). It receives the block with its halo (clipped at
     the volume border) and must return an array of that same shape; its values meet the
     output dtype through checked casting (see ``casting=``). With ``mask``, voxels outside the
-    mask keep the output's old values and blocks with an empty mask are skipped unread.
+    mask keep the output's old values (only those inside are checked) and blocks with an empty
+    mask are skipped unread.
     """
     options = await exec_options(exec_kwargs)
     if not callable(fn):

@@ -40,15 +40,18 @@ def compute_block(
     data: np.ndarray,
     out_dtype: np.dtype | None,
     casting: str = "checked",
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Run the kernel and check its result, casting (checked) to the output dtype where it runs."""
+    """Run the kernel and check its result, casting (checked) to the output dtype where it runs.
+
+    ``mask`` (the block's, where it is partial) limits the check to the voxels it writes."""
     result = np.asarray(kernel.compute(block, data))
     if result.shape != block.shape:
         raise InvalidArgumentError(
             f"the kernel returned shape {result.shape} for block {block.id}, expected {block.shape}"
         )
     if out_dtype is not None and result.dtype != out_dtype:
-        result = cast_checked(result, out_dtype, casting, block_where(block))
+        result = cast_checked(result, out_dtype, casting, block_where(block), inside=mask)
     return result
 
 
@@ -148,13 +151,16 @@ class ComputePool:
                 self._idle = idle
         return self._idle
 
-    async def compute(self, block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
-        """Compute one block in an idle worker. Cancelling (a cancelled run, or a
-        ``block_timeout``) kills that worker mid-block and starts a replacement."""
+    async def compute(
+        self, block_id: int, data: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Compute one block in an idle worker (``mask``: the block's partial mask, which the
+        cast checks within). Cancelling (a cancelled run, or a ``block_timeout``) kills that
+        worker mid-block and starts a replacement."""
         idle = await self._ensure_started()
         worker = await idle.get()
         try:
-            await worker.send((block_id, data))
+            await worker.send((block_id, data, mask))
             ok, result, seconds = await worker.receive()
         except asyncio.CancelledError:
             worker.kill()  # mid-block: its pipe is in an unknown state

@@ -1,9 +1,10 @@
 """A compute worker process: ``python -m bioimage_async.pipeline.compute_worker``.
 
 Talks to its ComputePool over stdin/stdout with length-prefixed pickle frames. The first frame is
-the cloudpickled (kernel, grid, output dtype); every further frame is (block_id, data) and gets a
-reply (ok, result-or-traceback, seconds). The protocol gets a private copy of the stdout file
-descriptor and fd 1 is pointed at stderr, so a user function that prints cannot corrupt it.
+the cloudpickled (kernel, grid, output dtype, casting); every further frame is (block_id, data,
+mask) and gets a reply (ok, result-or-traceback, seconds). The protocol gets a private copy of
+the stdout file descriptor and fd 1 is pointed at stderr, so a user function that prints cannot
+corrupt it.
 Importing this module loads numpy and cloudpickle only: startup stays lean.
 """
 
@@ -98,11 +99,12 @@ def main() -> None:
         request = read_frame(protocol_in)
         if request is None:
             return
-        block_id, data = request
+        block_id, data, mask = request
         started = time.perf_counter()
         reply: tuple[bool, Any, float]
         try:
-            result = compute_block(kernel, grid.block(block_id), data, out_dtype, casting)
+            block = grid.block(block_id)
+            result = compute_block(kernel, block, data, out_dtype, casting, mask)
         except Exception:  # noqa: BLE001 - reported to the parent as this block's failure
             reply = (False, traceback.format_exc(), 0.0)
         else:

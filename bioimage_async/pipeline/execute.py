@@ -18,7 +18,8 @@ from .compute_pool import block_where, compute_block
 from .stats import RunStats
 from .task import BlockTask
 
-Compute = Callable[[int, np.ndarray], Awaitable[tuple[np.ndarray, float]]]
+#: (block id, input region, the block's mask where it is partial) -> (result, compute seconds)
+Compute = Callable[[int, np.ndarray, np.ndarray | None], Awaitable[tuple[np.ndarray, float]]]
 
 
 def threaded_compute(task: BlockTask) -> Compute:
@@ -28,14 +29,16 @@ def threaded_compute(task: BlockTask) -> Compute:
     worker process is the unit of parallelism and reads overlap compute through threads).
     """
 
-    def timed(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
+    def timed(block_id: int, data: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, float]:
         started = time.perf_counter()  # inside the thread: queueing is not compute
         block = task.grid.block(block_id)
-        result = compute_block(task.kernel, block, data, task.output.dtype, task.casting)
+        result = compute_block(task.kernel, block, data, task.output.dtype, task.casting, mask)
         return result, time.perf_counter() - started
 
-    async def compute(block_id: int, data: np.ndarray) -> tuple[np.ndarray, float]:
-        return await run_blocking(timed, block_id, data)
+    async def compute(
+        block_id: int, data: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, float]:
+        return await run_blocking(timed, block_id, data, mask)
 
     return compute
 
@@ -46,11 +49,14 @@ def _lossless(task: BlockTask) -> bool:
     return bool(np.can_cast(task.input.dtype, task.output.dtype, "safe"))
 
 
-def _cast(task: BlockTask, block_id: int, values: np.ndarray) -> np.ndarray:
+def _cast(
+    task: BlockTask, block_id: int, values: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """``values`` in the output dtype, checked only where ``mask`` (if any) writes them."""
     if values.dtype == task.output.dtype:
         return values
     where = block_where(task.grid.block(block_id))
-    return cast_checked(values, task.output.dtype, task.casting, where)
+    return cast_checked(values, task.output.dtype, task.casting, where, inside=mask)
 
 
 async def execute_block(
@@ -97,11 +103,13 @@ async def _execute(
     pooled: tuple[BufferPool, list[np.ndarray]] | None,
 ) -> bool:
     block = task.grid.block(block_id)
-    mask = None
+    mask = partial = None
     if task.mask is not None:
         mask = np.asarray(await task.mask.read_roi(block.roi), dtype=bool)
         if not mask.any():
             return False
+        # voxels outside it keep the output's old values: the cast checks only those inside
+        partial = None if mask.all() else mask
     started = time.perf_counter()
     if mask is None and not task.kernel.needs_compute and _lossless(task):
         files_before = getattr(task.output, "raw_chunk_files", 0)
@@ -122,7 +130,7 @@ async def _execute(
     if task.kernel.needs_compute:
         if compute is None:
             compute = threaded_compute(task)
-        result, seconds = await compute(block_id, data)
+        result, seconds = await compute(block_id, data, partial)
         stats.compute_s += seconds
     else:
         result = data
@@ -131,9 +139,9 @@ async def _execute(
         while held:
             pool.give(held.pop())
     del data
-    if mask is not None and not mask.all():
+    if partial is not None:
         old = await task.output.read_roi(block.roi)
-        result = np.where(mask, _cast(task, block_id, result), old)
+        result = np.where(partial, _cast(task, block_id, result, partial), old)
     started = time.perf_counter()
     await task.output.write_roi(block.roi, _cast(task, block_id, result), casting="unsafe")
     stats.write_s += time.perf_counter() - started

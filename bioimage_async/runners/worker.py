@@ -83,18 +83,18 @@ def _threaded_compute(task: BlockTask, busy: set[int]) -> Compute:
     from ..context import run_blocking
     from ..pipeline.compute_pool import compute_block
 
-    def timed(block_id: int, data: Any) -> tuple[Any, float]:
+    def timed(block_id: int, data: Any, mask: Any) -> tuple[Any, float]:
         busy.add(block_id)
         try:
             started = time.perf_counter()  # inside the thread: queueing is not compute
             block = task.grid.block(block_id)
-            result = compute_block(task.kernel, block, data, task.output.dtype, task.casting)
+            result = compute_block(task.kernel, block, data, task.output.dtype, task.casting, mask)
             return result, time.perf_counter() - started
         finally:
             busy.discard(block_id)
 
-    async def compute(block_id: int, data: Any) -> tuple[Any, float]:
-        return await run_blocking(timed, block_id, data)
+    async def compute(block_id: int, data: Any, mask: Any) -> tuple[Any, float]:
+        return await run_blocking(timed, block_id, data, mask)
 
     return compute
 

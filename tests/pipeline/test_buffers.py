@@ -106,14 +106,14 @@ async def test_a_failed_block_drops_its_buffer(zarr_input):
     task = BlockTask("d", src, out, BlockGrid((16, 48, 40), (8, 8, 8)), ResampleKernel(resampling))
     pool = BufferPool(keep=4)
 
-    async def failing(block_id, data):
+    async def failing(block_id, data, mask):
         raise RuntimeError("kernel failed")
 
     with pytest.raises(RuntimeError, match="kernel failed"):
         await execute_block(task, 0, failing, RunStats(), pool)
     assert not pool._idle  # a thread could still be reading it: never handed out again
 
-    async def working(block_id, data):
+    async def working(block_id, data, mask):
         return np.zeros(task.grid.block(block_id).shape, np.uint16), 0.0
 
     assert await execute_block(task, 0, working, RunStats(), pool)
