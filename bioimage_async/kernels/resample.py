@@ -185,8 +185,12 @@ class Resampling:
             work = gaussian_filter(work, self.sigmas, mode="mirror", truncate=_TRUNCATE)
         offset = [s.start * scale - st for s, scale, st in zip(out_roi, self.scales, start)]
         out_shape = tuple(s.stop - s.start for s in out_roi)
+        # upsampling samples past the last voxel (19 * 7/20 = 6.65 > 6): scipy's default
+        # 'constant' blends zeros in there, so the edge is extended as orders 0 and 1 do;
+        # downsampling never leaves the volume and keeps the seed's (bioimage-py's) values
+        mode = "nearest" if any(scale < 1 for scale in self.scales) else "constant"
         return affine_transform(
-            work, self.scales, offset=offset, output_shape=out_shape, order=self.order
+            work, self.scales, offset=offset, output_shape=out_shape, order=self.order, mode=mode
         )
 
 

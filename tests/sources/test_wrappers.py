@@ -88,3 +88,38 @@ async def test_a_threshold_that_is_no_real_number_is_refused(tmp_path, threshold
     _, src = await float32_volume_at_a_tenth(tmp_path)
     with pytest.raises(ba.InvalidArgumentError, match="threshold must be"):
         ba.ThresholdSource(src, threshold)
+
+
+@pytest.mark.parametrize("order", [2, 3, 5])
+@pytest.mark.parametrize(
+    ("in_shape", "out_shape"), [((7, 6, 5), (20, 13, 11)), ((5, 8, 9), (13, 8, 4))]
+)
+async def test_spline_upsampling_samples_past_the_last_voxel_at_the_edge_value(
+    tmp_path, order, in_shape, out_shape
+):
+    """Corner-aligned upsampling samples past the last voxel (19 * 7/20 = 6.65 > 6); a spline
+    there must extend the edge as orders 0 and 1 do, not blend in zeros: a constant volume
+    stays constant, whole and block-wise."""
+    data = np.full(in_shape, 200, np.uint8)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=in_shape, dtype="uint8", chunks=(4, 4, 4)
+    )
+    await src.write(..., data)
+    resized = ba.ResizedSource(src, out_shape, order=order)
+    np.testing.assert_array_equal(await resized.read(), np.full(out_shape, 200, np.uint8))
+    blocked = await ba.copy(resized, block_shape=(3, 4, 5), num_workers=2)
+    np.testing.assert_array_equal(blocked, np.full(out_shape, 200, np.uint8))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+async def test_spline_upsampling_block_wise_equals_the_whole_read(tmp_path, rng, order):
+    data = rng.random((30, 20, 9)).astype(np.float32)
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=data.shape, dtype="float32", chunks=(8, 8, 8)
+    )
+    await src.write(..., data)
+    resized = ba.ResizedSource(src, (70, 45, 20), order=order)
+    whole = await resized.read()
+    blocked = await ba.copy(resized, block_shape=(16, 16, 8), num_workers=2)
+    np.testing.assert_allclose(blocked, whole, atol=1e-5)
+    assert np.isclose(whole[0, 0, 0], data[0, 0, 0], atol=1e-5)  # corner aligned: a knot
