@@ -6,7 +6,8 @@ a Gaussian of sigma max(0, (s-1)/2) (mode 'mirror', truncated at 4 sigma). Each 
 input region with a halo that covers the Gaussian and the spline support, so block-wise results
 equal whole-array results (bit for bit for orders 0 and 1). Upsampling samples the last outputs
 past the last input voxel (7 -> 20: x = 19 * 0.35 = 6.65): orders 0 and 1 take the edge voxel
-there (scipy's mode 'nearest'); orders 2..5 are scipy's mode 'constant', 0 beyond the edge.
+there (scipy's mode 'nearest'), and so do orders 2..5 when an axis upsamples (their spline
+extends the edge; scipy's default 'constant' blended zeros in).
 
 Orders 0 and 1 are separable and computed axis by axis on positions known in global
 coordinates, smoothing only what is then sampled: for a factor-2 anti-aliased downsample most of
