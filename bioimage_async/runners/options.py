@@ -23,7 +23,7 @@ from .config import RunnerConfig
 
 #: How values meet the output dtype: "checked" refuses a value the output cannot hold (out of
 #: range, NaN/inf into integers); "unsafe" is numpy's astype (wraps); "clip" clips to the range
-#: (NaN to 0).
+#: (NaN to 0, and to False for bool).
 Casting = Literal["checked", "unsafe", "clip"]
 CASTINGS: tuple[str, ...] = ("checked", "unsafe", "clip")
 
