@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import time
@@ -23,9 +24,11 @@ from ..errors import BioimageAsyncError, RunnerError
 from ..runners.options import ExecOptions
 from ..sources import ome_zarr
 from ..sources.location import Location
-from ..sources.physical import check_unit, sizes_in_unit
-from ..sources.registry import infer_format
+from ..sources.physical import check_unit, sizes_in_unit, spatial_axes
+from ..sources.registry import creation_backend, infer_format
 from .parser import EXIT_OK
+
+logger = logging.getLogger("bioimage_async")
 
 
 def mark_side(error: BioimageAsyncError, side: str) -> BioimageAsyncError:
@@ -208,6 +211,7 @@ async def describe(source: ba.Source, path: str, where: str) -> dict[str, Any]:
         "dtype": str(source.dtype),
         "chunks": list(source.chunks) if source.chunks else None,
         "shards": list(source.shards) if source.shards else None,
+        "axes": source.axes,
         "voxel_size": list(source.voxel_size) if source.voxel_size else None,
         "unit": source.unit,
         "size_bytes": source.nbytes,
@@ -261,6 +265,25 @@ def print_fields(info: dict[str, Any], indent: int) -> None:
 
 
 # ---- convert, downsample, pyramid ------------------------------------------------------------
+def kept_axis_names(src: ba.Source, args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The input's axis names, for an output format that records them. Where it has no place
+    for them (precomputed's axes are fixed), names other than the default are said to be
+    lost: a pyramid of the output would take a channel axis for z."""
+    if src.axes is None:
+        return None
+    backend = creation_backend(Location.parse(args.output), args.format)
+    if backend.records_axis_names:
+        return tuple(src.axes)
+    if src.ndim > 5 or src.axes != "tczyx"[-src.ndim :]:
+        logger.warning(
+            "the %s format has no place for axis names: the output does not record the "
+            "input's axes %r (convert to zarr, zarr3, n5 or hdf5 to keep them)",
+            backend.name,
+            src.axes,
+        )
+    return None
+
+
 async def cmd_convert(args: argparse.Namespace) -> int:
     kwargs = exec_kwargs(args)
     src = await open_input(args)
@@ -270,8 +293,12 @@ async def cmd_convert(args: argparse.Namespace) -> int:
     if args.voxel_size is None and args.unit is not None and voxel_size is not None:
         # --unit alone names the unit to record the input's sizes in: convert them
         unit = check_unit(args.unit)
-        spatial = [a >= len(voxel_size) - 3 for a in range(len(voxel_size))]
+        spatial = spatial_axes(len(voxel_size), src.axes)
         voxel_size = sizes_in_unit(voxel_size, src.unit, unit, spatial)
+    try:
+        names = kept_axis_names(src, args)
+    except BioimageAsyncError as error:
+        raise mark_side(error, "output") from error
     out, created = await create_output(
         args,
         args.output,
@@ -282,6 +309,7 @@ async def cmd_convert(args: argparse.Namespace) -> int:
         shards=args.shards,
         voxel_size=voxel_size,
         unit=unit,
+        dimension_names=names,
     )
     stats = ba.RunStats()
     started = time.perf_counter()
@@ -314,6 +342,10 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
             voxel_size = tuple(s * f for s, f in zip(src.voxel_size, factors))
         else:  # spline sampling at i * in / out
             voxel_size = tuple(s * n / m for s, n, m in zip(src.voxel_size, src.shape, target))
+    try:
+        names = kept_axis_names(src, args)
+    except BioimageAsyncError as error:
+        raise mark_side(error, "output") from error
     out, created = await create_output(
         args,
         args.output,
@@ -323,6 +355,7 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
         compression=args.compression,
         voxel_size=voxel_size,
         unit=src.unit if voxel_size is not None else None,
+        dimension_names=names,
     )
     stats = ba.RunStats()
     started = time.perf_counter()

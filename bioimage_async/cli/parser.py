@@ -229,8 +229,9 @@ def _output_options(
             "--voxel-size",
             type=float_tuple,
             metavar="Z,Y,X",
-            help="record this voxel size where the format has a place (n5, "
-            "precomputed), e.g. --voxel-size 40,4,4 (default: the input's)",
+            help="record this voxel size in the output (zarr, n5: pixelResolution; "
+            "precomputed: resolution; HDF5: element_size_um, needs --unit), e.g. "
+            "--voxel-size 40,4,4 (default: the input's)",
         )
         add_unit(group)
 

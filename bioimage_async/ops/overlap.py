@@ -17,7 +17,7 @@ from ..sources.numpy_source import NumpySource
 from ..sources.view import ViewSource
 
 #: spec parameters that describe the handle, not the stored array
-_HANDLE_PARAMS = ("writable", "voxel_size", "unit")
+_HANDLE_PARAMS = ("writable", "voxel_size", "unit", "axes")
 
 
 def base_region(source: Source) -> tuple[Source, list[tuple[int, int]] | None]:

@@ -146,8 +146,9 @@ class Source(ABC):
 
     @property
     def axes(self) -> str | None:
-        """The axes' names as letters of "tczyx" where the format records them (OME-Zarr),
-        else None."""
+        """The axes' names as letters of "tczyx" where the file records them (OME-Zarr axes,
+        zarr v3 ``dimension_names``, zarr v2 ``_ARRAY_DIMENSIONS``, n5 ``axes``, HDF5
+        ``axistags``, TIFF axis letters, NIfTI), else None."""
         return None
 
     @property

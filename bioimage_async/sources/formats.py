@@ -72,6 +72,10 @@ class FormatBackend:
     creatable: bool = False
     #: Whether the format works on object-storage URLs (s3://, gs://, http(s)://).
     remote: bool = False
+    #: Whether created arrays record ``voxel_size``/``unit`` (else create_source refuses them).
+    records_voxel_size: bool = False
+    #: Whether created arrays record ``dimension_names`` (else create_source refuses them).
+    records_axis_names: bool = False
     #: The importable package the backend needs, and the pip extra that installs it.
     requires: str | None = None
     extra: str | None = None

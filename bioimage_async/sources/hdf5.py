@@ -16,6 +16,7 @@ truncates or creates one (that is ``create_source(format='hdf5')``'s job).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..errors import (
     SourceNotFoundError,
 )
 from ..kernels.casting import exact_fill_value
+from .axis_names import axes_from_names
 from .base import Source, SourceSpec
 from .decoded_cache import DEFAULT_CACHE_BYTES, DecodedCache
 from .formats import CreateRequest, FormatBackend, LocalFileFormat
@@ -40,7 +42,7 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import import_optional
 from .parallel_read import read_in_parts
-from .physical import positive_sizes
+from .physical import check_unit, microns, positive_sizes, spatial_axes
 from .threaded import ThreadedSource
 
 #: create_source(compression=...) -> h5py create_dataset keywords. 'default' is gzip level 1:
@@ -95,6 +97,7 @@ class Hdf5Source(ThreadedSource):
         self._chunks = None if dataset.chunks is None else tuple(int(c) for c in dataset.chunks)
         # vigra/ilastik's convention: element_size_um, in the dataset's (C) axis order
         self._voxel_size = positive_sizes(dataset.attrs.get("element_size_um"), len(self._shape))
+        self._axes = _recorded_axes(dataset, len(self._shape))
         self.chunk_cache = DecodedCache(cache_bytes)
         codec = None if writable or dataset.file.mode != "r" else ChunkCodec.of(dataset)
         self._chunk_reader = (
@@ -108,6 +111,11 @@ class Hdf5Source(ThreadedSource):
     @property
     def unit(self) -> str | None:
         return "micrometer" if self._voxel_size is not None else None
+
+    @property
+    def axes(self) -> str | None:
+        """From vigra's ``axistags`` (ilastik), else the HDF5 dimension labels."""
+        return self._axes
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -208,6 +216,41 @@ def list_datasets(file: Any, limit: int = _LISTING_LIMIT) -> list[str]:
     return found
 
 
+#: vigra's AxisInfo type flags (ilastik reads them): channel, space, time
+_TYPE_FLAGS = {"c": 1, "t": 8}
+
+
+def _recorded_axes(dataset: Any, ndim: int) -> str | None:
+    """The dataset's axis letters from vigra's ``axistags`` JSON (ilastik's files), else from
+    its HDF5 dimension labels (``dataset.dims[i].label``); None where neither names them."""
+    tags = dataset.attrs.get("axistags")
+    if isinstance(tags, bytes):
+        tags = tags.decode("utf-8", "replace")
+    if isinstance(tags, str):
+        try:
+            axes = json.loads(tags).get("axes")
+            keys = [a.get("key") for a in axes] if isinstance(axes, list) else None
+        except (ValueError, AttributeError):
+            keys = None
+        found = axes_from_names(keys, ndim)
+        if found is not None:
+            return found
+    try:
+        labels = [dim.label for dim in dataset.dims]
+    except (AttributeError, TypeError, ValueError):  # an h5py without dimension scales
+        return None
+    return axes_from_names(labels, ndim)
+
+
+def axistags_json(names: tuple[str, ...]) -> str:
+    """vigra's ``axistags`` for axis names in the dataset's order (as ilastik writes them)."""
+    axes = [
+        {"key": name, "typeFlags": _TYPE_FLAGS.get(name, 2), "resolution": 0, "description": ""}
+        for name in names
+    ]
+    return json.dumps({"axes": axes})
+
+
 def _open_file(path: str, h5_mode: str) -> Any:
     h5py = _h5py()
     if not os.path.exists(path):
@@ -288,6 +331,7 @@ def _create_blocking(
     options: dict[str, Any],
     fill_value: Any,
     exist_ok: bool,
+    attributes: dict[str, Any],
 ) -> Hdf5Source:
     h5py = _h5py()
     if os.path.isdir(path):
@@ -302,7 +346,9 @@ def _create_blocking(
     try:
         node = file.get(key)
         if node is not None:
-            return _reuse_existing(file, node, path, key, shape, dtype, exist_ok)
+            _check_existing(node, path, key, shape, dtype, exist_ok)
+            node.attrs.update(attributes)
+            return Hdf5Source(node, writable=True)
         if 0 in shape:  # HDF5 cannot chunk an empty axis; an empty volume needs no filter
             chunks_arg, options = None, {}
         else:
@@ -315,21 +361,22 @@ def _create_blocking(
             fillvalue=fill_value,
             **options,
         )  # intermediate groups of a nested key are created on the way
+        dataset.attrs.update(attributes)
         return Hdf5Source(dataset, writable=True)
     except BaseException:
         file.close()
         raise
 
 
-def _reuse_existing(
-    file: Any,
+def _check_existing(
     node: Any,
     path: str,
     key: str,
     shape: tuple[int, ...],
     dtype: np.dtype,
     exist_ok: bool,
-) -> Hdf5Source:
+) -> None:
+    """exist_ok reopens a dataset of the same shape and dtype; anything else is refused."""
     h5py = _h5py()
     if not isinstance(node, h5py.Dataset):
         raise SourceExistsError(
@@ -347,7 +394,6 @@ def _reuse_existing(
             f"{node.dtype}, not the requested {shape} / {dtype}; remove it or choose another "
             "internal_path"
         )
-    return Hdf5Source(node, writable=True)
 
 
 async def create_hdf5(
@@ -360,6 +406,9 @@ async def create_hdf5(
     compression: str | None = "default",
     fill_value: Any = 0,
     exist_ok: bool = False,
+    voxel_size: tuple[float, ...] | None = None,
+    unit: str | None = None,
+    dimension_names: tuple[str, ...] | None = None,
 ) -> Hdf5Source:
     """Create a chunked dataset (default key 'data') in a new or existing HDF5 file.
 
@@ -367,6 +416,10 @@ async def create_hdf5(
     (level 4), 'lzf' (faster, but only h5py reads it), 'none' or None. A nested internal_path
     ('a/b/raw') creates the groups on the way. An existing dataset at the key raises
     SourceExistsError unless ``exist_ok`` (then shape and dtype must match).
+
+    ``voxel_size`` (one size per axis, in ``unit``, which it needs) is recorded as vigra's and
+    ilastik's ``element_size_um``: converted to micrometres on the spatial axes.
+    ``dimension_names`` ("z", "y", "x", "c", "t") are recorded as vigra's ``axistags``.
     """
     path = os.path.abspath(os.fspath(path))
     key = (internal_path or "data").strip("/")
@@ -378,10 +431,54 @@ async def create_hdf5(
     chunks = tuple(int(c) for c in chunks)
     options = _compression_options(compression)
     fill_value = exact_fill_value(fill_value, np.dtype(dtype))  # h5py clamps 300 to 255
+    attributes = _recorded_attributes(shape, voxel_size, check_unit(unit), dimension_names)
     _h5py()
     return await run_blocking(
-        _create_blocking, path, key, shape, np.dtype(dtype), chunks, options, fill_value, exist_ok
+        _create_blocking,
+        path,
+        key,
+        shape,
+        np.dtype(dtype),
+        chunks,
+        options,
+        fill_value,
+        exist_ok,
+        attributes,
     )
+
+
+def _recorded_attributes(
+    shape: tuple[int, ...],
+    voxel_size: tuple[float, ...] | None,
+    unit: str | None,
+    names: tuple[str, ...] | None,
+) -> dict[str, Any]:
+    """``element_size_um`` and ``axistags`` for a new dataset (checked before any file is
+    touched)."""
+    attributes: dict[str, Any] = {}
+    axes = axes_from_names(names, len(shape))
+    if names is not None:
+        if axes is None:
+            raise InvalidArgumentError(
+                f"dimension_names {tuple(names)!r}: HDF5 records axis names as vigra's "
+                "axistags, whose keys are t, c, z, y, x (each once)"
+            )
+        attributes["axistags"] = axistags_json(tuple(axes))
+    if voxel_size is not None:
+        sizes = positive_sizes(voxel_size, len(shape))
+        if sizes is None:
+            raise InvalidArgumentError(
+                f"voxel_size {voxel_size!r} must hold one positive size per axis of {shape}"
+            )
+        if unit is None:
+            raise InvalidArgumentError(
+                f"the hdf5 format records the voxel size as element_size_um, in micrometres, "
+                f"and voxel_size={tuple(sizes)!r} has no unit: pass unit= the unit of these "
+                "sizes (e.g. unit='nm' or unit='um')"
+            )
+        spatial = spatial_axes(len(shape), axes)
+        attributes["element_size_um"] = list(microns(sizes, unit, spatial))
+    return attributes
 
 
 def wrap_h5py_dataset(dataset: Any) -> Hdf5Source:
@@ -398,6 +495,8 @@ class Hdf5Format(LocalFileFormat):
     extensions = (".h5", ".hdf5", ".hdf")
     writable = True
     creatable = True
+    records_voxel_size = True  # element_size_um
+    records_axis_names = True  # vigra's axistags
     requires = "h5py"
     extra = "hdf5"
 
@@ -418,6 +517,9 @@ class Hdf5Format(LocalFileFormat):
             compression=request.compression,
             fill_value=request.fill_value,
             exist_ok=request.exist_ok,
+            voxel_size=request.voxel_size,
+            unit=request.unit,
+            dimension_names=request.dimension_names,
         )
 
 

@@ -98,6 +98,22 @@ def for_axes(spatial_zyx: Sequence[float], ndim: int) -> tuple[float, ...]:
     return (1.0,) * (ndim - len(spatial)) + spatial
 
 
+def on_spatial_axes(sizes: Sequence[float], ndim: int, axes: str | None) -> tuple[float, ...]:
+    """Sizes given for the spatial axes only, on an ``ndim`` array: on the axes ``axes`` names
+    z, y, x where it names as many (an ImageJ 'zcyx' hyperstack keeps its channel axis at 1.0),
+    else on the last axes (``for_axes``)."""
+    sizes = tuple(float(v) for v in sizes)
+    if len(sizes) == ndim or axes is None or len(axes) != ndim:
+        return for_axes(sizes, ndim)
+    spatial = [a for a in range(ndim) if axes[a] in "zyx"]
+    if len(spatial) != len(sizes):
+        return for_axes(sizes, ndim)
+    placed = [1.0] * ndim
+    for axis, size in zip(spatial, sizes):
+        placed[axis] = size
+    return tuple(placed)
+
+
 def n5_voxel_size(
     attributes: dict[str, Any], ndim: int
 ) -> tuple[tuple[float, ...], str | None] | None:
@@ -127,6 +143,39 @@ def n5_voxel_size(
     if factors is not None and len(factors) == len(sizes):
         sizes = tuple(s * f for s, f in zip(sizes, factors))
     return for_axes(tuple(reversed(sizes)), ndim), normalize_unit(unit)
+
+
+def pixel_resolution(voxel_size: Sequence[float], unit: str | None) -> dict[str, Any]:
+    """N5-viewer's ``pixelResolution`` (fastest axis first, with its unit), which n5 datasets
+    and plain zarr arrays carry here (the N5 API reads zarr through n5-zarr the same way)."""
+    return {"dimensions": [float(v) for v in reversed(voxel_size)], "unit": unit or "pixel"}
+
+
+def zarr_voxel_size(
+    attributes: dict[str, Any], ndim: int
+) -> tuple[tuple[float, ...] | None, str | None]:
+    """(voxel size in C order, unit) of a plain zarr array: its ``pixelResolution`` attribute
+    only (as ``create_source`` writes it). A bare ``resolution`` is not read on zarr arrays:
+    tools write it in either axis order there."""
+    pixel = attributes.get("pixelResolution")
+    found = n5_voxel_size({"pixelResolution": pixel}, ndim) if isinstance(pixel, dict) else None
+    if found is None or len(found[0]) != ndim:
+        return None, None
+    return found
+
+
+def microns(
+    voxel_size: Sequence[float], unit: str | None, spatial: Sequence[bool]
+) -> tuple[float, ...]:
+    """``voxel_size`` in micrometres on its spatial axes (HDF5's ``element_size_um``)."""
+    return sizes_in_unit(voxel_size, unit, "micrometer", spatial)
+
+
+def spatial_axes(ndim: int, axes: str | None) -> list[bool]:
+    """Which axes hold a physical size: those named z, y or x, else the last three."""
+    if axes is not None and len(axes) == ndim:
+        return [a in "zyx" for a in axes]
+    return [a >= ndim - 3 for a in range(ndim)]
 
 
 def in_nanometers(sizes: Sequence[float], unit: str | None) -> list[float]:

@@ -23,6 +23,7 @@ from ..errors import (
     SourceNotFoundError,
 )
 from ..kernels.casting import exact_fill_value
+from .axis_names import axes_from_names
 from .base import Source, SourceSpec, source_class
 from .formats import (
     CreateRequest,
@@ -37,7 +38,7 @@ from .formats import (
 )
 from .location import Location
 from .optional import refuse_write_mode
-from .physical import check_unit, for_axes, positive_sizes
+from .physical import check_unit, on_spatial_axes, positive_sizes
 from .storage import StorageOptions
 
 MODES = ("r", "r+", "a", "w")
@@ -173,6 +174,7 @@ def create_request(
         )
     clipped = tuple(min(c, max(n, 1)) for c, n in zip(given, shape))
     shard_shape = None if shards is None else _positive_ints(shards, "shards")
+    names = _dimension_names(dimension_names, len(shape))
     if voxel_size is not None:
         sizes = positive_sizes(voxel_size)
         if sizes is None or len(sizes) not in (len(shape), 3) or len(sizes) > len(shape):
@@ -180,7 +182,7 @@ def create_request(
                 f"voxel_size {voxel_size!r} must hold one positive size per axis of shape "
                 f"{shape} (or per spatial axis z, y, x)"
             )
-        voxel_size = for_axes(sizes, len(shape))
+        voxel_size = on_spatial_axes(sizes, len(shape), axes_from_names(names, len(shape)))
     unit = check_unit(unit)
     if dimension_separator not in (None, ".", "/"):
         raise InvalidArgumentError(
@@ -197,9 +199,23 @@ def create_request(
         exist_ok=bool(exist_ok),
         voxel_size=voxel_size,
         unit=unit,
-        dimension_names=None if dimension_names is None else tuple(dimension_names),
+        dimension_names=names,
         dimension_separator=dimension_separator,
     )
+
+
+def _dimension_names(names: Any, ndim: int) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = tuple(names)  # "czyx": one letter per axis
+    names = tuple(names)
+    if len(names) != ndim or not all(isinstance(n, str) for n in names):
+        raise InvalidArgumentError(
+            f"dimension_names {names!r} must hold one name (a string) per axis of an array "
+            f"with {ndim} axes, e.g. {tuple('tczyx'[-ndim:]) if 0 < ndim <= 5 else ('a',)}"
+        )
+    return names
 
 
 async def create_source(
@@ -229,16 +245,54 @@ async def create_source(
 
     ``compression``: "default" (blosc-lz4; HDF5 gzip level 1), "blosc", "zstd", "gzip", "none";
     precomputed: "raw", "jpeg", "compressed_segmentation"; HDF5 also "lzf". ``exist_ok=True``
-    opens an existing array of the same shape and dtype for writing. ``voxel_size``/``unit``
-    are written where the format has a place (n5 ``resolution``/``pixelResolution``,
-    precomputed ``resolution`` in nm); zarr and HDF5 keep them on the returned source only
-    (``ba.pyramid`` writes OME-Zarr metadata). ``dimension_names`` (zarr v3) names the axes.
+    opens an existing array of the same shape and dtype for writing; a group (or an array of
+    another format) at the path is refused whatever ``exist_ok`` says, since the new array
+    would hide what it holds: write inside it with ``internal_path``. ``voxel_size``/``unit``
+    are written into the array's metadata and read back by ``open_source``: zarr v2/v3 and
+    n5 ``pixelResolution`` (n5 also ``resolution``), precomputed ``resolution`` (nm), HDF5
+    ``element_size_um`` (micrometres: HDF5 needs ``unit``). ``dimension_names`` (e.g.
+    ``("c", "y", "x")``) name the axes: zarr v3 ``dimension_names``, zarr v2
+    ``_ARRAY_DIMENSIONS`` (xarray's), n5 ``axes``, HDF5 ``axistags`` (vigra's); a format
+    without a place for either (precomputed's axes are fixed) refuses it instead of losing it.
     ``fill_value`` (what unwritten voxels read as) must fit the dtype exactly; n5 and
     precomputed have no fill value and take only 0. ``dimension_separator`` (zarr v2 only)
     names the chunk keys' separator: '.' (zarr's default) or '/' (OME-NGFF's requirement).
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
     await load_format_backends()
+    backend = creation_backend(location, format)
+    if location.is_remote and not backend.remote:
+        raise FormatNotSupportedError(
+            f"the {backend.name} format is written to local files only, not to {location}; "
+            "object storage takes zarr, zarr3, n5 and precomputed"
+        )
+    if dimension_separator is not None and backend.name != "zarr":
+        raise InvalidArgumentError(
+            f"dimension_separator is a zarr v2 setting; the {backend.name} format names its "
+            "chunks its own way"
+        )
+    request = create_request(
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        internal_path=internal_path,
+        compression=compression,
+        shards=shards,
+        fill_value=fill_value,
+        exist_ok=exist_ok,
+        voxel_size=voxel_size,
+        unit=unit,
+        dimension_names=dimension_names,
+        dimension_separator=dimension_separator,
+    )
+    _check_recordable(backend, request)
+    await check_installed(backend)
+    return await backend.create(location, request)
+
+
+def creation_backend(location: Location, format: str | None) -> FormatBackend:
+    """The format ``create_source`` writes at ``location``: ``format=``, else the one its URL
+    prefix or extension names (they must agree)."""
     named = (
         format_for_prefix(location.prefix)
         if location.prefix is not None
@@ -264,32 +318,23 @@ async def create_source(
             f"cannot create format {backend.name!r}; create_source writes one of "
             f"{', '.join(creatable_formats())}"
         )
-    if location.is_remote and not backend.remote:
+    return backend
+
+
+def _check_recordable(backend: FormatBackend, request: CreateRequest) -> None:
+    """A voxel size or axis names the format has no place for are refused, not dropped."""
+    for given, able, what, argument in (
+        (request.voxel_size, "records_voxel_size", "a voxel size", "voxel_size"),
+        (request.dimension_names, "records_axis_names", "axis names", "dimension_names"),
+    ):
+        if given is None or getattr(backend, able):
+            continue
+        keeping = [b.name for b in formats() if b.creatable and getattr(b, able)]
         raise FormatNotSupportedError(
-            f"the {backend.name} format is written to local files only, not to {location}; "
-            "object storage takes zarr, zarr3, n5 and precomputed"
+            f"the {backend.name} format has no place for {what}, so {argument}="
+            f"{tuple(given)!r} would be lost; create one of {', '.join(keeping)} to keep "
+            f"them, or omit {argument}="
         )
-    if dimension_separator is not None and backend.name != "zarr":
-        raise InvalidArgumentError(
-            f"dimension_separator is a zarr v2 setting; the {backend.name} format names its "
-            "chunks its own way"
-        )
-    request = create_request(
-        shape=shape,
-        dtype=dtype,
-        chunks=chunks,
-        internal_path=internal_path,
-        compression=compression,
-        shards=shards,
-        fill_value=fill_value,
-        exist_ok=exist_ok,
-        voxel_size=voxel_size,
-        unit=unit,
-        dimension_names=dimension_names,
-        dimension_separator=dimension_separator,
-    )
-    await check_installed(backend)
-    return await backend.create(location, request)
 
 
 # ---- specs ------------------------------------------------------------------------------------

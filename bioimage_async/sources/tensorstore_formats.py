@@ -24,6 +24,9 @@ class TensorStoreFormat(FormatBackend):
     writable = True
     creatable = True
     remote = True
+    records_voxel_size = True
+    #: zarr v3 ``dimension_names``, zarr v2 ``_ARRAY_DIMENSIONS``, n5 ``axes``
+    records_axis_names = True
     driver_name = ""
 
     @property
@@ -103,6 +106,7 @@ class PrecomputedFormat(TensorStoreFormat):
     description = "neuroglancer precomputed, precomputed://... or a folder with 'info'"
     url_prefixes = ("precomputed",)
     driver_name = "precomputed"
+    records_axis_names = False  # its axes are (c,) z, y, x by definition
 
     async def detect(self, location: Location) -> bool:
         return await location.read_json("info") is not None

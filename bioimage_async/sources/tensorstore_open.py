@@ -22,11 +22,12 @@ from ..errors import (
     SourceExistsError,
     SourceNotFoundError,
 )
+from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
 from .base import Source
 from .formats import CreateRequest
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
-from .physical import for_axes, n5_voxel_size, positive_sizes, voxel_centre
+from .physical import for_axes, n5_voxel_size, positive_sizes, voxel_centre, zarr_voxel_size
 from .storage import (
     bounded,
     invalid_url,
@@ -262,12 +263,18 @@ async def open_tensorstore(
     store = driver.present(
         await _ts_open(spec, location, f"open {driver.format} array", write=writable)
     )
+    # zarr v3 and n5 names come as the store's labels (TensorStoreSource reads them)
+    axes = ome.axes if ome is not None and ome.axes and len(ome.axes) == store.ndim else None
     if driver.format == "n5":
         physical = await n5_physical(location, key, store.ndim)
+    elif driver.format in ("zarr", "zarr3") and ome is None:  # a plain array
+        attributes = await driver.attributes(location, key)
+        physical = zarr_voxel_size(attributes, store.ndim)
+        if driver.format == "zarr":
+            axes = axes_from_names(attributes.get(ZARR_V2_ATTRIBUTE), store.ndim)
     voxel_size, unit = physical
     if voxel_size is not None and len(voxel_size) != store.ndim:
         voxel_size = None  # metadata that does not match the array: better none than wrong
-    axes = ome.axes if ome is not None and ome.axes and len(ome.axes) == store.ndim else None
     translation = ome.translation if ome is not None else offset
     if translation is not None and len(translation) != store.ndim:
         translation = None
@@ -438,16 +445,69 @@ def writer_lock_path(location: Location, key: str) -> str | None:
     return os.path.join(str(location.join(key)) if key else str(location), WRITER_LOCK)
 
 
+#: The formats whose folders hold groups and arrays (a node of one hides a node of another).
+_CONTAINERS = ("zarr", "zarr3", "n5")
+
+
+async def _nodes_at(location: Location, key: str) -> list[tuple[str, Driver]]:
+    """Every (node, driver) stored at ``key``: zarr v2, zarr v3 and n5 metadata alike."""
+    drivers = [DRIVERS[name] for name in _CONTAINERS]
+    nodes = await asyncio.gather(*(d.node(location, key) for d in drivers))
+    return [(node, d) for node, d in zip(nodes, drivers) if node is not None]
+
+
+def _what(node: str, driver: Driver) -> str:
+    return {"zarr": "a zarr v2", "zarr3": "a zarr v3", "n5": "an n5"}[driver.format] + " " + node
+
+
+async def _existing_array(location: Location, key: str, driver: Driver, exist_ok: bool) -> bool:
+    """Whether an array of this format is at ``key`` (for ``exist_ok``). A group there, or an
+    array of another format, is refused whatever ``exist_ok`` says: the new array's metadata
+    would hide the group's arrays from every reader (or sit beside the other array's), and
+    ``exist_ok`` reopens an existing array, it never replaces a group or deletes data."""
+    if isinstance(driver, Precomputed):  # a layer's scales are added to its one info file
+        return await driver.node(location, key) == "array"
+    found = await _nodes_at(location, key)
+    if not found:
+        return False
+    if len(found) == 1 and found[0] == ("array", driver):
+        return True
+    where = str(location.join(key)) if key else str(location)
+    node, other = next(((n, d) for n, d in found if n == "group"), found[0])
+    if node == "group":
+        inside = await list_arrays(location.join(key), other, limit=20)
+        holding = f" holding {', '.join(inside)}" if inside else ""
+        raise SourceExistsError(
+            f"{where} is {_what(node, other)}{holding}, not an array: a new {driver.format} "
+            f"array there would hide its contents. Write the array inside the group with "
+            f"internal_path='<name>', or choose another path. exist_ok=True does not replace "
+            "a group (it reopens an existing array of the same shape and dtype); to replace the "
+            "group, remove it first"
+        )
+    raise SourceExistsError(
+        f"{where} holds {_what(node, other)}, not a {driver.format} array: creating one there "
+        f"would mix the two formats' metadata in one folder. Choose another path (or "
+        f"internal_path), or open the existing array with format='{other.format}'"
+    )
+
+
 async def _ensure_parent_groups(location: Location, key: str, driver: Driver) -> None:
-    """Write group metadata above a nested array so other libraries can walk the container."""
-    if driver.group_file is None:
-        return
-    name, content = driver.group_file
+    """Write group metadata above a nested array so other libraries can walk the container;
+    refuse a nested array below an existing array (no reader would find it there)."""
     parts = [p for p in key.split("/") if p][:-1]
     for depth in range(len(parts) + 1):
-        folder = location.join(*parts[:depth])
-        if await driver.node(location, "/".join(parts[:depth])) is None:
-            await folder.write(name, content)
+        parent = "/".join(parts[:depth])
+        found = await _nodes_at(location, parent)
+        array = next((d for n, d in found if n == "array"), None)
+        if array is not None:
+            where = str(location.join(parent)) if parent else str(location)
+            raise SourceExistsError(
+                f"{where} is {_what('array', array)}, which cannot hold {key!r} (no reader "
+                "looks for arrays inside an array): choose another path or internal_path"
+            )
+        if driver.group_file is not None and not any(d is driver for _, d in found):
+            name, content = driver.group_file
+            await location.join(*parts[:depth]).write(name, content)
 
 
 async def create_tensorstore(
@@ -462,7 +522,7 @@ async def create_tensorstore(
     spec = driver.create_spec(location, key, request)
     # tensorstore retries a create in a missing s3 bucket forever (uncancellable): check first
     await location.check_bucket()
-    exists = await driver.node(location, key) == "array"
+    exists = await _existing_array(location, key, driver, request.exist_ok)
     if exists and not request.exist_ok:
         where = f"{location}" + (f" (key {key!r})" if key else "")
         raise SourceExistsError(
@@ -488,7 +548,9 @@ async def create_tensorstore(
         _note_kept_chunks(
             location, tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ()), request
         )
+    await driver.annotate(location, key, request)
     where = str(location.join(key)) if key else str(location)
+    names = request.dimension_names
     return TensorStoreSource(
         store,
         writable=True,
@@ -498,4 +560,5 @@ async def create_tensorstore(
         lock_path=writer_lock_path(location, key),
         voxel_size=request.voxel_size,
         unit=request.unit,
+        axes=None if names is None else axes_from_names(names, store.ndim),
     )

@@ -18,6 +18,7 @@ from ..context import run_blocking, tensorstore_context
 from ..errors import (
     SourceError,
 )
+from .axis_names import store_axes, unlabelled
 from .base import Source, SourceSpec
 from .indexing import Roi
 from .location import Location
@@ -33,7 +34,12 @@ from .storage import (
 
 
 class TensorStoreSource(Source):
-    """A source over a ``tensorstore.TensorStore`` (opened with bioimage_async's Context)."""
+    """A source over a ``tensorstore.TensorStore`` (opened with bioimage_async's Context).
+
+    The store's dimension labels (zarr v3 ``dimension_names``, n5 ``axes``) become ``axes``
+    where they name t, c, z, y, x, and the store is kept unlabelled: tensorstore aligns
+    labelled domains by name, so a copy between arrays named differently would fail.
+    """
 
     kind = "tensorstore"
 
@@ -51,8 +57,8 @@ class TensorStoreSource(Source):
         axes: str | None = None,
         translation: tuple[float, ...] | None = None,
     ) -> None:
-        self.store = store
-        self._axes = axes
+        self._axes = axes if axes is not None else store_axes(store)
+        self.store = store = unlabelled(store)
         self._translation = translation
         self._raw_plans: dict[int, tuple[Source, RawCopyPlan | None]] = {}
         #: chunk (shard) files copied here as they are, without decoding (see copy_region_from)
@@ -231,6 +237,7 @@ class TensorStoreSource(Source):
             "lock_path": self._lock_path,
             "voxel_size": None if self._voxel_size is None else list(self._voxel_size),
             "unit": self._unit,
+            "axes": self._axes,
         }
         if self.remote is not None:  # endpoint, region, a named profile: never a secret
             params["storage"] = self.storage.recorded()
@@ -266,6 +273,7 @@ class TensorStoreSource(Source):
             lock_path=params.get("lock_path"),
             voxel_size=None if params.get("voxel_size") is None else tuple(params["voxel_size"]),
             unit=params.get("unit"),
+            axes=params.get("axes"),
         )
 
 

@@ -14,15 +14,17 @@ the stored axis order maps to the C order (z, y, x) every Source presents:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
 from ..errors import FormatNotSupportedError, InvalidArgumentError
+from .axis_names import ZARR_V2_ATTRIBUTE
 from .formats import CreateRequest
 from .location import Location
-from .physical import in_nanometers
+from .physical import in_nanometers, pixel_resolution
 
 #: n5 can store only these dtypes.
 _N5_DTYPES = {
@@ -108,6 +110,15 @@ class Driver:
                 f"shards= needs format='zarr3' (sharded zarr v3); {self.format} has no sharding"
             )
 
+    async def attributes(self, location: Location, key: str) -> dict[str, Any]:
+        """The user attributes of the array at ``key`` ({} where there are none)."""
+        return {}
+
+    async def annotate(self, location: Location, key: str, request: CreateRequest) -> None:
+        """Record the request's axis names and voxel size on the array at ``key`` where it does
+        not record them yet (a new zarr v2 array: tensorstore writes no ``.zattrs``; an array
+        reopened by ``exist_ok``). Other attributes stay as they are."""
+
 
 class ZarrV2(Driver):
     format = "zarr"
@@ -142,6 +153,17 @@ class ZarrV2(Driver):
         if request.dimension_separator is not None:
             metadata["dimension_separator"] = request.dimension_separator
         return {**self.open_spec(location, key), "metadata": metadata}
+
+    async def attributes(self, location: Location, key: str) -> dict[str, Any]:
+        return await location.join(key).read_json(".zattrs") or {}
+
+    async def annotate(self, location: Location, key: str, request: CreateRequest) -> None:
+        wanted: dict[str, Any] = {}
+        if request.dimension_names is not None:  # xarray's convention: zarr v2 has no place
+            wanted[ZARR_V2_ATTRIBUTE] = list(request.dimension_names)
+        if request.voxel_size is not None:
+            wanted["pixelResolution"] = pixel_resolution(request.voxel_size, request.unit)
+        await _merge_json(location.join(key), ".zattrs", wanted)
 
 
 class ZarrV3(Driver):
@@ -198,9 +220,37 @@ class ZarrV3(Driver):
             "codecs": codecs,
             "fill_value": json_fill(request.fill_value, request.dtype),
         }
-        if request.dimension_names is not None:
-            metadata["dimension_names"] = list(request.dimension_names)
+        metadata.update(self._recorded(request))
         return {**self.open_spec(location, key), "metadata": metadata}
+
+    @staticmethod
+    def _recorded(request: CreateRequest) -> dict[str, Any]:
+        recorded: dict[str, Any] = {}
+        if request.dimension_names is not None:
+            recorded["dimension_names"] = list(request.dimension_names)
+        if request.voxel_size is not None:
+            resolution = pixel_resolution(request.voxel_size, request.unit)
+            recorded["attributes"] = {"pixelResolution": resolution}
+        return recorded
+
+    async def attributes(self, location: Location, key: str) -> dict[str, Any]:
+        meta = await location.join(key).read_json("zarr.json") or {}
+        attributes = meta.get("attributes")
+        return attributes if isinstance(attributes, dict) else {}
+
+    async def annotate(self, location: Location, key: str, request: CreateRequest) -> None:
+        wanted = self._recorded(request)
+        here = location.join(key)
+        meta = await here.read_json("zarr.json")
+        if meta is None or not wanted:
+            return
+        updated = dict(meta)
+        if "dimension_names" in wanted:
+            updated["dimension_names"] = wanted["dimension_names"]
+        if "attributes" in wanted:
+            updated["attributes"] = {**(meta.get("attributes") or {}), **wanted["attributes"]}
+        if updated != meta:
+            await here.write("zarr.json", json.dumps(updated, indent=1).encode())
 
 
 class N5(Driver):
@@ -233,14 +283,29 @@ class N5(Driver):
             "blockSize": list(reversed(request.chunks)),
             "dataType": request.dtype.name,
             "compression": self.codec(request.compression),
+            **self._recorded(request),
         }
-        if request.voxel_size is not None:  # N5-viewer's and saalfeld's conventions, x y z
-            xyz = [float(v) for v in reversed(request.voxel_size)]
-            metadata["resolution"] = xyz
-            metadata["pixelResolution"] = {"dimensions": xyz, "unit": request.unit or "pixel"}
-            if request.unit:
-                metadata["unit"] = request.unit
         return {**self.open_spec(location, key), "metadata": metadata}
+
+    @staticmethod
+    def _recorded(request: CreateRequest) -> dict[str, Any]:
+        """Names and sizes, fastest axis first: tensorstore's and neuroglancer's ``axes``,
+        N5-viewer's ``pixelResolution`` and saalfeld's ``resolution`` + ``unit``."""
+        recorded: dict[str, Any] = {}
+        if request.dimension_names is not None:
+            recorded["axes"] = list(reversed(request.dimension_names))
+        if request.voxel_size is not None:
+            recorded["pixelResolution"] = pixel_resolution(request.voxel_size, request.unit)
+            recorded["resolution"] = recorded["pixelResolution"]["dimensions"]
+            if request.unit:
+                recorded["unit"] = request.unit
+        return recorded
+
+    async def attributes(self, location: Location, key: str) -> dict[str, Any]:
+        return await location.join(key).read_json("attributes.json") or {}
+
+    async def annotate(self, location: Location, key: str, request: CreateRequest) -> None:
+        await _merge_json(location.join(key), "attributes.json", self._recorded(request))
 
     def present(self, store: ts.TensorStore) -> ts.TensorStore:
         if store.ndim > 1:
@@ -317,6 +382,15 @@ class Precomputed(Driver):
         if channels == 1:
             store = store[0]
         return super().present(store)
+
+
+async def _merge_json(here: Location, name: str, wanted: dict[str, Any]) -> None:
+    """Set ``wanted``'s members in the JSON document ``name`` (written only when it changes)."""
+    if not wanted:
+        return
+    document = await here.read_json(name) or {}
+    if any(document.get(k) != v for k, v in wanted.items()):
+        await here.write(name, json.dumps({**document, **wanted}, indent=1).encode())
 
 
 DRIVERS: dict[str, Driver] = {d.format: d for d in (ZarrV2(), ZarrV3(), N5(), Precomputed())}

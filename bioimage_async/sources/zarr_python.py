@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
 from .base import Source, SourceSpec
 from .indexing import Roi
 from .threaded import ThreadedSource
@@ -55,6 +56,10 @@ class ZarrPythonSource(ThreadedSource):
     @property
     def writable(self) -> bool:
         return not getattr(self.array, "read_only", False)
+
+    @property
+    def axes(self) -> str | None:
+        return zarr_array_axes(self.array)
 
     def describe(self) -> str:
         return f"zarr-python array {getattr(self.array, 'name', '')}"
@@ -96,6 +101,10 @@ class LocalZarrSource(Source):
     @property
     def shards(self) -> tuple[int, ...] | None:
         return _shards(self.array)
+
+    @property
+    def axes(self) -> str | None:
+        return zarr_array_axes(self.array)
 
     @property
     def writable(self) -> bool:
@@ -156,6 +165,16 @@ def _shards(array: Any) -> tuple[int, ...] | None:
     """A zarr-python array's shard shape (the unit of a write), None when it is not sharded."""
     shards = getattr(array, "shards", None)
     return None if shards is None else tuple(int(s) for s in shards)
+
+
+def zarr_array_axes(array: Any) -> str | None:
+    """The axes a zarr-python array names: v3 ``dimension_names``, v2 ``_ARRAY_DIMENSIONS``
+    (read from the metadata zarr-python already holds, no I/O)."""
+    names = getattr(getattr(array, "metadata", None), "dimension_names", None)
+    if names is None:
+        attributes = getattr(getattr(array, "metadata", None), "attributes", None) or {}
+        names = attributes.get(ZARR_V2_ATTRIBUTE)
+    return axes_from_names(names, len(array.shape))
 
 
 def _local_root(array: Any) -> Path | None:

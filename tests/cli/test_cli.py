@@ -426,3 +426,52 @@ def test_overwrite_says_that_the_existing_chunks_are_kept(tmp_path, tiff_file):
     assert "keeps its chunks (8, 8, 8)" in again.stderr and "(4, 4, 4)" in again.stderr
     quiet = run("convert", tiff_file, tmp_path / "o.zarr", "--overwrite", "--chunks", "8,8,8")
     assert "keeps its chunks" not in quiet.stderr
+
+
+def imagej_channels(path, axes, shape):
+    """An ImageJ hyperstack (tifffile imagej=True) whose channels hold unrelated values."""
+    data = np.random.default_rng(5).integers(0, 4000, shape, dtype=np.uint16)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": axes})
+    return data
+
+
+@pytest.mark.parametrize("format", ["zarr", "zarr3", "hdf5"])
+def test_a_converted_hyperstack_keeps_its_axis_names_and_its_pyramid_its_channels(tmp_path, format):
+    """convert wrote no axis names, so a pyramid of the converted zarr took the channel axis for
+    z and averaged the channels together."""
+    import bioimage_async as ba
+
+    data = imagej_channels(tmp_path / "c.tif", "CYX", (3, 16, 16))
+    out = tmp_path / ("c.h5" if format == "hdf5" else "c.zarr")
+    made = run("convert", tmp_path / "c.tif", out, "--format", format, "--no-progress")
+    assert made.returncode == 0, made.stderr
+    if format == "hdf5":
+        import h5py
+
+        with h5py.File(out, "r") as f:
+            tags = json.loads(f["data"].attrs["axistags"])["axes"]
+        assert [tag["key"] for tag in tags] == ["c", "y", "x"]
+    elif format == "zarr3":
+        assert zarr.open_array(str(out), mode="r").metadata.dimension_names == ("c", "y", "x")
+    else:
+        assert zarr.open_array(str(out), mode="r").attrs["_ARRAY_DIMENSIONS"] == ["c", "y", "x"]
+    pyramid = tmp_path / "p.ome.zarr"
+    made = run("pyramid", out, pyramid, "--levels", "2", "--method", "mean", "--no-progress")
+    assert made.returncode == 0, made.stderr
+    level1 = zarr.open_array(str(pyramid / "1"), mode="r")[:]
+    assert level1.shape == (3, 8, 8)
+    for channel in range(3):
+        alone = ba.sync.downsample(data[channel], 2, method="mean", progress=False)
+        np.testing.assert_array_equal(level1[channel], alone)
+
+
+def test_a_converted_zcyx_hyperstack_is_refused_by_pyramid_instead_of_blended(tmp_path):
+    imagej_channels(tmp_path / "h.tif", "ZCYX", (4, 2, 16, 16))
+    made = run("convert", tmp_path / "h.tif", tmp_path / "h.zarr", "--no-progress")
+    assert made.returncode == 0, made.stderr
+    assert zarr.open_array(str(tmp_path / "h.zarr")).attrs["_ARRAY_DIMENSIONS"] == list("zcyx")
+    error = one_line_error(
+        run("pyramid", tmp_path / "h.zarr", tmp_path / "p.zarr", "--levels", "2")
+    )
+    assert "'zcyx'" in error
+    assert not (tmp_path / "p.zarr").exists()

@@ -91,3 +91,38 @@ async def test_a_nifti_time_series_is_labelled_t_not_c(tmp_path):
     back = ngff_zarr.from_ngff_zarr(str(tmp_path / "out.ome.zarr"))
     assert back.images[0].dims == ("t", "z", "y", "x")
     assert back.images[1].data.shape == (3, 2, 4, 4)
+
+
+def reference_mean(data, factors):
+    """Each output voxel: the rounded mean of its window (the arrays divide evenly)."""
+    shape = [n // f for n, f in zip(data.shape, factors)]
+    windows = data.reshape([v for n, f in zip(shape, factors) for v in (n, f)])
+    return np.round(windows.mean(axis=tuple(range(1, 2 * data.ndim, 2)))).astype(data.dtype)
+
+
+@pytest.mark.parametrize(
+    ("names", "factors"), [(("z", "y", "x"), (2, 2, 2)), (("c", "y", "x"), (1, 2, 2))]
+)
+async def test_a_zarr3_input_with_dimension_names_makes_a_pyramid(tmp_path, names, factors):
+    """zarr-python's dimension_names became tensorstore labels, and copying the labelled input
+    into level 0 failed ("Error aligning dimensions"); the names are the input's axes."""
+    import zarr
+
+    data = np.random.default_rng(3).integers(0, 200, (4, 16, 16), dtype=np.uint16)
+    array = zarr.create_array(
+        str(tmp_path / "in.zarr"),
+        shape=data.shape,
+        chunks=(2, 8, 8),
+        dtype="uint16",
+        dimension_names=names,
+    )
+    array[:] = data
+    src = await ba.open_source(tmp_path / "in.zarr")
+    assert src.axes == "".join(names)
+    assert ba.as_source(array).axes == "".join(names)  # the zarr-python handle, wrapped
+    await ba.pyramid(src, tmp_path / "out.ome.zarr", 2, method="mean", progress=False)
+    back = ngff_zarr.from_ngff_zarr(str(tmp_path / "out.ome.zarr"))
+    assert back.images[0].dims == names
+    level1 = np.asarray(back.images[1].data)
+    np.testing.assert_array_equal(level1, reference_mean(data.astype(np.float64), factors))
+    np.testing.assert_array_equal(np.asarray(back.images[0].data), data)

@@ -397,3 +397,46 @@ def test_missing_h5py_raises_missing_dependency_naming_the_extra(
         with pytest.raises(ba.MissingDependencyError, match=r"'h5py'.*bioimage-async\[hdf5\]") as e:
             run(call())
         assert e.value.extra == "hdf5"
+
+
+def test_axis_names_are_read_from_ilastik_axistags_and_dimension_labels(tmp_path):
+    import json
+
+    tags = [
+        {"key": key, "typeFlags": flag, "resolution": 0, "description": ""}
+        for key, flag in (("y", 2), ("x", 2), ("c", 1))
+    ]
+    with h5py.File(tmp_path / "ilastik.h5", "w") as f:
+        f.create_dataset("exported_data", data=np.zeros((6, 8, 2), np.uint8))
+        f["exported_data"].attrs["axistags"] = json.dumps({"axes": tags})
+        labelled = f.create_dataset("labelled", data=np.zeros((2, 6, 8), np.uint8))
+        for dim, label in zip(labelled.dims, "cyx"):
+            dim.label = label
+    assert run(ba.open_source(tmp_path / "ilastik.h5", "exported_data")).axes == "yxc"
+    assert run(ba.open_source(tmp_path / "ilastik.h5", "labelled")).axes == "cyx"
+
+
+def test_a_created_dataset_records_axistags_and_sizes_on_its_spatial_axes(tmp_path):
+    """A 'zcyx' hyperstack's sizes in nm: z, y and x are converted to micrometres, the
+    channel axis keeps 1.0, and ilastik reads the axis names from axistags."""
+    import json
+
+    out = run(
+        ba.create_source(
+            tmp_path / "o.h5",
+            shape=(4, 2, 6, 8),
+            dtype="uint8",
+            chunks=(4, 1, 6, 8),
+            dimension_names=("z", "c", "y", "x"),
+            voxel_size=(400, 40, 40),
+            unit="nm",
+        )
+    )
+    assert out.axes == "zcyx" and out.voxel_size == pytest.approx((0.4, 1.0, 0.04, 0.04))
+    out.close()
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        attrs = f["data"].attrs
+        assert list(attrs["element_size_um"]) == pytest.approx([0.4, 1.0, 0.04, 0.04])
+        keys = [axis["key"] for axis in json.loads(attrs["axistags"])["axes"]]
+        flags = [axis["typeFlags"] for axis in json.loads(attrs["axistags"])["axes"]]
+    assert keys == ["z", "c", "y", "x"] and flags == [2, 1, 2, 2]

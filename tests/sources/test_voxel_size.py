@@ -271,3 +271,89 @@ async def test_each_tiff_series_has_its_own_pixel_size(tmp_path):
     second = await ba.open_source(tmp_path / "two.tif", "1")
     assert first.voxel_size == pytest.approx((0.1, 0.1))
     assert second.voxel_size == pytest.approx((0.2, 0.2))
+
+
+@pytest.mark.parametrize("format", ["zarr", "zarr3"])
+async def test_a_plain_zarr_array_keeps_the_voxel_size_it_was_created_with(tmp_path, format):
+    """zarr kept voxel_size= on the returned source only: reopened, the array had none."""
+    zarr = pytest.importorskip("zarr")
+    out = await ba.create_source(
+        tmp_path / "o.zarr",
+        format=format,
+        internal_path="raw",
+        shape=(4, 6, 8),
+        dtype="uint8",
+        chunks=(4, 6, 8),
+        voxel_size=(40, 4, 4),
+        unit="nm",
+    )
+    attributes = zarr.open_array(str(tmp_path / "o.zarr" / "raw"), mode="r").attrs
+    assert attributes["pixelResolution"] == {"dimensions": [4.0, 4.0, 40.0], "unit": "nanometer"}
+    reopened = await ba.open_source(tmp_path / "o.zarr", "raw")
+    assert reopened.voxel_size == out.voxel_size == (40.0, 4.0, 4.0)
+    assert reopened.unit == out.unit == "nanometer"
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "unit", "element_size_um"),
+    [((0.3, 0.1, 0.1), "um", (0.3, 0.1, 0.1)), ((40, 4, 4), "nm", (0.04, 0.004, 0.004))],
+)
+async def test_an_hdf5_output_records_element_size_um(tmp_path, voxel_size, unit, element_size_um):
+    """HDF5 outputs had no element_size_um, the attribute ilastik, Fiji and vigra read."""
+    h5py = pytest.importorskip("h5py")
+    out = await ba.create_source(
+        tmp_path / "o.h5",
+        shape=(4, 6, 8),
+        dtype="uint8",
+        chunks=(4, 6, 8),
+        voxel_size=voxel_size,
+        unit=unit,
+    )
+    await out.write(..., DATA)
+    out.close()
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert tuple(f["data"].attrs["element_size_um"]) == pytest.approx(element_size_um)
+    reopened = await ba.open_source(tmp_path / "o.h5", "data")
+    assert reopened.voxel_size == pytest.approx(element_size_um)
+    assert reopened.unit == "micrometer"
+    assert out.voxel_size == reopened.voxel_size and out.unit == reopened.unit
+
+
+async def test_an_hdf5_output_refuses_a_voxel_size_without_a_unit(tmp_path):
+    with pytest.raises(ba.InvalidArgumentError, match=r"hdf5.*element_size_um.*unit="):
+        await ba.create_source(
+            tmp_path / "o.h5",
+            shape=(4, 6, 8),
+            dtype="uint8",
+            chunks=(4, 6, 8),
+            voxel_size=(2, 1, 1),
+        )
+    assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("output", ["o.zarr", "o.h5"])
+def test_convert_stores_the_voxel_size_given_on_the_command_line(tmp_path, output):
+    """--voxel-size was silently not stored for zarr (and HDF5) outputs."""
+    import subprocess
+    import sys
+
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "in.tif", DATA, photometric="minisblack")
+    cli = [sys.executable, "-m", "bioimage_async.cli.main"]
+    convert = [*cli, "convert", tmp_path / "in.tif", tmp_path / output, "--no-progress"]
+    made = subprocess.run(
+        [*map(str, convert), "--voxel-size", "400,40,40", "--unit", "nm"],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    info = subprocess.run(
+        [*map(str, cli), "info", str(tmp_path / output), "--json"], capture_output=True, text=True
+    )
+    reported = json.loads(info.stdout)
+    if output.endswith(".h5"):
+        assert reported["voxel_size"] == pytest.approx([0.4, 0.04, 0.04])
+        assert reported["unit"] == "micrometer"
+    else:
+        assert reported["voxel_size"] == pytest.approx([400.0, 40.0, 40.0])
+        assert reported["unit"] == "nanometer"
