@@ -36,6 +36,15 @@ from ..errors import InvalidArgumentError
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 Decode = Callable[[Hashable], np.ndarray]
+#: decode segment ``key`` into a contiguous array of its stored size; returns that array shaped
+#: as the segment, or None where it cannot (the segment is then decoded as usual)
+DecodeInto = Callable[[Hashable, np.ndarray], "np.ndarray | None"]
+
+
+class _DecodedInPlace(Exception):
+    """Told to a reader that waited on a segment another read decoded straight into its own
+    block: that copy is not shared, so the waiter decodes the segment itself."""
+
 
 #: how many keys of used-up segments are remembered, to notice one read again (a few MiB at most)
 _USED_UP_KEYS = 65536
@@ -52,6 +61,9 @@ class Piece:
     #: how many of the segment's values lie inside the array (an edge tile or chunk is decoded
     #: whole but partly outside); 0: all of them
     segment_values: int = 0
+    #: how many values the segment holds as stored (0: unknown); a piece that takes all of
+    #: them into a contiguous destination can be decoded straight into it
+    stored_values: int = 0
 
     def place(self, segment: np.ndarray) -> int:
         """Copy the piece; returns how many values it took from the segment."""
@@ -63,6 +75,18 @@ class Piece:
     def size(self) -> int:
         """How many values the piece takes (the size of its destination)."""
         return int(self.dst[self.dst_index].size)
+
+    def takes_all(self) -> bool:
+        """Whether this piece takes every value of its segment that lies in the array (so no
+        other read without overlap needs the segment), its stored size being known."""
+        return bool(self.stored_values) and self.size >= (self.segment_values or self.stored_values)
+
+    def whole_target(self) -> np.ndarray | None:
+        """The destination, where it is the whole stored segment and contiguous."""
+        target = self.dst[self.dst_index]
+        if target.size != self.stored_values or not target.flags.c_contiguous:
+            return None
+        return target
 
 
 class _Pending:
@@ -98,6 +122,7 @@ class DecodedCache:
         self._used_up: OrderedDict[Hashable, None] = OrderedDict()
         self._pending: dict[Hashable, _Pending] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # per thread: a scratch buffer for one segment
         self.overlapping = False
         self.nbytes = 0
         self.peak_bytes = 0
@@ -113,12 +138,20 @@ class DecodedCache:
             self._untaken.clear()
             self.nbytes = 0
 
-    def fill(self, pieces: Iterable[Piece], decode: Decode) -> None:
+    def fill(
+        self, pieces: Iterable[Piece], decode: Decode, decode_into: DecodeInto | None = None
+    ) -> None:
         """Copy every piece from its segment, decoding each missing segment once.
 
         Runs in a worker thread. Segments being decoded by another thread are waited for after
         this thread has decoded all the others it needs; if that other decode fails, this
         thread tries the segment itself (and raises its own error).
+
+        With ``decode_into``, a segment that this read alone needs is decoded without a new
+        array: straight into the read's array where it fills a contiguous part of it (a
+        full-width strip), else into this thread's scratch buffer and copied from there (a
+        tile). A new segment-sized array per segment is fresh memory the kernel has to fault
+        in; these are reused.
         """
         wanted: dict[Hashable, list[Piece]] = {}
         for piece in pieces:
@@ -131,12 +164,15 @@ class DecodedCache:
                 if not mine:
                     waiting.append((key, pending))
                     continue
+                if decode_into is not None and self._needed_here_only(places):
+                    if self._decode_into_claimed(key, pending, decode_into, places[0]):
+                        continue
                 segment = self._decode_claimed(key, pending, decode, places)
             self._place(key, places, segment)
         for key, pending in waiting:
             pending.done.wait()
             if pending.error is not None:  # the other reader failed: try it here
-                self.fill(wanted[key], decode)
+                self.fill(wanted[key], decode, decode_into)
                 continue
             assert pending.value is not None
             self._place(key, wanted[key], pending.value)
@@ -198,6 +234,47 @@ class DecodedCache:
                 self._remember_used_up(key)  # this read takes it whole: not kept
         pending.done.set()
         return segment
+
+    def _needed_here_only(self, places: list[Piece]) -> bool:
+        # overlapping reads share segments through the cache
+        return len(places) == 1 and not self.overlapping and places[0].takes_all()
+
+    def _scratch(self, piece: Piece) -> np.ndarray:
+        """This thread's reusable buffer, as ``stored_values`` values of the piece's dtype."""
+        dtype = piece.dst.dtype
+        nbytes = piece.stored_values * dtype.itemsize
+        buffer = getattr(self._local, "scratch", None)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = self._local.scratch = np.empty(nbytes, np.uint8)
+        return buffer[:nbytes].view(dtype)
+
+    def _decode_into_claimed(
+        self, key: Hashable, pending: _Pending, decode_into: DecodeInto, piece: Piece
+    ) -> bool:
+        target = piece.whole_target()
+        try:
+            if target is not None:
+                done = decode_into(key, target) is not None
+            else:
+                segment = decode_into(key, self._scratch(piece))
+                done = segment is not None
+                if segment is not None:
+                    piece.place(segment)
+        except BaseException as error:
+            pending.error = error
+            with self._lock:
+                del self._pending[key]
+            pending.done.set()
+            raise
+        if not done:
+            return False  # still claimed: decoded the usual way next
+        with self._lock:
+            del self._pending[key]
+            self.decode_count += 1
+            self._remember_used_up(key)  # taken whole: a read of it again means overlap
+        pending.error = _DecodedInPlace()
+        pending.done.set()
+        return True
 
     def _remember_used_up(self, key: Hashable) -> None:
         self._used_up[key] = None

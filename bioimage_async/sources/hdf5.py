@@ -41,7 +41,7 @@ from .hdf5_chunks import ChunkCodec, ChunkReader
 from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import import_optional
-from .parallel_read import read_in_parts
+from .parallel_read import fill_in_parts, read_in_parts
 from .physical import check_unit, microns, positive_sizes, spatial_axes
 from .threaded import ThreadedSource
 
@@ -161,6 +161,13 @@ class Hdf5Source(ThreadedSource):
         if self._chunk_reader is None:
             return await super()._read(roi)
         return await read_in_parts(self._chunk_reader.fill, roi, self._dtype, self._chunks)
+
+    async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
+        """Chunks decoded straight into ``out`` (a pooled block buffer)."""
+        if self._chunk_reader is None or any(s.stop <= s.start for s in roi):
+            await super().read_roi_into(roi, out)
+            return
+        await fill_in_parts(self._chunk_reader.fill, roi, out, self._chunks)
 
     def read_blocking(self, roi: Roi) -> np.ndarray:
         if self._chunk_reader is not None:

@@ -12,10 +12,19 @@ import zlib
 from collections.abc import Callable
 from typing import Any, cast
 
-__all__ = ["Inflate", "InflateErrors", "pick_inflate", "inflate_or_zlib"]
+__all__ = [
+    "Inflate",
+    "InflateErrors",
+    "InflateInto",
+    "pick_inflate",
+    "pick_inflate_into",
+    "inflate_or_zlib",
+]
 
 #: inflate(zlib stream, size of the decoded data) -> decoded bytes
 Inflate = Callable[[Any, int], Any]
+#: inflate_into(zlib stream, writable contiguous uint8 buffer) -> how many bytes it decoded
+InflateInto = Callable[[Any, Any], int]
 
 
 class _InflateError(RuntimeError):
@@ -40,6 +49,27 @@ def pick_inflate(libraries: tuple[str, ...] = ("deflate", "imagecodecs")) -> Inf
             decode = module.deflate_decode
             return lambda raw, nbytes: decode(raw, out=nbytes)
     return None
+
+
+def pick_inflate_into() -> InflateInto | None:
+    """libdeflate's zlib decoder writing into a given buffer (imagecodecs), or None.
+
+    Decoding straight into a block's array spares a segment-sized allocation (fresh pages
+    to fault in) and a copy per segment. A stream that decodes to fewer bytes than the
+    buffer reports the shorter length; one that needs more raises (InflateErrors).
+    """
+    try:
+        module = importlib.import_module("imagecodecs")
+    except ImportError:
+        return None
+    if not getattr(getattr(module, "DEFLATE", None), "available", False):
+        return None
+    decode = module.deflate_decode
+
+    def inflate_into(raw: Any, out: Any) -> int:
+        return len(decode(raw, out=out))
+
+    return inflate_into
 
 
 def inflate_or_zlib(fast: Inflate | None) -> Inflate:

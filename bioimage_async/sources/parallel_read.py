@@ -47,14 +47,26 @@ async def read_in_parts(
     yet started are not run.
     """
     out = np.empty(roi_shape(roi), dtype=dtype)
+    await fill_in_parts(fill, roi, out, align)
+    return out
+
+
+async def fill_in_parts(
+    fill: Fill, roi: Roi, out: np.ndarray, align: tuple[int, ...] | None = None
+) -> None:
+    """Fill ``out`` (``roi``'s shape) as ``read_in_parts`` does: the pipeline's pooled block
+    buffers are filled in place, sparing a fresh array (and its page faults) per block.
+
+    On cancel, parts already running in threads still write into ``out``: the caller must
+    not hand it to anyone else (the pipeline drops the buffer of a block that did not finish).
+    """
     threads = resource_options().blocking_threads
     parts = split_roi(roi, min(threads, out.nbytes // PART_BYTES), align)
     if len(parts) == 1:
         await run_blocking(fill, out, roi)
-        return out
+        return
 
     def view(part: Roi) -> np.ndarray:
         return out[tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(part, roi))]
 
     await asyncio.gather(*(run_blocking(fill, view(part), part) for part in parts))
-    return out

@@ -33,7 +33,7 @@ from .formats import FormatBackend, LocalFileFormat
 from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import refuse_write_mode
-from .parallel_read import read_in_parts
+from .parallel_read import fill_in_parts, read_in_parts
 from .threaded import ThreadedSource
 from .tiff_common import SegmentPlan, native, tifffile_module
 from .tiff_folder import (
@@ -190,6 +190,18 @@ class TiffSource(ThreadedSource):
         if self._memmap is not None:
             return await super()._read(roi)
         return await read_in_parts(self._fill, roi, self._dtype, self.chunks)
+
+    async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
+        """Decoded straight into ``out`` (a pooled block buffer), mapped pages copied into it."""
+        if any(s.stop <= s.start for s in roi):
+            return
+        mapped = self.mapped_region(roi)
+        if mapped is not None:
+            await run_blocking(np.copyto, out, mapped)
+        elif self._memmap is not None:
+            await super().read_roi_into(roi, out)
+        else:
+            await fill_in_parts(self._fill, roi, out, self.chunks)
 
     def read_blocking(self, roi: Roi) -> np.ndarray:
         if self._memmap is not None:

@@ -26,14 +26,17 @@ class SegmentPlan:
     """The segments one read needs from its pages, decoded through a shared cache.
 
     Keys are (page or slice number, segment index): one source's cache holds one file's (or one
-    folder's) segments, and ``fill`` decodes each missing one once, in the calling thread.
+    folder's) segments, and ``fill`` decodes each missing one once, in the calling thread
+    (straight into the read's array where the read takes it whole, see ``DecodedCache.fill``).
     """
 
     def __init__(self) -> None:
         self.pieces: list[Piece] = []
         self._pages: dict[int, tuple[PageSegments, ReadRaw]] = {}
         #: the pieces of one region of one kind of page: the same for every page of a read
-        self._layouts: dict[tuple[Any, ...], list[tuple[int, tuple[slice, ...], Any, int]]] = {}
+        self._layouts: dict[
+            tuple[Any, ...], list[tuple[int, tuple[slice, ...], Any, int, int]]
+        ] = {}
 
     def add(
         self,
@@ -50,12 +53,18 @@ class SegmentPlan:
         layout = self._layouts.get(layout_key)
         if layout is None:
             layout = self._layouts[layout_key] = [
-                (index, dst_index, src, math.prod(grid.segment_shape(index)) * grid.samples)
+                (
+                    index,
+                    dst_index,
+                    src,
+                    math.prod(grid.segment_shape(index)) * grid.samples,
+                    math.prod(grid.stored_shape(index)),
+                )
                 for index, dst_index, src in grid.pieces(page_roi)
             ]  # values: an edge tile is partly outside the page
         self.pieces.extend(
-            Piece((number, index), dst, dst_index, src, values)
-            for index, dst_index, src, values in layout
+            Piece((number, index), dst, dst_index, src, values, stored)
+            for index, dst_index, src, values, stored in layout
         )
 
     def _decode(self, key: Hashable) -> np.ndarray:
@@ -63,6 +72,11 @@ class SegmentPlan:
         segments, read_raw = self._pages[number]
         return segments.decode(index, read_raw)
 
+    def _decode_into(self, key: Hashable, target: np.ndarray) -> np.ndarray | None:
+        number, index = cast(tuple[int, int], key)
+        segments, read_raw = self._pages[number]
+        return segments.decode_into(index, read_raw, target)
+
     def fill(self, cache: DecodedCache) -> None:
         if self.pieces:
-            cache.fill(self.pieces, self._decode)
+            cache.fill(self.pieces, self._decode, self._decode_into)

@@ -26,7 +26,7 @@ from ..errors import SourceError, SourceNotFoundError
 from .base import SourceSpec
 from .decoded_cache import DEFAULT_CACHE_BYTES, DecodedCache
 from .indexing import Roi, roi_shape
-from .parallel_read import read_in_parts
+from .parallel_read import fill_in_parts, read_in_parts
 from .threaded import ThreadedSource
 from .tiff_common import SegmentPlan, native, tifffile_module
 from .tiff_segments import PageSegments, SegmentGrid, file_signature, path_reader
@@ -121,6 +121,12 @@ class TiffFolderSource(ThreadedSource):
         On cancel, parts already reading in threads finish (their segments stay cached).
         """
         return await read_in_parts(self._fill, roi, self._dtype, self.chunks)
+
+    async def read_roi_into(self, roi: Roi, out: np.ndarray) -> None:
+        """Decoded straight into ``out`` (a pooled block buffer): no new array per block."""
+        if any(s.stop <= s.start for s in roi):
+            return
+        await fill_in_parts(self._fill, roi, out, self.chunks)
 
     def read_blocking(self, roi: Roi) -> np.ndarray:
         out = np.empty(roi_shape(roi), dtype=self._dtype)

@@ -26,10 +26,12 @@ import numpy as np
 
 from ..errors import SourceError
 from .indexing import Roi
-from .inflate import Inflate, InflateErrors, pick_inflate
+from .inflate import Inflate, InflateErrors, InflateInto, pick_inflate, pick_inflate_into
 
 #: libdeflate where installed (see ``inflate``); None: tifffile's decoders do everything
 inflate: Inflate | None = pick_inflate()
+#: libdeflate decoding into a given buffer (imagecodecs), or None
+inflate_into: InflateInto | None = pick_inflate_into()
 
 #: TIFF JPEG compressions: their segments need the page's JPEG tables.
 _JPEG = {6, 7, 33007, 34892}
@@ -232,6 +234,25 @@ class PageSegments:
         data, _, shape = self.decode_fn(raw, index, **self.decode_args)
         return np.asarray(data).reshape(shape)[0]
 
+    def decode_into(self, index: int, read_raw: ReadRaw, target: np.ndarray) -> np.ndarray | None:
+        """Decode segment ``index`` into ``target`` (C-contiguous, its stored size, this
+        source's dtype); returns ``target`` shaped as the segment (rows, columns, samples), or
+        None where only ``decode`` can (then ``target`` may hold garbage that the usual decode
+        and copy overwrite). Runs in a worker thread, no lock."""
+        if self.fast is None or not self.fast.decodes_into(target):
+            return None
+        count, offset = self.bytecounts[index], self.offsets[index]
+        if count == 0 or offset == 0:
+            return None  # never written: the usual path fills the nodata value
+        raw = read_raw(offset, count)
+        if len(raw) != count:
+            raise SourceError(
+                f"{self.name}: segment {index} should have {count} bytes at offset {offset}, "
+                f"the file has {len(raw)}; it is truncated"
+            )
+        segment = target.reshape(self.grid.stored_shape(index))
+        return segment if self.fast.decode_into(raw, segment) else None
+
 
 @dataclass(frozen=True)
 class FastDeflate:
@@ -255,6 +276,33 @@ class FastDeflate:
         if dtype.itemsize * 8 != keyframe.bitspersample:
             return None
         return cls(dtype, keyframe.predictor == 2)
+
+    def decodes_into(self, target: np.ndarray) -> bool:
+        """Whether ``decode_into`` can fill ``target``: libdeflate with an output buffer, and
+        the target holds this segment's samples (its native-order dtype)."""
+        return (
+            inflate_into is not None
+            and target.flags.c_contiguous
+            and target.flags.writeable
+            and target.dtype == self.dtype.newbyteorder("=")
+        )
+
+    def decode_into(self, raw: bytes, target: np.ndarray) -> bool:
+        """Decode into ``target`` (rows, columns, samples); False on a size other than its
+        own (a corrupt or unusual segment: the usual path decides what it is)."""
+        if inflate_into is None:
+            return False
+        flat = target.reshape(-1).view(np.uint8)
+        try:
+            if inflate_into(raw, flat) != flat.size:
+                return False
+        except InflateErrors:
+            return False
+        if not self.dtype.isnative:
+            target.byteswap(inplace=True)
+        if self.predictor:  # horizontal differencing: a running sum along each row
+            np.cumsum(target, axis=1, dtype=target.dtype, out=target)
+        return True
 
     def decode(self, raw: bytes, shape: tuple[int, int, int]) -> np.ndarray | None:
         """The segment, or None where its size is unusual (tifffile then decodes it)."""

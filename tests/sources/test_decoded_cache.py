@@ -246,3 +246,90 @@ def test_an_edge_segment_is_used_up_by_the_values_inside_the_array() -> None:
     whole = Piece(6, np.zeros(50, np.uint8), (slice(0, 50),), (slice(0, 50),), 50)
     cache.fill([whole], segment)  # one read takes all its inside values: never kept
     assert len(cache) == 0 and cache.decode_count == 2 and not cache.overlapping
+
+
+def whole(key: int, out: np.ndarray) -> Piece:
+    """All 100 bytes of segment ``key`` into the contiguous ``out``."""
+    return Piece(key, out, (slice(0, 100),), (slice(0, 100),), 100, 100)
+
+
+def test_a_segment_a_read_takes_whole_is_decoded_straight_into_its_array() -> None:
+    cache = DecodedCache()
+    targets: list[np.ndarray] = []
+
+    def decode_into(key, target):
+        targets.append(target)
+        target[...] = key
+        return target
+
+    out = np.zeros(100, np.uint8)
+    cache.fill([whole(4, out)], segment, decode_into)
+    assert len(targets) == 1 and np.shares_memory(targets[0], out) and (out == 4).all()
+    assert cache.decode_count == 1 and len(cache) == 0 and cache.nbytes == 0
+
+
+def test_a_segment_needed_by_one_strided_piece_is_decoded_into_scratch_and_copied() -> None:
+    """A tile in a wider block: its rows are not contiguous there, so it is decoded into the
+    thread's reused scratch buffer and copied; a piece that leaves values for other reads
+    (a quarter) goes through the cache."""
+    cache = DecodedCache()
+    targets: list[np.ndarray] = []
+
+    def decode_into(key, target):
+        targets.append(target)
+        target[...] = key
+        return target.reshape(2, 1)
+
+    wide = np.zeros((2, 100), np.uint8)
+    strided = Piece(5, wide, (slice(None), slice(0, 1)), (slice(None), slice(None)), 0, 2)
+    quarter_out = np.zeros(25, np.uint8)
+    cache.fill([quarter(3, 0, quarter_out), strided], segment, decode_into)
+    assert len(targets) == 1 and not np.shares_memory(targets[0], wide)
+    assert (wide[:, 0] == 5).all() and (wide[:, 1:] == 0).all() and (quarter_out == 3).all()
+    assert len(cache) == 1  # the quarter's segment is kept for the other quarters
+    cache.fill(
+        [Piece(6, wide, (slice(None), slice(1, 2)), (slice(None), slice(None)), 0, 2)],
+        segment,
+        decode_into,
+    )
+    assert np.shares_memory(targets[0], targets[1])  # the same scratch buffer, reused
+    assert (wide[:, 1] == 6).all() and (wide[:, 0] == 5).all()
+
+
+def test_a_failed_direct_decode_falls_back_to_decode_and_copy() -> None:
+    cache = DecodedCache()
+    out = np.zeros(100, np.uint8)
+    cache.fill([whole(6, out)], segment, lambda key, target: None)
+    assert (out == 6).all() and cache.decode_count == 1
+
+
+def test_a_reader_waiting_on_a_segment_decoded_into_another_read_decodes_it_itself() -> None:
+    """The first read decodes straight into its own array: nothing is shared, so the reader
+    that waited on that decode must decode the segment for itself (and reads now overlap)."""
+    cache = DecodedCache()
+    started, release = threading.Event(), threading.Event()
+
+    def decode_into(key, target):
+        started.set()
+        assert release.wait(10)
+        target[...] = key
+        return target
+
+    decoded: list[int] = []
+
+    def decode(key):
+        decoded.append(key)
+        return segment(key)
+
+    first_out, second_out = np.zeros(100, np.uint8), np.zeros(100, np.uint8)
+    first = threading.Thread(target=cache.fill, args=([whole(8, first_out)], decode, decode_into))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=cache.fill, args=([whole(8, second_out)], decode, decode_into))
+    second.start()
+    second.join(0.2)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert (first_out == 8).all() and (second_out == 8).all()
+    assert decoded == [8] and cache.overlapping

@@ -186,6 +186,7 @@ def test_deflate_segments_use_libdeflate_when_it_is_installed(
 ) -> None:
     pytest.importorskip(library)
     monkeypatch.setattr(tiff_segments, "inflate", pick_inflate((library,)))
+    monkeypatch.setattr(tiff_segments, "inflate_into", None)  # each segment through decode
     path = tmp_path / f"{name}.tif"
     expected = write(path, name)
     fast: list[np.ndarray | None] = []
@@ -198,6 +199,58 @@ def test_deflate_segments_use_libdeflate_when_it_is_installed(
     monkeypatch.setattr(FastDeflate, "decode", recording)
     np.testing.assert_array_equal(run(ba.open_source(path))[...], expected)
     assert len(fast) == segment_count(path) and all(s is not None for s in fast)
+
+
+@pytest.mark.parametrize("name", DEFLATE_LAYOUTS)
+def test_segments_a_block_takes_whole_are_decoded_straight_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Whole-page blocks take each segment alone: libdeflate decodes every one without a new
+    array; the result is tifffile's, each segment decoded once."""
+    pytest.importorskip("imagecodecs")
+    path = tmp_path / f"{name}.tif"
+    expected = write(path, name)
+    into: list[bool] = []
+    original = FastDeflate.decode_into
+
+    def recording(self, raw, target):
+        into.append(original(self, raw, target))
+        return into[-1]
+
+    monkeypatch.setattr(FastDeflate, "decode_into", recording)
+    kind = LAYOUTS[name][0]
+    shape = KINDS[kind][0]
+    page = (1, *shape[1:])
+
+    async def main() -> tuple[np.ndarray, TiffSource]:
+        src = await ba.open_source(path)
+        return await ba.copy(src, block_shape=page, num_workers=2), src
+
+    result, src = run(main())
+    np.testing.assert_array_equal(result, expected)
+    assert src.decode_count == segment_count(path)
+    # every segment is needed by one block alone: strips straight into it, tiles (whose rows
+    # are not contiguous in a wider block) through the thread's scratch buffer
+    assert len(into) == segment_count(path) and all(into)
+
+
+def test_direct_decoding_fills_a_pooled_buffer_that_held_another_block(tmp_path: Path) -> None:
+    """Blocks read into reused buffers: a segment decoded straight into one must overwrite
+    what the previous block left there (a short strip, an unwritten segment included)."""
+    pytest.importorskip("imagecodecs")
+    data = smooth((12, 50, 40), "u2", seed=3)
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=16)  # 16, 16, 16, 2 rows
+
+    async def main() -> np.ndarray:
+        src = await ba.open_source(path)
+        out = await ba.create_source(
+            tmp_path / "o.zarr", shape=data.shape, dtype="u2", chunks=(1, 50, 40)
+        )
+        await ba.copy(src, out, block_shape=(1, 50, 40), num_workers=2)
+        return await out.read()
+
+    np.testing.assert_array_equal(run(main()), data)
 
 
 @pytest.mark.parametrize(
