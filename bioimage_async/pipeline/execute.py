@@ -68,11 +68,11 @@ async def execute_block(
 ) -> bool:
     """Process one block; returns False when an empty mask made it skip (nothing read/written).
 
-    With ``buffers`` (and a kernel that computes nothing, as copy, or whose input is scratch),
-    the input region is read into a pooled buffer, given back once the compute is done (once the block is written if the
+    With ``buffers`` (and a kernel whose input is scratch), the input region is read into a
+    pooled buffer, given back once the compute is done (once the block is written if the
     result is a view of it; dropped if the block fails).
     """
-    if buffers is None or (task.kernel.needs_compute and not task.kernel.input_is_scratch):
+    if buffers is None or not (task.kernel.needs_compute and task.kernel.input_is_scratch):
         return await _execute(task, block_id, compute, stats, None)
     held: list[np.ndarray] = []
     done = await _execute(task, block_id, compute, stats, (buffers, held))

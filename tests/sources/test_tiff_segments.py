@@ -482,3 +482,26 @@ def test_tiles_aligned_blocks_keep_no_tile_even_at_the_image_edges(tmp_path: Pat
     src = run(copy_checked(path, None, data, tmp_path / "out.zarr", (1, 16, 32), (2, 16, 32)))
     assert src.decode_count == 4 * 4 * 3
     assert src.segment_cache.peak_bytes == 0 and not src.segment_cache.overlapping
+
+
+@pytest.mark.parametrize("name", ["deflate-strips", "deflate-tiles", "big-endian", "predictor"])
+def test_a_downsample_reads_compressed_pages_into_reused_block_buffers(
+    tmp_path: Path, name: str
+) -> None:
+    """Downsampling reads each block into one of a few pooled buffers (read_roi_into):
+    decoded segments must fill every voxel of a buffer that held the previous block."""
+    path = tmp_path / f"{name}.tif"
+    expected = write(path, name)
+
+    async def main() -> tuple[np.ndarray, np.ndarray, int]:
+        src = await ba.open_source(path)
+        stats = ba.RunStats()
+        result = await ba.downsample(src, 2, method="mean", block_shape=(2, 8, 8), stats=stats)
+        in_memory = await ba.downsample(expected, 2, method="mean", block_shape=(2, 8, 8))
+        return result, in_memory, stats.blocks_total
+
+    result, in_memory, blocks = run(main())
+    assert blocks > 8  # more blocks than buffers: buffers are reused
+    np.testing.assert_array_equal(result, in_memory)
+    window = expected[:2, :2, :2].astype(np.float64).mean()
+    assert abs(float(result[0, 0, 0]) - window) <= 0.5  # and it is the mean
