@@ -9,6 +9,7 @@ the corrected command can simply be run again.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -20,8 +21,10 @@ from typing import Any
 import bioimage_async as ba
 
 from ..context import run_blocking
-from ..errors import BioimageAsyncError, RunnerError
+from ..errors import BioimageAsyncError, RunnerError, SourceExistsError
 from ..runners.options import ExecOptions
+from ..runners.protocol import MANIFEST, id_ranges
+from ..runners.registry import runner_backend
 from ..sources import ome_zarr
 from ..sources.location import Location
 from ..sources.physical import check_unit, sizes_in_unit, spatial_axes
@@ -42,7 +45,7 @@ def exec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "num_workers": args.workers,
         "job_type": args.job_type,
-        "block_ids": args.block_ids,
+        "block_ids": getattr(args, "block_ids", None),  # a pyramid takes none
         "resume_from": args.resume,
         "progress": False if args.no_progress else None,
         "casting": args.casting,
@@ -66,39 +69,123 @@ async def open_input(args: argparse.Namespace) -> ba.Source:
     if getattr(args, "level", None) is not None:
         options["level"] = args.level
     try:
-        return await ba.open_source(
+        source = await ba.open_source(
             args.input, args.key, format=getattr(args, "input_format", None), **options
         )
+        order = getattr(args, "transpose", None)
+        return source if order is None else source.transpose(*transpose_order(source, order))
     except BioimageAsyncError as error:
         raise mark_side(error, "input") from error
 
 
+def transpose_order(source: ba.Source, order: tuple[int, ...] | str) -> tuple[int, ...]:
+    """--transpose as axis indices: given as indices (a permutation, as numpy.transpose), or
+    as the input's axis letters in the wanted order, each looked up in ``source.axes``."""
+    axes = source.axes
+    example = ",".join(map(str, reversed(range(source.ndim))))
+    if isinstance(order, str):
+        if axes is None:
+            raise ba.InvalidArgumentError(
+                f"--transpose {order} names axes by letter, but {source.describe()} records no "
+                f"axis names; give the order as axis indices instead, e.g. --transpose {example}"
+            )
+        axes = axes.lower()
+        if len(order) != len(axes) or sorted(order) != sorted(axes):
+            in_order = "".join(a for a in "tczyx" if a in axes)
+            hint = in_order if sorted(in_order) == sorted(axes) else axes[::-1]
+            raise ba.InvalidArgumentError(
+                f"--transpose {order} does not match the input's axes {axes!r} "
+                f"({source.describe()}): give each of its letters once, in the wanted order, "
+                f"e.g. --transpose {hint}"
+            )
+        return tuple(axes.index(letter) for letter in order)
+    if sorted(order) != list(range(source.ndim)):
+        raise ba.InvalidArgumentError(
+            f"--transpose {','.join(map(str, order))} must name each of the input's "
+            f"{source.ndim} axes once, counted from 0 (shape {source.shape}), e.g. "
+            f"--transpose {example}"
+        )
+    return order
+
+
+#: The dataset ``create_source`` makes in an HDF5 file when no --out-key names one.
+HDF5_DEFAULT_KEY = "data"
+
+
 class CreatedOutput:
     """Knows what this command created, so a run that fails before its first block can remove
-    it again (local paths only; an existing container or array is never touched)."""
+    it again (local paths only; nothing that existed before is touched). A zarr or n5 output
+    is a folder, its --out-key a folder inside it; an HDF5 output is a file, its key a dataset
+    inside it (the file is shared with the datasets already there).
 
-    def __init__(self, path: str, key: str | None) -> None:
+    ``new_node`` is the first part of the key that did not exist (the key itself, or the
+    group a nested key created on the way): the one thing to remove when the container
+    existed. Take the snapshot off the event loop (``await run_blocking(CreatedOutput, ...)``):
+    it looks into the file system, and into an existing HDF5 file."""
+
+    def __init__(self, path: str, key: str | None, *, hdf5: bool = False) -> None:
         self.location = Location.parse(path)
-        self.key = (key or "").strip("/")
+        self.hdf5 = hdf5
+        self.key = (key or "").strip("/") or (HDF5_DEFAULT_KEY if hdf5 else "")
         local = self.location.is_local
         self.container_existed = local and os.path.exists(self.location.path)
-        self.key_existed = (
-            local and bool(self.key) and os.path.exists(os.path.join(self.location.path, self.key))
-        )
+        self.new_node: str | None = None
+        self.key_existed = False
+        if self.container_existed and self.key:
+            self.new_node = self._first_missing_node()
+            self.key_existed = self.new_node is None
+
+    def _first_missing_node(self) -> str | None:
+        parts = self.key.split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        if not self.hdf5:
+            root = self.location.path
+            return next((p for p in prefixes if not os.path.exists(os.path.join(root, p))), None)
+        import h5py
+
+        try:
+            with h5py.File(self.location.path, "r") as file:
+                return next((p for p in prefixes if p not in file), None)
+        except OSError:  # not HDF5, or locked by a writer: creating it fails; never remove
+            return None
+
+    @property
+    def missing_path(self) -> str:
+        """Where the output is, for a message: the container, and the key inside it."""
+        path = self.location.path
+        return f"{path} (key {self.key!r})" if self.hdf5 else os.path.join(path, self.key)
 
     def remove(self) -> None:
         if not self.location.is_local:
             return
         if not self.container_existed:
             target = self.location.path
-        elif self.key and not self.key_existed:
-            target = os.path.join(self.location.path, self.key)
-        else:
+        elif self.new_node is None:
             return
+        elif self.hdf5:
+            import h5py
+
+            # the output's own handle may still be open in this process: HDF5 shares the
+            # file with it, and the dataset goes once both are closed
+            with h5py.File(self.location.path, "r+") as file:
+                if self.new_node in file:
+                    del file[self.new_node]
+            return
+        else:
+            target = os.path.join(self.location.path, self.new_node)
         if os.path.isdir(target):
             shutil.rmtree(target, ignore_errors=True)
         elif os.path.isfile(target):
             os.remove(target)
+
+
+def writes_hdf5(path: str, format: str | None) -> bool:
+    """Whether ``create_source`` would write an HDF5 file at ``path`` (False when it would
+    refuse the path: its own error says why)."""
+    try:
+        return creation_backend(Location.parse(path), format).name == "hdf5"
+    except BioimageAsyncError:
+        return False
 
 
 async def run_guarded(
@@ -120,16 +207,86 @@ def require_resumable_output(args: argparse.Namespace, created: CreatedOutput) -
     if args.resume is None or not created.location.is_local:
         return
     if not created.container_existed or (created.key and not created.key_existed):
-        missing = (
-            os.path.join(created.location.path, created.key)
-            if created.key
-            else (created.location.path)
-        )
+        missing = created.missing_path if created.container_existed else created.location.path
         raise ba.InvalidArgumentError(
             f"--resume {args.resume} finishes a run into {missing}, which is not there any "
             "more (removed or moved); the blocks that run finished were in it. Run the command "
             "again without --resume"
         )
+
+
+# ---- the run folder of an output a killed run left ------------------------------------------
+#: How run folders are named: bioimage_async_<op>_<date>-<time>_<random> under the tmp root.
+RUN_FOLDER_GLOB = "bioimage_async_*"
+
+
+def run_root(args: argparse.Namespace) -> str | None:
+    """The folder this command's runs keep their run folders in (--tmp-root, the config file,
+    or the system temp folder); None where they live on another machine (slurm over ssh)."""
+    options = ExecOptions.from_kwargs(exec_kwargs(args))
+    backend = runner_backend(options.job_type)
+    assert options.job_config is not None  # ExecOptions fills in the backend's default
+    if backend.remote_folders(options.job_config):
+        return None
+    return backend.tmp_root(options.job_config)
+
+
+def _local_paths(spec: Any) -> list[str]:
+    """Every absolute local path a source spec names (its file, folder or kvstore path)."""
+    if isinstance(spec, dict):
+        return [p for value in spec.values() for p in _local_paths(value)]
+    if isinstance(spec, list):
+        return [p for value in spec for p in _local_paths(value)]
+    if isinstance(spec, str):
+        path = spec.removeprefix("file://")
+        return [os.path.normpath(path)] if os.path.isabs(path) else []
+    return []
+
+
+def run_folders_writing(root: str, output: str) -> list[str]:
+    """The run folders under ``root`` whose output is ``output`` or lies inside it (a key of
+    a container, a level of an OME-Zarr), newest first. A folder stays after a run failed,
+    was cancelled or was killed; it is removed when the run finishes."""
+    target = os.path.normpath(os.path.abspath(output))
+    found: list[tuple[str, str]] = []
+    for folder in glob.glob(os.path.join(root, RUN_FOLDER_GLOB)):
+        try:
+            with open(os.path.join(folder, MANIFEST)) as handle:
+                manifest = json.load(handle)
+            paths = _local_paths(manifest["sources"]["output"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a run folder, or one being written: not this output's
+        if any(p == target or p.startswith(target + os.sep) for p in paths):
+            found.append((str(manifest.get("created", "")), folder))
+    return [folder for _, folder in sorted(found, reverse=True)]
+
+
+async def with_resume_hint(
+    error: SourceExistsError, args: argparse.Namespace, output: str, key: str | None = None
+) -> SourceExistsError:
+    """An existing array refused (the refusal that --overwrite lifts): if a run that was
+    writing it left its folder (killed, failed, cancelled), name the --resume that finishes it
+    rather than only --overwrite. ``key``: the folder of a zarr/n5 array inside ``output``."""
+    location = Location.parse(output)
+    root = run_root(args) if location.is_local and "exist_ok" in str(error) else None
+    if root is None:  # another refusal (a group, another shape), or no run folders here
+        return error
+    where = os.path.join(location.path, key.strip("/")) if key else location.path
+    folders = await run_blocking(run_folders_writing, root, where)
+    if not folders:
+        return SourceExistsError(
+            f"{str(error).rstrip('.')}. If a run into it was interrupted, finish it with the same "
+            "command plus --resume and that run's folder (printed as the run started, named "
+            f"{RUN_FOLDER_GLOB[:-1]}<op>_<date>_...); none for this output is under {root}, "
+            "so look under the --tmp-root that run had"
+        )
+    more = len(folders) - 1
+    older = f"; {plural(more, 'older run folder')} for it under {root}" if more else ""
+    return SourceExistsError(
+        f"{output} holds the blocks of a run that did not finish, whose folder is "
+        f"{folders[0]}: finish it with the same command plus --resume {folders[0]}, or "
+        f"start over with --overwrite{older}"
+    )
 
 
 async def create_output(
@@ -140,7 +297,9 @@ async def create_output(
     chunks: tuple[int, ...],
     **extra: Any,
 ) -> tuple[ba.Source, CreatedOutput]:
-    created = CreatedOutput(path, args.out_key)
+    created = await run_blocking(
+        CreatedOutput, path, args.out_key, hdf5=writes_hdf5(path, args.format)
+    )
     require_resumable_output(args, created)
     try:
         out = await ba.create_source(
@@ -153,8 +312,15 @@ async def create_output(
             exist_ok=args.overwrite or args.resume is not None,
             **extra,
         )
-    except BioimageAsyncError as error:
-        raise mark_side(error, "output") from error
+    except Exception as error:
+        # refused half-way (the file made, its dataset not): nothing this command made stays
+        await run_blocking(created.remove)
+        if isinstance(error, SourceExistsError):
+            key = None if created.hdf5 else args.out_key  # an HDF5 key is no folder
+            raise mark_side(await with_resume_hint(error, args, path, key), "output") from error
+        if isinstance(error, BioimageAsyncError):
+            raise mark_side(error, "output") from error
+        raise
     return out, created
 
 
@@ -221,8 +387,19 @@ async def describe(source: ba.Source, path: str, where: str) -> dict[str, Any]:
     return info
 
 
-async def cmd_info(args: argparse.Namespace) -> int:
-    key = (args.key or "").strip("/")
+def info_key(args: argparse.Namespace) -> str | None:
+    """The array or level to describe: KEY or --key (the other commands' spelling)."""
+    given, option = args.key, args.key_option
+    if given is not None and option is not None and given.strip("/") != option.strip("/"):
+        raise ba.InvalidArgumentError(
+            f"KEY {given!r} and --key {option!r} name different arrays; give one of them"
+        )
+    return given if given is not None else option
+
+
+async def info_report(args: argparse.Namespace, given_key: str | None) -> dict[str, Any]:
+    """What ``info`` prints: the array, or each level of a pyramid."""
+    key = (given_key or "").strip("/")
     location = Location.parse(args.path)
     levels = None
     if args.level is None:
@@ -233,14 +410,17 @@ async def cmd_info(args: argparse.Namespace) -> int:
         for index, level in enumerate(levels):
             source = await ba.open_source(args.path, key or None, level=index)
             entries.append(await describe(source, args.path, str(location.join(key, level.path))))
-        report: dict[str, Any] = {"path": str(location.join(key)), "levels": entries}
-    else:
-        options = {"level": args.level} if args.level is not None else {}
-        try:
-            source = await ba.open_source(args.path, args.key, format=args.input_format, **options)
-        except BioimageAsyncError as error:
-            raise mark_side(error, "input") from error
-        report = await describe(source, args.path, str(location.join(key)))
+        return {"path": str(location.join(key)), "levels": entries}
+    options = {"level": args.level} if args.level is not None else {}
+    source = await ba.open_source(args.path, given_key, format=args.input_format, **options)
+    return await describe(source, args.path, str(location.join(key)))
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        report = await info_report(args, info_key(args))
+    except BioimageAsyncError as error:  # every word of it is about the input
+        raise mark_side(error, "input") from error
     if args.json:
         print(json.dumps(report, indent=1))
     elif "levels" in report:
@@ -385,7 +565,7 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
 async def cmd_pyramid(args: argparse.Namespace) -> int:
     kwargs = exec_kwargs(args)
     src = await open_input(args)
-    created = CreatedOutput(args.output, None)
+    created = await run_blocking(CreatedOutput, args.output, None)
     require_resumable_output(args, created)
     stats = ba.RunStats()
     kwargs["stats"] = stats
@@ -411,6 +591,10 @@ async def cmd_pyramid(args: argparse.Namespace) -> int:
                 **kwargs,
             ),
         )
+    except SourceExistsError as error:
+        if args.overwrite or args.resume is not None:
+            raise mark_side(error, "output") from error
+        raise mark_side(await with_resume_hint(error, args, args.output), "output") from error
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
     seconds = time.perf_counter() - started
@@ -433,6 +617,40 @@ def manifest_job_type(folder: str) -> str | None:
         return None
 
 
+#: Task states that finished their work (the rest, in a run nothing runs any more, stopped).
+FINISHED_STATES = ("SUCCEEDED", "COMPLETED")
+#: Missing block ranges printed in full up to this many.
+SHOWN_RANGES = 20
+
+
+def stopped_how(task_states: dict[int, str]) -> str:
+    """How a run that no task runs any more ended, from its unfinished tasks' states: slurm
+    says CANCELLED; a subprocess worker stopped by cancel (or killed) is GONE."""
+    ended: dict[str, int] = {}
+    for state in task_states.values():
+        if state not in FINISHED_STATES:
+            ended[state] = ended.get(state, 0) + 1
+    if "CANCELLED" in ended:
+        how = "cancelled"
+    elif ended and set(ended) == {"GONE"}:
+        how = "cancelled or killed (its worker processes ended without finishing)"
+    else:
+        how = "stopped"
+    states = ", ".join(f"{count} {state}" for state, count in sorted(ended.items()))
+    return f"not running: {how}" + (f" (tasks: {states})" if states and how == "stopped" else "")
+
+
+def missing_text(missing: list[int]) -> str:
+    """'3 blocks missing: 5-6,9' (the ranges --block-ids takes), the first ranges only when
+    there are many."""
+    ranges = id_ranges(missing, sep=",").split(",")
+    shown = ",".join(ranges[:SHOWN_RANGES])
+    more = (
+        f" ... and {len(ranges) - SHOWN_RANGES} more ranges" if len(ranges) > SHOWN_RANGES else ""
+    )
+    return f"{plural(len(missing), 'block')} missing: {shown}{more}"
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     config = ba.SlurmConfig.load() if manifest_job_type(args.tmp_folder) == "slurm" else None
     run = await ba.attach(args.tmp_folder, config)
@@ -443,6 +661,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
             f"blocks done; tasks {status.tasks_succeeded} succeeded, {status.tasks_failed} "
             f"failed, {status.running} running, {status.pending} pending"
         )
+        if not (status.running or status.pending):  # nothing will write the rest
+            missing = await run.folder.missing_blocks()  # read where the run lives
+            if missing:
+                print(f"{stopped_how(status.task_states)}: {missing_text(missing)}")
+                print(
+                    "finish it with the command that started the run, plus --resume "
+                    f"{args.tmp_folder}"
+                )
         return EXIT_OK
     if args.command == "cancel":
         await run.cancel()

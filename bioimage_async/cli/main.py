@@ -1,14 +1,18 @@
 """``bioimage-async``: convert, inspect, downsample and pyramid volumes from the shell.
 
 Exit codes: 0 success, 1 a run failed (the failed block ids and the command that finishes the run
-are printed), 2 bad arguments or input, 130 interrupted. Errors are one line, in the CLI's words
-(options, not Python arguments); ``--debug`` shows the traceback.
+are printed), 2 bad arguments or input, 130 interrupted, 141 (128 + SIGPIPE, as other tools
+exit) when the reader of the output went away (``... | head``). Errors are one line, in the
+CLI's words (options, not Python arguments); ``--debug`` shows the traceback. The library's
+notices (a run's folder when it starts, a resume's missing blocks) go to stderr too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
 import shlex
 import sys
 
@@ -20,6 +24,8 @@ from .words import cli_words
 
 #: Failed block ids printed in full up to this many.
 SHOWN_IDS = 50
+#: The exit status of a command whose output pipe was closed by its reader (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 
 
 class CliWordsFormatter(logging.Formatter):
@@ -47,8 +53,10 @@ def rerun_hint(argv: list[str], error: RunnerError) -> str:
         return f"finish it with the command that started the run, plus --resume {error.tmp_folder}"
     if error.tmp_folder:
         return "finish it with: bioimage-async " + shlex.join([*kept, "--resume", error.tmp_folder])
-    ids = id_ranges(error.failed_block_ids, sep=",")  # what --block-ids takes
     overwrite = [] if "--overwrite" in kept else ["--overwrite"]
+    if kept and kept[0] == "pyramid":  # one run per level: block ids name no pyramid's blocks
+        return "re-run it with: bioimage-async " + shlex.join([*kept, *overwrite])
+    ids = id_ranges(error.failed_block_ids, sep=",")  # what --block-ids takes
     return "re-run the missing blocks with: bioimage-async " + shlex.join(
         [*kept, *overwrite, "--block-ids", ids]
     )
@@ -63,6 +71,16 @@ def report_failed_run(argv: list[str], error: RunnerError) -> None:
     print(rerun_hint(argv, error), file=sys.stderr)
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fd, or no poll on this platform
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -70,9 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(CliWordsFormatter())
     logger = logging.getLogger("bioimage_async")
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
+    # INFO: the library's notices for the user, among them the folder of a run as it starts
+    # (what --resume takes after the process is killed, when nothing else can print it)
+    logger.setLevel(logging.INFO)
     try:
-        return asyncio.run(COMMANDS[args.command](args))
+        code = asyncio.run(COMMANDS[args.command](args))
+        sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+        return code
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # another pipe (a worker's?) broke: not the reader of the output going away
+        # the reader went away (``| head``): stop quietly. Python would flush stdout again at
+        # exit and print an error about it, so stdout now points at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except RunnerError as error:
         if args.debug:
             raise

@@ -72,6 +72,21 @@ def id_list(text: str) -> list[int]:
     return ids
 
 
+def axis_order(text: str) -> tuple[int, ...] | str:
+    """'1,0,2,3' -> (1, 0, 2, 3) (axis indices, as numpy.transpose); 'czyx' -> 'czyx' (the
+    input's axis letters in the wanted order, checked against the input when it is open)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts and all(p.isdigit() for p in parts):
+        return tuple(int(p) for p in parts)
+    letters = "".join(parts).lower()
+    if letters.isalpha():
+        return letters
+    raise argparse.ArgumentTypeError(
+        f"expected axis indices such as 1,0,2,3 or the input's axis letters such as czyx, "
+        f"got {text!r}"
+    )
+
+
 def factor(text: str) -> int | tuple[int, ...]:
     values = int_tuple(text)
     return values[0] if len(values) == 1 else values
@@ -114,9 +129,12 @@ def _sub(
     )
 
 
-def add_execution(parser: argparse.ArgumentParser, *, block_shape: bool = True) -> None:
-    """The options of a block-wise run; ``block_shape=False`` where blocks follow each level's
-    own chunks (a pyramid), so that --block-shape is refused rather than silently ignored."""
+def add_execution(
+    parser: argparse.ArgumentParser, *, block_shape: bool = True, block_ids: bool = True
+) -> None:
+    """The options of a block-wise run. A pyramid takes neither ``block_shape`` (its blocks
+    follow each level's own chunks) nor ``block_ids`` (it is one run per level, and ids name
+    the blocks of one run): refused as unknown options rather than silently ignored."""
     group = parser.add_argument_group("execution (how the blocks run)")
     group.add_argument(
         "--workers",
@@ -140,16 +158,17 @@ def add_execution(parser: argparse.ArgumentParser, *, block_shape: bool = True) 
         help="where the blocks run, e.g. --job-type slurm (slurm reads its "
         "settings from the config file)",
     )
-    group.add_argument(
-        "--block-ids",
-        type=id_list,
-        metavar="IDS",
-        help="only these blocks, e.g. --block-ids 3,7,10-12 (to re-run failed ones)",
-    )
+    if block_ids:
+        group.add_argument(
+            "--block-ids",
+            type=id_list,
+            metavar="IDS",
+            help="only these blocks, e.g. --block-ids 3,7,10-12 (to re-run failed ones)",
+        )
     group.add_argument(
         "--resume",
         metavar="TMP",
-        help="finish the run kept in the folder TMP (printed when a run fails "
+        help="finish the run kept in the folder TMP (printed when a run starts, fails "
         "or is interrupted), e.g. --resume /tmp/bioimage_async_copy_...",
     )
     group.add_argument(
@@ -263,6 +282,14 @@ def _input_options(parser: argparse.ArgumentParser) -> None:
         help="the slices of a folder of 2D images, e.g. --pattern 'z*.tif' "
         "(default: every .tif/.tiff, any case, in natural order)",
     )
+    group.add_argument(
+        "--transpose",
+        type=axis_order,
+        metavar="ORDER",
+        help="read the input with its axes reordered, as axis indices or as its axis "
+        "letters in the wanted order, e.g. --transpose czyx for an ImageJ ZCYX hyperstack "
+        "(the same as --transpose 1,0,2,3)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help="file, folder or URL, e.g. raw.zarr or s3://bucket/raw.zarr")
     info.add_argument("key", nargs="?", help="array or level inside it, e.g. 0 or setup0/s0")
+    info.add_argument(
+        "--key",
+        dest="key_option",
+        metavar="KEY",
+        help="the same as KEY, spelt as the other commands spell it, e.g. --key setup0/s0",
+    )
     info.add_argument("--level", type=int, metavar="K", help="pyramid level, e.g. --level 2")
     info.add_argument(
         "--input-format",
@@ -415,10 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="write into existing levels of the same shapes"
     )
     _input_options(pyr)
-    add_execution(pyr, block_shape=False)
+    add_execution(pyr, block_shape=False, block_ids=False)
 
     for name, text, example in (
-        ("status", "Show a run's progress (blocks done, tasks)", "status"),
+        (
+            "status",
+            "Show a run's progress (blocks done, tasks; once it stopped, the missing blocks)",
+            "status",
+        ),
         ("attach", "Wait for a detached run to finish (Ctrl-C leaves it running)", "attach"),
         ("cancel", "Cancel a detached run's jobs", "cancel"),
     ):

@@ -113,7 +113,7 @@ def input_axes(src: Source) -> str | None:
         order = tuple(axes.index(a) for a in ordered)
         fix = (
             f"pass the input as input.transpose{order} (axes {ordered!r}), a lazy view that "
-            "reads it in that order"
+            f"reads it in that order (on the command line: --transpose {ordered})"
         )
     else:
         fix = "name them yourself with axes= (each of t, c, z, y, x at most once, in order)"

@@ -1,8 +1,11 @@
 """The command line, through a real subprocess."""
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -475,3 +478,332 @@ def test_a_converted_zcyx_hyperstack_is_refused_by_pyramid_instead_of_blended(tm
     )
     assert "'zcyx'" in error
     assert not (tmp_path / "p.zarr").exists()
+
+
+# ---- --transpose: an ImageJ ZCYX hyperstack from the command line ---------------------------
+def test_a_zcyx_hyperstack_pyramid_with_transpose_keeps_its_channels_apart(tmp_path):
+    """The refusal told CLI users to pass input.transpose(...), which only Python can do."""
+    import bioimage_async as ba
+
+    data = imagej_channels(tmp_path / "h.tif", "ZCYX", (8, 3, 32, 32))
+    refused = one_line_error(
+        run("pyramid", tmp_path / "h.tif", tmp_path / "r.zarr", "--levels", "2")
+    )
+    assert "--transpose czyx" in refused
+    out = tmp_path / "out.ome.zarr"
+    made = run(
+        "pyramid", tmp_path / "h.tif", out, "--levels", "2", "--transpose", "czyx", "--no-progress"
+    )
+    assert made.returncode == 0, made.stderr
+    level1 = zarr.open_array(str(out / "1"), mode="r")[:]
+    assert level1.shape == (3, 4, 16, 16)
+    api = tmp_path / "api.ome.zarr"
+    src = ba.sync.open_source(tmp_path / "h.tif")
+    ba.sync.pyramid(src.transpose(1, 0, 2, 3), api, 2, progress=False)
+    np.testing.assert_array_equal(level1, zarr.open_array(str(api / "1"), mode="r")[:])
+    for channel in range(3):  # smooth, the method of images: linear with anti-aliasing
+        alone = ba.sync.downsample(data[:, channel], 2, order=1, anti_aliasing=True, progress=False)
+        # the same filter in 3D and 4D: at most a rounding apart (blended channels differ by
+        # hundreds: the values are unrelated)
+        assert np.abs(level1[channel].astype(np.int64) - alone).max() <= 1
+    by_index = tmp_path / "idx.ome.zarr"
+    made = run("pyramid", tmp_path / "h.tif", by_index, "--levels", "2", "--transpose", "1,0,2,3")
+    assert made.returncode == 0, made.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(by_index / "1"), mode="r")[:], level1)
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("zyx", "does not match the input's axes 'zcyx'"),
+        ("czyy", "e.g. --transpose czyx"),
+        ("1,0,2", "each of the input's 4 axes once"),
+        ("1,0,2,2", "each of the input's 4 axes once"),
+    ],
+)
+def test_a_transpose_that_does_not_fit_the_input_is_refused(tmp_path, order, expected):
+    imagej_channels(tmp_path / "h.tif", "ZCYX", (4, 2, 8, 8))
+    out = tmp_path / "o.zarr"
+    error = one_line_error(run("convert", tmp_path / "h.tif", out, "--transpose", order))
+    assert expected in error and "Traceback" not in error
+    assert not out.exists()
+
+
+def test_transpose_by_letter_needs_an_input_that_records_its_axes(tmp_path, volume):
+    tifffile.imwrite(tmp_path / "plain.tif", volume)  # no ImageJ or OME axes
+    error = one_line_error(
+        run("convert", tmp_path / "plain.tif", tmp_path / "o.zarr", "--transpose", "xyz")
+    )
+    assert "records no axis names" in error and "--transpose 2,1,0" in error
+    made = run("convert", tmp_path / "plain.tif", tmp_path / "o.zarr", "--transpose", "2,1,0")
+    assert made.returncode == 0, made.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], volume.T)
+
+
+# ---- HDF5 outputs of a run refused before its first block -------------------------------------
+def test_a_refused_run_into_a_new_hdf5_file_leaves_no_file(tmp_path, tiff_file):
+    out = tmp_path / "new.h5"
+    assert run("convert", tiff_file, out, "--block-ids", "99999").returncode == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key", [None, "raw", "new/deep/raw"])
+def test_a_refused_run_into_an_existing_hdf5_file_removes_only_its_new_dataset(
+    tmp_path, tiff_file, key
+):
+    """The dataset (default 'data', or --out-key) was left behind; the file's other datasets
+    and groups must stay as they were."""
+    import h5py
+
+    out = tmp_path / "old.h5"
+    with h5py.File(out, "w") as f:
+        f["keep"] = np.arange(5)
+        f.create_group("new")  # an existing group on the way of a nested key
+    args = ["convert", tiff_file, out, "--block-shape", "3,3"]
+    error = one_line_error(run(*args, *(["--out-key", key] if key else [])))
+    assert "--block-shape" in error
+    with h5py.File(out, "r") as f:
+        assert sorted(f) == ["keep", "new"] and list(f["new"]) == []
+        np.testing.assert_array_equal(f["keep"][:], np.arange(5))
+    again = run("convert", tiff_file, out, *(["--out-key", key] if key else []))
+    assert again.returncode == 0, again.stderr  # the corrected command just works
+
+
+def test_resume_into_an_hdf5_dataset_finds_the_dataset(tmp_path, volume):
+    """--resume looked for the dataset as a folder (file.h5/raw) and refused it as gone."""
+    import h5py
+
+    src = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(src), shape=volume.shape, chunks=(16, 32, 32), dtype="uint8", zarr_format=2
+    )[:] = volume
+    good = (src / "1.0.2").read_bytes()
+    (src / "1.0.2").write_bytes(b"this is not a blosc chunk")
+    args = ["convert", src, tmp_path / "out.h5", "--out-key", "raw", "--chunks", "16,32,32"]
+    args += ["--block-shape", "16,32,32", "--tmp-root", tmp_path / "runs", "--no-progress"]
+    failed = run(*args)
+    assert failed.returncode == 1, failed.stderr
+    folder = re.search(r"--resume (\S+)", failed.stderr).group(1)
+    (src / "1.0.2").write_bytes(good)
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        np.testing.assert_array_equal(f["raw"][:], volume)
+
+
+# ---- finding a run again after the process was killed -----------------------------------------
+def test_a_failed_convert_left_a_run_folder_and_the_rerun_names_its_resume(tmp_path, volume):
+    """Re-running over the half-written output only suggested --overwrite."""
+    src = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(src), shape=volume.shape, chunks=(16, 32, 32), dtype="uint8", zarr_format=2
+    )[:] = volume
+    good = (src / "1.0.2").read_bytes()
+    (src / "1.0.2").write_bytes(b"this is not a blosc chunk")
+    runs = tmp_path / "runs"
+    args = ["convert", src, tmp_path / "out.zarr", "--chunks", "16,32,32"]
+    args += ["--block-shape", "16,32,32", "--tmp-root", runs, "--no-progress"]
+    failed = run(*args)
+    assert failed.returncode == 1
+    folder = re.search(r"--resume (\S+)", failed.stderr).group(1)
+    started = failed.stderr.splitlines()[0]  # printed as the run started
+    assert folder in started and str(runs) in started
+    (src / "1.0.2").write_bytes(good)
+    again = one_line_error(run(*args))
+    assert f"--resume {folder}" in again and "--overwrite" in again
+    elsewhere = one_line_error(run(*args[:-3], "--tmp-root", tmp_path / "other"))
+    assert "--tmp-root" in elsewhere and "--resume" in elsewhere  # how to find it
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], volume)
+
+
+def stderr_line_matching(process, pattern, timeout=120.0):
+    """The match of the first line of ``process``'s stderr that matches ``pattern``, read as
+    it is written (a thread reads, so that the run is watched while it goes on)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stderr], daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = re.search(pattern, lines.get(timeout=0.05))
+        except queue.Empty:
+            ended = not reader.is_alive() and lines.empty()
+            assert not ended, f"the run ended without a line matching {pattern!r}"
+            continue
+        if found:
+            return found
+    raise AssertionError(f"no line matching {pattern!r} after {timeout} s")
+
+
+def wait_for(condition, what, process, timeout=120.0):
+    """Poll ``condition`` (a file the run writes) until it holds; fail if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.005)
+
+
+def test_a_convert_killed_with_sigkill_is_found_and_resumed(tmp_path):
+    """After kill -9 nothing had printed the run folder, and the re-run suggested
+    --overwrite: the finished blocks could only be thrown away."""
+    import signal
+
+    data = np.random.default_rng(3).integers(0, 256, (64, 256, 256), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", data)
+    out, runs = tmp_path / "out.zarr", tmp_path / "runs"
+    # thousands of small blocks: a run of seconds, killed once its first blocks are journaled
+    args = ["convert", tmp_path / "big.tif", out, "--chunks", "2,16,16"]
+    args += ["--block-shape", "2,16,16", "--tmp-root", runs, "--workers", "1", "--no-progress"]
+    process = subprocess.Popen(
+        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        started = stderr_line_matching(process, r"journals finished blocks in (\S+)")
+        folder = started.group(1)
+        assert folder.startswith(str(runs))
+        log = os.path.join(folder, "progress", "local-0.log")
+        wait_for(lambda: os.path.exists(log) and os.path.getsize(log) >= 13, "a block", process)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    written = zarr.open_array(str(out), mode="r")
+    assert 0 < written.nchunks_initialized < written.nchunks  # killed half-way
+    again = one_line_error(run(*args))
+    assert f"--resume {folder}" in again
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], data)
+    assert not os.path.exists(folder)  # a finished run removes its folder
+
+
+def test_a_failed_pyramid_names_the_resume_of_its_level_on_the_rerun(tmp_path, volume):
+    """The folder of a pyramid's run writes one level, inside the pyramid: found from the
+    pyramid's path."""
+    src = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(src), shape=volume.shape, chunks=(16, 32, 32), dtype="uint8", zarr_format=2
+    )[:] = volume
+    good = (src / "1.0.2").read_bytes()
+    (src / "1.0.2").write_bytes(b"this is not a blosc chunk")
+    args = ["pyramid", src, tmp_path / "p.ome.zarr", "--levels", "2"]
+    args += ["--tmp-root", tmp_path / "runs", "--no-progress"]
+    failed = run(*args)
+    assert failed.returncode == 1, failed.stderr
+    folder = re.search(r"--resume (\S+)", failed.stderr).group(1)
+    assert folder in failed.stderr.splitlines()[0]  # printed as the level's run started
+    (src / "1.0.2").write_bytes(good)
+    again = one_line_error(run(*args))
+    assert f"--resume {folder}" in again
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "p.ome.zarr" / "0"), mode="r")[:], volume
+    )
+
+
+# ---- smaller review items --------------------------------------------------------------------
+def test_info_takes_key_as_the_other_commands_spell_it(tmp_path):
+    """info's own error told to pass --key, which info refused as unknown."""
+    group = tmp_path / "g.zarr"
+    zarr.open_group(str(group), mode="w").create_array("a/b", shape=(4, 6), dtype="u1")
+    hint = one_line_error(run("info", group))
+    assert "--key" in hint
+    result = run("info", group, "--key", "a/b", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["shape"] == [4, 6]
+    assert "different arrays" in one_line_error(run("info", group, "a", "--key", "a/b"))
+
+
+def test_output_piped_into_a_reader_that_quits_exits_quietly(tmp_path, tiff_file):
+    """``bioimage-async info ... | head -1``: a BrokenPipeError traceback, exit 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [*CLI, "info", str(tiff_file), "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr  # 128 + SIGPIPE, as other tools exit
+    assert result.stderr == ""
+
+
+def test_python_m_bioimage_async_cli_runs_the_cli(tiff_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "bioimage_async.cli", "info", str(tiff_file), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["shape"] == [45, 70, 83]
+
+
+def test_pyramid_refuses_block_ids_without_python_words(tmp_path, tiff_file):
+    """--block-ids was offered (and documented as re-running failed blocks), then refused
+    with a message that mixed a Python call and an option: ba.downsample(..., --block-ids)."""
+    result = run("pyramid", tiff_file, tmp_path / "p.zarr", "--levels", "2", "--block-ids", "0")
+    error = one_line_error(result)
+    assert "--block-ids" in error and "ba.downsample" not in error
+    assert not (tmp_path / "p.zarr").exists()
+    assert "--block-ids" not in run("pyramid", "--help").stdout
+    from bioimage_async.cli.main import rerun_hint
+    from bioimage_async.errors import RunnerError
+
+    hint = rerun_hint(["pyramid", "a.zarr", "p.zarr"], RunnerError("failed", failed_block_ids=[3]))
+    assert "--block-ids" not in hint and hint.endswith("pyramid a.zarr p.zarr --overwrite")
+
+
+def test_status_of_a_cancelled_run_says_so_and_lists_the_missing_blocks(tmp_path):
+    """status of a cancelled run printed '0 running, 0 pending' and nothing about what was
+    left to do."""
+    import bioimage_async as ba
+
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=(16, 8, 8), chunks=(1, 8, 8), dtype="u1", zarr_format=2
+    )[:] = 1
+    out = ba.sync.create_source(
+        tmp_path / "out.zarr", shape=(16, 8, 8), dtype="u1", chunks=(1, 8, 8)
+    )
+
+    def slow(block):
+        import time
+
+        time.sleep(1.0)
+        return block
+
+    handle = ba.sync.map_blocks(
+        slow,
+        ba.sync.open_source(tmp_path / "in.zarr"),
+        out,
+        block_shape=(1, 8, 8),
+        job_type="subprocess",
+        job_config=ba.RunnerConfig(tmp_root=str(tmp_path / "runs")),
+        num_workers=1,
+        wait=False,
+        progress=False,
+    )
+    folder = handle.tmp_folder
+    cancelled = run("cancel", folder)
+    assert cancelled.returncode == 0, cancelled.stderr
+    status = run("status", folder)
+    assert status.returncode == 0, status.stderr
+    assert "cancelled" in status.stdout
+    missing = ba.sync.missing_blocks(folder)
+    assert 0 < len(missing) <= 16
+    from bioimage_async.runners.protocol import id_ranges
+
+    assert f"{len(missing)} blocks missing: {id_ranges(missing, sep=',')}" in status.stdout
+    assert f"--resume {folder}" in status.stdout
