@@ -96,6 +96,12 @@ class DistributedRunner(Runner):
                     block_timeout=options.block_timeout,
                 )
                 lease = await folder.lease().acquire()
+                logger.info(
+                    "run %r keeps its journal in %s (finish it with resume_from=%r if it stops)",
+                    task.name,
+                    folder.path,
+                    folder.path,
+                )
                 missing = ids
             tasks = await run_blocking(self._plan_tasks, plan, missing, num_workers)
             run = Run(

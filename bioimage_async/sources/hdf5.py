@@ -329,6 +329,22 @@ def _compression_options(compression: str | None) -> dict[str, Any]:
         ) from None
 
 
+def _refuse_dataset_on_the_way(file: Any, path: str, key: str) -> None:
+    """A nested key cannot pass through a dataset (h5py fails with a bare TypeError)."""
+    parts = key.split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        node = file.get(parent)
+        if node is None:
+            return
+        if not hasattr(node, "keys"):  # a dataset, not a group
+            raise SourceExistsError(
+                f"cannot create {key!r} in {path}: {parent!r} is a dataset, not a group, so "
+                f"nothing can be created inside it; pick a key outside it (e.g. "
+                f"{parts[-1]!r}) or another file"
+            )
+
+
 def _create_blocking(
     path: str,
     key: str,
@@ -351,6 +367,7 @@ def _create_blocking(
             "file, and not open in another process?"
         ) from err
     try:
+        _refuse_dataset_on_the_way(file, path, key)
         node = file.get(key)
         if node is not None:
             _check_existing(node, path, key, shape, dtype, exist_ok)

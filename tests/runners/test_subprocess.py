@@ -401,3 +401,21 @@ async def test_a_cancel_between_two_worker_starts_leaves_no_worker_running(
     assert len(started) == 1
     code = await asyncio.wait_for(started[0].wait(), 10)
     assert code == -signal.SIGKILL
+
+
+async def test_a_distributed_run_logs_its_run_folder_before_any_block(tmp_path, volume, caplog):
+    """A run killed with its driver (kill -9) is only finished with its folder's path: it is
+    logged as the run starts, as local runs log their journal."""
+    src, out = await make_input(tmp_path, volume)
+    with caplog.at_level(logging.INFO, logger="bioimage_async"):
+        run = await ba.copy(
+            src, out, job_type="subprocess", num_workers=2, job_config=config(tmp_path), wait=False
+        )
+        logged = [
+            r.getMessage() for r in caplog.records if "keeps its journal in" in r.getMessage()
+        ]
+        await run.wait()
+    assert len(logged) == 1
+    folder = logged[0].split("keeps its journal in ")[1].split(" ")[0]
+    assert folder.startswith(os.path.join(str(tmp_path), "bioimage_async_"))
+    assert f"resume_from={folder!r}" in logged[0]

@@ -440,3 +440,16 @@ def test_a_created_dataset_records_axistags_and_sizes_on_its_spatial_axes(tmp_pa
         keys = [axis["key"] for axis in json.loads(attrs["axistags"])["axes"]]
         flags = [axis["typeFlags"] for axis in json.loads(attrs["axistags"])["axes"]]
     assert keys == ["z", "c", "y", "x"] and flags == [2, 1, 2, 2]
+
+
+def test_a_key_through_an_existing_dataset_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    """h5py itself fails with a bare TypeError deep in require_group."""
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f["keep"] = np.arange(6)
+    with pytest.raises(ba.SourceExistsError, match="'keep' is a dataset"):
+        asyncio.run(
+            ba.create_source(path, internal_path="keep/x", shape=(4, 4), dtype="u1", chunks=(2, 2))
+        )
+    with h5py.File(path, "r") as f:
+        assert list(f) == ["keep"] and list(f["keep"][...]) == list(range(6))
