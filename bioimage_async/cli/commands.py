@@ -623,17 +623,20 @@ FINISHED_STATES = ("SUCCEEDED", "COMPLETED")
 SHOWN_RANGES = 20
 
 
-def stopped_how(task_states: dict[int, str]) -> str:
-    """How a run that no task runs any more ended, from its unfinished tasks' states: slurm
-    says CANCELLED; a subprocess worker stopped by cancel (or killed) is GONE."""
+def stopped_how(task_states: dict[int, str], cancelled_at: str | None = None) -> str:
+    """How a run that no task runs any more ended: cancelled when its folder records a cancel
+    (``cancel``, ``Run.cancel``) or slurm says CANCELLED; a subprocess worker that is GONE
+    without that record was killed (or its machine went down)."""
     ended: dict[str, int] = {}
     for state in task_states.values():
         if state not in FINISHED_STATES:
             ended[state] = ended.get(state, 0) + 1
-    if "CANCELLED" in ended:
+    if cancelled_at is not None:
+        how = f"cancelled at {cancelled_at}"
+    elif "CANCELLED" in ended:
         how = "cancelled"
     elif ended and set(ended) == {"GONE"}:
-        how = "cancelled or killed (its worker processes ended without finishing)"
+        how = "killed (its worker processes ended without finishing, and nobody cancelled it)"
     else:
         how = "stopped"
     states = ", ".join(f"{count} {state}" for state, count in sorted(ended.items()))
@@ -664,7 +667,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         if not (status.running or status.pending):  # nothing will write the rest
             missing = await run.folder.missing_blocks()  # read where the run lives
             if missing:
-                print(f"{stopped_how(status.task_states)}: {missing_text(missing)}")
+                how = stopped_how(status.task_states, await run.folder.cancelled_at())
+                print(f"{how}: {missing_text(missing)}")
                 print(
                     "finish it with the command that started the run, plus --resume "
                     f"{args.tmp_folder}"

@@ -85,6 +85,7 @@ class DistributedRunner(Runner):
                     )
                     return await previous.wait(progress) if wait else previous
                 missing = await folder.missing_blocks()
+                await folder.clear_cancel()
             else:
                 folder = await RunFolder.create(
                     files,

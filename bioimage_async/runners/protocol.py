@@ -45,6 +45,8 @@ WIDE_LINE = 21  # "w%019d\n": ids from WIDE_IDS (a 10**6-cubed volume in 64^3 bl
 WIDE_IDS = 10**12
 MANIFEST = "manifest.json"
 PAYLOAD = "payload.pkl"
+#: written by ``Run.cancel``: a run that stopped is then known to have been cancelled, not killed
+CANCELLED = "cancelled.json"
 
 
 def progress_line(block_id: int) -> bytes:
@@ -373,6 +375,22 @@ class RunFolder:
             }
         )
         await self.save_manifest()
+
+    async def record_cancel(self) -> None:
+        """Note that the run was cancelled on purpose (``status`` tells it from a crash)."""
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        await self.files.write_bytes(self.join(CANCELLED), json.dumps({"at": stamp}).encode())
+
+    async def cancelled_at(self) -> str | None:
+        """When the run was last cancelled, or None (never, or resumed since)."""
+        try:
+            return str(json.loads(await self.files.read_bytes(self.join(CANCELLED)))["at"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    async def clear_cancel(self) -> None:
+        """A resumed run is running again: its cancel no longer describes it."""
+        await self.files.remove(self.join(CANCELLED))  # no file: nothing to do
 
     async def task_blocks(self, task_id: int) -> list[int]:
         groups = json.loads(await self.files.read_bytes(self.join("tasks", f"{task_id}.json")))

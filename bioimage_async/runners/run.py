@@ -313,7 +313,14 @@ class Run:
 
     # ---- cancelling -----------------------------------------------------------------------
     async def cancel(self, timeout: float = 60.0) -> None:
-        """Cancel every pending/running task, then wait until the scheduler reports them gone."""
+        """Cancel every pending/running task, then wait until the scheduler reports them gone.
+
+        The run folder records the cancel, so ``status`` later says the run was cancelled
+        rather than that its workers died."""
+        try:
+            await self.folder.record_cancel()
+        except Exception as error:  # noqa: BLE001 - the cancel matters more than its record
+            logger.warning("could not record the cancel in %s: %s", self.folder.path, error)
         await self.launcher.cancel(self.folder)
         deadline = time.monotonic() + timeout
         while await self.alive():

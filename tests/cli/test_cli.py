@@ -800,10 +800,60 @@ def test_status_of_a_cancelled_run_says_so_and_lists_the_missing_blocks(tmp_path
     assert cancelled.returncode == 0, cancelled.stderr
     status = run("status", folder)
     assert status.returncode == 0, status.stderr
-    assert "cancelled" in status.stdout
+    assert "not running: cancelled at " in status.stdout  # recorded by the cancel itself
     missing = ba.sync.missing_blocks(folder)
     assert 0 < len(missing) <= 16
     from bioimage_async.runners.protocol import id_ranges
 
     assert f"{len(missing)} blocks missing: {id_ranges(missing, sep=',')}" in status.stdout
+    assert f"--resume {folder}" in status.stdout
+
+
+def test_status_of_a_run_whose_workers_were_killed_says_killed_not_cancelled(tmp_path):
+    """Without a recorded cancel, workers that vanished were killed: status must not claim
+    the run was cancelled (someone may be waiting on it)."""
+    import signal
+
+    import psutil
+
+    import bioimage_async as ba
+
+    zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=(16, 8, 8), chunks=(1, 8, 8), dtype="u1", zarr_format=2
+    )[:] = 1
+    out = ba.sync.create_source(
+        tmp_path / "out.zarr", shape=(16, 8, 8), dtype="u1", chunks=(1, 8, 8)
+    )
+
+    def slow(block):
+        import time
+
+        time.sleep(1.0)
+        return block
+
+    handle = ba.sync.map_blocks(
+        slow,
+        ba.sync.open_source(tmp_path / "in.zarr"),
+        out,
+        block_shape=(1, 8, 8),
+        job_type="subprocess",
+        job_config=ba.RunnerConfig(tmp_root=str(tmp_path / "runs")),
+        num_workers=1,
+        wait=False,
+        progress=False,
+    )
+    folder = handle.tmp_folder
+    workers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if folder in (p.info["cmdline"] or [])
+        and "bioimage_async.runners.worker" in p.info["cmdline"]
+    ]
+    assert workers
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    psutil.wait_procs(workers, timeout=10)
+    status = run("status", folder)
+    assert status.returncode == 0, status.stderr
+    assert "not running: killed" in status.stdout and "cancelled at" not in status.stdout
     assert f"--resume {folder}" in status.stdout

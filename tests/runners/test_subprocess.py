@@ -419,3 +419,36 @@ async def test_a_distributed_run_logs_its_run_folder_before_any_block(tmp_path, 
     folder = logged[0].split("keeps its journal in ")[1].split(" ")[0]
     assert folder.startswith(os.path.join(str(tmp_path), "bioimage_async_"))
     assert f"resume_from={folder!r}" in logged[0]
+
+
+async def test_a_cancel_is_recorded_in_the_run_folder_and_cleared_by_a_resume(tmp_path, volume):
+    from bioimage_async.runners.files import LocalFiles
+    from bioimage_async.runners.protocol import RunFolder
+
+    src, out = await make_input(tmp_path, volume)
+    cfg = config(tmp_path, keep_tmp=True)
+    fn = sleepy(0.3)
+    run = await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=1,
+        job_config=cfg,
+        wait=False,
+    )
+    await run.cancel()
+    folder = await RunFolder.open(LocalFiles(), run.tmp_folder)
+    assert await folder.cancelled_at() is not None
+    await ba.map_blocks(
+        fn,
+        src,
+        out,
+        block_shape=CHUNKS,
+        job_type="subprocess",
+        num_workers=2,
+        job_config=cfg,
+        resume_from=run.tmp_folder,
+    )
+    assert await folder.cancelled_at() is None  # running again: no longer a cancelled run
