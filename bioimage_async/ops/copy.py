@@ -20,15 +20,6 @@ from ._exec import OpResult, allocate_output, exec_options, finish, run_task
 from .overlap import same_voxels, shares_voxels
 
 
-def same_source(a: Source, b: Source) -> bool:
-    if a is b:
-        return True
-    try:
-        return a.to_spec().to_json() == b.to_spec().to_json()
-    except Exception:  # noqa: BLE001 - in-memory sources have no spec; identity decided above
-        return False
-
-
 def resolve_block_shape(
     block_shape: Any,
     output: Source,
@@ -95,7 +86,7 @@ async def copy(
     out, array = allocate_output(
         as_source(output) if output is not None else None, src.shape, src.dtype, options
     )
-    if same_source(src, out) or same_voxels(src, out):
+    if same_voxels(src, out):
         raise InvalidArgumentError("copy needs 'output' to differ from 'input'")
     if shares_voxels(src, out):
         raise InvalidArgumentError(

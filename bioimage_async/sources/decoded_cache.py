@@ -214,10 +214,7 @@ class DecodedCache:
         try:
             segment = decode(key)
         except BaseException as error:
-            pending.error = error
-            with self._lock:
-                del self._pending[key]
-            pending.done.set()
+            self._abandon(key, pending, error)
             raise
         pending.value = segment
         with self._lock:
@@ -234,6 +231,13 @@ class DecodedCache:
                 self._remember_used_up(key)  # this read takes it whole: not kept
         pending.done.set()
         return segment
+
+    def _abandon(self, key: Hashable, pending: _Pending, error: BaseException) -> None:
+        """Release a claim whose decode failed: readers waiting on it try it themselves."""
+        pending.error = error
+        with self._lock:
+            del self._pending[key]
+        pending.done.set()
 
     def _needed_here_only(self, places: list[Piece]) -> bool:
         # overlapping reads share segments through the cache
@@ -261,10 +265,7 @@ class DecodedCache:
                 if segment is not None:
                     piece.place(segment)
         except BaseException as error:
-            pending.error = error
-            with self._lock:
-                del self._pending[key]
-            pending.done.set()
+            self._abandon(key, pending, error)
             raise
         if not done:
             return False  # still claimed: decoded the usual way next
