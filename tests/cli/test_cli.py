@@ -766,9 +766,8 @@ def test_pyramid_refuses_block_ids_without_python_words(tmp_path, tiff_file):
     assert "--block-ids" not in hint and hint.endswith("pyramid a.zarr p.zarr --overwrite")
 
 
-def test_status_of_a_cancelled_run_says_so_and_lists_the_missing_blocks(tmp_path):
-    """status of a cancelled run printed '0 running, 0 pending' and nothing about what was
-    left to do."""
+def start_slow_detached_run(tmp_path) -> str:
+    """A detached subprocess run of 16 one-second blocks on one worker; its run folder."""
     import bioimage_async as ba
 
     zarr.create_array(
@@ -795,7 +794,15 @@ def test_status_of_a_cancelled_run_says_so_and_lists_the_missing_blocks(tmp_path
         wait=False,
         progress=False,
     )
-    folder = handle.tmp_folder
+    return handle.tmp_folder
+
+
+def test_status_of_a_cancelled_run_says_so_and_lists_the_missing_blocks(tmp_path):
+    """status of a cancelled run printed '0 running, 0 pending' and nothing about what was
+    left to do."""
+    import bioimage_async as ba
+
+    folder = start_slow_detached_run(tmp_path)
     cancelled = run("cancel", folder)
     assert cancelled.returncode == 0, cancelled.stderr
     status = run("status", folder)
@@ -816,33 +823,7 @@ def test_status_of_a_run_whose_workers_were_killed_says_killed_not_cancelled(tmp
 
     import psutil
 
-    import bioimage_async as ba
-
-    zarr.create_array(
-        str(tmp_path / "in.zarr"), shape=(16, 8, 8), chunks=(1, 8, 8), dtype="u1", zarr_format=2
-    )[:] = 1
-    out = ba.sync.create_source(
-        tmp_path / "out.zarr", shape=(16, 8, 8), dtype="u1", chunks=(1, 8, 8)
-    )
-
-    def slow(block):
-        import time
-
-        time.sleep(1.0)
-        return block
-
-    handle = ba.sync.map_blocks(
-        slow,
-        ba.sync.open_source(tmp_path / "in.zarr"),
-        out,
-        block_shape=(1, 8, 8),
-        job_type="subprocess",
-        job_config=ba.RunnerConfig(tmp_root=str(tmp_path / "runs")),
-        num_workers=1,
-        wait=False,
-        progress=False,
-    )
-    folder = handle.tmp_folder
+    folder = start_slow_detached_run(tmp_path)
     workers = [
         p
         for p in psutil.process_iter(["cmdline"])

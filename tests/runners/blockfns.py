@@ -47,16 +47,21 @@ def times_hundred_int64(block):
     return block.astype("int64") * 100
 
 
+def append_line(path: str, line: str) -> None:
+    """One O_APPEND write: lines from concurrent worker processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
 def counting_invert(counts: str, delay: float):
     """255 - block, appending the block's origin to ``counts`` (one line per call) first."""
 
     def fn(block: np.ndarray) -> np.ndarray:
         time.sleep(delay)
-        fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{int(block.sum())}\n".encode())
-        finally:
-            os.close(fd)
+        append_line(counts, f"{int(block.sum())}\n")
         return 255 - block
 
     return fn
@@ -72,11 +77,7 @@ def fail_first_time(marker_dir: str, counts: str | None = None):
             open(marker, "w").close()
             raise RuntimeError("transient failure (first try)")
         if counts is not None:
-            fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, b"1\n")
-            finally:
-                os.close(fd)
+            append_line(counts, "1\n")
         return 255 - block
 
     return fn

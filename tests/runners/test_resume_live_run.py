@@ -14,6 +14,8 @@ import pytest
 
 import bioimage_async as ba
 
+from .blockfns import append_line
+
 SHAPE, BLOCK = (32, 32, 64), (16, 16, 16)  # 16 blocks
 
 
@@ -26,11 +28,7 @@ def gated_invert(gate: str, counts: str):
         in_run_worker = sys.argv[0].endswith(os.path.join("runners", "worker.py"))
         while in_run_worker and os.path.exists(gate):
             time.sleep(0.02)
-        fd = os.open(counts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, b"1\n")
-        finally:
-            os.close(fd)
+        append_line(counts, "1\n")
         return 255 - block
 
     return fn
