@@ -16,8 +16,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import run_blocking
 from ..pipeline.stats import RunStats
@@ -126,7 +124,7 @@ class DistributedRunner(Runner):
                     raise
                 await _record_or_stop(folder, launcher, job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
-            stats.blocks_total = int(np.asarray(folder.manifest.requested_ids()).size)
+            stats.blocks_total = folder.manifest.requested_count()
             if not wait:
                 return run
             try:

@@ -132,7 +132,7 @@ class Run:
         return RunStatus(
             tmp_folder=self.tmp_folder,
             job_ids=self.job_ids,
-            blocks_total=int(self.folder.manifest.requested_ids().size),
+            blocks_total=self.folder.manifest.requested_count(),
             blocks_done=await self.folder.blocks_done_count(),
             tasks_total=len(self.task_ids()),
             tasks_succeeded=len(succeeded & set(self.task_ids())),
@@ -183,7 +183,7 @@ class Run:
             logger.warning("could not cancel %s: %s", self.job_ids, error)
 
     async def _watch(self, progress: ProgressArg) -> dict[int, str]:
-        total = int(self.folder.manifest.requested_ids().size)
+        total = self.folder.manifest.requested_count()
         bar = Progress(progress, total, self.name)
         already = 0
         dead: dict[int, str] = {}

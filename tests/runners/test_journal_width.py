@@ -100,3 +100,28 @@ async def test_blocks_done_count_from_log_sizes_never_exceeds_the_records(
     folder = RunFolder(LocalFiles(), str(tmp_path), manifest)
     assert await folder.blocks_done_count() == expected
     assert (await folder.done_blocks()).tolist() == block_ids
+
+
+@pytest.mark.parametrize(
+    ("block_ids", "expected"),
+    [
+        (None, [1, 3, 5, 6, 7, 8, 9]),  # the whole grid of 10 blocks
+        ([9, 2, 4, 4, 10**12], [9, 10**12]),  # a request: unordered, repeated, beyond 2**32
+        ([], []),
+    ],
+)
+async def test_missing_blocks_are_the_requested_ids_without_a_record(tmp_path, block_ids, expected):
+    """Records of other blocks (a run's earlier request, ids past the grid) change nothing."""
+    from bioimage_async.runners.files import LocalFiles
+    from bioimage_async.runners.protocol import Manifest, RunFolder
+
+    num_blocks = 10 if block_ids is None else LAST_OF_MILLION_CUBED + 1
+    manifest = Manifest({"layout": {"num_blocks": num_blocks}, "block_ids": block_ids})
+    (tmp_path / "progress").mkdir()
+    (tmp_path / "progress" / "0.log").write_bytes(b"".join(map(progress_line, [0, 2, 4, 11])))
+    (tmp_path / "progress" / "1.log").write_bytes(
+        b"".join(map(progress_line, [4, 10**12 + 1, 3 * 10**12 + 5]))
+    )
+    (tmp_path / "progress" / "notes.txt").write_bytes(progress_line(9))
+    folder = RunFolder(LocalFiles(), str(tmp_path), manifest)
+    assert await folder.missing_blocks() == expected
