@@ -97,7 +97,7 @@ def reduce_windows(
     kind = data.dtype.kind
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
-    if kind not in "biufc" or (kind == "c" and method in ("mode", "mean")):
+    if kind not in "biufc" or (kind == "c" and method == "mode"):
         raise InvalidArgumentError(f"{method!r} does not support dtype {data.dtype}")
     target = np.dtype(out_dtype) if out_dtype is not None else data.dtype
     if not data.dtype.isnative:  # mode reads float bits as integers: native byte order only
@@ -217,6 +217,8 @@ def _mean(
 def _window_mean(x: np.ndarray, window: tuple[int, ...], to_int: bool) -> np.ndarray:
     """Mean of each window; rounded to nearest, ties to even, where ``to_int``."""
     k = math.prod(window)
+    if x.dtype.kind == "c":  # real and imaginary parts summed in float64 each
+        return _separable(x, window, np.add, np.complex128) / k
     if x.dtype.kind == "f":
         mean = _separable(x, window, np.add, np.float64) / k
         return np.rint(mean) if to_int else mean

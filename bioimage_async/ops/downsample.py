@@ -120,18 +120,17 @@ def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Sou
     return as_source(ts.downsample(store, list(factors), cast(Any, method)))
 
 
-def _driver_differs_on(dtype: np.dtype, method: str) -> bool:
+def _driver_differs_on(dtype: np.dtype) -> bool:
     """Whether tensorstore's driver would give other values than our kernel, so that inputs of
     ``dtype`` take the kernel whatever they are stored in (zarr or numpy, masked or not).
 
     Floats: the driver's mode merges -0.0 with 0.0 and never lets NaN win, its min and max
     skip NaN, and its mean accumulates in the input dtype (a float32 window of 1e8, 1, -1e8
     and five zeros averages to 0 there, 0.125 in our float64 sum; the driver is faster, but
-    not by a voxel's worth). Complex: min, max and mode the same way (our kernel refuses
-    complex mode); complex mean stays with the driver, as our kernel has none.
+    not by a voxel's worth). Complex: the same, and its mean sums complex64 in complex64 (our
+    kernel sums in complex128; it refuses complex mode, which has no order to break ties by).
     """
-    kind = np.dtype(dtype).kind
-    return kind == "f" or (kind == "c" and method != "mean")
+    return np.dtype(dtype).kind in "fc"
 
 
 def _strided_view(src: Source, factors: tuple[int, ...], resampling: Resampling) -> Source | None:
@@ -240,7 +239,7 @@ async def downsample(
     if method is not None:
         kernel = ReduceKernel(factors, method, src.shape)
         ours = method == "mode" and _compiled_mode_is_faster(src, factors, shape)
-        driver_differs = _driver_differs_on(src.dtype, method)
+        driver_differs = _driver_differs_on(src.dtype)
         view = None if ours or driver_differs else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)

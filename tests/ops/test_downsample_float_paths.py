@@ -72,3 +72,31 @@ async def test_float32_mean_from_zarr_keeps_a_value_that_float32_accumulation_lo
     )
     await src.write(..., data)
     assert (await ba.downsample(src, (1, 1, 8), method="mean")).item() == 0.125
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+async def test_complex_mean_is_one_answer_from_zarr_numpy_and_masked_runs(tmp_path, rng, dtype):
+    """Complex mean was accepted on zarr (through the driver, summing complex64 in complex64)
+    and refused on numpy input or with a mask. Now every path sums in complex128; the float32
+    window that loses 1 in a float32 sum keeps it in both parts."""
+    data = (rng.standard_normal((8, 8, 8)) + 1j * rng.standard_normal((8, 8, 8))) * 1000
+    data = data.astype(dtype)
+    data[:2, :2] = 0
+    data[0, 0, :8] = np.array([1e8, 1, -1e8, 0, 0, 0, 0, 0]) * (1 + 1j)
+    reference = data.astype(np.complex128).reshape(4, 2, 4, 2, 1, 8).mean(axis=(1, 3, 5))
+    zarr = pytest.importorskip("zarr")  # our writers refuse complex; zarr-python writes it
+    written = zarr.open(
+        tmp_path / "in.zarr", mode="w", shape=data.shape, chunks=(4,) * 3, dtype=dtype
+    )
+    written[...] = data
+    src = await ba.open_source(tmp_path / "in.zarr")
+    assert src.tensorstore() is not None  # the path that took tensorstore's driver
+    mask = np.ones((4, 4, 1), bool)
+    from_zarr = await ba.downsample(src, (2, 2, 8), method="mean", block_shape=(2, 2, 1))
+    from_numpy = await ba.downsample(data, (2, 2, 8), method="mean", block_shape=(2, 2, 1))
+    masked = await ba.downsample(src, (2, 2, 8), method="mean", mask=mask, block_shape=(2, 2, 1))
+    assert from_zarr.dtype == np.dtype(dtype)
+    assert from_zarr[0, 0, 0] == (1 + 1j) / 32
+    np.testing.assert_allclose(from_zarr, reference.astype(dtype), rtol=1e-6)
+    np.testing.assert_array_equal(from_numpy, from_zarr)
+    np.testing.assert_array_equal(masked, from_zarr)
