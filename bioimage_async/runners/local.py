@@ -86,12 +86,20 @@ def _missing_ids_text(ids: Sequence[int] | None, finished: set[int] | None, tota
 
 
 async def refuse_live_tasks(folder: RunFolder, config: RunnerConfig) -> None:
-    """Refuse to finish here a run of a distributed backend whose tasks still run (its
-    attempts name them): this process would compute their blocks a second time next to them,
-    and they would then report those blocks failed. Asked as ``resume_from`` asks it for
-    the backend's own resumes (``Run.alive``)."""
-    job_type = str(folder.manifest.data.get("job_type"))
+    """Refuse to finish here a run whose distributed tasks still run (its attempts name
+    them): this process would compute their blocks a second time next to them, and they would
+    then report those blocks failed. Every backend that made an attempt is asked (a local run
+    resumed with job_type='subprocess', wait=False has live workers under a 'local'
+    manifest), as ``resume_from`` asks its own backend (``Run.alive``)."""
+    manifest = folder.manifest
+    job_types = [str(manifest.data.get("job_type"))]
+    job_types += [str(a.get("job_type")) for a in manifest.attempts]
     await load_runner_backends()
+    for job_type in dict.fromkeys(job_types):
+        await _refuse_live_tasks_of(folder, config, job_type)
+
+
+async def _refuse_live_tasks_of(folder: RunFolder, config: RunnerConfig, job_type: str) -> None:
     try:
         backend = runner_backend(job_type)
     except InvalidArgumentError:

@@ -177,6 +177,12 @@ class Run:
         return self.result
 
     async def _cancel_quietly(self) -> None:
+        """Stop the jobs of a cancelled wait (Ctrl-C, a task cancel), recording the cancel so
+        that ``status`` does not report the stopped workers as killed."""
+        try:
+            await self.folder.record_cancel()
+        except Exception as error:  # noqa: BLE001 - the cancel matters more than its record
+            logger.warning("could not record the cancel in %s: %s", self.folder.path, error)
         try:
             await self.launcher.cancel(self.folder)
         except Exception as error:  # noqa: BLE001 - cancellation is best effort, then re-raise

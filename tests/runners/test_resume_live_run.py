@@ -19,13 +19,16 @@ from .blockfns import append_line
 SHAPE, BLOCK = (32, 32, 64), (16, 16, 16)  # 16 blocks
 
 
-def gated_invert(gate: str, counts: str):
+def gated_invert(gate: str, counts: str, fail_locally: str = ""):
     """255 - block; in a run's worker process only once ``gate`` is gone (a local run's
     compute processes pass at once, so a wrongly accepted resume ends instead of hanging).
-    Each call appends a line to ``counts``."""
+    Each call appends a line to ``counts``; outside run workers, while ``fail_locally``
+    exists, a call fails instead."""
 
     def fn(block: np.ndarray) -> np.ndarray:
         in_run_worker = sys.argv[0].endswith(os.path.join("runners", "worker.py"))
+        if fail_locally and not in_run_worker and os.path.exists(fail_locally):
+            raise RuntimeError("failing outside run workers")
         while in_run_worker and os.path.exists(gate):
             time.sleep(0.02)
         append_line(counts, "1\n")
@@ -43,7 +46,7 @@ async def gated(tmp_path):
     out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
     gate, counts = tmp_path / "gate", tmp_path / "calls.txt"
     gate.write_text("")
-    fn = gated_invert(str(gate), str(counts))
+    fn = gated_invert(str(gate), str(counts), str(tmp_path / "fail_locally"))
     config = ba.RunnerConfig(tmp_root=str(tmp_path), poll_interval=0.05)
 
     def run(job_type: str, **kwargs):
@@ -73,6 +76,34 @@ async def test_a_local_resume_of_a_subprocess_run_with_live_workers_is_refused(g
         with pytest.raises(ba.RunLockedError, match="still run") as refused:
             await run("local", resume_from=live.tmp_folder)
         assert "ba.attach" in str(refused.value)
+    except BaseException:
+        await live.cancel()
+        raise
+    finally:
+        gate.unlink()
+    await live.wait()
+    assert calls(counts) == 16  # each block once: the refused resume computed none
+    np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_a_local_resume_of_a_local_run_that_subprocess_workers_resume_is_refused(
+    gated, tmp_path
+):
+    """The manifest of a local run says 'local' after a subprocess resume: only that backend
+    was asked, so a local resume ran beside the live workers (blocks twice), removed the
+    folder under them, and their run then reported every block failed."""
+    data, out, gate, counts, run = gated
+    (tmp_path / "fail_locally").write_text("")
+    with pytest.raises(ba.RunnerError) as failed:
+        await run("local")
+    (tmp_path / "fail_locally").unlink()
+    folder = failed.value.tmp_folder
+    assert len(failed.value.failed_block_ids) == 16
+    live = await run("subprocess", resume_from=folder, wait=False)
+    try:
+        assert await live.alive()
+        with pytest.raises(ba.RunLockedError, match="subprocess run whose tasks still run"):
+            await run("local", resume_from=folder)
     except BaseException:
         await live.cancel()
         raise

@@ -165,6 +165,8 @@ async def test_cancelling_the_awaiting_task_kills_the_workers(tmp_path, volume):
     folders = [p for p in os.listdir(tmp_path) if p.startswith("bioimage_async_")]
     run = await ba.attach(str(tmp_path / folders[0]))
     assert not await run.alive()
+    # recorded, so that status says "cancelled at", not that the workers were killed
+    assert await run.folder.cancelled_at() is not None
 
 
 async def test_distributed_runs_refuse_in_memory_and_hdf5_outputs(tmp_path, volume):
