@@ -15,6 +15,8 @@ wrap, and is documented rather than refused.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import CastingError, InvalidArgumentError
@@ -68,9 +70,19 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
             return True, ""
         return False, "complex values"
     low, high = value.min(), value.max()
+    nan = ""
     if value.dtype.kind == "f" and (np.isnan(low) or np.isnan(high)):
-        return (dtype.kind == "f"), "NaN values"
-    shown = f"values from {low} to {high}"
+        if dtype.kind != "f":
+            return False, "NaN values"
+        # NaN fits a float; the other values must still be checked (float64 [nan, 1e39]
+        # was written into float32 as [nan, inf])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block
+            low, high = np.nanmin(value), np.nanmax(value)
+        if np.isnan(low):
+            return True, "NaN values"
+        nan = " and NaN"
+    shown = f"values from {low} to {high}{nan}"
     if dtype.kind == "b":
         return bool(low >= 0 and high <= 1 and np.isin(value, (0, 1)).all()), shown
     if dtype.kind in "iu":
@@ -132,7 +144,8 @@ def cast_checked(
 
 
 def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Clip to ``dtype``'s range (NaN to 0, inf to the range's ends), then cast."""
+    """Clip to ``dtype``'s range, then cast. Into integers and bool NaN becomes 0 and inf the
+    range's ends; into floats, which hold them, inf and NaN stay."""
     if dtype.kind == "b":  # NaN is 0 here too: False, where numpy's NaN != 0 says True
         result = value != 0
         if value.dtype.kind in "fc":
@@ -151,8 +164,13 @@ def clip_cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info, own = np.iinfo(dtype), np.iinfo(value.dtype)
         lo_i, hi_i = max(info.min, own.min), min(info.max, own.max)
         return np.clip(value, value.dtype.type(lo_i), value.dtype.type(hi_i)).astype(dtype)
-    finfo = np.finfo(dtype)
-    return np.clip(value, finfo.min, finfo.max).astype(dtype)
+    finfo = np.finfo(dtype)  # finite values clip to its range; inf and NaN stay what they are
+    clipped = np.clip(value, finfo.min, finfo.max)
+    if value.dtype.kind == "f":
+        infinite = np.isinf(value)
+        if infinite.any():
+            clipped[infinite] = value[infinite]
+    return clipped.astype(dtype)
 
 
 def exact_fill_value(value: object, dtype: np.dtype) -> object:
