@@ -8,7 +8,8 @@ each window, which keeps thin objects and boundaries that nearest-neighbour samp
 Physical space: each level's ``scale`` is the input's voxel size (read from its format, or
 ``voxel_size=``) times the cumulative factor, and its ``translation`` keeps the level on the same
 physical space as level 0: window reductions (mode, mean, min, max) represent the centre of their
-window, ``(f**k - 1) / 2`` voxels of level 0 in; the spline path samples level-0 positions
+window, ``(F - 1) / 2`` voxels of level 0 in, F the cumulative factor (``f**k``, where an axis
+already one voxel wide counts no further factor: its window covers that voxel); the spline path samples level-0 positions
 ``i * n0 / nk`` (the seed's corner-aligned semantics), so its translation is 0 and its scale the
 exact ratio of the shapes.
 
@@ -153,9 +154,12 @@ def physical_levels(
 ) -> list[tuple[list[float], list[float]]]:
     """(scale, translation) of every level (see the module docstring)."""
     result = []
+    cumulative = [1] * len(factors)
     for level, shape in enumerate(shapes):
+        if level:  # an axis already 1 voxel wide stays as it is: its window covers that voxel
+            below = shapes[level - 1]
+            cumulative = [c * (f if n > 1 else 1) for c, f, n in zip(cumulative, factors, below)]
         if reduces:
-            cumulative = [f**level for f in factors]
             scale = [s * c for s, c in zip(voxel_size, cumulative)]
             shift = [o + s * (c - 1) / 2 for o, s, c in zip(origin, voxel_size, cumulative)]
         else:

@@ -90,6 +90,21 @@ async def test_label_volumes_take_the_mode_with_centred_translations(tmp_path, r
     }
 
 
+@pytest.mark.parametrize("method", ["mode", "mean"])
+async def test_an_axis_one_voxel_wide_keeps_its_scale_and_position_at_every_level(
+    tmp_path, rng, method
+):
+    """A single z plane stays at z = 0 with its own thickness: window reductions claimed a z
+    scale of 80 and 160 nm and moved the plane by 0.5 and 1.5 planes."""
+    labels = rng.integers(0, 3, size=(1, 64, 64)).astype(np.uint32)
+    path = tmp_path / "thin.ome.zarr"
+    await ba.pyramid(labels, path, 3, voxel_size=(40, 4, 4), unit="nm", method=method)
+    multiscale = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]
+    transforms = [d["coordinateTransformations"] for d in multiscale["multiscales"][0]["datasets"]]
+    assert [t[0]["scale"] for t in transforms[1:]] == [[40.0, 8.0, 8.0], [40.0, 16.0, 16.0]]
+    assert [t[1]["translation"] for t in transforms[1:]] == [[0.0, 2.0, 2.0], [0.0, 6.0, 6.0]]
+
+
 async def test_a_label_pyramid_inside_an_image_pyramid_is_found_as_labels(tmp_path, volume, rng):
     path = tmp_path / "img.ome.zarr"
     await ba.pyramid(volume, path, 2, voxel_size=(0.3, 0.1, 0.1), unit="um")
