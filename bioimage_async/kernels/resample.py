@@ -47,6 +47,10 @@ class Resampling:
     order: int = 0
     anti_aliasing: bool = False
     dtype: str = "uint8"
+    #: what results are returned as: "" the input dtype (rounded and clipped for integers);
+    #: "float" float64 unrounded (an integer input into a float output); "round" rounded but
+    #: still float (a float input into an integer output, whose range the checked cast tests)
+    result: str = ""
 
     @property
     def scales(self) -> tuple[float, ...]:
@@ -93,6 +97,7 @@ class Resampling:
             and self.order <= 1
             and data.ndim == 3
             and _work_dtype(np.dtype(self.dtype)) == np.float32
+            and not self.result
         ):  # the plane kernels work in float32: 32/64-bit integers and float64 would round
             return self._planes(out_roi, data, steps)
         start = tuple(s.start for s in self.input_roi(out_roi))
@@ -100,6 +105,10 @@ class Resampling:
             result = self._separable(out_roi, data, start)
         else:
             result = self._spline(out_roi, data, start)
+        if self.result == "float":
+            return result.astype(np.float64, copy=False)
+        if self.result == "round":
+            return np.rint(result)
         return _to_dtype(result, np.dtype(self.dtype))
 
     # ---- orders 0 and 1: axis by axis, as gathered taps ------------------------------------

@@ -66,6 +66,7 @@ class ReduceKernel(BlockKernel):
     factors: tuple[int, ...]
     method: str
     in_shape: tuple[int, ...]
+    result: str = ""  # as Resampling.result: how a mean meets an output of another kind
     compute_cost: str = "light"  # vectorised numpy, GIL released in its loops: threads
     input_is_scratch: ClassVar[bool] = True  # results are new arrays; nothing is kept
 
@@ -78,8 +79,14 @@ class ReduceKernel(BlockKernel):
             data,
             data.dtype.itemsize,
             self._input_of,
-            lambda _, part: reduce_windows(part, self.factors, self.method),
+            lambda _, part: self._reduce(part),
         )
+
+    def _reduce(self, part: np.ndarray) -> np.ndarray:
+        if self.method != "mean" or not self.result:
+            return reduce_windows(part, self.factors, self.method)
+        mean = reduce_windows(part, self.factors, "mean", out_dtype=np.dtype(np.float64))
+        return np.rint(mean) if self.result == "round" else mean
 
     def _input_of(self, roi: Roi) -> Roi:
         return tuple(
@@ -88,7 +95,8 @@ class ReduceKernel(BlockKernel):
         )
 
     def describe(self) -> dict[str, Any]:
-        return {"kernel": "ReduceKernel", "method": self.method, "factors": list(self.factors)}
+        described = {"kernel": "ReduceKernel", "method": self.method, "factors": list(self.factors)}
+        return {**described, "result": self.result} if self.result else described
 
 
 #: Blocks reading more than this (a shard-sized pyramid level) keep tensorstore's mode driver.
@@ -118,6 +126,18 @@ def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Sou
     if store is None:
         return None
     return as_source(ts.downsample(store, list(factors), cast(Any, method)))
+
+
+def result_kind(src: np.dtype, out: np.dtype) -> str:
+    """How computed values (a mean, an interpolation) meet an output of another kind: unrounded
+    into floats from integers (a uint8 mean of 1.75 into float32 was written 2.0), rounded
+    into integers from floats (the cast alone truncated 2.66 to 2). "" where the input's
+    own dtype serves (same kind)."""
+    if src.kind in "biu" and out.kind in "fc":
+        return "float"
+    if src.kind in "fc" and out.kind in "biu":
+        return "round"
+    return ""
 
 
 def _driver_differs_on(dtype: np.dtype) -> bool:
@@ -229,7 +249,10 @@ async def downsample(
             f"(ceil of {src.shape} / {factors})"
         )
     in_chunks = tuple(max(1, c // f) for c, f in zip(src.chunks, factors)) if src.chunks else None
-    resampling = Resampling(src.shape, target, int(order), bool(anti_aliasing), src.dtype.str)
+    result = result_kind(src.dtype, out.dtype)
+    resampling = Resampling(
+        src.shape, target, int(order), bool(anti_aliasing), src.dtype.str, result
+    )
     # smoothing/interpolation works on float copies of a 2^ndim larger input region, and heavy
     # kernels ship that region to a process: keep such blocks small (~1 MiB of output)
     smooths = method is None and resampling.interpolates
@@ -237,9 +260,9 @@ async def downsample(
     shape = resolve_block_shape(block_shape, out, in_chunks, target_bytes)
     kernel: BlockKernel
     if method is not None:
-        kernel = ReduceKernel(factors, method, src.shape)
+        kernel = ReduceKernel(factors, method, src.shape, result if method == "mean" else "")
         ours = method == "mode" and _compiled_mode_is_faster(src, factors, shape)
-        driver_differs = _driver_differs_on(src.dtype)
+        driver_differs = _driver_differs_on(src.dtype) or kernel.result != ""
         view = None if ours or driver_differs else _tensorstore_view(src, factors, method)
     else:
         kernel = ResampleKernel(resampling)

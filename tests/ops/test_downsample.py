@@ -314,3 +314,48 @@ async def test_a_method_with_spline_arguments_or_an_unknown_method_is_refused(vo
         await ba.downsample(volume, 2, method="mean", order=1)
     with pytest.raises(ba.InvalidArgumentError, match="mode.*mean.*min.*max"):
         await ba.downsample(volume, 2, method="median")
+
+
+async def test_a_mean_or_interpolation_into_a_float_output_is_not_rounded_to_the_input(tmp_path):
+    """A uint8 window mean of 1.75 was written into a float32 output as 2.0, and an order-1
+    ramp as [0, 3, 5]: the kernels rounded into the input dtype before the output saw them."""
+    data = np.zeros((2, 2, 2), np.uint8)
+    data[0, 0, :] = [3, 4]
+    src = await ba.create_source(
+        tmp_path / "in.zarr", shape=(2, 2, 2), dtype="uint8", chunks=(2, 2, 2)
+    )
+    await src.write(..., data)
+    for input in (data, src):  # numpy, and the zarr input tensorstore's driver would serve
+        out = await ba.create_source(
+            tmp_path / f"m{id(input)}.zarr", shape=(1, 1, 1), dtype="float32", chunks=(1, 1, 1)
+        )
+        await ba.downsample(input, 2, out, method="mean")
+        assert (await out.read()).item() == 7 / 8
+    ramp = np.arange(8, dtype=np.uint8).reshape(1, 1, 8)
+    out = await ba.create_source(
+        tmp_path / "r.zarr", shape=(1, 1, 3), dtype="float32", chunks=(1, 1, 3)
+    )
+    await ba.downsample(ramp, (1, 1, 3), out, order=1)
+    np.testing.assert_allclose((await out.read()).ravel(), [0, 8 / 3, 16 / 3], rtol=1e-6)
+
+
+async def test_a_float_mean_into_an_integer_output_is_rounded_and_still_checked(tmp_path):
+    """docs: the mean is rounded for integers; the cast alone truncated 2.66 to 2."""
+    data = np.array([2.5, 2.8125, 2.5, 2.8125], np.float32).reshape(1, 1, 4)
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=(1, 1, 1), dtype="uint8", chunks=(1, 1, 1)
+    )
+    await ba.downsample(data, (1, 1, 4), out, method="mean")
+    assert (await out.read()).item() == 3
+    ramp = np.array([0.0, 1.3, 2.6, 3.9], np.float32).reshape(1, 1, 4)
+    out = await ba.create_source(
+        tmp_path / "r.zarr", shape=(1, 1, 2), dtype="uint8", chunks=(1, 1, 2)
+    )
+    await ba.downsample(ramp, (1, 1, 2), out, order=1)  # samples 0.0 and 2.6
+    np.testing.assert_array_equal((await out.read()).ravel(), [0, 3])
+    too_big = np.full((1, 1, 2), 300.0, np.float32)
+    small = await ba.create_source(
+        tmp_path / "s.zarr", shape=(1, 1, 1), dtype="uint8", chunks=(1, 1, 1)
+    )
+    with pytest.raises(ba.RunnerError, match="do not fit"):
+        await ba.downsample(too_big, (1, 1, 2), small, method="mean")
