@@ -9,6 +9,7 @@ the corrected command can simply be run again.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import json
 import logging
@@ -191,12 +192,15 @@ def writes_hdf5(path: str, format: str | None) -> bool:
 async def run_guarded(
     created: CreatedOutput, stats: ba.RunStats, run: Callable[[], Awaitable[Any]]
 ) -> Any:
-    """Run; if it fails before any block ran, remove the output this command created."""
+    """Run; if it fails before any block ran, remove the output this command created. A
+    cancelled run (Ctrl-C, SIGTERM) keeps it: its run folder stays for --resume, which
+    finishes blocks into that output (removing it made the printed --resume fail)."""
     try:
         return await run()
     except BaseException as error:
         untouched = stats.blocks_done == 0 and "tasks" not in stats.extra
-        if untouched and not isinstance(error, (RunnerError, KeyboardInterrupt)):
+        stopped = (RunnerError, KeyboardInterrupt, asyncio.CancelledError)
+        if untouched and not isinstance(error, stopped):
             await run_blocking(created.remove)
         raise
 

@@ -14,7 +14,9 @@ import logging
 import os
 import select
 import shlex
+import signal
 import sys
+from typing import Any
 
 from ..errors import BioimageAsyncError, RunnerError
 from ..runners.protocol import id_ranges
@@ -26,6 +28,37 @@ from .words import cli_words
 SHOWN_IDS = 50
 #: The exit status of a command whose output pipe was closed by its reader (128 + SIGPIPE).
 EXIT_BROKEN_PIPE = 141
+#: 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+EXIT_TERMINATED = 143
+
+
+class Terminated(Exception):
+    """SIGTERM ended the command (a scheduler's time limit, ``kill``, a container stop)."""
+
+
+async def run_command(args: Any) -> int:
+    """The command, with SIGTERM cancelling it as Ctrl-C does: its runs stop their workers,
+    record the cancel and keep what they finished. Python's default for SIGTERM ended the
+    process on the spot, leaving subprocess workers writing into the output unguarded."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return int(await COMMANDS[args.command](args))
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 class CliWordsFormatter(logging.Formatter):
@@ -92,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     # (what --resume takes after the process is killed, when nothing else can print it)
     logger.setLevel(logging.INFO)
     try:
-        code = asyncio.run(COMMANDS[args.command](args))
+        code = asyncio.run(run_command(args))
         sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
         return code
     except BrokenPipeError:
@@ -111,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bioimage-async: interrupted; finished blocks are written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("bioimage-async: terminated; finished blocks are written", file=sys.stderr)
+        return EXIT_TERMINATED
     except BioimageAsyncError as error:
         if args.debug:
             raise

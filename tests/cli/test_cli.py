@@ -684,6 +684,53 @@ def test_a_convert_killed_with_sigkill_is_found_and_resumed(tmp_path):
     assert not os.path.exists(folder)  # a finished run removes its folder
 
 
+@pytest.mark.parametrize("job_type", ["subprocess", "local"])
+def test_sigterm_stops_the_run_like_ctrl_c_and_its_resume_finishes_it(tmp_path, job_type):
+    """SIGTERM ended the CLI on the spot: subprocess workers went on writing into an output that
+    no lock guarded any more. A local run stopped before its first block removed the output
+    it had created, so the printed --resume failed."""
+    import signal
+
+    import psutil
+
+    data = np.random.default_rng(4).integers(0, 256, (64, 256, 256), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", data)
+    out, runs = tmp_path / "out.zarr", tmp_path / "runs"
+    args = ["convert", tmp_path / "big.tif", out, "--chunks", "2,16,16", "--job-type", job_type]
+    args += ["--block-shape", "2,16,16", "--tmp-root", runs, "--workers", "1", "--no-progress"]
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "w") as sink:
+        process = subprocess.Popen([*CLI, *map(str, args)], stderr=sink, text=True)
+    try:
+        found = []
+
+        def journal_line() -> bool:
+            found[:] = re.findall(r"journals? (?:finished blocks )?in (\S+)", errors.read_text())
+            return bool(found)
+
+        wait_for(journal_line, "the run folder", process)
+        folder = found[0]
+        if job_type == "subprocess":  # stopped mid-run, its worker writing
+            log = os.path.join(folder, "progress")
+            wait_for(lambda: any(os.scandir(log)), "a block", process)
+        workers = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    err = errors.read_text()
+    assert process.returncode == 143, err
+    assert "terminated; finished blocks are written" in err
+    psutil.wait_procs(workers, timeout=30)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    if job_type == "subprocess":
+        assert "cancelled at" in run("status", folder).stdout
+    finished = run(*args, "--resume", folder)
+    assert finished.returncode == 0, finished.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], data)
+
+
 def test_a_failed_pyramid_names_the_resume_of_its_level_on_the_rerun(tmp_path, volume):
     """The folder of a pyramid's run writes one level, inside the pyramid: found from the
     pyramid's path."""
