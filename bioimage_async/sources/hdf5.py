@@ -9,6 +9,11 @@ A read-only chunked dataset with standard filters (gzip, shuffle, blosc, zstd, l
 raw chunks under that lock and decoded outside it, in parallel, through a bounded cache of
 decoded chunks (``hdf5_chunks``); the lock then guards only the raw reads.
 
+Data kept outside the file is checked at open (``check_outside_storage``): HDF5 reads the part
+of a virtual dataset whose source file or dataset is missing as the fill value, and a short
+external raw file as zeros, both without an error, so such datasets are refused; a missing
+external link target is named instead of reported as a missing key.
+
 HDF5 is a local, single-writer format: distributed runs accept it as an input, not as an output.
 Opening with any writable mode ('r+', 'a', 'w') opens an *existing* file read-write; it never
 truncates or creates one (that is ``create_source(format='hdf5')``'s job).
@@ -86,6 +91,7 @@ class Hdf5Source(ThreadedSource):
                 f"HDF5 dataset {dataset.name!r} in {dataset.file.filename} has dtype {dtype}, "
                 "which is not a numeric volume; pass the internal_path of a numeric dataset"
             )
+        check_outside_storage(dataset)
         self.dataset = dataset
         self.path = os.path.abspath(dataset.file.filename)
         self.key = dataset.name.lstrip("/")
@@ -258,6 +264,217 @@ def axistags_json(names: tuple[str, ...]) -> str:
     return json.dumps({"axes": axes})
 
 
+# ---------------------------------------------------------------------------------------------
+# data stored outside the file: virtual datasets, external raw files, external links
+# ---------------------------------------------------------------------------------------------
+#: Virtual datasets over virtual datasets are checked this many levels deep (a guard on cycles).
+_VIRTUAL_DEPTH = 8
+
+
+def check_outside_storage(dataset: Any, depth: int = 0) -> None:
+    """Refuse a dataset whose voxels live partly in files that are missing.
+
+    HDF5 reads the part of a virtual dataset whose source file or dataset is missing as the fill
+    value, without an error, and a short external raw file as zeros: silently wrong voxels.
+    So both are checked once, when the source is opened (nothing is pinned: a file deleted
+    after the check goes unnoticed until the next open).
+    """
+    h5py = _h5py()
+    dcpl = dataset.id.get_create_plist()
+    if dcpl.get_layout() == getattr(h5py.h5d, "VIRTUAL", None):
+        if depth < _VIRTUAL_DEPTH:
+            _check_virtual(dataset, dcpl, depth)
+    elif dcpl.get_external_count() > 0:
+        _check_external_raw(dataset, dcpl)
+
+
+def _describe_node(node: Any) -> str:
+    return f"HDF5 dataset {node.name.lstrip('/')!r} in {os.path.abspath(node.file.filename)}"
+
+
+def _literal_name(name: str) -> str | None:
+    """A VDS mapping's file or dataset name with HDF5's '%%' unescaped; None for a '%b'
+    pattern (an unlimited mapping over a numbered series, which cannot be listed up front)."""
+    out, chars = [], iter(name)
+    for char in chars:
+        if char == "%":
+            char = next(chars, "")
+            if char == "b":
+                return None
+        out.append(char)
+    return "".join(out)
+
+
+def _with_origin(prefix: str, folder: str) -> str | None:
+    """An access-property prefix as HDF5 expands it: '${ORIGIN}' is the file's folder."""
+    if prefix in ("", "."):
+        return None
+    if prefix.startswith("${ORIGIN}"):
+        return folder + prefix[len("${ORIGIN}") :]
+    return prefix
+
+
+def _search_paths(name: str, origin: str, env_var: str, prefix: str) -> list[str]:
+    """Where HDF5 looks for the file ``name`` that the file ``origin`` refers to, in its order
+    (``H5F_prefix_open_file``): an absolute name as it is; then its last component (a relative
+    name whole) under each folder of ``env_var``, under the access ``prefix``, beside
+    ``origin``, in the working directory, and beside ``origin``'s resolved path."""
+    folder = os.path.dirname(os.path.abspath(origin))
+    paths = []
+    if os.path.isabs(name):
+        paths.append(name)
+        name = os.path.basename(name)
+    folders = [p for p in os.environ.get(env_var, "").split(":") if p]
+    folders.append(_with_origin(prefix, folder) or "")
+    folders.append(folder)
+    paths += [os.path.join(f, name) for f in folders if f]
+    paths.append(os.path.abspath(name))
+    paths.append(os.path.join(os.path.dirname(os.path.realpath(origin)), name))
+    return list(dict.fromkeys(os.path.abspath(p) for p in paths))
+
+
+def _open_first(paths: list[str], writable: bool) -> tuple[Any, list[str]]:
+    """The first of ``paths`` that HDF5 would open (an HDF5 file, writable if ``writable``),
+    open read-only, or None; and why each one before it was passed over."""
+    h5py = _h5py()
+    passed: list[str] = []
+    for path in paths:
+        if not os.path.isfile(path):
+            passed.append(f"{path} (missing)")
+        elif writable and not os.access(path, os.W_OK):
+            passed.append(f"{path} (not writable, and the file referring to it is open read-write)")
+        else:
+            try:
+                return h5py.File(path, "r"), passed
+            except OSError as err:
+                passed.append(f"{path} (not readable as HDF5: {err})")
+    return None, passed
+
+
+def _virtual_prefix(dataset: Any) -> str:
+    """HDF5_VDS_PREFIX if set, else the dataset access property (h5py's ``virtual_prefix``)."""
+    env = os.environ.get("HDF5_VDS_PREFIX", "")
+    return env or os.fsdecode(dataset.id.get_access_plist().get_virtual_prefix())
+
+
+def _check_virtual(dataset: Any, dcpl: Any, depth: int) -> None:
+    """Each mapping's source file must open and hold its dataset (each file opened once)."""
+    by_file: dict[str, set[str]] = {}
+    for i in range(dcpl.get_virtual_count()):
+        by_file.setdefault(dcpl.get_virtual_filename(i), set()).add(dcpl.get_virtual_dsetname(i))
+    for file_name, dset_names in sorted(by_file.items()):
+        literal_file = _literal_name(file_name)
+        literal_dsets = [n for n in map(_literal_name, sorted(dset_names)) if n is not None]
+        if literal_file is None or not literal_dsets:
+            continue
+        if literal_file == ".":  # HDF5's name for the virtual dataset's own file
+            _check_virtual_sources(dataset, dataset.file, literal_file, literal_dsets, depth)
+        else:
+            _check_virtual_file(dataset, literal_file, literal_dsets, depth)
+
+
+def _check_virtual_file(dataset: Any, file_name: str, dset_names: list[str], depth: int) -> None:
+    origin = dataset.file.filename
+    paths = _search_paths(file_name, origin, "HDF5_VDS_PREFIX", _virtual_prefix(dataset))
+    source, passed = _open_first(paths, writable=dataset.file.mode == "r+")
+    if source is None:
+        raise SourceNotFoundError(
+            f"{_describe_node(dataset)} is a virtual dataset that maps part of its voxels to "
+            f"dataset {dset_names[0]!r} in the file {file_name!r}, and HDF5 finds no such file "
+            f"(looked for: {'; '.join(passed)}). HDF5 would read that part as the fill value "
+            "without an error, so it is refused. Restore the file, or copy the virtual "
+            "dataset together with its source files (relative names resolve beside it)"
+        )
+    with source:
+        _check_virtual_sources(dataset, source, file_name, dset_names, depth)
+
+
+def _check_virtual_sources(
+    dataset: Any, source: Any, file_name: str, dset_names: list[str], depth: int
+) -> None:
+    h5py = _h5py()
+    for dset_name in dset_names:
+        node = source.get(dset_name)
+        if not isinstance(node, h5py.Dataset):
+            where = "its own file" if file_name == "." else f"the file {source.filename}"
+            raise SourceNotFoundError(
+                f"{_describe_node(dataset)} is a virtual dataset that maps part of its voxels "
+                f"to dataset {dset_name!r} in {where}, which holds no such dataset. HDF5 would "
+                "read that part as the fill value without an error, so it is refused. Restore "
+                "that dataset, or copy the virtual dataset together with its source files"
+            )
+        check_outside_storage(node, depth + 1)
+
+
+def _check_external_raw(dataset: Any, dcpl: Any) -> None:
+    """Each raw file must hold every byte the dataset reads from it (HDF5 reads a short file's
+    missing tail as zeros). Relative names resolve against HDF5_EXTFILE_PREFIX or the access
+    property (h5py's ``efile_prefix``), else against the working directory, as HDF5 does."""
+    env = os.environ.get("HDF5_EXTFILE_PREFIX", "")
+    prefix = env or os.fsdecode(dataset.id.get_access_plist().get_efile_prefix())
+    folder = os.path.dirname(os.path.abspath(dataset.file.filename))
+    base = _with_origin(prefix, folder) or ""
+    remaining = int(np.prod(dataset.shape, dtype=np.int64)) * dataset.id.get_type().get_size()
+    for i in range(dcpl.get_external_count()):
+        if remaining <= 0:
+            return
+        name, offset, size = dcpl.get_external(i)
+        path = os.path.abspath(os.path.join(base, os.fsdecode(name)))
+        needed = min(remaining, size)  # an unlimited slot's size is 2**64 - 1
+        _check_raw_file(dataset, path, offset + needed)
+        remaining -= needed
+
+
+def _check_raw_file(dataset: Any, path: str, end: int) -> None:
+    if not os.path.isfile(path):
+        raise SourceNotFoundError(
+            f"{_describe_node(dataset)} keeps its voxels in the external raw file {path}, "
+            "which does not exist. Restore the file; relative names resolve against the "
+            "working directory unless HDF5_EXTFILE_PREFIX (or h5py's efile_prefix) is set"
+        )
+    found = os.path.getsize(path)
+    if found < end:
+        raise SourceError(
+            f"{_describe_node(dataset)} keeps its voxels in the external raw file {path}, "
+            f"which holds {found} bytes where the dataset reads up to byte {end}; HDF5 would "
+            "read the rest as zeros, so it is refused. Restore the complete file"
+        )
+
+
+def _refuse_broken_link(file: Any, path: str, key: str) -> None:
+    """Name an external link on the way to ``key`` whose target cannot be reached (h5py only
+    says the key is not there)."""
+    h5py = _h5py()
+    parts = key.split("/")
+    for depth in range(1, len(parts) + 1):
+        name = "/".join(parts[:depth])
+        link = file.get(name, getlink=True)
+        if link is None:
+            return
+        if isinstance(link, h5py.ExternalLink) and file.get(name) is None:
+            parent = file.get("/".join(parts[: depth - 1]) or "/")
+            _refuse_external_link(parent.file, path, name, link)
+
+
+def _refuse_external_link(origin: Any, path: str, name: str, link: Any) -> None:
+    """HDF5 opens the target with the linking file's intent, so read-write needs it writable."""
+    paths = _search_paths(link.filename, origin.filename, "HDF5_EXT_PREFIX", "")
+    target, passed = _open_first(paths, writable=origin.mode == "r+")
+    said = f"{path}: {name!r} is an external link to {link.path!r} in the file {link.filename!r}"
+    if target is None:
+        raise SourceNotFoundError(
+            f"{said}, which does not exist (looked for: {'; '.join(passed)}). Restore that "
+            "file, or open the dataset in it directly"
+        )
+    with target:
+        if link.path in target:
+            return  # reachable by name, yet HDF5 did not follow the link: say nothing more
+        raise SourceNotFoundError(
+            f"{said} ({target.filename}), which holds nothing at {link.path!r}; open one of its "
+            f"datasets directly: {', '.join(repr(k) for k in list_datasets(target, 20)) or 'none'}"
+        )
+
+
 def _open_file(path: str, h5_mode: str) -> Any:
     h5py = _h5py()
     if not os.path.exists(path):
@@ -291,6 +508,7 @@ def _open_blocking(path: str, key: str | None, writable: bool, cache_bytes: int)
             key = datasets[0]
         node = file.get(key)
         if not isinstance(node, h5py.Dataset):
+            _refuse_broken_link(file, path, key)
             raise InternalPathNotFoundError(path, key, list_datasets(file))
         return Hdf5Source(node, writable=writable, cache_bytes=cache_bytes)
     except BaseException:
