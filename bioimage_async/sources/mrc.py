@@ -3,10 +3,24 @@
 As in bioimage-py (and IMOD's 3dmod), the y axis is flipped relative to the order in the file:
 row 0 of a read is the file's last row. The flip is done per read on the memory map, so a read
 touches only the requested rows. Reads of a memory map are thread-safe and run in parallel.
+
+Position (``translation``, Angstrom, C order): the file's first voxel sits where ChimeraX, EMAN
+and MRC2014 writers put it: at the header ORIGIN (x, y, z, in Angstrom) when that is set, else at
+NXSTART/NYSTART/NZSTART (the first column, row and section, in voxels along the axes MAPC/MAPR/MAPS
+name) times the voxel size. When both are set, ORIGIN wins, as in ChimeraX: it is MRC2000's
+floating-point successor of the integer starts, and IMOD does not use the starts at all. IMOD
+writes ORIGIN with the opposite sign (the offset from the first voxel to the coordinate origin);
+its ``alterheader`` inverts it for files meant for ChimeraX, and for this reader.
+Because y is flipped, the presented y axis runs against the file's: its coordinate is the file's
+y negated (y grows down the screen, as 3dmod shows the file growing up). That is the one placement
+with positive voxel sizes under which files that record a position, each flipped on its own,
+line up with each other (tiles, subvolumes with their starts). A file that records none (ORIGIN
+and the starts all 0, most files) gets no translation rather than an invented -(ny - 1) * vy.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -49,11 +63,19 @@ class MrcSource(ThreadedSource):
         #: The flipped axis: y, the second-to-last (none for 1D data).
         self._y_axis = len(self._shape) - 2 if len(self._shape) >= 2 else None
         self._voxel_size = _mrc_voxel_size(mrc, len(self._shape))
+        self._translation = _mrc_translation(mrc, self._shape, self._voxel_size)
 
     @property
     def voxel_size(self) -> tuple[float, ...] | None:
         """The header's voxel size (Angstrom; x y z in the file), in C order."""
         return self._voxel_size
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        """Where voxel 0 of the flipped array sits (Angstrom, C order; y negated, see the module
+        docstring), so a pyramid of it keeps its place; None without a voxel size or a recorded
+        position."""
+        return self._translation
 
     @property
     def unit(self) -> str | None:
@@ -147,6 +169,59 @@ def _mrc_voxel_size(mrc: Any, ndim: int) -> tuple[float, ...] | None:
         return None
     sizes = positive_sizes(tuple(reversed(xyz))[-ndim:] if ndim < 3 else tuple(reversed(xyz)))
     return None if sizes is None else for_axes(sizes, ndim)
+
+
+def _mrc_translation(
+    mrc: Any, shape: tuple[int, ...], voxel_size: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """Voxel 0's position in C order: the file's first voxel (x, y, z), with y moved to the
+    file's last row and negated, since that row is the presented array's first."""
+    if voxel_size is None or len(shape) < 2:
+        return None
+    try:
+        size = mrc.voxel_size
+        step = (float(size.x), float(size.y), float(size.z))
+        x, y, z = _header_origin(mrc.header, step) or _start_position(mrc.header, step, shape)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not any((x, y, z)):
+        return None  # no position recorded: none invented (a flipped y would give -(ny-1)*vy)
+    flipped_y = 0.0 - (y + (shape[-2] - 1) * step[1])  # 0.0 - 0.0 is 0.0, not -0.0
+    zyx = (z, flipped_y, x)[-min(len(shape), 3) :]
+    return (0.0,) * (len(shape) - len(zyx)) + zyx
+
+
+def _header_origin(header: Any, step: tuple[float, ...]) -> tuple[float, ...] | None:
+    """ORIGIN (Angstrom, x y z) where it is set and usable, as ChimeraX reads it: only with the
+    MRC2000 'MAP ' stamp (older files keep other values there), not all zero, and not so large
+    that neighbouring voxels share a coordinate (Relion 2.0 left such garbage)."""
+    if bytes(header.map) != b"MAP ":
+        return None
+    origin = (float(header.origin.x), float(header.origin.y), float(header.origin.z))
+    if not any(origin):
+        return None
+    if not all(math.isfinite(o) and o + s != o for o, s in zip(origin, step)):
+        return None
+    return origin
+
+
+def _start_position(
+    header: Any, step: tuple[float, ...], shape: tuple[int, ...]
+) -> tuple[float, ...]:
+    """NXSTART/NYSTART/NZSTART times the voxel size, on x, y, z. The starts are per column,
+    row and section, so MAPC/MAPR/MAPS say which axis each belongs to. Starts beyond ten
+    times the grid are taken as never set (0), as ChimeraX does."""
+    starts = (int(header.nxstart), int(header.nystart), int(header.nzstart))
+    axes = (int(header.mapc), int(header.mapr), int(header.maps))
+    if sorted(axes) != [1, 2, 3]:
+        axes = (1, 2, 3)  # never set (old writers): the standard order
+    xyz = [0, 0, 0]
+    for start, axis in zip(starts, axes):
+        xyz[axis - 1] = start
+    limit = 10 * max(int(header.mx), int(header.my), int(header.mz), *shape)
+    if any(abs(s) > limit for s in xyz):
+        return (0.0, 0.0, 0.0)
+    return tuple(float(s) * d for s, d in zip(xyz, step))
 
 
 def _open_blocking(path: str) -> MrcSource:

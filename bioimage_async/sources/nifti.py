@@ -6,10 +6,18 @@ array proxy (``img.dataobj``), which reads only the requested region of an uncom
 applies the header's scaling (scl_slope/scl_inter) to it; the whole image is never loaded.
 A gzipped file (.nii.gz) is decompressed from its start up to the region, unless the optional
 ``indexed_gzip`` package is installed, which nibabel then uses for seeking.
+
+Position (``translation``): the header's affine maps voxel (i, j, k) to world x, y, z at voxel
+centres, as OME-Zarr places voxels. nibabel takes the sform, else the qform, whichever the header
+marks as set; its offset is voxel 0's position (reversed to C order, in the space unit) when that
+affine only scales each axis by its pixdim. An affine that rotates, shears or flips an axis cannot
+be written as OME-Zarr's scale + translation with the pixdim sizes, so its offset is not carried
+(and a warning says so) rather than placing voxels where the scanner did not put them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -24,6 +32,8 @@ from .optional import SINGLE_ARRAY_KEY as DEFAULT_KEY
 from .optional import import_optional, refuse_write_mode, single_array_file
 from .physical import for_axes, positive_sizes
 from .threaded import ThreadedSource
+
+logger = logging.getLogger("bioimage_async")
 
 
 def _nibabel() -> Any:
@@ -45,11 +55,29 @@ class NiftiSource(ThreadedSource):
         empty = image.dataobj[(slice(0, 0),) * len(image.shape)]
         self._dtype = np.dtype(empty.dtype).newbyteorder("=")
         self._voxel_size, self._unit = _nifti_voxel_size(image, len(self._shape))
+        self._translation, self._not_carried = (
+            _nifti_translation(image, len(self._shape))
+            if self._voxel_size is not None
+            else (None, None)
+        )
 
     @property
     def voxel_size(self) -> tuple[float, ...] | None:
         """``pixdim`` in C order (reversed from x y z)."""
         return self._voxel_size
+
+    @property
+    def translation(self) -> tuple[float, ...] | None:
+        """The affine's offset in C order (in ``unit``) where the affine only scales by pixdim;
+        else None, with one warning naming why (see the module docstring)."""
+        if self._not_carried is not None:
+            logger.warning(
+                "%s: %s, so its position is not carried as a translation (it starts at 0)",
+                self.path,
+                self._not_carried,
+            )
+            self._not_carried = None
+        return self._translation
 
     @property
     def unit(self) -> str | None:
@@ -101,6 +129,48 @@ def _nifti_voxel_size(image: Any, ndim: int) -> tuple[tuple[float, ...] | None, 
     if spatial is None or len(zooms) != ndim:
         return None, unit
     return for_axes(spatial, ndim), unit
+
+
+def _nifti_translation(image: Any, ndim: int) -> tuple[tuple[float, ...] | None, str | None]:
+    """(voxel 0's world position in C order, or None; why it is not carried, where the header
+    has an affine whose offset would misplace the voxels)."""
+    try:
+        coded = _coded_affine(image.header)
+        zooms = tuple(float(z) for z in image.header.get_zooms())
+    except (AttributeError, TypeError, ValueError):
+        return None, None
+    if coded is None or ndim < 2:
+        return None, None
+    name, affine = coded
+    spatial = min(ndim, 3)
+    reason = _not_scale_only(affine[:3, :3], zooms[:spatial], spatial)
+    if reason is not None:
+        return None, f"its {name} affine {reason} ({affine[:3].tolist()})"
+    zyx = tuple(float(str(np.float32(v))) for v in affine[2::-1, 3])[-spatial:]
+    return (0.0,) * (ndim - spatial) + zyx, None
+
+
+def _coded_affine(header: Any) -> tuple[str, np.ndarray] | None:
+    """The sform, else the qform, where the header's code marks it as set (nibabel's order).
+    Without either, nibabel's affine is a guess centred on the volume, not a recorded place."""
+    for name, get in (("sform", header.get_sform), ("qform", header.get_qform)):
+        affine, code = get(coded=True)
+        if affine is not None and int(code) > 0:
+            return name, np.asarray(affine, dtype=np.float64)
+    return None
+
+
+def _not_scale_only(linear: np.ndarray, zooms: tuple[float, ...], spatial: int) -> str | None:
+    """Why ``linear`` (the affine's 3x3) is not a plain positive scale by pixdim, or None."""
+    scales = np.diag(linear)
+    tolerance = 1e-6 * float(np.abs(linear).max())
+    if not np.allclose(linear, np.diag(scales), rtol=0.0, atol=tolerance):
+        return "rotates or shears the axes"
+    if np.any(scales[:spatial] <= 0):
+        return "flips an axis (a negative scale)"
+    if len(zooms) < spatial or not np.allclose(scales[:spatial], zooms, rtol=1e-5):
+        return f"scales by {scales[:spatial].tolist()}, not by pixdim {list(zooms)}"
+    return None
 
 
 def _open_blocking(path: str) -> NiftiSource:
