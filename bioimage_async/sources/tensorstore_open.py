@@ -23,7 +23,7 @@ from ..errors import (
     SourceNotFoundError,
 )
 from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
-from .base import Source
+from .base import Source, SourceSpec
 from .formats import CreateRequest
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
@@ -46,7 +46,8 @@ logger = logging.getLogger("bioimage_async")
 async def _ts_open(
     spec: dict[str, Any], location: Location, what: str, *, write: bool, create: bool = False
 ) -> ts.TensorStore:
-    """ts.open with errors said in storage terms and, remotely, a bounded wait."""
+    """ts.open with errors said in storage terms and, remotely, a bounded wait. A spec that
+    says ``assume_metadata`` is opened so (the keyword overrides the spec's member)."""
     try:
         future = ts.open(
             spec,
@@ -55,6 +56,7 @@ async def _ts_open(
             write=write,
             create=create,
             open=not create,
+            assume_metadata=bool(spec.get("assume_metadata")) and not create,
         )
     except ValueError as err:  # refused before any I/O: the spec (bucket name, ...) is wrong
         if location.is_remote:
@@ -259,7 +261,7 @@ async def open_tensorstore(
     else:
         if await driver.node(location, key) != "array":
             raise await _not_found(location, key, driver)
-        spec = driver.open_spec(location, key)
+        spec = await driver.existing_spec(location, key)
     store = driver.present(
         await _ts_open(spec, location, f"open {driver.format} array", write=writable)
     )
@@ -278,8 +280,9 @@ async def open_tensorstore(
     translation = ome.translation if ome is not None else offset
     if translation is not None and len(translation) != store.ndim:
         translation = None
-    return TensorStoreSource(
+    return _source(
         store,
+        spec,
         writable=writable,
         format=driver.format,
         location=str(location.join(key)) if key else str(location),
@@ -290,6 +293,29 @@ async def open_tensorstore(
         axes=axes,
         translation=translation,
     )
+
+
+class _SpecKeepingSource(TensorStoreSource):
+    """A tensorstore source whose spec keeps the metadata its opening needed (a nested zarr v2
+    array's separator; z5py's blosc): tensorstore's minimal spec drops it, and a worker
+    reopening from that spec would read a nested array as fill values."""
+
+    def __init__(self, store: ts.TensorStore, *, kept: dict[str, Any], **options: Any) -> None:
+        super().__init__(store, **options)
+        self._kept = kept
+
+    def to_spec(self) -> SourceSpec:
+        spec = super().to_spec()
+        tensorstore = {**spec.params["tensorstore"], **self._kept}
+        return SourceSpec(spec.kind, {**spec.params, "tensorstore": tensorstore})
+
+
+def _source(store: ts.TensorStore, spec: dict[str, Any], **options: Any) -> TensorStoreSource:
+    """The Source of an opened store; one that keeps ``spec``'s metadata where it has some."""
+    kept: dict[str, Any] = {k: spec[k] for k in ("metadata", "assume_metadata") if k in spec}
+    if not kept:
+        return TensorStoreSource(store, **options)
+    return _SpecKeepingSource(store, kept=kept, **options)
 
 
 async def ome_level(location: Location, key: str, level: int | None) -> tuple[str, Level | None]:
@@ -536,8 +562,8 @@ async def create_tensorstore(
         if compressed is not None:
             return compressed
     if exists:  # open what is there (whatever its codecs); shape and dtype are checked below
-        existing = driver.open_spec(location, key)
-        store = await _ts_open(existing, location, f"open {driver.format} array", write=True)
+        spec = await driver.existing_spec(location, key)
+        store = await _ts_open(spec, location, f"open {driver.format} array", write=True)
     else:
         store = await _ts_open(
             spec, location, f"create {driver.format} array", write=True, create=True
@@ -551,8 +577,9 @@ async def create_tensorstore(
     await driver.annotate(location, key, request)
     where = str(location.join(key)) if key else str(location)
     names = request.dimension_names
-    return TensorStoreSource(
+    return _source(
         store,
+        spec if exists else {},
         writable=True,
         format=driver.format,
         location=where,

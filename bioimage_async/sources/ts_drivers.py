@@ -10,21 +10,33 @@ the stored axis order maps to the C order (z, y, x) every Source presents:
   ``dimensions``/``blockSize`` reversed on create (tensorstore's n5 driver alone would show
   (X, Y, Z), transposed with respect to every other n5 tool);
 - precomputed: (x, y, z, c) stored; shown as (z, y, x), or (c, z, y, x) with several channels.
+
+Opening an existing array goes through ``existing_spec``, where a driver adds what tensorstore
+cannot know from the metadata alone: the chunk-key separator of a zarr v2 array whose
+``.zarray`` leaves it out, and the z5py blosc settings tensorstore's n5 parser refuses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import re
 from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
-from ..errors import FormatNotSupportedError, InvalidArgumentError
+from ..context import resource_options, run_blocking
+from ..errors import FormatNotSupportedError, InvalidArgumentError, SourceError
 from .axis_names import ZARR_V2_ATTRIBUTE
 from .formats import CreateRequest
 from .location import Location
 from .physical import in_nanometers, pixel_resolution
+from .storage import open_kvstore
+
+logger = logging.getLogger("bioimage_async")
 
 #: n5 can store only these dtypes.
 _N5_DTYPES = {
@@ -87,6 +99,10 @@ class Driver:
         if key:
             spec["path"] = key
         return spec
+
+    async def existing_spec(self, location: Location, key: str) -> dict[str, Any]:
+        """The spec that opens the existing array at ``key`` and reads what is stored."""
+        return self.open_spec(location, key)
 
     def codec(self, compression: str | None) -> Any:
         name = "none" if compression in (None, "none", "raw") else compression
@@ -153,6 +169,16 @@ class ZarrV2(Driver):
         if request.dimension_separator is not None:
             metadata["dimension_separator"] = request.dimension_separator
         return {**self.open_spec(location, key), "metadata": metadata}
+
+    async def existing_spec(self, location: Location, key: str) -> dict[str, Any]:
+        """With ``dimension_separator`` '/' when the array's chunks are nested but its
+        ``.zarray`` does not say so: tensorstore would look for '0.0.0' and read fill values."""
+        spec = self.open_spec(location, key)
+        here = location.join(key)
+        separator = await chunk_separator(here, await here.read_json(".zarray") or {})
+        if separator is not None:
+            spec["metadata"] = {"dimension_separator": separator}
+        return spec
 
     async def attributes(self, location: Location, key: str) -> dict[str, Any]:
         return await location.join(key).read_json(".zattrs") or {}
@@ -301,6 +327,21 @@ class N5(Driver):
                 recorded["unit"] = request.unit
         return recorded
 
+    async def existing_spec(self, location: Location, key: str) -> dict[str, Any]:
+        """z5py's blosc metadata, given without its ``nthreads`` (a setting of the writer, not
+        of the data) and assumed: tensorstore refuses the stored object's extra member."""
+        spec = self.open_spec(location, key)
+        here = location.join(key)
+        meta = await here.read_json("attributes.json") or {}
+        compression = meta.get("compression")
+        if not isinstance(compression, dict):
+            return spec
+        _check_n5_codec(here, compression)
+        if compression.get("type") == "blosc" and "nthreads" in compression:
+            spec["metadata"] = _n5_core_metadata(meta)
+            spec["assume_metadata"] = True
+        return spec
+
     async def attributes(self, location: Location, key: str) -> dict[str, Any]:
         return await location.join(key).read_json("attributes.json") or {}
 
@@ -311,6 +352,144 @@ class N5(Driver):
         if store.ndim > 1:
             store = store[ts.d[:].transpose[::-1]]
         return super().present(store)
+
+
+#: The n5 compression types tensorstore decodes.
+_TS_N5_CODECS = ("raw", "gzip", "bzip2", "xz", "blosc", "zstd")
+
+
+def _check_n5_codec(here: Location, compression: dict[str, Any]) -> None:
+    """Name the codec tensorstore cannot decode (its own error names only a JSON member)."""
+    kind = compression.get("type")
+    if kind is None or kind in _TS_N5_CODECS:
+        return
+    raise FormatNotSupportedError(
+        f"the n5 array {here} is compressed with {kind!r} (as z5py's compression={kind!r} and "
+        f"Java N5 write it), which tensorstore, bioimage_async's n5 reader, cannot decode (it reads "
+        f"{', '.join(_TS_N5_CODECS)}). Read it with z5py (z5py.File(path, 'r')[key][...], then "
+        "ba.as_source(array)), or rewrite it with compression='gzip' or 'raw'"
+    )
+
+
+def _n5_core_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The members tensorstore's n5 metadata takes, blosc's ``nthreads`` left out."""
+    core: dict[str, Any] = {
+        k: meta[k] for k in ("dimensions", "blockSize", "dataType") if k in meta
+    }
+    core["compression"] = {k: v for k, v in meta["compression"].items() if k != "nthreads"}
+    axes = meta.get("axes")
+    if isinstance(axes, list) and len(axes) == len(core.get("dimensions") or ()):
+        core["axes"] = axes
+    return core
+
+
+# ---------------------------------------------------------------------------------------------
+# zarr v2 chunk-key layout: dotted '0.0.0' files or nested '0/0/0' folders
+# ---------------------------------------------------------------------------------------------
+#: How many entries of a local array folder are looked at for its chunk-key layout.
+LAYOUT_SCAN_LIMIT = 10_000
+#: How long the remote listing that tells a chunk-key layout may take (seconds).
+LAYOUT_BUDGET = 5.0
+#: What each separator's chunk keys look like, for messages.
+_LAYOUT_NAMES = {".": "dotted chunk files ('0.0.0')", "/": "nested chunk folders ('0/0/0')"}
+
+
+async def chunk_separator(here: Location, zarray: dict[str, Any]) -> str | None:
+    """The separator to open the zarr v2 array at ``here`` with, where ``.zarray`` is not to
+    be trusted: '/' when it names none (zarr-python's NestedDirectoryStore before 2.8 wrote
+    none) and the chunks are nested; else None. A layout the metadata cannot read is refused:
+    no reader returns fill values for chunks stored under another name."""
+    shape = zarray.get("shape")
+    ndim = len(shape) if isinstance(shape, list) else 0
+    if ndim < 2:  # one axis: '0' is both layouts' key
+        return None
+    declared = zarray.get("dimension_separator")
+    if declared not in (None, ".", "/"):
+        return None  # tensorstore refuses the metadata itself, naming the value
+    found = await _chunk_layouts(here, ndim, {declared} if declared else {".", "/"})
+    if not found:
+        return None
+    if declared is None:
+        return _undeclared_separator(here, found)
+    if declared not in found:
+        (other,) = found
+        raise SourceError(
+            f"the zarr v2 array {here} declares dimension_separator {declared!r} in its .zarray, "
+            f"but holds {_LAYOUT_NAMES[other]}, none of its {_LAYOUT_NAMES[declared]}: read as "
+            f"declared, every chunk would read as the fill value. If those chunks are this "
+            f'array\'s, set "dimension_separator": {other!r} in its .zarray'
+        )
+    return None
+
+
+def _undeclared_separator(here: Location, found: set[str]) -> str | None:
+    """'/' for nested chunks alone; None (the default '.') for dotted ones alone."""
+    if found == {".", "/"}:
+        raise SourceError(
+            f"the zarr v2 array {here} names no dimension_separator in its .zarray and holds "
+            f"both {_LAYOUT_NAMES['.']} and {_LAYOUT_NAMES['/']} (zarr's NestedDirectoryStore "
+            "before 2.8): which are its chunks cannot be told. Remove the stale ones, or add "
+            '"dimension_separator": "." or "/" to its .zarray'
+        )
+    return "/" if found == {"/"} else None
+
+
+async def _chunk_layouts(here: Location, ndim: int, enough: set[str]) -> set[str] | None:
+    """The separators ('.', '/') of the chunk keys stored below the array (a local scan stops
+    once it has found ``enough``); None if unknown."""
+    if here.is_local:
+        folder = str(here.local_path)
+        return await run_blocking(_local_layouts, folder, ndim, enough, LAYOUT_SCAN_LIMIT)
+    if here.scheme not in ("s3", "gs"):
+        return None  # http cannot list: the metadata is taken as it is
+    try:
+        rows = await asyncio.gather(*(_remote_row(here, sep, ndim) for sep in "./"))
+    except (SourceError, ValueError, NotImplementedError, TimeoutError) as err:
+        logger.debug("cannot list the chunks of %s (%s): trusting its .zarray", here, err)
+        return None  # a bucket that serves reads but refuses listing, or a slow one
+    return {sep for sep, row in zip("./", rows) if row}
+
+
+def _chunk_key(separator: str, ndim: int) -> re.Pattern[str]:
+    return re.compile(re.escape(separator).join(["[0-9]+"] * ndim))
+
+
+def _local_layouts(folder: str, ndim: int, enough: set[str], limit: int) -> set[str]:
+    """The layouts among a folder's first ``limit`` entries, up to ``enough`` of them. A digit-named folder holding
+    metadata is a node, not chunks (a v2 array folder holds none; a group is never scanned)."""
+    dotted, digits = _chunk_key(".", ndim), re.compile("[0-9]+")
+    found: set[str] = set()
+    try:
+        with os.scandir(folder) as entries:
+            for count, entry in enumerate(entries):
+                if count >= limit or enough <= found:
+                    break
+                if "." not in found and dotted.fullmatch(entry.name) and entry.is_file():
+                    found.add(".")
+                elif "/" not in found and digits.fullmatch(entry.name) and entry.is_dir():
+                    if not _holds_metadata(entry.path):
+                        found.add("/")
+    except OSError:
+        return set()
+    return found
+
+
+def _holds_metadata(folder: str) -> bool:
+    names = (".zarray", ".zgroup", "zarr.json", "attributes.json")
+    return any(os.path.exists(os.path.join(folder, name)) for name in names)
+
+
+async def _remote_row(here: Location, separator: str, ndim: int) -> bool:
+    """Whether the chunk row at index 0 of every axis but the last has keys with this
+    separator: a one-prefix listing, bounded however large the array (an array whose first
+    row is all fill value is taken as its metadata says)."""
+    prefix = ("0" + separator) * (ndim - 1)
+    end = prefix[:-1] + chr(ord(separator) + 1)
+    store = await open_kvstore(here.kvstore(), here)
+    budget = min(resource_options().storage_timeout, LAYOUT_BUDGET)
+    keys = await asyncio.wait_for(store.list(ts.KvStore.KeyRange(prefix, end)), budget)
+    pattern = _chunk_key(separator, ndim)
+    return any(pattern.fullmatch(k.decode("utf-8", "replace")) for k in keys)
 
 
 class Precomputed(Driver):
