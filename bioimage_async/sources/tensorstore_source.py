@@ -257,7 +257,14 @@ class TensorStoreSource(Source):
         where = Location.parse(location, storage) if location else None
         try:
             future = ts.open(
-                spec, read=True, write=writable, open=True, context=context or tensorstore_context()
+                spec,
+                read=True,
+                write=writable,
+                open=True,
+                # a spec that carries the stored metadata (z5py's blosc n5, whose 'nthreads'
+                # tensorstore refuses) is opened on it, as in the process that made the spec
+                assume_metadata=bool(spec.get("assume_metadata")),
+                context=context or tensorstore_context(),
             )
         except ValueError as err:
             if where is None or not where.is_remote:
