@@ -83,6 +83,8 @@ class ReduceKernel(BlockKernel):
         )
 
     def _reduce(self, part: np.ndarray) -> np.ndarray:
+        if self.method == "stride":  # the part starts on a window's first voxel
+            return part[tuple(slice(None, None, f) for f in self.factors)].copy()
         if self.method != "mean" or not self.result:
             return reduce_windows(part, self.factors, self.method)
         mean = reduce_windows(part, self.factors, "mean", out_dtype=np.dtype(np.float64))
@@ -126,6 +128,10 @@ def _tensorstore_view(src: Source, factors: tuple[int, ...], method: str) -> Sou
     if store is None:
         return None
     return as_source(ts.downsample(store, list(factors), cast(Any, method)))
+
+
+#: ``method=`` values: the reductions, and "stride" (each window's first voxel)
+WINDOW_METHODS = (*METHODS, "stride")
 
 
 def result_kind(src: np.dtype, out: np.dtype) -> str:
@@ -223,14 +229,17 @@ async def downsample(
     safe for label volumes. ``method`` reduces each window instead: "mode" (the most frequent
     value, ties to the smallest: label-safe without dropping thin objects), "mean" (rounded for
     integers), "min" or "max"; windows clipped at the border use the voxels they have.
-    ``block_shape`` and ``mask`` are in the output space.
+    "stride" takes each window's first voxel (``x[::f]``, the nearest-neighbour sampling of
+    ngff-zarr and tinybrain): output i is input i * f on every shape, so stride levels of
+    levels stay on one grid. ``block_shape`` and ``mask`` are in the output space.
     """
     options = await exec_options(exec_kwargs)
     order = spline_order(order)
     if method is not None:
-        if method not in METHODS:
+        if method not in WINDOW_METHODS:
             raise InvalidArgumentError(
-                f"method must be None (spline resampling) or one of {METHODS}, got {method!r}"
+                f"method must be None (spline resampling) or one of {WINDOW_METHODS}, got "
+                f"{method!r}"
             )
         if order or anti_aliasing:
             raise InvalidArgumentError(

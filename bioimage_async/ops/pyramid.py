@@ -151,8 +151,10 @@ def physical_levels(
     voxel_size: tuple[float, ...],
     origin: tuple[float, ...],
     reduces: bool,
+    centred: bool = True,
 ) -> list[tuple[list[float], list[float]]]:
-    """(scale, translation) of every level (see the module docstring)."""
+    """(scale, translation) of every level (see the module docstring); ``centred`` False for
+    windows represented by their first voxel (nearest), which keeps level 0's translation."""
     result = []
     cumulative = [1] * len(factors)
     for level, shape in enumerate(shapes):
@@ -161,7 +163,10 @@ def physical_levels(
             cumulative = [c * (f if n > 1 else 1) for c, f, n in zip(cumulative, factors, below)]
         if reduces:
             scale = [s * c for s, c in zip(voxel_size, cumulative)]
-            shift = [o + s * (c - 1) / 2 for o, s, c in zip(origin, voxel_size, cumulative)]
+            shift = [
+                o + s * (c - 1) / 2 if centred else o
+                for o, s, c in zip(origin, voxel_size, cumulative)
+            ]
         else:
             scale = [s * n0 / n for s, n0, n in zip(voxel_size, shapes[0], shape)]
             shift = list(origin)
@@ -254,7 +259,10 @@ async def pyramid(
     factors = level_factors(factor, axes)
     shapes = level_shapes(src.shape, factors, levels)
     chosen = choose_method(method, src.dtype, labels)
-    reduces = chosen in REDUCTIONS
+    # nearest takes each window's first voxel: level k's voxel i is level 0's i * f**k on any
+    # shape (chained spline sampling at i * n0 / nk drifted from its metadata on odd shapes)
+    reduces = chosen in REDUCTIONS or chosen == "nearest"
+    reduction = "stride" if chosen == "nearest" else chosen
     # the input's translation, in the unit of the sizes; another voxel_size= is another space
     translation = None if voxel_size is not None else src.translation
     sizes, unit = _physical(src, voxel_size, unit, axes)
@@ -321,7 +329,7 @@ async def pyramid(
         if level == 0:
             await copy(src, out, **step.as_kwargs())
         elif reduces:
-            await downsample(outputs[level - 1], factors, out, method=chosen, **step.as_kwargs())
+            await downsample(outputs[level - 1], factors, out, method=reduction, **step.as_kwargs())
         else:
             await downsample(
                 outputs[level - 1],
@@ -442,14 +450,16 @@ async def _write_metadata(
     labels: bool,
     version: str,
 ) -> None:
-    transforms = physical_levels(shapes, factors, sizes, origin, reduces)
+    transforms = physical_levels(shapes, factors, sizes, origin, reduces, method != "nearest")
     datasets = [
         ome_zarr.dataset_json(str(level), scale, shift)
         for level, (scale, shift) in enumerate(transforms)
     ]
     order, anti_aliasing = SPLINES.get(method, (None, None))
     details: dict[str, Any] = {"method": method, "factors": list(factors)}
-    if order is not None:
+    if method == "nearest":
+        details["sampling"] = "stride"  # each window's first voxel, x[::f]
+    elif order is not None:
         details.update(order=order, anti_aliasing=anti_aliasing)
     multiscale = ome_zarr.multiscale_json(name, axes, unit, datasets, method, details, version)
     if labels:

@@ -105,6 +105,29 @@ async def test_an_axis_one_voxel_wide_keeps_its_scale_and_position_at_every_leve
     assert [t[1]["translation"] for t in transforms[1:]] == [[0.0, 2.0, 2.0], [0.0, 6.0, 6.0]]
 
 
+async def test_nearest_levels_are_strides_of_level_zero_where_their_metadata_says(tmp_path):
+    """Chained spline sampling at i * n_in / n_out drifted on odd shapes: at level 4 of 1001
+    voxels samples stood up to 3.4 level-0 voxels from where the written scale put them, with
+    steps of 9 and 16. Now level k's voxel i is level 0's i * 2**k, and the scale says so."""
+    ramp = np.broadcast_to(np.arange(1001, dtype=np.uint16), (2, 3, 1001)).copy()
+    path = tmp_path / "n.ome.zarr"
+    levels = await ba.pyramid(
+        ramp, path, 5, method="nearest", factor=(1, 1, 2), voxel_size=(1, 1, 3)
+    )
+    multiscale = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]
+    datasets = multiscale["multiscales"][0]["datasets"]
+    for k, (level, dataset) in enumerate(zip(levels, datasets)):
+        np.testing.assert_array_equal(await level.read(), ramp[..., :: 2**k])
+        transforms = dataset["coordinateTransformations"]
+        assert transforms[0]["scale"] == [1.0, 1.0, 3.0 * 2**k]
+        assert len(transforms) == 1 or transforms[1]["translation"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="stride"):
+        await ba.downsample(ramp, 2, method="median")
+    np.testing.assert_array_equal(
+        await ba.downsample(ramp, (1, 2, 3), method="stride"), ramp[:, ::2, ::3]
+    )
+
+
 async def test_a_label_pyramid_inside_an_image_pyramid_is_found_as_labels(tmp_path, volume, rng):
     path = tmp_path / "img.ome.zarr"
     await ba.pyramid(volume, path, 2, voxel_size=(0.3, 0.1, 0.1), unit="um")
