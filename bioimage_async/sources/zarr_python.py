@@ -13,16 +13,20 @@ first read or write (shape, dtype and chunks come from the zarr array, already i
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
+from ..errors import BioimageAsyncError
 from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
 from .base import Source, SourceSpec
 from .indexing import Roi
 from .threaded import ThreadedSource
+
+logger = logging.getLogger("bioimage_async")
 
 
 class ZarrPythonSource(ThreadedSource):
@@ -92,7 +96,9 @@ class LocalZarrSource(Source):
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.array.dtype)
+        """Native byte order: tensorstore reads a '>u2' array as native uint16 (the dtype said
+        '>u2' while reads returned uint16)."""
+        return np.dtype(self.array.dtype).newbyteorder("=")
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
@@ -134,9 +140,17 @@ class LocalZarrSource(Source):
                     from .registry import open_source
 
                     mode = "r+" if self._writable else "r"
-                    self._inner = await open_source(
-                        str(self.root), self.key or None, format="zarr", mode=mode
-                    )
+                    try:
+                        self._inner = await open_source(
+                            str(self.root), self.key or None, format="zarr", mode=mode
+                        )
+                    except BioimageAsyncError as error:  # a codec tensorstore lacks
+                        logger.info(
+                            "%s: tensorstore cannot open it (%s); reading through zarr-python",
+                            self.describe(),
+                            str(error).splitlines()[0][:200],
+                        )
+                        self._inner = ZarrPythonSource(self.array)
         return self._inner
 
     async def _read(self, roi: Roi) -> np.ndarray:
@@ -185,8 +199,27 @@ def _local_root(array: Any) -> Path | None:
     return Path(str(root))
 
 
+#: zarr v2 compressors tensorstore's zarr driver decodes (numcodecs ids)
+_TENSORSTORE_V2_COMPRESSORS = {"blosc", "zlib", "gzip", "bz2", "zstd"}
+
+
+def tensorstore_reads_v2(array: Any) -> bool:
+    """False for a zarr v2 array with filters (Delta, FixedScaleOffset, Quantize, ...) or a
+    compressor tensorstore lacks (lz4, lzma): reopened through tensorstore, its first read
+    failed though zarr-python reads it. Told from the metadata in memory, no I/O."""
+    metadata = getattr(array, "metadata", None)
+    if getattr(metadata, "zarr_format", None) != 2:
+        return True
+    if getattr(metadata, "filters", None):
+        return False
+    compressor = getattr(metadata, "compressor", None)
+    if compressor is None:
+        return True
+    return getattr(compressor, "codec_id", None) in _TENSORSTORE_V2_COMPRESSORS
+
+
 def wrap_zarr_array(array: Any) -> Source:
     root = _local_root(array)
-    if root is None:
+    if root is None or not tensorstore_reads_v2(array):
         return ZarrPythonSource(array)
     return LocalZarrSource(array, root)
