@@ -658,8 +658,39 @@ def missing_text(missing: list[int]) -> str:
     return f"{plural(len(missing), 'block')} missing: {shown}{more}"
 
 
+async def local_status(path: str) -> str:
+    """The status of a local run's folder (the folder the CLI prints as a run starts): whether
+    its driver still runs, and what is missing. A local run has no jobs to attach to, so
+    ``status`` of it was an error."""
+    from ..runners.files import LocalFiles
+    from ..runners.lease import holder_alive
+    from ..runners.protocol import RunFolder
+
+    files = LocalFiles()
+    folder = await RunFolder.open(files, path)
+    missing = await folder.missing_blocks()
+    total = folder.manifest.requested_count()
+    lines = [f"local run {folder.manifest.name!r}: {total - len(missing)}/{total} blocks done"]
+    lease = folder.lease()
+    holder = await lease.read()
+    if holder is not None and await holder_alive(files, lease.path, holder):
+        lines.append(f"running: driven by pid {holder.get('pid')} on {holder.get('host')}")
+    elif missing:
+        cancelled = await folder.cancelled_at()
+        how = (
+            f"cancelled at {cancelled}" if cancelled else "stopped (failed, interrupted or killed)"
+        )
+        lines.append(f"not running: {how}: {missing_text(missing)}")
+        lines.append(f"finish it with the command that started the run, plus --resume {path}")
+    return "\n".join(lines)
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
-    config = ba.SlurmConfig.load() if manifest_job_type(args.tmp_folder) == "slurm" else None
+    job_type = manifest_job_type(args.tmp_folder)
+    if args.command == "status" and job_type == "local":
+        print(await local_status(args.tmp_folder))
+        return EXIT_OK
+    config = ba.SlurmConfig.load() if job_type == "slurm" else None
     run = await ba.attach(args.tmp_folder, config)
     if args.command == "status":
         status = await run.status()

@@ -45,8 +45,24 @@ INPUT_SIDE = {"internal_path": "--key", "format": "--input-format"}
 OUTPUT_SIDE = {"internal_path": "--out-key", "format": "--format"}
 
 _ASSIGNMENT = re.compile(
-    r"(?<![\w.])(?P<name>[a-z_]+)=(?P<value>\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[\w.]+)?"
+    r"(?<![\w.])(?P<name>[a-z_]+)=(?P<value>\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[\w./~+-]+)?"
 )
+
+#: Python calls in messages -> the command that does the same (a folder in quotes, as repr
+#: spells it). Ordered: the awaited forms before the bare ones they contain.
+_CALLS = [
+    (r"await \(await ba\.attach\('([^']*)'\)\)\.wait\(\)", r"bioimage-async status \1 (watch it)"),
+    (r"await \(await ba\.attach\('([^']*)'\)\)\.cancel\(\)", r"bioimage-async cancel \1"),
+    (r"await ba\.attach\('[^']*'\) \(or: (bioimage-async attach [^)]*)\)", r"\1"),
+    (r"await ba\.attach\('([^']*)'\)", r"bioimage-async attach \1"),
+    (r"ba\.attach\(\.\.\.\)", "bioimage-async status <run folder>"),
+    (
+        r"block_ids=ba\.sync\.missing_blocks\('([^']*)'\)",
+        r"--block-ids <the ids bioimage-async status \1 lists>",
+    ),
+    (r" \(await ba\.missing_blocks\(\.\.\.\) in async code\)", ""),
+    (r"ba\.sync\.missing_blocks\('([^']*)'\)", r"bioimage-async status \1"),
+]
 
 
 #: Argument names that also appear without a value ("block_ids [5000] are out of range").
@@ -85,5 +101,7 @@ def cli_words(message: str, side: str = "input") -> str:
             return f"{option} <the failed ids>"
         return f"{option} {_value(value)}"
 
+    for pattern, command in _CALLS:
+        message = re.sub(pattern, command, message)
     message = _ASSIGNMENT.sub(replace, message)
     return _BARE.sub(lambda m: names.get(m.group(1), m.group(1)), message)

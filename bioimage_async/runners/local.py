@@ -12,6 +12,7 @@ keeps it and says where. Runs over in-memory arrays keep no journal (nothing to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -177,6 +178,7 @@ class Journal:
         await journal.open(before=lambda: refuse_live_tasks(folder, config))
         try:
             missing = await folder.missing_blocks()
+            await folder.clear_cancel()  # running again: no longer a cancelled run
         except BaseException:  # else the folder stays locked by this live process
             await asyncio.shield(journal.close(success=False))
             raise
@@ -365,6 +367,9 @@ class LocalRunner(Runner):
             if pool is not None:
                 await asyncio.shield(pool.aclose(kill=True))
             if isinstance(error, asyncio.CancelledError):
+                if journal is not None:  # status then says cancelled, not stopped or killed
+                    with contextlib.suppress(OSError):
+                        await asyncio.shield(journal.folder.record_cancel())
                 where = (
                     f"Finish it with resume_from={journal.folder.path!r}; "
                     f"ba.sync.missing_blocks({journal.folder.path!r}) lists them."

@@ -713,6 +713,10 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_its_resume_finishes_it(tmp_path, 
         if job_type == "subprocess":  # stopped mid-run, its worker writing
             log = os.path.join(folder, "progress")
             wait_for(lambda: any(os.scandir(log)), "a block", process)
+        else:  # status of a local run's folder was an error
+            live = run("status", folder)
+            assert live.returncode == 0, live.stderr
+            assert f"driven by pid {process.pid}" in live.stdout or process.poll() is not None
         workers = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -724,8 +728,9 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_its_resume_finishes_it(tmp_path, 
     assert "terminated; finished blocks are written" in err
     psutil.wait_procs(workers, timeout=30)
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
-    if job_type == "subprocess":
-        assert "cancelled at" in run("status", folder).stdout
+    status = run("status", folder)
+    assert "not running: cancelled at" in status.stdout, status.stdout + status.stderr
+    assert f"--resume {folder}" in status.stdout
     finished = run(*args, "--resume", folder)
     assert finished.returncode == 0, finished.stderr
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], data)
@@ -885,3 +890,27 @@ def test_status_of_a_run_whose_workers_were_killed_says_killed_not_cancelled(tmp
     assert status.returncode == 0, status.stderr
     assert "not running: killed" in status.stdout and "cancelled at" not in status.stdout
     assert f"--resume {folder}" in status.stdout
+
+
+def test_messages_name_commands_not_python_calls_on_the_command_line():
+    """The CLI printed 'ba.sync.missing_blocks(...) lists them', 'await ba.attach(...)' and
+    '--resume/tmp/...' (a path after an unquoted resume_from= lost its space)."""
+    from bioimage_async.cli.words import cli_words
+
+    folder = "/tmp/runs/bioimage_async_copy_1"
+    cancelled = cli_words(
+        f"Finish it with resume_from={folder!r}; ba.sync.missing_blocks({folder!r}) lists them."
+    )
+    assert (
+        cancelled == f"Finish it with --resume {folder}; bioimage-async status {folder} lists them."
+    )
+    live = cli_words(
+        f"Wait for it: await (await ba.attach({folder!r})).wait(); or stop it first: await "
+        f"(await ba.attach({folder!r})).cancel(), then resume"
+    )
+    assert "ba." not in live and f"bioimage-async cancel {folder}" in live
+    assert cli_words(f"resume_from={folder}: still alive") == f"--resume {folder}: still alive"
+    hint = cli_words(
+        f"pick it up with: await ba.attach({folder!r}) (or: bioimage-async attach {folder})"
+    )
+    assert hint == f"pick it up with: bioimage-async attach {folder}"
