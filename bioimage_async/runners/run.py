@@ -306,7 +306,13 @@ class Run:
             what = f"blocks {str(blocks)[:120]} failed" if blocks else "failed before any block"
             details.append(f"task {task_id}: {what}: {last_line}")
         details.reverse()
-        details.extend(dead[t] for t in sorted(dead))
+        cancelled = await self.folder.cancelled_at()
+        if cancelled is not None and dead:  # its workers ended because someone cancelled it
+            gone = ", ".join(str(t) for t in sorted(dead))
+            details.append(f"the run was cancelled at {cancelled}: tasks {gone} were stopped")
+            first_error = first_error or f"the run was cancelled at {cancelled}"
+        else:
+            details.extend(dead[t] for t in sorted(dead))
         if first_error is None and dead:
             first_error = dead[min(dead)]
         raise RunnerError.for_blocks(

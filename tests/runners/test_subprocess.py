@@ -443,6 +443,9 @@ async def test_a_cancel_is_recorded_in_the_run_folder_and_cleared_by_a_resume(tm
     await run.cancel()
     folder = await RunFolder.open(LocalFiles(), run.tmp_folder)
     assert await folder.cancelled_at() is not None
+    with pytest.raises(ba.RunnerError, match="cancelled at") as stopped:  # not "GONE"
+        await (await ba.attach(run.tmp_folder)).wait()
+    assert "worker process ended" not in str(stopped.value)
     await ba.map_blocks(
         fn,
         src,
