@@ -40,8 +40,14 @@ from .location import Location
 from .optional import refuse_write_mode
 from .physical import check_unit, on_spatial_axes, positive_sizes
 from .storage import StorageOptions
+from .webknossos import WebKnossosFormat, find_dataset_folder
 
 MODES = ("r", "r+", "a", "w")
+
+#: The folders of local webknossos datasets. Checked before any format's content detection: a
+#: mag folder of a zarr layer holds a plain zarr array stored as (c, x, y, z) without axis names,
+#: which the zarr format would present as an unnamed (c, z, y, x) look-alike.
+WEBKNOSSOS = WebKnossosFormat()
 
 #: Modules holding spec kinds that are not formats (imported when such a spec is reopened).
 SPEC_MODULES = ("view", "transposed", "wrappers", "cloudvolume", "webknossos", "tensorstore_source")
@@ -113,10 +119,22 @@ async def open_source(
     Per-format options: ``level=`` (an OME-Zarr multiscale's level, or a precomputed scale
     index), ``scale_index=`` (precomputed), ``pattern=`` (a folder of TIFF slices, glob),
     ``cache_bytes=`` (TIFF and HDF5: the decoded-segment cache), ``dtype=`` (KNOSSOS cubes).
+
+    A local webknossos dataset's folder, one of its layer folders or mag folders (found by the
+    ``datasource-properties.json`` in it or one or two levels up, or named by ``internal_path``
+    inside it, e.g. ``"color/1"``) opens read-only through the webknossos library as
+    ``open_webknossos`` does: (z, y, x), with the dataset's voxel size; a layer folder opens
+    its first listed mag, or ``level=``. ``format="zarr"`` (or "zarr3") opens a zarr layer's
+    array as stored instead: (c, x, y, z).
     """
     _check_mode(mode)
     location = Location.parse(path, StorageOptions.coerce(storage))
     await load_format_backends()
+    if format is None and location.prefix is None and location.is_local:
+        target = location.join(internal_path or "")
+        found = await run_blocking(find_dataset_folder, target.path)
+        if found is not None:
+            return await WEBKNOSSOS.open_found(found, mode=mode, **options)
     backend = await resolve_format(location, format, options)
     if location.is_remote and not backend.remote:
         raise FormatNotSupportedError(

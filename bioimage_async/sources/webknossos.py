@@ -9,14 +9,21 @@ in webknossos bounding boxes, and the presented shape is at the opened magnifica
 All reads go through webknossos' own ``MagView.read`` (one code path for wkw, zarr and zarr3,
 local or remote) in the bounded blocking thread pool, on a dataset handle of each worker
 thread's own, reopened from the recorded parameters (which are also the spec).
+
+``open_source`` hands a local webknossos dataset's folders here (``WebKnossosFormat``): a mag
+folder holds a zarr array stored as (c, x, y, z) in Fortran order with no axis names (zarr v2),
+which opened as a plain array would be taken for (c, z, y, x). ``datasource-properties.json``
+in the dataset folder says which folders are layers and mags.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +35,14 @@ from ..errors import (
     InternalPathNotFoundError,
     InvalidArgumentError,
     MissingDependencyError,
+    ReadOnlySourceError,
     SourceError,
     SourceNotFoundError,
 )
-from .base import SourceSpec
+from .base import Source, SourceSpec
+from .formats import FormatBackend
 from .indexing import Roi
+from .location import Location
 from .physical import normalize_unit, positive_sizes, voxel_centre
 from .threaded import ThreadedSource
 
@@ -42,7 +52,7 @@ XYZ = tuple[int, int, int]
 _webknossos: Any = None
 
 
-def _import_webknossos() -> Any:
+def _import_webknossos(what: str = "open_webknossos") -> Any:
     """The webknossos module, imported once (the warnings filter is process-global state)."""
     global _webknossos
     if _webknossos is None:
@@ -52,7 +62,7 @@ def _import_webknossos() -> Any:
                 warnings.simplefilter("ignore")
                 import webknossos
         except ImportError:
-            raise MissingDependencyError("webknossos", "webknossos", "open_webknossos") from None
+            raise MissingDependencyError("webknossos", "webknossos", what) from None
         _webknossos = webknossos
     return _webknossos
 
@@ -131,6 +141,7 @@ class WebKnossosSource(ThreadedSource):
     """
 
     kind = "webknossos"
+    format = "webknossos"
     serialize_calls = False  # each worker thread uses its own dataset handle
 
     def __init__(
@@ -202,6 +213,11 @@ class WebKnossosSource(ThreadedSource):
     @property
     def unit(self) -> str | None:
         return self._physical[1]
+
+    @property
+    def axes(self) -> str:
+        """Always (z, y, x): webknossos' (c, x, y, z) reads are presented reversed."""
+        return "zyx"
 
     @property
     def translation(self) -> tuple[float, ...] | None:
@@ -340,3 +356,243 @@ def open_webknossos(
     }
     mag_view = _open_mag_view(params)
     return WebKnossosSource(mag_view, open_params=params, offset=offset, size=size)
+
+
+# ---- the folders of a local dataset, as open_source meets them ---------------------------------
+PROPERTIES_FILE = "datasource-properties.json"
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One layer as ``datasource-properties.json`` lists it: its mags in the listed order (the
+    order of the OME-Zarr levels webknossos writes beside zarr layers), each with the folders
+    its array may be in."""
+
+    name: str
+    data_format: str
+    mags: tuple[XYZ, ...]
+    mag_folders: tuple[tuple[Path, ...], ...]
+
+
+@dataclass(frozen=True)
+class DatasetFolder:
+    """A folder of a local webknossos dataset: the dataset folder itself (``layer`` None), a
+    layer folder (``mag`` None) or a mag folder."""
+
+    folder: str
+    dataset: str
+    layers: tuple[LayerEntry, ...]
+    layer: LayerEntry | None = None
+    mag: XYZ | None = None
+
+    def mag_paths(self) -> list[str]:
+        """Every 'layer/mag' of the dataset (what internal_path may name)."""
+        return [f"{layer.name}/{mag_name(mag)}" for layer in self.layers for mag in layer.mags]
+
+
+def mag_name(mag: Sequence[int]) -> str:
+    """webknossos' folder name of a mag: "2" when isotropic, else "2-2-1"."""
+    x, y, z = mag
+    return str(x) if x == y == z else f"{x}-{y}-{z}"
+
+
+def _mag_of(value: Any) -> XYZ | None:
+    """A mag as the properties record it (``[2, 2, 1]``, ``2`` or ``"2-2-1"``), or None."""
+    if isinstance(value, str):
+        value = value.split("-") if "-" in value else [value] * 3
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * 3
+    try:
+        mag = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return mag if len(mag) == 3 and all(m > 0 for m in mag) else None  # type: ignore[return-value]
+
+
+def _mag_folders(dataset: Path, layer: str, mag: XYZ, entry: dict[str, Any]) -> tuple[Path, ...]:
+    """Where a mag's array may live: its recorded ``path`` (relative to the dataset folder),
+    else the layer folder's "2" or "2-2-2" (webknossos looks for both)."""
+    recorded = entry.get("path")
+    if isinstance(recorded, str) and recorded:
+        if recorded.startswith("file://"):
+            recorded = recorded[len("file://") :]
+        elif "://" in recorded:
+            return ()  # a mag in object storage is never a local folder
+        return (dataset / recorded,)
+    x, y, z = mag
+    return (dataset / layer / mag_name(mag), dataset / layer / f"{x}-{y}-{z}")
+
+
+def _read_properties(dataset: Path) -> dict[str, Any]:
+    where = dataset / PROPERTIES_FILE
+    try:
+        properties = json.loads(where.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SourceError(
+            f"cannot read the webknossos dataset properties {str(where)!r} ({err}); fix the "
+            "file, or pass format= to open the array in the folder as stored"
+        ) from None
+    if not isinstance(properties, dict):
+        raise SourceError(
+            f"the webknossos dataset properties {str(where)!r} hold no JSON object; fix the "
+            "file, or pass format= to open the array in the folder as stored"
+        )
+    return properties
+
+
+def _layers(dataset: Path) -> tuple[LayerEntry, ...]:
+    """The layers the dataset's properties list."""
+    found = []
+    for layer in _read_properties(dataset).get("dataLayers") or []:
+        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+            continue
+        name = layer["name"]
+        mags: dict[XYZ, tuple[Path, ...]] = {}
+        # "mags" since webknossos 0.12; older wkw datasets list "wkwResolutions"
+        listed = [(e, "mag") for e in layer.get("mags") or []]
+        listed += [(e, "resolution") for e in layer.get("wkwResolutions") or []]
+        for entry, key in listed:
+            mag = _mag_of(entry.get(key)) if isinstance(entry, dict) else None
+            if mag is not None and mag not in mags:
+                mags[mag] = _mag_folders(dataset, name, mag, entry)
+        found.append(
+            LayerEntry(name, str(layer.get("dataFormat", "")), tuple(mags), tuple(mags.values()))
+        )
+    return tuple(found)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def find_dataset_folder(folder: str | os.PathLike[str]) -> DatasetFolder | None:
+    """The webknossos dataset, layer or mag that a local folder is, from the
+    ``datasource-properties.json`` in it, one level up (a layer named as the folder) or two
+    levels up (a mag whose array is this folder); None when it is none of them.
+
+    Blocking (a few stats and one small JSON file): call it in a worker thread.
+    """
+    path = Path(os.path.abspath(folder))
+    if not path.is_dir():
+        return None
+    if (path / PROPERTIES_FILE).is_file():
+        return DatasetFolder(str(path), str(path), _layers(path))
+    parent, grandparent = path.parent, path.parent.parent
+    if parent != path and (parent / PROPERTIES_FILE).is_file():
+        layers = _layers(parent)
+        for layer in layers:
+            if layer.name == path.name:
+                return DatasetFolder(str(path), str(parent), layers, layer)
+    if grandparent != parent and (grandparent / PROPERTIES_FILE).is_file():
+        layers = _layers(grandparent)
+        for layer in layers:
+            for mag, folders in zip(layer.mags, layer.mag_folders):
+                if any(_same_folder(path, f) for f in folders):
+                    return DatasetFolder(str(path), str(grandparent), layers, layer, mag)
+    return None
+
+
+def open_dataset_folder(found: DatasetFolder, *, level: int | None = None) -> WebKnossosSource:
+    """The mag a dataset folder names, opened as ``open_webknossos`` does (blocking). A layer
+    folder (or a single-layer dataset folder) opens its mag number ``level`` in the listed
+    order (default the first, as OME-Zarr's level 0)."""
+    where = found.dataset
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+        raise InvalidArgumentError(f"level must be an integer, got {level!r}")
+    layer = found.layer
+    if layer is None:  # the dataset folder: its one layer
+        if len(found.layers) != 1:
+            raise InternalPathNotFoundError(where, None, found.mag_paths())
+        layer = found.layers[0]
+    if found.mag is not None:
+        if level is not None:
+            raise InvalidArgumentError(
+                f"level={level} picks a mag of a webknossos layer folder; {found.folder} is "
+                f"the mag {mag_name(found.mag)} already: open its layer folder with level=, "
+                "or drop level="
+            )
+        return open_webknossos(where, layer_name=layer.name, mag=found.mag)
+    index = 0 if level is None else level
+    if not 0 <= index < len(layer.mags):
+        listed = ", ".join(mag_name(m) for m in layer.mags) or "none"
+        raise InvalidArgumentError(
+            f"level={index} is not a mag of the webknossos layer {layer.name!r} of {where}, "
+            f"which has {len(layer.mags)} ({listed}); pass level= from 0 to "
+            f"{len(layer.mags) - 1}, or open a mag folder"
+        )
+    return open_webknossos(where, layer_name=layer.name, mag=layer.mags[index])
+
+
+class WebKnossosFormat(FormatBackend):
+    """The folders of a local webknossos dataset (wkw, zarr and zarr3 layers): the dataset, a
+    layer or a mag folder, opened read-only as (z, y, x) through the webknossos library."""
+
+    name = "webknossos"
+    description = (
+        "a local webknossos dataset's folder, its layer or mag folders (datasource-properties.json)"
+    )
+    requires = "webknossos"
+    extra = "webknossos"
+
+    def check_installed(self) -> None:
+        _import_webknossos(
+            "opening a webknossos dataset's folder (or pass format='zarr' to open a zarr "
+            "layer's array as stored, (c, x, y, z))"
+        )
+
+    async def detect(self, location: Location) -> bool:
+        return (
+            location.is_local and await run_blocking(find_dataset_folder, location.path) is not None
+        )
+
+    async def open(
+        self,
+        location: Location,
+        internal_path: str | None,
+        *,
+        mode: str,
+        level: int | None = None,
+        **options: Any,
+    ) -> Source:
+        target = location.join(internal_path or "")
+        found = await run_blocking(find_dataset_folder, target.path) if target.is_local else None
+        if found is None:
+            raise SourceNotFoundError(
+                f"{str(target)!r} is no local webknossos dataset, layer or mag folder (no "
+                f"{PROPERTIES_FILE} in it, or one or two levels up, that lists it)"
+            )
+        return await self.open_found(found, mode=mode, level=level, **options)
+
+    async def open_found(
+        self, found: DatasetFolder, *, mode: str, level: int | None = None, **options: Any
+    ) -> Source:
+        """Open a folder ``find_dataset_folder`` recognised, read-only. Opening reads the
+        dataset's properties in the blocking thread pool; cancelling the await abandons it."""
+        if options:
+            raise InvalidArgumentError(
+                f"unexpected keyword argument(s) for the webknossos folder {found.folder}: "
+                f"{sorted(options)}; a layer folder takes level="
+            )
+        if mode != "r":
+            stored = "" if found.layer is None else found.layer.data_format
+            raw = (
+                f", or open the array as stored (axes c, x, y, z) with format={stored!r}"
+                if stored in ("zarr", "zarr3") and found.mag is not None
+                else ""
+            )
+            raise ReadOnlySourceError(
+                f"cannot open the webknossos folder {found.folder} with mode={mode!r}: "
+                f"webknossos layers open read-only here; write them with the webknossos "
+                f"library{raw}"
+            )
+        return await run_blocking(self._open_blocking, found, level)
+
+    def _open_blocking(self, found: DatasetFolder, level: int | None) -> WebKnossosSource:
+        self.check_installed()
+        return open_dataset_folder(found, level=level)
+
+
+FORMAT_BACKENDS: tuple[FormatBackend, ...] = (WebKnossosFormat(),)
