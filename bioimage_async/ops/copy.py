@@ -91,8 +91,9 @@ async def copy(
     if shares_voxels(src, out):
         raise InvalidArgumentError(
             "copy cannot write into a region that overlaps its input (the same array, opened "
-            "twice or through shifted views): blocks would read voxels that other blocks "
-            "already overwrote; copy into a separate array, then back"
+            "twice, through shifted views, a transposed or reversed handle or a wrapper): "
+            "blocks would read voxels that other blocks already overwrote; copy into a "
+            "separate array, then back"
         )
     if out.shape != src.shape:
         raise InvalidArgumentError(

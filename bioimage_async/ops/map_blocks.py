@@ -84,14 +84,16 @@ async def map_blocks(
         raise InvalidArgumentError(
             "map_blocks with a halo cannot write into its own input (blocks would read "
             "neighbours already overwritten), and the output holds voxels of the input (the "
-            "same array, opened twice or through a view); use a separate output"
+            "same array, opened twice, through a view, a transposed handle or a wrapper); use a "
+            "separate output"
         )
     if shares_voxels(src, out) and not same_voxels(src, out):
         raise InvalidArgumentError(
-            "map_blocks cannot write into a shifted view of its own input: the output and the "
-            "input are overlapping but different regions of one array, so blocks would read "
-            "voxels that other blocks already overwrote; write to a separate output (or to "
-            "exactly the input region, which is safe without a halo)"
+            "map_blocks cannot write into its own input seen another way: the output and the "
+            "input hold some of the same stored voxels, but at other positions (a shifted view, "
+            "a transposed or reversed handle, a wrapper such as ThresholdSource), so blocks "
+            "would read voxels that other blocks already overwrote; write to a separate output "
+            "(or to exactly the input, unwrapped, which is safe without a halo)"
         )
     grid = BlockGrid(out.shape, resolve_block_shape(block_shape, out, src.chunks), halo)
     task = BlockTask(

@@ -1,13 +1,19 @@
 """Whether two sources are, in part, the same voxels in storage.
 
 An op that reads neighbours (a halo) must not write where it reads: blocks would read voxels
-that other blocks already overwrote. Comparing the two objects, or their whole specs, misses the
-same array opened twice (``mode='r'`` and ``mode='r+'`` differ in their specs) and a view of
-it (``arr.view[:, :]`` against ``arr``), so both are resolved to the array they look into.
+that other blocks already overwrote. An op that writes in place (output = input) must read
+each voxel where it writes it. Comparing the two objects, or their whole specs, misses the
+same array opened twice (``mode='r'`` and ``mode='r+'`` differ in their specs), a view of it
+(``arr.view[:, :]`` against ``arr``), a transposed, reversed or thresholded handle on it, and a
+tensorstore handle taken from it (``ba.as_source(src.tensorstore().T)``), so every source is
+resolved to the stored array it looks into, the region of it that it covers, and whether it
+presents those voxels in their stored order.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,29 +23,119 @@ from ..sources.numpy_source import NumpySource
 from ..sources.view import ViewSource
 
 #: spec parameters that describe the handle, not the stored array
-_HANDLE_PARAMS = ("writable", "voxel_size", "unit", "axes")
+_HANDLE_PARAMS = ("writable", "voxel_size", "unit", "axes", "location", "lock_path", "format")
+#: members of a tensorstore spec that name the stored array (the transform says which part)
+_STORED = ("driver", "kvstore", "path")
+
+Region = list[tuple[int, int]]
 
 
-def base_region(source: Source) -> tuple[Source, list[tuple[int, int]] | None]:
-    """The source a chain of views looks into and the region of it they cover (None: all)."""
-    region: list[tuple[int, int]] | None = None
-    while isinstance(source, ViewSource):
-        roi = source.region.roi  # in the parent's coordinates, every parent axis
-        mapped = [(int(s.start), int(s.stop)) for s in roi]
-        if region is not None:  # the region so far is in this view's (kept) axes
-            kept = [a for a in range(len(roi)) if a not in source.region.squeeze]
-            for (lo, hi), axis in zip(region, kept):
-                start = int(roi[axis].start)
-                mapped[axis] = (start + lo, start + hi)
-        region = mapped
-        source = source.parent
-    return source, region
+@dataclass
+class Resolved:
+    """What a source looks into: ``base`` (its stored array), the ``region`` of it in the base's
+    coordinates (None: all of it, or not known), and whether the voxels come out in another
+    order or changed (``rearranged``: a transpose, a reversed axis, a threshold, a resize)."""
+
+    base: Source
+    key: Any
+    region: Region | None
+    rearranged: bool
 
 
-def _storage_key(source: Source) -> Any:
+def _wrapped(source: Source) -> Source | None:
+    """The source a wrapper (TransposedSource, ThresholdSource, ResizedSource) reads from."""
+    inner = getattr(source, "parent", None)
+    if not isinstance(inner, Source):
+        inner = getattr(source, "source", None)
+    return inner if isinstance(inner, Source) else None
+
+
+def resolve(source: Source) -> Resolved:
+    region: Region | None = None
+    rearranged = False
+    while True:
+        if isinstance(source, ViewSource):
+            region = _through_view(source, region)
+            source = source.parent
+            continue
+        inner = _wrapped(source)
+        if inner is None:
+            break
+        region, rearranged, source = None, True, inner  # its voxels come out reordered/changed
+    spec = _spec(source)
+    if spec is None or spec.get("kind") != "tensorstore":
+        return Resolved(source, _storage_key(spec), region, rearranged)
+    stored = dict(spec["params"].get("tensorstore") or {})
+    adapter = False
+    while isinstance(stored.get("base"), dict):  # cast, downsample, ...: values of its base
+        stored, adapter = dict(stored["base"]), True
+    transform = stored.pop("transform", None) or {}
+    key = ("tensorstore", json.dumps({k: stored.get(k) for k in _STORED}, sort_keys=True))
+    if adapter:
+        return Resolved(source, key, None, True)
+    mapped, reordered = _through_transform(transform, region)
+    return Resolved(source, key, mapped, rearranged or reordered)
+
+
+def _through_view(view: ViewSource, region: Region | None) -> Region:
+    roi = view.region.roi  # in the parent's coordinates, every parent axis
+    mapped = [(int(s.start), int(s.stop)) for s in roi]
+    if region is not None:  # the region so far is in this view's (kept) axes
+        kept = [a for a in range(len(roi)) if a not in view.region.squeeze]
+        for (lo, hi), axis in zip(region, kept):
+            start = int(roi[axis].start)
+            mapped[axis] = (start + lo, start + hi)
+    return mapped
+
+
+def _bound(value: Any) -> int:
+    return int(value[0] if isinstance(value, list) else value)
+
+
+def _through_transform(
+    transform: dict[str, Any], region: Region | None
+) -> tuple[Region | None, bool]:
+    """A tensorstore handle's region of its stored array, and whether it reorders voxels
+    (permuted or strided axes); (None, True) where the transform is beyond that (index
+    arrays)."""
+    lows = [_bound(v) for v in transform.get("input_inclusive_min", [])]
+    highs = [_bound(v) for v in transform.get("input_exclusive_max", [])]
+    if not lows or len(lows) != len(highs):
+        return None, False
+    covered = [
+        (lo + r[0], lo + r[1]) if region is not None else (lo, hi)
+        for (lo, hi), r in zip(zip(lows, highs), region or [(0, 0)] * len(lows))
+    ]
+    outputs = transform.get("output")
+    if outputs is None:  # identity: input coordinates are the stored ones
+        return covered, False
+    mapped: Region = []
+    used: list[int] = []
+    for output in outputs:
+        offset = int(output.get("offset", 0))
+        if "index_array" in output:
+            return None, True
+        if "input_dimension" not in output:  # a fixed index: one plane of that axis
+            mapped.append((offset, offset + 1))
+            continue
+        axis, stride = int(output["input_dimension"]), int(output.get("stride", 1))
+        if stride != 1:
+            return None, True  # reversed or strided: which stored voxels is not a box here
+        used.append(axis)
+        lo, hi = covered[axis]
+        mapped.append((offset + lo, offset + hi))
+    return mapped, used != sorted(used)
+
+
+def _spec(source: Source) -> dict[str, Any] | None:
     try:
-        spec = source.to_spec().to_json()
+        return source.to_spec().to_json()
     except Exception:  # noqa: BLE001 - in-memory sources have no spec: identity decides
+        return None
+
+
+def _storage_key(spec: dict[str, Any] | None) -> Any:
+    if spec is None:
         return None
     params = dict(spec.get("params") or {})
     for name in _HANDLE_PARAMS:
@@ -47,40 +143,53 @@ def _storage_key(source: Source) -> Any:
     return (spec.get("kind"), repr(sorted(params.items(), key=lambda item: item[0])))
 
 
-def _same_storage(a: Source, b: Source) -> bool:
-    if a is b:
+def _same_storage(a: Resolved, b: Resolved) -> bool:
+    if a.base is b.base:
         return True
-    if isinstance(a, NumpySource) and isinstance(b, NumpySource):
-        return bool(np.shares_memory(a.array, b.array))
-    key = _storage_key(a)
-    return key is not None and key == _storage_key(b)
+    if isinstance(a.base, NumpySource) and isinstance(b.base, NumpySource):
+        return bool(np.shares_memory(a.base.array, b.base.array))
+    return a.key is not None and a.key == b.key
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same memory, walked the same way (``a.T`` and ``a[::-1]`` share ``a``'s memory but
+    are other voxels at each index)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+    )
 
 
 def shares_voxels(a: Source, b: Source) -> bool:
     """Whether ``a`` and ``b`` may hold some of the same stored voxels."""
-    base_a, region_a = base_region(a)
-    base_b, region_b = base_region(b)
-    if not _same_storage(base_a, base_b):
+    ra, rb = resolve(a), resolve(b)
+    if not _same_storage(ra, rb):
         return False
-    if region_a is None or region_b is None:
+    if ra.region is None or rb.region is None:
         return True
     return all(
-        lo_a < hi_b and lo_b < hi_a for (lo_a, hi_a), (lo_b, hi_b) in zip(region_a, region_b)
+        lo_a < hi_b and lo_b < hi_a for (lo_a, hi_a), (lo_b, hi_b) in zip(ra.region, rb.region)
     )
 
 
 def same_voxels(a: Source, b: Source) -> bool:
     """Whether ``a`` and ``b`` are exactly the same stored voxels, in the same order."""
-    base_a, region_a = base_region(a)
-    base_b, region_b = base_region(b)
-    if not _same_storage(base_a, base_b):
+    if a is b:
+        return True
+    ra, rb = resolve(a), resolve(b)
+    if not _same_storage(ra, rb) or ra.rearranged or rb.rearranged or a.shape != b.shape:
         return False
-    whole_a = region_a is None or _covers(base_a, region_a)
-    whole_b = region_b is None or _covers(base_b, region_b)
+    if isinstance(ra.base, NumpySource) and isinstance(rb.base, NumpySource):
+        if not _same_layout(ra.base.array, rb.base.array):
+            return False
+    whole_a = ra.region is None or _covers(ra.base, ra.region)
+    whole_b = rb.region is None or _covers(rb.base, rb.region)
     if whole_a or whole_b:
-        return whole_a and whole_b and a.shape == b.shape
-    return region_a == region_b and a.shape == b.shape
+        return whole_a and whole_b
+    return ra.region == rb.region
 
 
-def _covers(base: Source, region: list[tuple[int, int]]) -> bool:
+def _covers(base: Source, region: Region) -> bool:
     return all(lo == 0 and hi == n for (lo, hi), n in zip(region, base.shape))
