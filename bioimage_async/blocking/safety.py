@@ -112,8 +112,9 @@ def plan_writes(
     if not _aligned(grid, chunks, offset):
         if any(o % c for o, c in zip(offset, chunks)):
             raise UnsafeBlockShapeError(
-                f"{output_name} is a region that starts at offset {offset} inside its chunk "
-                f"grid {tuple(chunks)}, so parallel blocks would share chunks. Use a region "
+                f"{output_name} is a region that does not start on a chunk boundary (chunks "
+                f"{tuple(chunks)}: its first chunk border lies {offset} voxels into it), so "
+                "parallel blocks would share chunks. Use a region "
                 "that starts on a chunk boundary, or write one block at a time with "
                 "job_config=ba.RunnerConfig(in_flight=1)."
             )
