@@ -32,7 +32,7 @@ def test_blocks_sharing_a_shard_are_grouped_onto_one_writer():
 
 
 def test_region_starting_off_the_chunk_grid_is_refused():
-    with pytest.raises(UnsafeBlockShapeError, match="offset"):
+    with pytest.raises(UnsafeBlockShapeError, match="does not start on a chunk boundary"):
         plan_writes(BlockGrid((64, 64), (32, 32)), (32, 32), None, (5, 0), concurrent=True)
 
 
