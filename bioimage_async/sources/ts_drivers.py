@@ -440,14 +440,24 @@ async def _chunk_layouts(here: Location, ndim: int, enough: set[str]) -> set[str
     if here.is_local:
         folder = str(here.local_path)
         return await run_blocking(_local_layouts, folder, ndim, enough, LAYOUT_SCAN_LIMIT)
-    if here.scheme not in ("s3", "gs"):
-        return None  # http cannot list: the metadata is taken as it is
-    try:
-        rows = await asyncio.gather(*(_remote_row(here, sep, ndim) for sep in "./"))
-    except (SourceError, ValueError, NotImplementedError, TimeoutError) as err:
-        logger.debug("cannot list the chunks of %s (%s): trusting its .zarray", here, err)
-        return None  # a bucket that serves reads but refuses listing, or a slow one
-    return {sep for sep, row in zip("./", rows) if row}
+    if here.scheme in ("s3", "gs"):
+        try:
+            rows = await asyncio.gather(*(_remote_row(here, sep, ndim) for sep in "./"))
+            return {sep for sep, row in zip("./", rows) if row}
+        except (SourceError, ValueError, NotImplementedError, TimeoutError) as err:
+            # a bucket that serves reads but refuses listing (403), or a slow one
+            logger.debug("cannot list the chunks of %s (%s): probing its first chunk", here, err)
+    return await _first_chunk_layouts(here, ndim)
+
+
+async def _first_chunk_layouts(here: Location, ndim: int) -> set[str] | None:
+    """Where listing cannot tell (http, a bucket that refuses it): the layouts under which the
+    first chunk exists. Taking the metadata on trust read an old nested array as all fill
+    value. A server error propagates (it says nothing about the layout); a first chunk that is
+    fill value under both names leaves the metadata to decide (None)."""
+    names = {sep: sep.join(["0"] * ndim) for sep in "./"}
+    found = {sep for sep, name in names.items() if await here.exists(name)}
+    return found or None
 
 
 def _chunk_key(separator: str, ndim: int) -> re.Pattern[str]:

@@ -137,3 +137,29 @@ async def test_a_layer_of_gzip_chunk_files_served_over_http_is_refused_not_read_
     volume[:, :, :] = np.full((32, 32, 8, 1), 9, np.uint8)
     with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
         await ba.open_source(f"precomputed://{base}/layer")
+
+
+def nested_zarr_without_separator(root, data):
+    """A zarr v2 array with nested chunks ('0/0/0') and no dimension_separator in its .zarray:
+    what zarr's NestedDirectoryStore wrote before zarr 2.8."""
+    zarr = pytest.importorskip("zarr")
+    array = zarr.create_array(
+        store=str(root),
+        shape=data.shape,
+        chunks=(8, 16, 16),
+        dtype=data.dtype,
+        zarr_format=2,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+    )
+    array[...] = data
+    meta = json.loads((root / ".zarray").read_text())
+    meta.pop("dimension_separator", None)
+    (root / ".zarray").write_text(json.dumps(meta))
+
+
+async def test_an_old_nested_zarr_over_http_reads_its_chunks_not_fill_values(http_root, data):
+    """http cannot list, so the .zarray was taken on trust: every voxel read as 0."""
+    root, url = http_root
+    nested_zarr_without_separator(root / "nested.zarr", data)
+    remote = await ba.open_source(f"{url}/nested.zarr")
+    np.testing.assert_array_equal(await remote.read(), data)
