@@ -577,9 +577,23 @@ async def _merge_json(here: Location, name: str, wanted: dict[str, Any]) -> None
     """Set ``wanted``'s members in the JSON document ``name`` (written only when it changes)."""
     if not wanted:
         return
-    document = await here.read_json(name) or {}
+    raw = await here.read(name)
+    document = {} if raw is None else _json_object(raw)
+    if document is None:  # rewriting it would drop what it holds
+        raise SourceError(
+            f"{here.join(name)} is not a JSON object (cut short or damaged?): its members "
+            "would be lost if it were rewritten. Repair or remove it, then try again"
+        )
     if any(document.get(k) != v for k, v in wanted.items()):
         await here.write(name, json.dumps({**document, **wanted}, indent=1).encode())
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 DRIVERS: dict[str, Driver] = {d.format: d for d in (ZarrV2(), ZarrV3(), N5(), Precomputed())}

@@ -131,3 +131,17 @@ async def test_separator_contradicting_the_chunks_is_refused(tmp_path, rng, writ
     assert str(path) in message
     assert f"dimension_separator {declared!r}" in message
     assert f'"dimension_separator": {written!r}' in message
+
+
+async def test_recording_axes_into_a_damaged_zattrs_is_refused_not_a_rewrite_that_drops_it(
+    tmp_path,
+):
+    """An unparsable .zattrs was read as {} and rewritten with the new members alone."""
+    path = tmp_path / "a.zarr"
+    await ba.create_source(path, shape=(4, 4), dtype="uint8", chunks=(2, 2))
+    (path / ".zattrs").write_text('{"custom": 1, "cut sh')
+    with pytest.raises(ba.SourceError, match="not a JSON object"):
+        await ba.create_source(
+            path, shape=(4, 4), dtype="uint8", chunks=(2, 2), exist_ok=True, voxel_size=(2, 3)
+        )
+    assert (path / ".zattrs").read_text() == '{"custom": 1, "cut sh'
