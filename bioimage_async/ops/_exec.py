@@ -11,10 +11,13 @@ import numpy as np
 from ..errors import InvalidArgumentError, RunLockedError
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
+from ..runners.base import Runner
+from ..runners.distributed import DistributedRunner
 from ..runners.files import LocalFiles
-from ..runners.lease import Lease, holder_text
+from ..runners.lease import RUN_FOLDER, Lease, holder_text
 from ..runners.options import ExecKwargs, ExecOptions
 from ..runners.registry import load_runner_backends, runner_backend
+from ..runners.run import Run
 from ..sources.base import Source
 from ..sources.numpy_source import NumpySource
 
@@ -80,7 +83,9 @@ def check_task(task: BlockTask, options: ExecOptions) -> None:
 
 
 def output_lease(task: BlockTask, options: ExecOptions) -> Lease | None:
-    """The record that marks the output as being written by this run (see ``Lease``)."""
+    """The record that marks the output as being written by this run (see ``Lease``). A resume
+    joins the hold of the run it resumes, if that run was left running (it checks the run's
+    tasks itself)."""
     path = task.output.writer_lock_path() if options.output_lock else None
     if path is None:
         return None
@@ -89,17 +94,66 @@ def output_lease(task: BlockTask, options: ExecOptions) -> Lease | None:
     def refuse(holder: dict[str, Any]) -> Exception:
         return RunLockedError(
             f"{output} is being written by another run ({holder_text(holder)}); a second run "
-            "into it at the same time would leave a per-chunk mix of both. Wait for that run, "
-            "or pass output_lock=False if the two runs write disjoint, chunk-aligned regions"
+            "into it at the same time would leave a per-chunk mix of both. "
+            f"{wait_advice(holder)}, or pass output_lock=False if the two runs write disjoint, "
+            "chunk-aligned regions"
         )
 
-    return Lease(LocalFiles(), path, refuse)
+    return Lease(LocalFiles(), path, refuse, joins=options.resume_from)
+
+
+def wait_advice(holder: dict[str, Any]) -> str:
+    """How to wait for the holder or stop it: a run left running has no process to stop."""
+    folder = holder.get(RUN_FOLDER)
+    if folder is None:
+        return "Wait for that run"
+    return (
+        f"Wait for it (await (await ba.attach({folder!r})).wait(), or bioimage-async status "
+        f"{folder}) or stop it (bioimage-async cancel {folder})"
+    )
+
+
+async def take_output_lease(task: BlockTask, options: ExecOptions) -> Lease | None:
+    """The output's lease, held; None without one (no lock, or a folder we cannot write)."""
+    lease = output_lease(task, options)
+    if lease is None:
+        return None
+    try:
+        return await lease.acquire()
+    except OSError as error:  # a folder we cannot write a record into: run unguarded
+        logger.warning("cannot mark %s as being written (%s)", task.output.describe(), error)
+        return None
+
+
+def left_running(runner: Runner) -> Run | None:
+    """The run this call left going without its driver (``wait=False``, or a wait cancelled
+    with ``detach_on_cancel``); other runners run in this process and leave nothing."""
+    return runner.detached if isinstance(runner, DistributedRunner) else None
+
+
+async def leave_output(lease: Lease, run: Run | None, *, ended: bool) -> None:
+    """Hand the output's lease to a run left running (its workers keep it), else release it;
+    ``ended``: the runner returned, so a joined run hold ended here (a completed resume)."""
+    if run is not None:
+        try:
+            await lease.hand_over(run.tmp_folder, job_type=run.backend.name)
+            return
+        except OSError as error:
+            logger.warning(
+                "cannot hand the lock of the output over to the run %s (%s): the output is "
+                "not marked as being written while it runs",
+                run.tmp_folder,
+                error,
+            )
+    await lease.release(run_ended=ended)
 
 
 async def run_task(task: BlockTask, options: ExecOptions) -> Any:
     """Hand a validated task to the runner of ``options.job_type``, holding the output's lease
-    while this process drives the run (a detached run, ``wait=False``, releases it once it is
-    submitted)."""
+    while this process drives the run. A run left running (``wait=False``, a wait cancelled with
+    ``detach_on_cancel``) takes the lease over: its workers keep it until they end.
+
+    Cancellation: the hand-over or release is shielded, then the cancel goes on."""
     check_task(task, options)
     task.casting = options.casting
     backend = runner_backend(options.job_type)
@@ -107,18 +161,15 @@ async def run_task(task: BlockTask, options: ExecOptions) -> Any:
     runner = backend.runner(options.job_config)
     stats = options.stats if options.stats is not None else RunStats(name=task.name)
     stats.name = task.name
-    lease = output_lease(task, options)
-    if lease is not None:
-        try:
-            await lease.acquire()
-        except OSError as error:  # a folder we cannot write a record into: run unguarded
-            logger.warning("cannot mark %s as being written (%s)", task.output.describe(), error)
-            lease = None
+    lease = await take_output_lease(task, options)
+    ended = False
     try:
-        return await runner.run(task, options, stats)
+        result = await runner.run(task, options, stats)
+        ended = True
+        return result
     finally:
         if lease is not None:
-            await asyncio.shield(lease.release())
+            await asyncio.shield(leave_output(lease, left_running(runner), ended=ended))
 
 
 def finish(result: Any, options: ExecOptions, output: Any, array: np.ndarray | None) -> OpResult:

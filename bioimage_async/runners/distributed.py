@@ -18,6 +18,7 @@ from typing import Any
 
 from ..blocking.safety import WritePlan, plan_writes
 from ..context import run_blocking
+from ..pipeline.progress import ProgressArg
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .base import Runner
@@ -34,11 +35,15 @@ logger = logging.getLogger("bioimage_async")
 
 class DistributedRunner(Runner):
     """Runs a BlockTask as worker processes that talk through a run folder; the backend
-    (subprocess, slurm, ...) says where the folder lives and how tasks start."""
+    (subprocess, slurm, ...) says where the folder lives and how tasks start.
+
+    ``detached`` is the run the last ``run`` left going without waiting for it (``wait=False``,
+    or a wait cancelled with ``detach_on_cancel``): its caller hands it the output's lease."""
 
     def __init__(self, config: RunnerConfig, backend: RunnerBackend) -> None:
         super().__init__(config)
         self.backend = backend
+        self.detached: Run | None = None
 
     async def connect(self) -> tuple[RunFiles, Launcher]:
         """Where the run folder lives and how tasks start (local, or over one SSH connection)."""
@@ -73,7 +78,14 @@ class DistributedRunner(Runner):
                 folder = await RunFolder.open(files, resume_from)
                 await folder.check_payload(task)
                 lease = await folder.lease().acquire()
-                previous = Run(folder, launcher, self.config, self.backend, result=task.output)
+                previous = Run(
+                    folder,
+                    launcher,
+                    self.config,
+                    self.backend,
+                    result=task.output,
+                    detach_on_cancel=detach_on_cancel,
+                )
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
@@ -81,7 +93,7 @@ class DistributedRunner(Runner):
                         resume_from,
                         previous.job_ids,
                     )
-                    return await previous.wait(progress) if wait else previous
+                    return await self._wait_or_detach(previous, wait, progress)
                 missing = await folder.missing_blocks()
                 await folder.clear_cancel()
             else:
@@ -125,17 +137,33 @@ class DistributedRunner(Runner):
                 await _record_or_stop(folder, launcher, job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
             stats.blocks_total = folder.manifest.requested_count()
-            if not wait:
-                return run
+            if not tasks and not wait:
+                return run  # nothing submitted: nothing goes on
             try:
-                return await run.wait(progress)
+                return await self._wait_or_detach(run, wait, progress)
             finally:
-                stats.wall_s = time.perf_counter() - started
+                if wait:
+                    stats.wall_s = time.perf_counter() - started
         finally:
             if lease is not None:
                 await asyncio.shield(lease.release())
             if wait:
                 await launcher.close()
+
+    async def _wait_or_detach(self, run: Run, wait: bool, progress: ProgressArg) -> Any:
+        """Wait for ``run``, or return it to run on (``wait=False``); ``detached`` records a run
+        left going, also when the wait is cancelled with ``detach_on_cancel``.
+
+        Cancellation: as ``Run.wait`` (its jobs are stopped unless ``detach_on_cancel``)."""
+        if not wait:
+            self.detached = run
+            return run
+        try:
+            return await run.wait(progress)
+        except asyncio.CancelledError:
+            if run.detach_on_cancel:
+                self.detached = run
+            raise
 
     def _plan_tasks(
         self, plan: WritePlan, ids: Sequence[int] | None, num_workers: int

@@ -7,6 +7,15 @@ holder runs on this host and its process still exists with the same start time, 
 on another host (whose processes we cannot see), when it was touched within ``STALE_AFTER``
 seconds.
 
+A run left running without its driver (``wait=False``, or a wait cancelled with
+``detach_on_cancel``) holds the lease in place of the driver: a *run holder* names its run folder
+instead of a pid. It is live while a task of the run is pending or running: not once every task
+of its latest attempt has a sentinel (when its run folder can be read here), so a new run right
+after it finishes is not refused; as its scheduler says, asked on the host that submitted it;
+elsewhere while its workers, which touch the lease as they run, touched it within
+``STALE_AFTER`` seconds. A resume of that run folder joins the hold instead of being
+refused (the resume checks the run's tasks itself).
+
 A dead holder's lease is broken under a claim: a small file named after the stale lease's token,
 created exclusively, so one breaker at a time reads the lease and removes it if it is still the
 stale one. Without the claim, a breaker that had read the stale lease could remove the live
@@ -26,9 +35,13 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .files import RunFiles
+from ..errors import RunLockedError
+from .files import LocalFiles, RunFiles
+
+if TYPE_CHECKING:
+    from .protocol import RunFolder
 
 HEARTBEAT = 10.0
 STALE_AFTER = 60.0
@@ -38,6 +51,8 @@ BREAK_SLOTS = 4
 #: (a break takes a few round trips; a breaker hung longer is left and judged again).
 BREAK_POLL = 0.01
 BREAK_WAIT_MAX = 10.0
+#: The key that makes a lease record a run holder: the run folder whose workers hold it.
+RUN_FOLDER = "run_folder"
 
 
 def process_start_time(pid: int) -> str | None:
@@ -64,18 +79,113 @@ def this_holder(**extra: Any) -> dict[str, Any]:
     }
 
 
+def run_holder(holder: dict[str, Any], run_folder: str, **extra: Any) -> dict[str, Any]:
+    """The record of a run left running: ``holder``'s token, held by the run folder's workers."""
+    return {
+        RUN_FOLDER: run_folder,
+        "host": holder.get("host"),
+        "token": holder.get("token"),
+        "since": time.time(),
+        **extra,
+    }
+
+
+def holds_run(holder: dict[str, Any], run_folder: str | None) -> bool:
+    """Whether ``holder`` is the run holder of ``run_folder`` (paths compared normalised)."""
+    held = holder.get(RUN_FOLDER)
+    if not isinstance(held, str) or run_folder is None:
+        return False
+    return os.path.normpath(held) == os.path.normpath(run_folder)
+
+
 def holder_text(holder: dict[str, Any]) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", 0))))
+    if RUN_FOLDER in holder:
+        return (
+            f"the {holder.get('job_type', 'distributed')} run {holder[RUN_FOLDER]}, left running "
+            f"by its driver on {holder.get('host')} (since {since})"
+        )
     return f"pid {holder.get('pid')} on {holder.get('host')} (since {since})"
 
 
 async def holder_alive(files: RunFiles, path: str, holder: dict[str, Any]) -> bool:
+    if RUN_FOLDER in holder:
+        return await run_holder_alive(files, path, holder)
     if holder.get("host") == socket.gethostname():
         pid = int(holder.get("pid", -1))
         started = process_start_time(pid) if pid > 0 else None
         return started is not None and started == holder.get("pid_start")
     touched = await files.mtime(path)
     return touched is not None and time.time() - touched < STALE_AFTER
+
+
+async def run_holder_alive(files: RunFiles, path: str, holder: dict[str, Any]) -> bool:
+    """A run left running is alive while a task of it is pending or running. Its run folder,
+    where readable here, says when every task ended (sentinels), and on the host that
+    submitted it the scheduler is asked (a slurm task pending in the queue touches nothing);
+    else its workers' touches tell: alive while touched within ``STALE_AFTER`` seconds."""
+    on_submit_host = holder.get("host") == socket.gethostname()
+    known = await run_known_alive(str(holder[RUN_FOLDER]), on_submit_host)
+    if known is not None:
+        return known
+    touched = await files.mtime(path)
+    return touched is not None and time.time() - touched < STALE_AFTER
+
+
+async def run_known_alive(path: str, ask_scheduler: bool) -> bool | None:
+    """False once every task of the run's latest attempt has a sentinel; else what its
+    scheduler says, if asked; None when the folder cannot be read here (on a cluster, gone)."""
+    from .protocol import RunFolder  # protocol uses leases: imported when first needed
+
+    try:
+        folder = await RunFolder.open(LocalFiles(), path)
+        succeeded, failed = await folder.sentinels()
+        attempt = latest_attempt(folder.manifest.attempts)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if attempt is None or set(attempt_tasks(attempt)) <= succeeded | failed:
+        return False
+    return (
+        await scheduler_says_alive(folder, str(attempt.get("job_type"))) if ask_scheduler else None
+    )
+
+
+async def scheduler_says_alive(folder: RunFolder, job_type: str) -> bool | None:
+    """``Run.alive`` of ``folder``, asked of ``job_type``'s backend with its
+    default config; None where that cannot be asked here (an unregistered backend, a config
+    that reaches another machine, a failed query)."""
+    from .registry import load_runner_backends, runner_backend
+    from .run import Run
+
+    try:
+        await load_runner_backends()
+        backend = runner_backend(job_type)
+        config = backend.config(None)
+        if not backend.distributed or backend.remote_folders(config):
+            return None
+        _, launcher = await backend.connect(config)
+    except Exception:  # noqa: BLE001 - unknown here: the workers' touches decide
+        return None
+    try:
+        return await Run(folder, launcher, config, backend).alive()
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    finally:
+        await launcher.close()
+
+
+def latest_attempt(attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest attempt that has tasks: earlier ones were judged gone when it was submitted,
+    and an attempt of a local resume has none (its driver holds the lease)."""
+    for attempt in reversed(attempts):
+        if len(attempt_tasks(attempt)):
+            return attempt
+    return None
+
+
+def attempt_tasks(attempt: dict[str, Any]) -> range:
+    start, stop = (int(i) for i in attempt.get("task_ids", (0, 0)))
+    return range(start, stop)
 
 
 async def read_record(files: RunFiles, path: str) -> dict[str, Any] | None:
@@ -99,19 +209,26 @@ def claim_path(path: str, stale: dict[str, Any], slot: int) -> str:
 
 
 class Lease:
-    """One lease file; ``acquire`` raises what ``refuse(holder)`` returns while a live process
-    holds it, and breaks it once that process is gone."""
+    """One lease file; ``acquire`` raises what ``refuse(holder)`` returns while a live holder
+    has it, and breaks it once that holder is gone.
+
+    ``joins`` names a run folder: a live run holder of that folder is joined (touched while this
+    process runs) instead of refused, for a resume of that run, which checks its tasks itself."""
 
     def __init__(
         self,
         files: RunFiles,
         path: str,
-        refuse: Callable[[dict[str, Any]], Exception],
+        refuse: Callable[[dict[str, Any]], Exception] | None = None,
+        *,
+        joins: str | None = None,
         **extra: Any,
     ) -> None:
         self.files = files
         self.path = path
         self.refuse = refuse
+        self.joins = joins
+        self.joined = False
         self.holder = this_holder(**extra)
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -125,24 +242,34 @@ class Lease:
             if holder is None:
                 continue  # released between our two calls: try again
             if await holder_alive(self.files, self.path, holder):
-                raise self.refuse(holder)
+                if holds_run(holder, self.joins):
+                    self.joined = True
+                    self._heartbeat = asyncio.ensure_future(self._beat())
+                    return self
+                raise self._refusal(holder)
             await self._break(holder)
-        raise self.refuse(await self.read() or {})
+        raise self._refusal(await self.read() or {})
+
+    def _refusal(self, holder: dict[str, Any]) -> Exception:
+        if self.refuse is not None:
+            return self.refuse(holder)
+        return RunLockedError(f"{self.path} is held by {holder_text(holder)}")
 
     async def read(self) -> dict[str, Any] | None:
         return await read_record(self.files, self.path)
 
-    async def _break(self, stale: dict[str, Any]) -> None:
+    async def _break(self, stale: dict[str, Any], *, ended: bool = False) -> None:
         """Remove a dead holder's lease under its claim, unless someone replaced it meanwhile.
         Returns without breaking while another live breaker holds the claim: ``acquire``
-        then tries the lease again."""
+        then tries the lease again. ``ended``: ``stale`` is a run holder whose run ended, to be
+        removed however recently it was touched."""
         data = json.dumps(self.holder).encode()
         for slot in range(BREAK_SLOTS):
             claim = claim_path(self.path, stale, slot)
             if await self.files.create_exclusive(claim, data):
                 removed = False
                 try:
-                    removed = await self._remove_if_stale(stale)
+                    removed = await self._remove_if_stale(stale, ended)
                 finally:
                     await self._remove_claims(stale, 0 if removed else slot, slot)
                 return
@@ -161,14 +288,16 @@ class Lease:
         while await self.files.exists(claim) and loop.time() < deadline:
             await asyncio.sleep(BREAK_POLL)
 
-    async def _remove_if_stale(self, stale: dict[str, Any]) -> bool:
+    async def _remove_if_stale(self, stale: dict[str, Any], ended: bool = False) -> bool:
         """Holding the claim: only a holder of the same claim could remove the stale lease
         between this read and the removal, so a token match here is still true there."""
         current = await self.read()
         if current is None or current.get("token") != stale.get("token"):
             return False  # broken and taken again meanwhile
-        if await holder_alive(self.files, self.path, current):  # e.g. a fresh torn record
-            return False
+        if current.get(RUN_FOLDER) != stale.get(RUN_FOLDER):
+            return False  # handed over to a run since it was read
+        if not ended and await holder_alive(self.files, self.path, current):
+            return False  # e.g. a fresh torn record
         await self.files.remove(self.path)
         return True
 
@@ -188,15 +317,48 @@ class Lease:
                 with contextlib.suppress(OSError):
                     await self.files.touch(self.path)
 
-    async def release(self) -> None:
+    async def _stop_heartbeat(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+
+    async def hand_over(self, run_folder: str, **extra: Any) -> None:
+        """Leave the lease to a run that goes on without this process: the record becomes the
+        run holder of ``run_folder`` (same token), kept live by the run's workers. A joined
+        hold is that run's already. Raises OSError when the record cannot be rewritten."""
+        await self._stop_heartbeat()
+        if self.joined:
+            return
         current = await self.read()
-        if current is not None and current.get("token") == self.holder["token"]:
+        if current is None or current.get("token") != self.holder["token"]:
+            return  # not ours any more: nothing to hand over
+        record = run_holder(self.holder, run_folder, **extra)
+        await self.files.write_bytes(self.path, json.dumps(record).encode())
+
+    async def release(self, *, run_ended: bool = False) -> None:
+        """Remove the lease while it is this process's hold. A joined run hold stays the run's,
+        unless ``run_ended``: the run finished in this process (a resume that completed it)."""
+        await self._stop_heartbeat()
+        if self.joined:
+            if run_ended and self.joins is not None:
+                await self.end_run(self.joins)
+            return
+        current = await self.read()
+        if (
+            current is not None
+            and current.get("token") == self.holder["token"]
+            and RUN_FOLDER not in current  # handed over: the run's now
+        ):
             await self.files.remove(self.path)
+
+    async def end_run(self, run_folder: str) -> None:
+        """Remove the lease if it is the run holder of ``run_folder``, whose tasks all ended:
+        under a claim, as a break, so that a lease another run took meanwhile stays."""
+        holder = await self.read()
+        if holder is not None and holds_run(holder, run_folder):
+            await self._break(holder, ended=True)
 
     async def __aenter__(self) -> Lease:
         return await self.acquire()

@@ -6,6 +6,9 @@ progress folder, plus one scheduler query, per poll. A task the scheduler report
 COMPLETED task whose sentinel is not visible yet (NFS attribute caches) is waited for up to
 ``latency_wait`` seconds. Whatever happens, the missing blocks are read from the progress logs,
 so the RunnerError names exactly the blocks that have no done record.
+
+A run left running holds its output's lease (see ``lease``); a wait that sees every task end, and
+a cancel that saw them go, remove that hold, so the next run into the output starts at once.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Any
 from ..errors import RunnerError, RunTimeoutError
 from ..pipeline.progress import Progress, ProgressArg
 from ..pipeline.stats import RunStats
+from ..sources.base import Source
 from .config import RunnerConfig
+from .files import LocalFiles
 from .launcher import TERMINAL_FAILURES, Launcher, TaskState
+from .lease import Lease
 from .protocol import RunFolder
 from .registry import RunnerBackend
 
@@ -110,6 +116,21 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.name!r} jobs={self.job_ids} tmp_folder={self.tmp_folder!r}>"
 
+    def output_lease_path(self) -> str | None:
+        """Where the output's lease lives (a local file), when the output is known here."""
+        return self.result.writer_lock_path() if isinstance(self.result, Source) else None
+
+    async def _end_output_hold(self) -> None:
+        """Every task ended: remove the output's lease if this run still holds it (a run left
+        running, ``wait=False``); a driver's own lease is its driver's to release."""
+        path = self.output_lease_path()
+        if path is None:
+            return
+        try:
+            await Lease(LocalFiles(), path).end_run(self.tmp_folder)
+        except OSError as error:  # it goes stale once no worker touches it
+            logger.warning("could not unlock the output of %s: %s", self.tmp_folder, error)
+
     def attach_hint(self) -> str:
         return (
             f"the run goes on; pick it up again with: await ba.attach({self.tmp_folder!r}) "
@@ -173,6 +194,7 @@ class Run:
                     self.tmp_folder,
                 )
             raise
+        await asyncio.shield(self._end_output_hold())
         await self._finish(dead)
         return self.result
 
@@ -341,6 +363,7 @@ class Run:
                     f"tasks of {self.job_ids} still alive {timeout}s after cancel"
                 )
             await asyncio.sleep(self.config.poll_interval)
+        await self._end_output_hold()
 
     async def close(self) -> None:
         await self.launcher.close()

@@ -4,16 +4,22 @@ Runs each task's blocks through the same ``execute_block`` as local runs, append
 line per finished block, and ends each task with a ``.success`` or ``.failed`` sentinel. It
 refuses a payload written by another Python minor version or package version. Imports stay lean
 (no scipy at start-up): per-task start-up cost is paid by every slurm array task.
+
+While a task runs, a daemon thread touches the output's lease when it names this run folder: a run
+left running by its driver (``wait=False``) holds the output through these touches (see ``lease``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
@@ -75,6 +81,48 @@ def _open_progress_log(progress_path: str) -> int:
     return fd
 
 
+def _touch_if_held(lease_path: str, folder: str) -> None:
+    """Touch the output's lease if its record is this run's hold; errors are ignored (no file:
+    the lease was released or broken; another record: not ours to keep alive)."""
+    from .lease import holds_run
+
+    try:
+        with open(lease_path) as handle:
+            record = json.load(handle)
+        if isinstance(record, dict) and holds_run(record, folder):
+            os.utime(lease_path)
+    except (OSError, ValueError):
+        pass
+
+
+def _keep_touching(lease_path: str, folder: str, stop: threading.Event, every: float) -> None:
+    while True:
+        _touch_if_held(lease_path, folder)
+        if stop.wait(every):
+            return
+
+
+@contextlib.contextmanager
+def holding_output(
+    lease_path: str | None, folder: str, every: float | None = None
+) -> Iterator[None]:
+    """Touch the output's lease every ``every`` s (``lease.HEARTBEAT``) from a daemon thread
+    while the task's blocks run, so that the run's hold stays live while its workers write."""
+    if lease_path is None:
+        yield
+        return
+    from .lease import HEARTBEAT
+
+    stop = threading.Event()
+    args = (lease_path, folder, stop, HEARTBEAT if every is None else every)
+    thread = threading.Thread(target=_keep_touching, args=args, daemon=True, name="lease-touch")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def _threaded_compute(task: BlockTask, busy: set[int]) -> Compute:
     """The kernel in the blocking thread pool (as ``threaded_compute``), keeping in ``busy``
     the blocks a thread is computing: a block that timed out while its thread goes on is not
@@ -133,6 +181,7 @@ async def run_task(folder: str, task_id: int) -> int:
         )
         with open(os.path.join(folder, "tasks", f"{task_id}.json")) as handle:
             groups: list[list[int]] = json.load(handle)
+        lease_path = task.output.writer_lock_path()
     except (Exception, SystemExit):  # noqa: BLE001 - any setup failure is this task's failure
         error = traceback.format_exc()
         _write_sentinel(folder, task_id, "failed", {"error": error, "failed": None})
@@ -159,19 +208,20 @@ async def run_task(folder: str, task_id: int) -> int:
     in_flight = 4 if cost == "none" else 2
     buffers = input_buffers(task, in_flight, WORKER_BUFFER_BYTES)  # as in local runs
     try:
-        outcome = await run_blocks(
-            todo,
-            lambda block_id: execute_block(task, block_id, compute, stats, buffers),
-            total=total,
-            in_flight=in_flight,
-            progress=False,
-            stats=stats,
-            name=f"{task.name} task {task_id}",
-            on_done=mark,
-            retries=payload.retries,
-            block_timeout=payload.block_timeout,
-            still_running=computing.__contains__,
-        )
+        with holding_output(lease_path, folder):
+            outcome = await run_blocks(
+                todo,
+                lambda block_id: execute_block(task, block_id, compute, stats, buffers),
+                total=total,
+                in_flight=in_flight,
+                progress=False,
+                stats=stats,
+                name=f"{task.name} task {task_id}",
+                on_done=mark,
+                retries=payload.retries,
+                block_timeout=payload.block_timeout,
+                still_running=computing.__contains__,
+            )
     finally:
         os.close(fd)
     summary = {
