@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.add_argument(
         "--method",
-        choices=("mode", "mean", "min", "max"),
-        help="reduce each window instead of resampling, e.g. --method mode for labels",
+        choices=("mode", "mean", "min", "max", "stride"),
+        help="reduce each window instead of resampling, e.g. --method mode for labels "
+        "(stride: each window's first voxel)",
     )
     down.add_argument(
         "--order",
