@@ -22,67 +22,13 @@ from bioimage_async.runners.files import LocalFiles
 from bioimage_async.runners.lease import STALE_AFTER, Lease
 from bioimage_async.runners.worker import _touch_if_held, holding_output
 
-from .blockfns import append_line
-
-SHAPE, BLOCK = (32, 32, 64), (16, 16, 16)  # 16 blocks
-
-
-def gated_invert(gate: str, counts: str, one_through: str = ""):
-    """255 - block; in a run's worker process only once ``gate`` is gone (local runs pass at
-    once), except the first call that creates ``one_through``: its block finishes, so a waiting
-    driver reports progress. Each call appends a line to ``counts``."""
-
-    def fn(block: np.ndarray) -> np.ndarray:
-        in_run_worker = sys.argv[0].endswith(os.path.join("runners", "worker.py"))
-        if in_run_worker and not first_through(one_through):
-            while os.path.exists(gate):
-                time.sleep(0.02)
-        append_line(counts, "1\n")
-        return 255 - block
-
-    return fn
-
-
-def first_through(marker: str) -> bool:
-    """True for the one call that creates ``marker`` (an exclusive create across processes)."""
-    if not marker:
-        return False
-    try:
-        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        return False
-    return True
+from .gated import SHAPE, calls, gated_setup
 
 
 @pytest.fixture
 async def gated(tmp_path):
     """The data, the output, a closed gate, the call count file and a map_blocks caller."""
-    data = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
-    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
-    await src.write(..., data)
-    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
-    gate, counts = tmp_path / "gate", tmp_path / "calls.txt"
-    gate.write_text("")
-    fn = gated_invert(str(gate), str(counts), str(tmp_path / "one_through"))
-    config = ba.RunnerConfig(tmp_root=str(tmp_path), poll_interval=0.05)
-
-    def run(job_type: str, **kwargs):
-        return ba.map_blocks(
-            fn,
-            src,
-            out,
-            block_shape=BLOCK,
-            job_type=job_type,
-            num_workers=2,
-            job_config=config,
-            **{"progress": False, **kwargs},
-        )
-
-    return data, out, gate, counts, run
-
-
-def calls(counts: Path) -> int:
-    return len(counts.read_text().split()) if counts.exists() else 0
+    return await gated_setup(tmp_path, one_through=True, progress=False)
 
 
 def lock_record(out: ba.Source) -> dict | None:

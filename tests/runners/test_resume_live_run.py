@@ -4,68 +4,18 @@ Real worker processes, held at a gate so that "still alive" never depends on tim
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import bioimage_async as ba
 
-from .blockfns import append_line
-
-SHAPE, BLOCK = (32, 32, 64), (16, 16, 16)  # 16 blocks
-
-
-def gated_invert(gate: str, counts: str, fail_locally: str = ""):
-    """255 - block; in a run's worker process only once ``gate`` is gone (a local run's
-    compute processes pass at once, so a wrongly accepted resume ends instead of hanging).
-    Each call appends a line to ``counts``; outside run workers, while ``fail_locally``
-    exists, a call fails instead."""
-
-    def fn(block: np.ndarray) -> np.ndarray:
-        in_run_worker = sys.argv[0].endswith(os.path.join("runners", "worker.py"))
-        if fail_locally and not in_run_worker and os.path.exists(fail_locally):
-            raise RuntimeError("failing outside run workers")
-        while in_run_worker and os.path.exists(gate):
-            time.sleep(0.02)
-        append_line(counts, "1\n")
-        return 255 - block
-
-    return fn
+from .gated import calls, gated_setup
 
 
 @pytest.fixture
 async def gated(tmp_path):
     """The data, the output, a closed gate, the call count file and a map_blocks caller."""
-    data = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
-    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
-    await src.write(..., data)
-    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
-    gate, counts = tmp_path / "gate", tmp_path / "calls.txt"
-    gate.write_text("")
-    fn = gated_invert(str(gate), str(counts), str(tmp_path / "fail_locally"))
-    config = ba.RunnerConfig(tmp_root=str(tmp_path), poll_interval=0.05)
-
-    def run(job_type: str, **kwargs):
-        return ba.map_blocks(
-            fn,
-            src,
-            out,
-            block_shape=BLOCK,
-            job_type=job_type,
-            num_workers=2,
-            job_config=config,
-            **kwargs,
-        )
-
-    return data, out, gate, counts, run
-
-
-def calls(counts: Path) -> int:
-    return len(counts.read_text().split()) if counts.exists() else 0
+    return await gated_setup(tmp_path)
 
 
 async def test_a_local_resume_of_a_subprocess_run_with_live_workers_is_refused(gated):
