@@ -13,6 +13,7 @@ presents those voxels in their stored order.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,21 +25,24 @@ from ..sources.view import ViewSource
 
 #: spec parameters that describe the handle, not the stored array
 _HANDLE_PARAMS = ("writable", "voxel_size", "unit", "axes", "location", "lock_path", "format")
-#: members of a tensorstore spec that name the stored array (the transform says which part)
-_STORED = ("driver", "kvstore", "path")
+#: members of a tensorstore spec that pick out the stored array (the transform says which part)
+_STORED = ("driver", "kvstore", "path", "scale_index", "field")
 
 Region = list[tuple[int, int]]
 
 
 @dataclass
 class Resolved:
-    """What a source looks into: ``base`` (its stored array), the ``region`` of it in the base's
-    coordinates (None: all of it, or not known), and whether the voxels come out in another
-    order or changed (``rearranged``: a transpose, a reversed axis, a threshold, a resize)."""
+    """What a source looks into: ``base`` (its stored array, or the handle on it), ``key`` (what
+    names that stored array; None: only ``base`` itself), the ``region`` of it (None: all of it,
+    or not known), ``axes`` (the stored axis each presented axis walks along, in order) and
+    ``rearranged`` (values changed or walked in steps: a threshold, a resize, a cast, a
+    reversed or strided axis)."""
 
     base: Source
     key: Any
     region: Region | None
+    axes: tuple[int, ...] | None
     rearranged: bool
 
 
@@ -52,29 +56,47 @@ def _wrapped(source: Source) -> Source | None:
 
 def resolve(source: Source) -> Resolved:
     region: Region | None = None
+    axes: list[int] | None = list(range(source.ndim))
     rearranged = False
     while True:
         if isinstance(source, ViewSource):
             region = _through_view(source, region)
+            kept = [a for a in range(source.parent.ndim) if a not in source.region.squeeze]
+            axes = None if axes is None else [kept[a] for a in axes]
             source = source.parent
             continue
         inner = _wrapped(source)
         if inner is None:
             break
-        region, rearranged, source = None, True, inner  # its voxels come out reordered/changed
+        region, axes, rearranged, source = None, None, True, inner  # reordered or changed
     spec = _spec(source)
     if spec is None or spec.get("kind") != "tensorstore":
-        return Resolved(source, _storage_key(spec), region, rearranged)
+        return Resolved(source, _storage_key(spec), region, _tuple(axes), rearranged)
     stored = dict(spec["params"].get("tensorstore") or {})
     adapter = False
     while isinstance(stored.get("base"), dict):  # cast, downsample, ...: values of its base
         stored, adapter = dict(stored["base"]), True
     transform = stored.pop("transform", None) or {}
-    key = ("tensorstore", json.dumps({k: stored.get(k) for k in _STORED}, sort_keys=True))
+    kvstore = stored.get("kvstore")
+    in_memory = isinstance(kvstore, dict) and kvstore.get("driver") == "memory"
+    if stored.get("driver") == "array" or in_memory:  # no name but the handle
+        key: Any = None
+    else:
+        named = {k: stored.get(k) for k in _STORED}
+        if isinstance(kvstore, dict) and kvstore.get("driver") == "file":  # "a.zarr/": absolute
+            absolute = os.path.abspath(str(kvstore.get("path", ""))) + "/"
+            named["kvstore"] = {**kvstore, "path": absolute}
+        key = ("tensorstore", json.dumps(named, sort_keys=True))
     if adapter:
-        return Resolved(source, key, None, True)
-    mapped, reordered = _through_transform(transform, region)
-    return Resolved(source, key, mapped, rearranged or reordered)
+        return Resolved(source, key, None, None, True)
+    mapped, outputs, stepped = _through_transform(transform, region)
+    if outputs is None or axes is None:
+        return Resolved(source, key, mapped, None, rearranged or stepped)
+    return Resolved(source, key, mapped, tuple(outputs[a] for a in axes), rearranged or stepped)
+
+
+def _tuple(axes: list[int] | None) -> tuple[int, ...] | None:
+    return None if axes is None else tuple(axes)
 
 
 def _through_view(view: ViewSource, region: Region | None) -> Region:
@@ -94,37 +116,37 @@ def _bound(value: Any) -> int:
 
 def _through_transform(
     transform: dict[str, Any], region: Region | None
-) -> tuple[Region | None, bool]:
-    """A tensorstore handle's region of its stored array, and whether it reorders voxels
-    (permuted or strided axes); (None, True) where the transform is beyond that (index
-    arrays)."""
+) -> tuple[Region | None, list[int] | None, bool]:
+    """A tensorstore handle's region of its stored array, the stored axis each of its input
+    axes maps to, and whether it walks in steps (reversed or strided axes, index arrays: then
+    the region is None)."""
     lows = [_bound(v) for v in transform.get("input_inclusive_min", [])]
     highs = [_bound(v) for v in transform.get("input_exclusive_max", [])]
     if not lows or len(lows) != len(highs):
-        return None, False
+        return None, None, False
     covered = [
         (lo + r[0], lo + r[1]) if region is not None else (lo, hi)
         for (lo, hi), r in zip(zip(lows, highs), region or [(0, 0)] * len(lows))
     ]
     outputs = transform.get("output")
     if outputs is None:  # identity: input coordinates are the stored ones
-        return covered, False
+        return covered, list(range(len(lows))), False
     mapped: Region = []
-    used: list[int] = []
-    for output in outputs:
+    output_of = [0] * len(lows)
+    for index, output in enumerate(outputs):
         offset = int(output.get("offset", 0))
         if "index_array" in output:
-            return None, True
+            return None, None, True
         if "input_dimension" not in output:  # a fixed index: one plane of that axis
             mapped.append((offset, offset + 1))
             continue
         axis, stride = int(output["input_dimension"]), int(output.get("stride", 1))
         if stride != 1:
-            return None, True  # reversed or strided: which stored voxels is not a box here
-        used.append(axis)
+            return None, None, True  # reversed or strided: which stored voxels is not a box
+        output_of[axis] = index
         lo, hi = covered[axis]
         mapped.append((offset + lo, offset + hi))
-    return mapped, used != sorted(used)
+    return mapped, output_of, False
 
 
 def _spec(source: Source) -> dict[str, Any] | None:
@@ -184,12 +206,17 @@ def same_voxels(a: Source, b: Source) -> bool:
     if isinstance(ra.base, NumpySource) and isinstance(rb.base, NumpySource):
         if not _same_layout(ra.base.array, rb.base.array):
             return False
-    whole_a = ra.region is None or _covers(ra.base, ra.region)
-    whole_b = rb.region is None or _covers(rb.base, rb.region)
-    if whole_a or whole_b:
-        return whole_a and whole_b
-    return ra.region == rb.region
+    if ra.axes != rb.axes:
+        return False
+    region_a, region_b = _full(ra), _full(rb)
+    return region_a is not None and region_a == region_b
 
 
-def _covers(base: Source, region: Region) -> bool:
-    return all(lo == 0 and hi == n for (lo, hi), n in zip(region, base.shape))
+def _full(resolved: Resolved) -> Region | None:
+    """The region of the stored array, "all of it" spelled out where the base is that array
+    (no tensorstore handle in between); None where it is not known."""
+    if resolved.region is not None:
+        return resolved.region
+    if resolved.axes is None:
+        return None
+    return [(0, n) for n in resolved.base.shape]

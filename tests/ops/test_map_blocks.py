@@ -194,3 +194,41 @@ async def test_in_place_work_through_a_numpy_view_in_another_order_is_refused(al
     np.testing.assert_array_equal(array, data)
     await ba.map_blocks(_plus_one, array, array, block_shape=(4, 4))
     np.testing.assert_array_equal(array, data + 1)
+
+
+@pytest.mark.parametrize("format", ["n5", "zarr3", "precomputed"])
+async def test_in_place_work_through_two_handles_of_one_array_runs(tmp_path, format):
+    """n5 and precomputed handles carry an axis-reversing transform: taken for a transpose,
+    two handles of one array were refused as 'seen another way'."""
+    data = np.arange(8 * 8 * 8, dtype=np.uint16).reshape(8, 8, 8)
+    path = tmp_path / f"a.{format}"
+    created = await ba.create_source(
+        path, shape=data.shape, dtype="uint16", chunks=(4, 4, 4), format=format
+    )
+    await created.write(..., data)
+    reader = await ba.open_source(path)
+    writer = await ba.open_source(path, mode="r+")
+    await ba.map_blocks(_plus_one, reader, writer, block_shape=(4, 4, 4))
+    np.testing.assert_array_equal(await writer.read(), data + 1)
+
+
+async def test_other_planes_of_one_store_are_told_apart_and_relative_paths_matched(tmp_path, monkeypatch):
+    """Plane 0 into plane 5 of one array through tensorstore handles, a relative-path handle
+    of the same array, and in-memory arrays, each told apart from (or matched to) the rest."""
+    import tensorstore as ts
+
+    data = np.arange(6 * 6 * 6, dtype=np.int32).reshape(6, 6, 6)
+    array = await ba.create_source(
+        tmp_path / "a.zarr", shape=data.shape, dtype="int32", chunks=(6, 6, 1)
+    )
+    await array.write(..., data)
+    store = array.tensorstore()
+    await ba.copy(ba.as_source(store[:, :, 0]), ba.as_source(store[:, :, 5]))
+    np.testing.assert_array_equal((await array.read())[:, :, 5], data[:, :, 0])
+    monkeypatch.chdir(tmp_path)
+    relative = await ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": "a.zarr/"}})
+    with pytest.raises(ba.InvalidArgumentError, match="halo"):
+        await ba.map_blocks(_plus_one, ba.as_source(relative), array, block_shape=(6, 6, 1), halo=1)
+    ones, zeros = ts.array(np.ones((4, 4), np.int32)), ts.array(np.zeros((4, 4), np.int32))
+    await ba.copy(ba.as_source(ones), ba.as_source(zeros))
+    np.testing.assert_array_equal(zeros.read().result(), 1)
