@@ -19,6 +19,7 @@ in the dataset folder says which folders are layers and mags.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import warnings
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..context import run_blocking
 from ..errors import (
+    BioimageAsyncError,
     FormatNotSupportedError,
     InternalPathNotFoundError,
     InvalidArgumentError,
@@ -45,6 +47,8 @@ from .indexing import Roi
 from .location import Location
 from .physical import normalize_unit, positive_sizes, voxel_centre
 from .threaded import ThreadedSource
+
+logger = logging.getLogger("bioimage_async")
 
 XYZ = tuple[int, int, int]
 
@@ -482,17 +486,35 @@ def find_dataset_folder(folder: str | os.PathLike[str]) -> DatasetFolder | None:
         return DatasetFolder(str(path), str(path), _layers(path))
     parent, grandparent = path.parent, path.parent.parent
     if parent != path and (parent / PROPERTIES_FILE).is_file():
-        layers = _layers(parent)
+        layers = _layers_around(parent, path)
         for layer in layers:
             if layer.name == path.name:
                 return DatasetFolder(str(path), str(parent), layers, layer)
     if grandparent != parent and (grandparent / PROPERTIES_FILE).is_file():
-        layers = _layers(grandparent)
+        layers = _layers_around(grandparent, path)
         for layer in layers:
             for mag, folders in zip(layer.mags, layer.mag_folders):
                 if any(_same_folder(path, f) for f in folders):
                     return DatasetFolder(str(path), str(grandparent), layers, layer, mag)
     return None
+
+
+def _layers_around(dataset: Path, folder: Path) -> tuple[LayerEntry, ...]:
+    """The layers of a dataset folder above ``folder``; none (with a warning) where its
+    properties cannot be read: a damaged file one or two levels up must not stop an unrelated
+    array from opening (``folder`` then opens by its own format, without the dataset's axes)."""
+    try:
+        return _layers(dataset)
+    except BioimageAsyncError as error:
+        logger.warning(
+            "%s is below %s, whose %s cannot be read (%s): opening it by its own format, "
+            "without the dataset's axis order or voxel size",
+            folder,
+            dataset,
+            PROPERTIES_FILE,
+            str(error).splitlines()[0][:200],
+        )
+        return ()
 
 
 def open_dataset_folder(found: DatasetFolder, *, level: int | None = None) -> WebKnossosSource:

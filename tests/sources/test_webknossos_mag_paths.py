@@ -198,3 +198,17 @@ def test_a_pyramid_of_a_mag_folder_lands_in_zyx_with_the_dataset_scale(
     assert scale["scale"] == pytest.approx(VOXEL_SIZE[::-1])
     written = zarr.open_array(str(out / level0["path"]), mode="r")[...]
     np.testing.assert_array_equal(written, _wk_zyx(dataset_path, layer, 1))
+
+
+async def test_a_damaged_properties_file_above_an_unrelated_array_does_not_stop_it(tmp_path):
+    """A damaged datasource-properties.json one level up made open_source of any array below
+    it fail; only the dataset folder itself is refused over it."""
+    (tmp_path / "datasource-properties.json").write_text('{"dataLayers": [')
+    array = await ba.create_source(
+        tmp_path / "out.zarr", shape=(8, 8), dtype="uint8", chunks=(4, 4)
+    )
+    await array.write(..., np.full((8, 8), 3, np.uint8))
+    reopened = await ba.open_source(tmp_path / "out.zarr")
+    assert (await reopened.read() == 3).all()
+    with pytest.raises(ba.SourceError, match="datasource-properties"):
+        await ba.open_source(tmp_path)
