@@ -477,16 +477,21 @@ def _local_layouts(folder: str, ndim: int, enough: set[str], limit: int) -> set[
                 if "." not in found and dotted.fullmatch(entry.name) and entry.is_file():
                     found.add(".")
                 elif "/" not in found and digits.fullmatch(entry.name) and entry.is_dir():
-                    if not _holds_metadata(entry.path):
+                    if _holds_chunks(entry.path):
                         found.add("/")
     except OSError:
         return set()
     return found
 
 
-def _holds_metadata(folder: str) -> bool:
-    names = (".zarray", ".zgroup", "zarr.json", "attributes.json")
-    return any(os.path.exists(os.path.join(folder, name)) for name in names)
+def _holds_chunks(folder: str) -> bool:
+    """Whether a digit-named folder holds nested chunk keys: something, and no node metadata
+    (an empty folder, or one holding only attributes, is no chunk row)."""
+    names = (".zarray", ".zgroup", ".zattrs", "zarr.json", "attributes.json")
+    if any(os.path.exists(os.path.join(folder, name)) for name in names):
+        return False
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)
 
 
 async def _remote_row(here: Location, separator: str, ndim: int) -> bool:

@@ -145,3 +145,16 @@ async def test_recording_axes_into_a_damaged_zattrs_is_refused_not_a_rewrite_tha
             path, shape=(4, 4), dtype="uint8", chunks=(2, 2), exist_ok=True, voxel_size=(2, 3)
         )
     assert (path / ".zattrs").read_text() == '{"custom": 1, "cut sh'
+
+
+async def test_empty_or_attribute_only_digit_folders_are_no_nested_chunks(tmp_path):
+    """An empty digit-named folder, or one holding only .zattrs, beside dotted chunks (or none
+    yet) was taken for nested chunks and the array refused."""
+    path = tmp_path / "a.zarr"
+    array = await ba.create_source(path, shape=(8, 8), dtype="uint8", chunks=(4, 4))
+    (path / "7").mkdir()
+    assert await (await ba.open_source(path)).read() is not None  # no chunk written yet
+    await array.write(..., np.full((8, 8), 5, np.uint8))
+    (path / "3").mkdir()
+    (path / "3" / ".zattrs").write_text("{}")
+    assert (await (await ba.open_source(path)).read() == 5).all()
