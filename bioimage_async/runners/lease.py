@@ -235,7 +235,7 @@ class Lease:
     async def acquire(self) -> Lease:
         data = json.dumps(self.holder).encode()
         for _ in range(5):
-            if await self.files.create_exclusive(self.path, data):
+            if await self._create(data):
                 self._heartbeat = asyncio.ensure_future(self._beat())
                 return self
             holder = await self.read()
@@ -249,6 +249,19 @@ class Lease:
                 raise self._refusal(holder)
             await self._break(holder)
         raise self._refusal(await self.read() or {})
+
+    async def _create(self, data: bytes) -> bool:
+        """The exclusive create, finished even when cancelled meanwhile: a lease file made by a
+        create that the cancel interrupted would name this live process, refusing every later
+        run of it (a web service, a notebook) until it exits. Such a file is removed."""
+        creating = asyncio.ensure_future(self.files.create_exclusive(self.path, data))
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if await creating:
+                    await self.files.remove(self.path)
+            raise
 
     def _refusal(self, holder: dict[str, Any]) -> Exception:
         if self.refuse is not None:

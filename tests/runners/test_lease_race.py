@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 
 import pytest
 
@@ -112,3 +113,41 @@ async def test_a_lock_being_written_is_live_and_not_broken(tmp_path):
     with pytest.raises(Locked):
         await Lease(LocalFiles(), str(path), refuse).acquire()
     assert path.exists()
+
+
+class SlowCreate(LocalFiles):
+    """Local files whose exclusive create lands after ``started`` is set and a pause: a cancel
+    arrives while the create runs in its thread."""
+
+    def __init__(self, started: asyncio.Event) -> None:
+        self.started = started
+
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        def create() -> bool:  # in a thread, as the real one: a cancel does not stop it
+            time.sleep(0.2)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            os.write(fd, data)
+            os.close(fd)
+            return True
+
+        self.started.set()
+        return await asyncio.get_running_loop().run_in_executor(None, create)
+
+
+async def test_a_cancel_during_the_create_leaves_no_lease_naming_this_live_process(tmp_path):
+    """The file the interrupted create made named this (live) process: every later run of it
+    was refused until it exited."""
+    lock = str(tmp_path / "lock.json")
+    started = asyncio.Event()
+    taking = asyncio.ensure_future(Lease(SlowCreate(started), lock, refuse).acquire())
+    await started.wait()
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    await asyncio.sleep(0.5)  # the create's thread has finished by now
+    assert not os.path.exists(lock)
+    lease = await Lease(LocalFiles(), lock, refuse).acquire()  # free for the next run
+    await lease.release()
