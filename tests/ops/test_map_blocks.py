@@ -212,7 +212,9 @@ async def test_in_place_work_through_two_handles_of_one_array_runs(tmp_path, for
     np.testing.assert_array_equal(await writer.read(), data + 1)
 
 
-async def test_other_planes_of_one_store_are_told_apart_and_relative_paths_matched(tmp_path, monkeypatch):
+async def test_other_planes_of_one_store_are_told_apart_and_relative_paths_matched(
+    tmp_path, monkeypatch
+):
     """Plane 0 into plane 5 of one array through tensorstore handles, a relative-path handle
     of the same array, and in-memory arrays, each told apart from (or matched to) the rest."""
     import tensorstore as ts
