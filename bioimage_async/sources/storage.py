@@ -320,6 +320,12 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
             f"no usable credentials for {what} ({where.credentials_hint()}): "
             f"{first_line(text)}. Set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
         )
+    if any(s in lowered for s in _ACCESS) and where.scheme in ("http", "https"):
+        return StorageError(  # no AWS identity is involved: say what the server did
+            f"access denied to {what}: the server refused the request ({first_line(text)}). "
+            "The URL is not public: check it in a browser, or have it served without "
+            "authentication (bioimage_async sends no credentials over http(s))"
+        )
     if any(s in lowered for s in _ACCESS):
         code = next(
             (

@@ -200,6 +200,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self._remaining: int | None = None
         wanted = self.headers.get("Range")
         path = self.translate_path(self.path)
+        if os.path.exists(os.path.join(os.path.dirname(path), ".forbidden")):
+            self.send_error(403)  # a folder marked private: what a server without access says
+            return None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", (wanted or "").strip())
         if not match or match.groups() == ("", "") or not os.path.isfile(path):
             return super().send_head()

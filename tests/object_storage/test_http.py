@@ -163,3 +163,16 @@ async def test_an_old_nested_zarr_over_http_reads_its_chunks_not_fill_values(htt
     nested_zarr_without_separator(root / "nested.zarr", data)
     remote = await ba.open_source(f"{url}/nested.zarr")
     np.testing.assert_array_equal(await remote.read(), data)
+
+
+async def test_a_refused_http_read_says_the_url_is_not_public_not_aws_settings(http_root, data):
+    """A 403 over http told the user to check AWS_ACCESS_KEY_ID and the bucket's policy."""
+    root, url = http_root
+    src = await ba.create_source(
+        root / "vol", shape=SHAPE, dtype=data.dtype, chunks=(8, 16, 16), format="zarr"
+    )
+    await src.write(..., data)
+    (root / "vol" / ".forbidden").write_text("")
+    with pytest.raises(ba.StorageError, match="not public") as refused:
+        await ba.open_source(f"{url}/vol", format="zarr")
+    assert "AWS" not in str(refused.value)
