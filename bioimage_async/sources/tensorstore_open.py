@@ -23,7 +23,7 @@ from ..errors import (
     SourceNotFoundError,
 )
 from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
-from .base import Source, SourceSpec
+from .base import Source
 from .formats import CreateRequest
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
@@ -280,10 +280,10 @@ async def open_tensorstore(
     translation = ome.translation if ome is not None else offset
     if translation is not None and len(translation) != store.ndim:
         translation = None
-    return _source(
+    return TensorStoreSource(
         store,
-        spec,
         writable=writable,
+        opened_with=spec,
         format=driver.format,
         location=str(location.join(key)) if key else str(location),
         storage=location.storage,
@@ -293,29 +293,6 @@ async def open_tensorstore(
         axes=axes,
         translation=translation,
     )
-
-
-class _SpecKeepingSource(TensorStoreSource):
-    """A tensorstore source whose spec keeps the metadata its opening needed (a nested zarr v2
-    array's separator; z5py's blosc): tensorstore's minimal spec drops it, and a worker
-    reopening from that spec would read a nested array as fill values."""
-
-    def __init__(self, store: ts.TensorStore, *, kept: dict[str, Any], **options: Any) -> None:
-        super().__init__(store, **options)
-        self._kept = kept
-
-    def to_spec(self) -> SourceSpec:
-        spec = super().to_spec()
-        tensorstore = {**spec.params["tensorstore"], **self._kept}
-        return SourceSpec(spec.kind, {**spec.params, "tensorstore": tensorstore})
-
-
-def _source(store: ts.TensorStore, spec: dict[str, Any], **options: Any) -> TensorStoreSource:
-    """The Source of an opened store; one that keeps ``spec``'s metadata where it has some."""
-    kept: dict[str, Any] = {k: spec[k] for k in ("metadata", "assume_metadata") if k in spec}
-    if not kept:
-        return TensorStoreSource(store, **options)
-    return _SpecKeepingSource(store, kept=kept, **options)
 
 
 async def ome_level(location: Location, key: str, level: int | None) -> tuple[str, Level | None]:
@@ -577,10 +554,10 @@ async def create_tensorstore(
     await driver.annotate(location, key, request)
     where = str(location.join(key)) if key else str(location)
     names = request.dimension_names
-    return _source(
+    return TensorStoreSource(
         store,
-        spec if exists else {},
         writable=True,
+        opened_with=spec if exists else None,
         format=driver.format,
         location=where,
         storage=location.storage,

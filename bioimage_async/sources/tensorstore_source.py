@@ -56,8 +56,11 @@ class TensorStoreSource(Source):
         unit: str | None = None,
         axes: str | None = None,
         translation: tuple[float, ...] | None = None,
+        opened_with: dict[str, Any] | None = None,
     ) -> None:
         self._axes = axes if axes is not None else store_axes(store)
+        #: spec members the opening needed beyond the stored metadata (``KEPT_SPEC``)
+        self._opened_with = kept_spec(opened_with or {})
         self.store = store = unlabelled(store)
         self._translation = translation
         self._raw_plans: dict[int, tuple[Source, RawCopyPlan | None]] = {}
@@ -229,6 +232,7 @@ class TensorStoreSource(Source):
     def to_spec(self) -> SourceSpec:
         spec = self.store.spec(minimal_spec=True, retain_context=False).to_json()
         spec.pop("context", None)
+        spec.update(self._opened_with)
         params: dict[str, Any] = {
             "tensorstore": spec,
             "writable": self._writable,
@@ -281,7 +285,19 @@ class TensorStoreSource(Source):
             voxel_size=None if params.get("voxel_size") is None else tuple(params["voxel_size"]),
             unit=params.get("unit"),
             axes=params.get("axes"),
+            opened_with=spec,
         )
+
+
+#: Spec members that opening an array may need and tensorstore's minimal spec drops: a nested
+#: zarr v2 array's separator and z5py's blosc metadata (``metadata``), read on trust
+#: (``assume_metadata``). A worker reopening without them would read a nested array as fill
+#: values, or be refused.
+KEPT_SPEC = ("metadata", "assume_metadata")
+
+
+def kept_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in KEPT_SPEC if k in spec}
 
 
 def _remote_location(source: Source) -> Location | None:
