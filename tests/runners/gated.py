@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,16 @@ async def gated_setup(
 
 def calls(counts: Path) -> int:
     return len(counts.read_text().split()) if counts.exists() else 0
+
+
+@contextlib.asynccontextmanager
+async def while_gated(live: ba.Run, gate: Path) -> AsyncIterator[None]:
+    """Checks on a run held at ``gate``: the run is cancelled if they fail, and the gate opens
+    either way (its workers then finish)."""
+    try:
+        yield
+    except BaseException:
+        await live.cancel()
+        raise
+    finally:
+        gate.unlink()

@@ -22,7 +22,7 @@ from bioimage_async.runners.files import LocalFiles
 from bioimage_async.runners.lease import STALE_AFTER, Lease
 from bioimage_async.runners.worker import _touch_if_held, holding_output
 
-from .gated import SHAPE, calls, gated_setup
+from .gated import SHAPE, calls, gated_setup, while_gated
 
 
 @pytest.fixture
@@ -51,18 +51,13 @@ async def until_ended(run: ba.Run) -> None:
 async def test_a_run_into_the_output_of_a_detached_run_is_refused_until_it_is_waited_for(gated):
     data, out, gate, counts, run = gated
     live = await run("subprocess", wait=False)
-    try:
+    async with while_gated(live, gate):
         assert await live.alive()
         with pytest.raises(ba.RunLockedError) as refused:
             await run("local")
         assert live.tmp_folder in str(refused.value)
         assert "ba.attach(" in str(refused.value)
         assert f"bioimage-async cancel {live.tmp_folder}" in str(refused.value)
-    except BaseException:
-        await live.cancel()
-        raise
-    finally:
-        gate.unlink()
     await live.wait()
     assert lock_record(out) is None  # the waiter ended the run's hold
     assert calls(counts) == 16  # the refused run computed nothing
@@ -74,14 +69,9 @@ async def test_a_run_into_the_output_of_a_detached_run_is_refused_until_it_is_wa
 async def test_a_detached_run_that_ended_unwaited_does_not_lock_its_output(gated):
     data, out, gate, counts, run = gated
     live = await run("subprocess", wait=False)
-    try:
+    async with while_gated(live, gate):
         record = lock_record(out)
         assert record is not None and record["run_folder"] == live.tmp_folder
-    except BaseException:
-        await live.cancel()
-        raise
-    finally:
-        gate.unlink()
     await until_ended(live)  # nobody waits: its sentinels say it ended
     await out.write(..., np.zeros(SHAPE, np.uint8))
     await run("local")

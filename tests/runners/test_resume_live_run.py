@@ -9,7 +9,7 @@ import pytest
 
 import bioimage_async as ba
 
-from .gated import calls, gated_setup
+from .gated import calls, gated_setup, while_gated
 
 
 @pytest.fixture
@@ -21,16 +21,11 @@ async def gated(tmp_path):
 async def test_a_local_resume_of_a_subprocess_run_with_live_workers_is_refused(gated):
     data, out, gate, counts, run = gated
     live = await run("subprocess", wait=False)
-    try:
+    async with while_gated(live, gate):
         assert await live.alive()
         with pytest.raises(ba.RunLockedError, match="still run") as refused:
             await run("local", resume_from=live.tmp_folder)
         assert "ba.attach" in str(refused.value)
-    except BaseException:
-        await live.cancel()
-        raise
-    finally:
-        gate.unlink()
     await live.wait()
     assert calls(counts) == 16  # each block once: the refused resume computed none
     np.testing.assert_array_equal(await out.read(), 255 - data)
@@ -50,15 +45,10 @@ async def test_a_local_resume_of_a_local_run_that_subprocess_workers_resume_is_r
     folder = failed.value.tmp_folder
     assert len(failed.value.failed_block_ids) == 16
     live = await run("subprocess", resume_from=folder, wait=False)
-    try:
+    async with while_gated(live, gate):
         assert await live.alive()
         with pytest.raises(ba.RunLockedError, match="subprocess run whose tasks still run"):
             await run("local", resume_from=folder)
-    except BaseException:
-        await live.cancel()
-        raise
-    finally:
-        gate.unlink()
     await live.wait()
     assert calls(counts) == 16  # each block once: the refused resume computed none
     np.testing.assert_array_equal(await out.read(), 255 - data)
