@@ -78,14 +78,7 @@ class DistributedRunner(Runner):
                 folder = await RunFolder.open(files, resume_from)
                 await folder.check_payload(task)
                 lease = await folder.lease().acquire()
-                previous = Run(
-                    folder,
-                    launcher,
-                    self.config,
-                    self.backend,
-                    result=task.output,
-                    detach_on_cancel=detach_on_cancel,
-                )
+                previous = self._run(folder, launcher, task, detach_on_cancel)
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
@@ -115,15 +108,7 @@ class DistributedRunner(Runner):
                 )
                 missing = ids
             tasks = await run_blocking(self._plan_tasks, plan, missing, num_workers)
-            run = Run(
-                folder,
-                launcher,
-                self.config,
-                self.backend,
-                result=task.output,
-                detach_on_cancel=detach_on_cancel,
-                stats=stats,
-            )
+            run = self._run(folder, launcher, task, detach_on_cancel, stats)
             if tasks:
                 try:
                     task_ids = await folder.add_tasks(tasks)
@@ -149,6 +134,24 @@ class DistributedRunner(Runner):
                 await asyncio.shield(lease.release())
             if wait:
                 await launcher.close()
+
+    def _run(
+        self,
+        folder: RunFolder,
+        launcher: Launcher,
+        task: BlockTask,
+        detach_on_cancel: bool,
+        stats: RunStats | None = None,
+    ) -> Run:
+        return Run(
+            folder,
+            launcher,
+            self.config,
+            self.backend,
+            result=task.output,
+            detach_on_cancel=detach_on_cancel,
+            stats=stats,
+        )
 
     async def _wait_or_detach(self, run: Run, wait: bool, progress: ProgressArg) -> Any:
         """Wait for ``run``, or return it to run on (``wait=False``); ``detached`` records a run
