@@ -156,19 +156,14 @@ class DecodedCache:
         wanted: dict[Hashable, list[Piece]] = {}
         for piece in pieces:
             wanted.setdefault(piece.key, []).append(piece)
-        waiting: list[tuple[Hashable, _Pending]] = []
-        for key, places in wanted.items():
-            segment, pending, mine = self._lookup(key)
-            if segment is None:
-                assert pending is not None
-                if not mine:
-                    waiting.append((key, pending))
-                    continue
-                if decode_into is not None and self._needed_here_only(places):
-                    if self._decode_into_claimed(key, pending, decode_into, places[0]):
-                        continue
-                segment = self._decode_claimed(key, pending, decode, places)
-            self._place(key, places, segment)
+        hits, waiting, shared, alone = self._claim(wanted, decode_into is not None)
+        for key, segment in hits:
+            self._place(key, wanted[key], segment)
+        for key, pending in shared:
+            self._place(key, wanted[key], self._decode_claimed(key, pending, decode, wanted[key]))
+        if alone[0]:
+            assert decode_into is not None
+            self._decode_alone(alone, wanted, decode, decode_into)
         for key, pending in waiting:
             pending.done.wait()
             if pending.error is not None:  # the other reader failed: try it here
@@ -176,6 +171,89 @@ class DecodedCache:
                 continue
             assert pending.value is not None
             self._place(key, wanted[key], pending.value)
+
+    def _claim(
+        self, wanted: dict[Hashable, list[Piece]], into: bool
+    ) -> tuple[
+        list[tuple[Hashable, np.ndarray]],
+        list[tuple[Hashable, _Pending]],
+        list[tuple[Hashable, _Pending]],
+        tuple[list[Hashable], _Pending],
+    ]:
+        """Under one lock: the cached segments, those others are decoding, and this read's
+        claims: one claim each for segments others may share, one for all it needs alone.
+
+        The read's own segments dominate (every segment of a block aligned to them): one lock
+        and one event for all of them instead of one each. Others wait on that claim only when
+        reads overlap (the segment is not needed here alone otherwise).
+        """
+        hits: list[tuple[Hashable, np.ndarray]] = []
+        waiting: list[tuple[Hashable, _Pending]] = []
+        shared: list[tuple[Hashable, _Pending]] = []
+        alone: list[Hashable] = []
+        batch = _Pending()
+        with self._lock:
+            for key, places in wanted.items():
+                segment = self._entries.get(key)
+                if segment is not None:
+                    self._entries.move_to_end(key)
+                    self.hit_count += 1
+                    hits.append((key, segment))
+                    continue
+                pending = self._pending.get(key)
+                if pending is not None:
+                    waiting.append((key, pending))
+                    continue
+                if not self.overlapping and key in self._used_up:
+                    self.overlapping = True  # read again after reads took it whole: reads overlap
+                    self._used_up.clear()
+                    self._untaken.clear()
+                if into and self._needed_here_only(places):
+                    self._pending[key] = batch
+                    alone.append(key)
+                else:
+                    pending = self._pending[key] = _Pending()
+                    shared.append((key, pending))
+        return hits, waiting, shared, (alone, batch)
+
+    def _decode_alone(
+        self,
+        claim: tuple[list[Hashable], _Pending],
+        wanted: dict[Hashable, list[Piece]],
+        decode: Decode,
+        decode_into: DecodeInto,
+    ) -> None:
+        """Decode the segments this read alone takes whole, without keeping them: straight
+        into the read's array where a segment fills a contiguous part of it, else through
+        this thread's scratch buffer (or, for a segment ``decode_into`` cannot do, a new
+        array). The claim ends once all are placed; a failure ends it for every segment
+        left, whose waiters then decode them themselves."""
+        keys, batch = claim
+        done = 0
+        try:
+            for key in keys:
+                piece = wanted[key][0]
+                target = piece.whole_target()
+                if target is not None:
+                    if decode_into(key, target) is None:
+                        piece.place(decode(key))
+                else:
+                    segment = decode_into(key, self._scratch(piece))
+                    piece.place(segment if segment is not None else decode(key))
+                done += 1
+        except BaseException as error:
+            batch.error = error
+            raise
+        finally:
+            with self._lock:
+                for key in keys:
+                    del self._pending[key]
+                for key in keys[:done]:
+                    self._remember_used_up(key)  # taken whole: a read of it again means overlap
+                self.decode_count += done
+            if batch.error is None:
+                batch.error = _DecodedInPlace()  # not shared: waiters decode it themselves
+            batch.done.set()
 
     def _place(self, key: Hashable, places: list[Piece], segment: np.ndarray) -> None:
         taken = sum(piece.place(segment) for piece in places)
@@ -189,24 +267,6 @@ class DecodedCache:
             del self._untaken[key]  # every value taken: no read without overlap needs it again
             self.nbytes -= self._entries.pop(key).nbytes
             self._remember_used_up(key)
-
-    def _lookup(self, key: Hashable) -> tuple[np.ndarray | None, _Pending | None, bool]:
-        """(cached segment, None, False), (None, someone's decode, False) or (None, claim, True)."""
-        with self._lock:
-            segment = self._entries.get(key)
-            if segment is not None:
-                self._entries.move_to_end(key)
-                self.hit_count += 1
-                return segment, None, False
-            pending = self._pending.get(key)
-            if pending is not None:
-                return None, pending, False
-            if not self.overlapping and key in self._used_up:
-                self.overlapping = True  # read again after reads took it whole: reads overlap
-                self._used_up.clear()
-                self._untaken.clear()
-            pending = self._pending[key] = _Pending()
-            return None, pending, True
 
     def _decode_claimed(
         self, key: Hashable, pending: _Pending, decode: Decode, places: list[Piece]
@@ -251,31 +311,6 @@ class DecodedCache:
         if buffer is None or buffer.nbytes < nbytes:
             buffer = self._local.scratch = np.empty(nbytes, np.uint8)
         return buffer[:nbytes].view(dtype)
-
-    def _decode_into_claimed(
-        self, key: Hashable, pending: _Pending, decode_into: DecodeInto, piece: Piece
-    ) -> bool:
-        target = piece.whole_target()
-        try:
-            if target is not None:
-                done = decode_into(key, target) is not None
-            else:
-                segment = decode_into(key, self._scratch(piece))
-                done = segment is not None
-                if segment is not None:
-                    piece.place(segment)
-        except BaseException as error:
-            self._abandon(key, pending, error)
-            raise
-        if not done:
-            return False  # still claimed: decoded the usual way next
-        with self._lock:
-            del self._pending[key]
-            self.decode_count += 1
-            self._remember_used_up(key)  # taken whole: a read of it again means overlap
-        pending.error = _DecodedInPlace()
-        pending.done.set()
-        return True
 
     def _remember_used_up(self, key: Hashable) -> None:
         self._used_up[key] = None

@@ -333,3 +333,51 @@ def test_a_reader_waiting_on_a_segment_decoded_into_another_read_decodes_it_itse
     second.join(10)
     assert (first_out == 8).all() and (second_out == 8).all()
     assert decoded == [8] and cache.overlapping
+
+
+def test_a_direct_decode_failing_mid_read_releases_every_claim_of_that_read() -> None:
+    """A read claims all the segments it takes whole at once; when one of them fails, the
+    segments decoded before it count, and the rest are free again: a reader that waited on one
+    of them decodes it itself, and a later read of the failed one decodes it anew."""
+    cache = DecodedCache()
+    started, release = threading.Event(), threading.Event()
+
+    def decode_into(key, target):
+        if key == 2 and threading.current_thread().name == "first":
+            started.set()
+            assert release.wait(10)
+            raise OSError("disk went away")
+        target[...] = key
+        return target
+
+    errors: list[BaseException] = []
+    first_out = [np.zeros(100, np.uint8) for _ in range(3)]
+
+    def first_reader() -> None:
+        try:
+            cache.fill(
+                [whole(k, out) for k, out in zip([1, 2, 3], first_out)], segment, decode_into
+            )
+        except OSError as error:
+            errors.append(error)
+
+    first = threading.Thread(target=first_reader, name="first")
+    first.start()
+    assert started.wait(10)
+    waiter_out = np.zeros(100, np.uint8)
+    waiter = threading.Thread(
+        target=cache.fill, args=([whole(3, waiter_out)], segment, decode_into), name="second"
+    )
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # segment 3 is claimed by the first read: it waits
+    release.set()
+    first.join(10)
+    waiter.join(10)
+    assert [str(e) for e in errors] == ["disk went away"]
+    assert (first_out[0] == 1).all() and (first_out[2] == 0).all()  # stopped at segment 2
+    assert (waiter_out == 3).all()
+    again = np.zeros(100, np.uint8)
+    cache.fill([whole(2, again)], segment, decode_into)
+    assert (again == 2).all()
+    assert cache.decode_count == 3  # 1 by the first read, 3 by the waiter, 2 by the last read
