@@ -156,13 +156,12 @@ class DecodedCache:
         wanted: dict[Hashable, list[Piece]] = {}
         for piece in pieces:
             wanted.setdefault(piece.key, []).append(piece)
-        hits, waiting, shared, alone = self._claim(wanted, decode_into is not None)
+        hits, waiting, shared, alone = self._claim(wanted)
         for key, segment in hits:
             self._place(key, wanted[key], segment)
         for key, pending in shared:
             self._place(key, wanted[key], self._decode_claimed(key, pending, decode, wanted[key]))
         if alone[0]:
-            assert decode_into is not None
             self._decode_alone(alone, wanted, decode, decode_into)
         for key, pending in waiting:
             pending.done.wait()
@@ -173,7 +172,7 @@ class DecodedCache:
             self._place(key, wanted[key], pending.value)
 
     def _claim(
-        self, wanted: dict[Hashable, list[Piece]], into: bool
+        self, wanted: dict[Hashable, list[Piece]]
     ) -> tuple[
         list[tuple[Hashable, np.ndarray]],
         list[tuple[Hashable, _Pending]],
@@ -208,7 +207,7 @@ class DecodedCache:
                     self.overlapping = True  # read again after reads took it whole: reads overlap
                     self._used_up.clear()
                     self._untaken.clear()
-                if into and self._needed_here_only(places):
+                if self._needed_here_only(places):
                     self._pending[key] = batch
                     alone.append(key)
                 else:
@@ -221,18 +220,23 @@ class DecodedCache:
         claim: tuple[list[Hashable], _Pending],
         wanted: dict[Hashable, list[Piece]],
         decode: Decode,
-        decode_into: DecodeInto,
+        decode_into: DecodeInto | None,
     ) -> None:
-        """Decode the segments this read alone takes whole, without keeping them: straight
-        into the read's array where a segment fills a contiguous part of it, else through
-        this thread's scratch buffer (or, for a segment ``decode_into`` cannot do, a new
-        array). The claim ends once all are placed; a failure ends it for every segment
-        left, whose waiters then decode them themselves."""
+        """Decode the segments this read alone takes whole, without keeping them: with
+        ``decode_into``, straight into the read's array where a segment fills a contiguous part
+        of it, else through this thread's scratch buffer; otherwise (or for a segment
+        ``decode_into`` cannot do) into a new array, copied. The claim ends once all are
+        placed; a failure ends it for every segment left, whose waiters then decode them
+        themselves."""
         keys, batch = claim
         done = 0
         try:
             for key in keys:
                 piece = wanted[key][0]
+                if decode_into is None:
+                    piece.place(decode(key))
+                    done += 1
+                    continue
                 target = piece.whole_target()
                 if target is not None:
                     if decode_into(key, target) is None:

@@ -189,6 +189,7 @@ class ChunkReader:
         """Copy ``roi`` into ``out`` (an array of its shape), decoding each missing chunk once."""
         chunks = self.codec.chunk_shape
         ranges = [range(s.start // c, math.ceil(s.stop / c)) for s, c in zip(roi, chunks)]
+        stored = math.prod(chunks)  # edge chunks are stored whole
         pieces = []
         for position in np.ndindex(*(len(r) for r in ranges)):
             origin = tuple((r[p]) * c for r, p, c in zip(ranges, position, chunks))
@@ -197,7 +198,7 @@ class ChunkReader:
             dst = tuple(slice(a - s.start, b - s.start) for a, b, s in zip(lo, hi, roi))
             src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin))
             inside = math.prod(min(c, n - o) for c, n, o in zip(chunks, self.shape, origin))
-            pieces.append(Piece(origin, out, dst, src, inside))
+            pieces.append(Piece(origin, out, dst, src, inside, stored))
         self.cache.fill(pieces, self._decode)
 
     def _decode(self, origin: Hashable) -> np.ndarray:
