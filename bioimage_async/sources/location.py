@@ -156,7 +156,7 @@ class Location:
             )
         parent, _, name = key.rpartition("/")
         folder = self.join(parent) if parent else self
-        return await kvstore_read(folder.kvstore(), name, self)
+        return await kvstore_read(folder.kvstore(), name, folder)  # errors name the whole key
 
     async def read_json(self, key: str) -> dict[str, Any] | None:
         raw = await self.read(key)
