@@ -159,8 +159,15 @@ class DecodedCache:
         hits, waiting, shared, alone = self._claim(wanted)
         for key, segment in hits:
             self._place(key, wanted[key], segment)
-        for key, pending in shared:
-            self._place(key, wanted[key], self._decode_claimed(key, pending, decode, wanted[key]))
+        for key in shared:  # claimed one at a time: readers sharing them split the decoding
+            cached, pending, mine = self._lookup(key)
+            if cached is None:
+                assert pending is not None
+                if not mine:
+                    waiting.append((key, pending))
+                    continue
+                cached = self._decode_claimed(key, pending, decode, wanted[key])
+            self._place(key, wanted[key], cached)
         if alone[0]:
             self._decode_alone(alone, wanted, decode, decode_into)
         for key, pending in waiting:
@@ -176,19 +183,21 @@ class DecodedCache:
     ) -> tuple[
         list[tuple[Hashable, np.ndarray]],
         list[tuple[Hashable, _Pending]],
-        list[tuple[Hashable, _Pending]],
+        list[Hashable],
         tuple[list[Hashable], _Pending],
     ]:
-        """Under one lock: the cached segments, those others are decoding, and this read's
-        claims: one claim each for segments others may share, one for all it needs alone.
+        """Under one lock: the cached segments, those others are decoding, those others may
+        share (claimed later, one at a time), and one claim for all this read needs alone.
 
-        The read's own segments dominate (every segment of a block aligned to them): one lock
-        and one event for all of them instead of one each. Others wait on that claim only when
-        reads overlap (the segment is not needed here alone otherwise).
+        A read's own segments dominate (every segment of a block aligned to them): one lock and
+        one event for all of them instead of one each. Others wait on that claim only when
+        reads overlap (the segment is not needed here alone otherwise). Segments that several
+        reads share are claimed as each is reached, so that the readers of one band of strips
+        decode different strips at the same time instead of one decoding all.
         """
         hits: list[tuple[Hashable, np.ndarray]] = []
         waiting: list[tuple[Hashable, _Pending]] = []
-        shared: list[tuple[Hashable, _Pending]] = []
+        shared: list[Hashable] = []
         alone: list[Hashable] = []
         batch = _Pending()
         with self._lock:
@@ -202,18 +211,39 @@ class DecodedCache:
                 pending = self._pending.get(key)
                 if pending is not None:
                     waiting.append((key, pending))
-                    continue
-                if not self.overlapping and key in self._used_up:
-                    self.overlapping = True  # read again after reads took it whole: reads overlap
-                    self._used_up.clear()
-                    self._untaken.clear()
-                if self._needed_here_only(places):
+                elif not self._needed_here_only(places):
+                    shared.append(key)
+                else:
+                    if not self.overlapping and key in self._used_up:
+                        self._start_overlapping()  # read again after reads took it whole
+                    if self.overlapping:
+                        shared.append(key)
+                        continue
                     self._pending[key] = batch
                     alone.append(key)
-                else:
-                    pending = self._pending[key] = _Pending()
-                    shared.append((key, pending))
         return hits, waiting, shared, (alone, batch)
+
+    def _lookup(self, key: Hashable) -> tuple[np.ndarray | None, _Pending | None, bool]:
+        """(cached segment, None, False), (None, someone's decode, False) or (None, claim, True)."""
+        with self._lock:
+            segment = self._entries.get(key)
+            if segment is not None:
+                self._entries.move_to_end(key)
+                self.hit_count += 1
+                return segment, None, False
+            pending = self._pending.get(key)
+            if pending is not None:
+                return None, pending, False
+            if not self.overlapping and key in self._used_up:
+                self._start_overlapping()  # read again after reads took it whole
+            pending = self._pending[key] = _Pending()
+            return None, pending, True
+
+    def _start_overlapping(self) -> None:
+        """Reads overlap: keep segments by recency from now on (see the module doc)."""
+        self.overlapping = True
+        self._used_up.clear()
+        self._untaken.clear()
 
     def _decode_alone(
         self,

@@ -381,3 +381,38 @@ def test_a_direct_decode_failing_mid_read_releases_every_claim_of_that_read() ->
     cache.fill([whole(2, again)], segment, decode_into)
     assert (again == 2).all()
     assert cache.decode_count == 3  # 1 by the first read, 3 by the waiter, 2 by the last read
+
+
+def test_readers_sharing_segments_decode_different_ones_at_the_same_time() -> None:
+    """Blocks of 256 columns over 1024-wide strips share every strip: while one reader decodes
+    a strip, the other takes the next one, instead of waiting for the first to decode all."""
+    cache = DecodedCache()
+    a_started, b_decoded = threading.Event(), threading.Event()
+    calls: list[tuple[str, int]] = []
+
+    def decode(key):
+        name = threading.current_thread().name
+        calls.append((name, key))
+        if name == "a" and key == 1:
+            a_started.set()
+            b_decoded.wait(5)  # held until the other reader decoded something (or 5 s)
+        if name == "b":
+            b_decoded.set()
+        return segment(key)
+
+    outs = {name: np.zeros((4, 25), np.uint8) for name in "ab"}
+
+    def read(name: str, part: int) -> None:
+        cache.fill([quarter(k, part, outs[name][k - 1]) for k in (1, 2, 3, 4)], decode)
+
+    a = threading.Thread(target=read, args=("a", 0), name="a")
+    a.start()
+    assert a_started.wait(10)
+    b = threading.Thread(target=read, args=("b", 1), name="b")
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert ("b", 2) in calls  # b decoded strip 2 while a was busy with strip 1
+    assert sorted(key for _, key in calls) == [1, 2, 3, 4]  # each once
+    for name in "ab":
+        np.testing.assert_array_equal(outs[name], np.repeat([[1], [2], [3], [4]], 25, axis=1))
