@@ -54,7 +54,8 @@ def float_bounds_in(dtype: np.dtype, source: np.dtype) -> tuple[np.floating, np.
     kind = np.dtype(source).type
     bounds = []
     for bound in float_bounds(dtype):
-        held = kind(bound)
+        with np.errstate(over="ignore"):  # int32's bounds are beyond float16: inf, stepped back
+            held = kind(bound)
         if not np.isfinite(held) or abs(float(held)) > abs(bound):  # rounded away from 0
             held = np.nextafter(held, kind(0))
         bounds.append(held)

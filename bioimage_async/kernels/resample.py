@@ -48,8 +48,9 @@ class Resampling:
     anti_aliasing: bool = False
     dtype: str = "uint8"
     #: what results are returned as: "" the input dtype (rounded and clipped for integers);
-    #: "float" float64 unrounded (an integer input into a float output); "round" rounded but
-    #: still float (a float input into an integer output, whose range the checked cast tests)
+    #: "float" float64 unrounded (an integer or a less precise float input into a float output:
+    #: float16 values computed in float32 are not rounded back to float16); "round" rounded
+    #: but still float (a float input into an integer output, whose range the checked cast tests)
     result: str = ""
 
     @property
@@ -91,20 +92,25 @@ class Resampling:
     def compute(self, out_roi: Roi, data: np.ndarray) -> np.ndarray:
         """Output region ``out_roi`` from ``data``, the input over ``input_roi(out_roi)``."""
         steps = self.integer_steps
+        dtype = np.dtype(self.dtype)
         if (
             steps is not None
             and self.anti_aliasing
             and self.order <= 1
             and data.ndim == 3
-            and _work_dtype(np.dtype(self.dtype)) == np.float32
-            and not self.result
+            and _work_dtype(dtype) == np.float32
+            and (not self.result or (self.result == "float" and dtype.kind == "f"))
         ):  # the plane kernels work in float32: 32/64-bit integers and float64 would round
-            return self._planes(out_roi, data, steps)
-        start = tuple(s.start for s in self.input_roi(out_roi))
-        if self.order <= 1:
-            result = self._separable(out_roi, data, start)
+            # a float16 input's float32 values stay float32 on their way to a wider output
+            result = self._planes(
+                out_roi, data, steps, np.dtype(np.float32) if self.result else dtype
+            )
         else:
-            result = self._spline(out_roi, data, start)
+            start = tuple(s.start for s in self.input_roi(out_roi))
+            if self.order <= 1:
+                result = self._separable(out_roi, data, start)
+            else:
+                result = self._spline(out_roi, data, start)
         if self.result == "float":
             return result.astype(np.float64, copy=False)
         if self.result == "round":
@@ -171,7 +177,9 @@ class Resampling:
             array = result
         return np.ascontiguousarray(array)
 
-    def _planes(self, out_roi: Roi, data: np.ndarray, steps: tuple[int, ...]) -> np.ndarray:
+    def _planes(
+        self, out_roi: Roi, data: np.ndarray, steps: tuple[int, ...], dtype: np.dtype
+    ) -> np.ndarray:
         from .resample_planes import gaussian_weights, smooth_sample
 
         weights = [gaussian_weights(sigma) for sigma in self.sigmas]
@@ -183,7 +191,7 @@ class Resampling:
         z, y, x = steps
         nz, ny, nx = (s.stop - s.start for s in out_roi)
         return smooth_sample(
-            data, have, need, self.in_shape, (nz, ny, nx), (z, y, x), weights, np.dtype(self.dtype)
+            data, have, need, self.in_shape, (nz, ny, nx), (z, y, x), weights, dtype
         )
 
     # ---- orders 2..5: scipy's spline on the block with a prefilter halo ----------------------

@@ -139,10 +139,13 @@ WINDOW_METHODS = (*METHODS, "stride")
 
 def result_kind(src: np.dtype, out: np.dtype) -> str:
     """How computed values (a mean, an interpolation) meet an output of another kind: unrounded
-    into floats from integers (a uint8 mean of 1.75 into float32 was written 2.0), rounded
+    into floats from integers (a uint8 mean of 1.75 into float32 was written 2.0) and from a
+    narrower float (a float16 mean of 16376.75 into float64 was written 16376.0), rounded
     into integers from floats (the cast alone truncated 2.66 to 2). "" where the input's
-    own dtype serves (same kind)."""
+    own dtype serves (same kind, and no more precise)."""
     if src.kind in "biu" and out.kind in "fc":
+        return "float"
+    if src.kind == "f" and out.kind in "fc" and np.finfo(out).nmant > np.finfo(src).nmant:
         return "float"
     if src.kind in "fc" and out.kind in "biu":
         return "round"
