@@ -36,6 +36,7 @@ from ..runners.options import ExecKwargs, ExecOptions
 from ..runners.registry import runner_backend
 from ..sources import ome_zarr
 from ..sources.base import Source
+from ..sources.formats import format_for_extension, format_for_prefix, load_format_backends
 from ..sources.location import Location
 from ..sources.physical import check_unit, for_axes, positive_sizes, sizes_in_unit
 from ..sources.registry import as_source, create_source
@@ -272,6 +273,7 @@ async def pyramid(
     origin = _origin_for(translation, src.ndim)
     level_chunks = _chunks(chunks, src, axes)
     root = Location.parse(output_path)
+    await _check_output_format(root)
     base = ""
     if labels:
         name = name or "labels"
@@ -378,6 +380,25 @@ async def _refresh_consolidated_metadata(root: Location, base: str, levels: int)
         if document is not None:
             consolidated["metadata"][key] = document
     await root.write(".zmetadata", json.dumps(consolidated, indent=1).encode())
+
+
+async def _check_output_format(root: Location) -> None:
+    """A pyramid is an OME-Zarr: an output named as another format (``precomputed://out``,
+    ``out.n5``) got an OME-Zarr written there without a word, which no reader of that format
+    finds."""
+    await load_format_backends()
+    named = (
+        format_for_prefix(root.prefix)
+        if root.prefix is not None
+        else format_for_extension(root.name)
+    )
+    if named is not None and named.name not in ("zarr", "zarr3"):
+        raise InvalidArgumentError(
+            f"pyramid writes an OME-Zarr image (zarr), but {str(root)!r} names the {named.name} "
+            "format; give a zarr path (e.g. 'image.ome.zarr' or 'zarr://...'). A precomputed "
+            "layer's scales are written with create_source(layer, internal_path=<scale key>, "
+            "...) and ba.downsample"
+        )
 
 
 def level_factors(factor: Any, axes: str) -> tuple[int, ...]:

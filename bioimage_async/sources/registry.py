@@ -128,6 +128,7 @@ async def open_source(
     array as stored instead: (c, x, y, z).
     """
     _check_mode(mode)
+    internal_path = _internal_path(internal_path)
     location = Location.parse(path, StorageOptions.coerce(storage))
     await load_format_backends()
     if format is None and location.prefix is None and location.is_local:
@@ -146,6 +147,24 @@ async def open_source(
     if mode != "r" and not backend.writable:
         refuse_write_mode(backend.name, mode)
     return await backend.open(location, internal_path, mode=mode, **options)
+
+
+def _internal_path(internal_path: Any) -> str | None:
+    """A key (a string or a path), else refused: ``open_source(layer, 1)`` failed with
+    "'int' object has no attribute 'strip'"; a scale's position is ``scale_index=``/``level=``."""
+    if internal_path is None or isinstance(internal_path, str):
+        return internal_path
+    if isinstance(internal_path, os.PathLike):
+        return str(os.fspath(internal_path))
+    hint = ""
+    if isinstance(internal_path, int) and not isinstance(internal_path, bool):
+        hint = (
+            f"; to pick a precomputed scale or an OME-Zarr level by its position, pass "
+            f"scale_index={internal_path} or level={internal_path}"
+        )
+    raise InvalidArgumentError(
+        f"internal_path names an array by its key (a string), got {internal_path!r}{hint}"
+    )
 
 
 def _compatible(named: FormatBackend, chosen: FormatBackend) -> bool:

@@ -56,6 +56,10 @@ class TensorStoreFormat(FormatBackend):
             )
         if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
             raise InvalidArgumentError(f"level must be an integer, got {level!r}")
+        if scale_index is not None and (
+            isinstance(scale_index, bool) or not isinstance(scale_index, int)
+        ):
+            raise InvalidArgumentError(f"scale_index must be an integer, got {scale_index!r}")
         return await open_tensorstore(
             location,
             internal_path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 from typing import Any
@@ -252,6 +253,12 @@ async def open_tensorstore(
         scale_keys = [str(scale.get("key")) for scale in info.get("scales") or []]
         if key and key not in scale_keys:
             raise InternalPathNotFoundError(str(location), key, scale_keys)
+        if not key and scale_index is not None and not 0 <= scale_index < len(scale_keys):
+            # a bare IndexError before; and -1 opened the last scale of a '.gz' layer only
+            raise InvalidArgumentError(
+                f"scale {scale_index} is out of range: the precomputed layer {location} has "
+                f"{len(scale_keys)} scales (0..{len(scale_keys) - 1}: {', '.join(scale_keys)})"
+            )
         gz = await gzip_layer_source(location, info, key, scale_index, writable)
         if gz is not None:
             return gz
@@ -393,6 +400,31 @@ def _viewer_scale(group: dict[str, Any], name: str) -> tuple[float, ...] | None:
     return positive_sizes(scales[int(match.group(1))])
 
 
+async def _aligned_scale(location: Location, spec: dict[str, Any]) -> dict[str, Any]:
+    """A scale added to an existing layer starts where the layer's first scale starts.
+
+    Sources present a scale from 0, so the new scale's voxel 0 is written from the first
+    scale's voxel 0 (a downsample of it), which sits at that scale's ``voxel_offset``. Created
+    at voxel offset 0, the new scale sat that many voxels away from the layer in cloud-volume
+    and neuroglancer, silently. Its offset is the first scale's corner in the new resolution,
+    rounded down where it falls inside a voxel, as cloud-volume's ``add_scale`` does."""
+    info = await location.read_json("info")
+    scales = (info or {}).get("scales") or []
+    scale = dict(spec.get("scale_metadata") or {})
+    if not scales or "voxel_offset" in scale:
+        return spec
+    first = scales[0]
+    offset = first.get("voxel_offset") or [0, 0, 0]
+    base = positive_sizes(first.get("resolution"))
+    sizes = positive_sizes(scale.get("resolution"))
+    if base is None or sizes is None or len(offset) != 3 or not any(offset):
+        return spec
+    scale["voxel_offset"] = [
+        math.floor(float(o) * b / s + 1e-9) for o, b, s in zip(offset, base, sizes)
+    ]
+    return {**spec, "scale_metadata": scale}
+
+
 async def _existing_compressed_layer(
     location: Location, key: str, request: CreateRequest
 ) -> Source | None:
@@ -469,7 +501,16 @@ async def _existing_array(location: Location, key: str, driver: Driver, exist_ok
     would hide the group's arrays from every reader (or sit beside the other array's), and
     ``exist_ok`` reopens an existing array, it never replaces a group or deletes data."""
     if isinstance(driver, Precomputed):  # a layer's scales are added to its one info file
+        others = await _nodes_at(location, "")
+        if others:
+            node, other = others[0]
+            raise SourceExistsError(
+                f"{location} holds {_what(node, other)}: a precomputed layer's 'info' beside "
+                "it would mix the two formats in one folder (and opening the folder would give "
+                "the layer). Choose another path"
+            )
         return await driver.node(location, key) == "array"
+    await _refuse_inside_precomputed_layer(location, key, driver)
     found = await _nodes_at(location, key)
     if not found:
         return False
@@ -492,6 +533,21 @@ async def _existing_array(location: Location, key: str, driver: Driver, exist_ok
         f"would mix the two formats' metadata in one folder. Choose another path (or "
         f"internal_path), or open the existing array with format='{other.format}'"
     )
+
+
+async def _refuse_inside_precomputed_layer(location: Location, key: str, driver: Driver) -> None:
+    """A zarr/n5 array in a precomputed layer's folder (or below it) sits beside the layer's
+    'info', which every reader finds first: ``open_source`` of the folder kept giving the layer's
+    voxels, not the array (or OME-Zarr pyramid) just written there."""
+    parts = [p for p in key.split("/") if p]
+    for depth in range(len(parts) + 1):
+        here = location.join(*parts[:depth]) if depth else location
+        if await DRIVERS["precomputed"].node(here, "") == "array":
+            raise SourceExistsError(
+                f"{here} is a neuroglancer precomputed layer (its 'info' lists scales): a "
+                f"{driver.format} array inside it would sit beside the layer's data, and "
+                "opening the folder would still give the layer. Choose another path"
+            )
 
 
 async def _ensure_parent_groups(location: Location, key: str, driver: Driver) -> None:
@@ -534,6 +590,8 @@ async def create_tensorstore(
         )
     if key and driver.format != "precomputed":
         await _ensure_parent_groups(location, key, driver)
+    if key and not exists and isinstance(driver, Precomputed):
+        spec = await _aligned_scale(location, spec)
     if exists and isinstance(driver, Precomputed):
         compressed = await _existing_compressed_layer(location, key, request)
         if compressed is not None:

@@ -243,6 +243,8 @@ class TensorStoreSource(Source):
             "unit": self._unit,
             "axes": self._axes,
         }
+        if self._translation is not None:  # a precomputed voxel offset, an OME-Zarr level's
+            params["translation"] = list(self._translation)
         if self.remote is not None:  # endpoint, region, a named profile: never a secret
             params["storage"] = self.storage.recorded()
         return SourceSpec(self.kind, params)
@@ -285,6 +287,9 @@ class TensorStoreSource(Source):
             voxel_size=None if params.get("voxel_size") is None else tuple(params["voxel_size"]),
             unit=params.get("unit"),
             axes=params.get("axes"),
+            translation=None
+            if params.get("translation") is None
+            else tuple(float(v) for v in params["translation"]),
             opened_with=spec,
         )
 

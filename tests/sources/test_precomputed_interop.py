@@ -1,0 +1,220 @@
+"""Neuroglancer precomputed layers shared with cloud-volume: layers cloud-volume wrote (with its
+defaults: gzip'd chunk files on file://) read here at the right positions, and what we add to
+them read back by cloud-volume where it says the voxels are."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import bioimage_async as ba
+
+cloudvolume = pytest.importorskip("cloudvolume")
+CloudVolume = cloudvolume.CloudVolume
+
+RESOLUTION = (4, 6, 40)  # XYZ, anisotropic
+VOXEL_OFFSET = (12, 8, 4)  # XYZ, even: a 2x coarser scale lines up exactly
+VOLUME_SIZE = (70, 45, 23)  # XYZ, no multiple of the chunk size
+CHUNK = (16, 32, 8)  # XYZ
+
+
+def _layer(path, *, compress=None, encoding="raw", dtype="uint16", num_channels=1, scales=1):
+    """A layer written by cloud-volume (its default compression unless ``compress``), every
+    scale filled with random values; returns the cloudpath and each scale's data (x, y, z, c)."""
+    info = CloudVolume.create_new_info(
+        num_channels=num_channels,
+        layer_type="segmentation" if encoding == "compressed_segmentation" else "image",
+        data_type=dtype,
+        encoding=encoding,
+        resolution=list(RESOLUTION),
+        voxel_offset=list(VOXEL_OFFSET),
+        volume_size=list(VOLUME_SIZE),
+        chunk_size=list(CHUNK),
+    )
+    cloudpath = f"file://{path}"
+    options = {} if compress is None else {"compress": compress}
+    volume = CloudVolume(cloudpath, info=info, progress=False, **options)
+    for level in range(1, scales):
+        volume.add_scale((2**level, 2**level, 1), chunk_size=[16, 16, 8])
+    volume.commit_info()
+    rng = np.random.default_rng(11)
+    written = []
+    for mip in range(scales):
+        at_mip = CloudVolume(cloudpath, mip=mip, progress=False, **options)
+        shape = (*(int(n) for n in at_mip.volume_size), num_channels)
+        data = rng.integers(1, 60_000, shape).astype(dtype)
+        at_mip[:, :, :] = data
+        written.append(data)
+    return cloudpath, written
+
+
+def _cv_zyx(cloudpath, mip=0):
+    """cloud-volume's own read of a whole scale, in our (c,) z, y, x order."""
+    volume = CloudVolume(cloudpath, mip=mip, progress=False)
+    data = np.asarray(volume[:, :, :]).transpose(3, 2, 1, 0)
+    return data[0] if data.shape[0] == 1 else data
+
+
+# ---- cloud-volume's layers, read here ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "compress, encoding, dtype, channels",
+    [
+        (None, "raw", "uint16", 1),  # '<chunk>.gz' files
+        (None, "compressed_segmentation", "uint32", 1),
+        (None, "compressed_segmentation", "uint64", 1),
+        (False, "compressed_segmentation", "uint64", 1),  # plain files: tensorstore
+        (False, "raw", "float32", 3),
+    ],
+)
+async def test_cloudvolume_layers_read_voxel_for_voxel_at_every_scale(
+    tmp_path, compress, encoding, dtype, channels
+):
+    cloudpath, _ = _layer(
+        tmp_path / "l",
+        compress=compress,
+        encoding=encoding,
+        dtype=dtype,
+        num_channels=channels,
+        scales=2,
+    )
+    info = json.loads((tmp_path / "l" / "info").read_text())
+    for mip, scale in enumerate(info["scales"]):
+        expected = _cv_zyx(cloudpath, mip)
+        for opened in (
+            await ba.open_source(tmp_path / "l", scale["key"]),
+            await ba.open_source(f"precomputed://{tmp_path / 'l'}", level=mip),
+        ):
+            assert opened.shape == expected.shape
+            region = np.s_[..., 1:-2, 3:, 5:-1]
+            np.testing.assert_array_equal(await opened.read(region), expected[region])
+            xyz = [
+                o * r + (r - b) / 2
+                for o, r, b in zip(scale["voxel_offset"], scale["resolution"], RESOLUTION)
+            ]
+            assert opened.translation == pytest.approx((0.0,) * (channels > 1) + tuple(xyz[::-1]))
+            assert opened.voxel_size[-3:] == pytest.approx(tuple(scale["resolution"][::-1]))
+
+
+# ---- scales added to a cloud-volume layer ----------------------------------------------------
+def _absolute_max_downsample(cloudpath, factor):
+    """The 2x max-downsample of scale 0 on cloud-volume's absolute voxel grid (x, y, z): voxel X
+    of the coarser scale covers voxels factor*X ... of scale 0, as cloud-volume places it."""
+    volume = CloudVolume(cloudpath, progress=False)
+    data = np.asarray(volume[:, :, :])[..., 0]
+    offset = [int(o) for o in volume.voxel_offset]
+    end = [o + n for o, n in zip(offset, data.shape)]
+    padded_shape = [math.ceil(e / f) * f for e, f in zip(end, factor)]
+    padded = np.zeros(padded_shape, data.dtype)  # values are >= 1: zeros never win a max
+    padded[offset[0] : end[0], offset[1] : end[1], offset[2] : end[2]] = data
+    fx, fy, fz = factor
+    blocks = padded.reshape(
+        padded_shape[0] // fx, fx, padded_shape[1] // fy, fy, padded_shape[2] // fz, fz
+    )
+    return blocks.max(axis=(1, 3, 5))
+
+
+async def test_a_scale_added_to_a_cloudvolume_layer_lines_up_with_its_voxel_offset(tmp_path):
+    """create_source(..., internal_path=<new key>) gave the new scale voxel_offset 0 whatever the
+    layer's: cloud-volume and neuroglancer showed its downsample 6x4x2 voxels off the data."""
+    cloudpath, _ = _layer(tmp_path / "l")  # cloud-volume's defaults: .gz chunk files
+    level0 = await ba.open_source(tmp_path / "l")
+    shape = tuple(math.ceil(n / 2) for n in level0.shape)
+    coarser = await ba.create_source(
+        f"precomputed://{tmp_path / 'l'}",
+        internal_path="8_12_80",
+        shape=shape,
+        dtype="uint16",
+        chunks=(8, 16, 16),
+        voxel_size=(80, 12, 8),
+        unit="nm",
+    )
+    await ba.downsample(level0, 2, coarser, method="max")
+
+    mip1 = CloudVolume(cloudpath, mip=1, progress=False)
+    assert [int(v) for v in mip1.voxel_offset] == [v // 2 for v in VOXEL_OFFSET]
+    offset, size = [int(v) for v in mip1.voxel_offset], [int(v) for v in mip1.volume_size]
+    expected = _absolute_max_downsample(cloudpath, (2, 2, 2))[
+        offset[0] : offset[0] + size[0],
+        offset[1] : offset[1] + size[1],
+        offset[2] : offset[2] + size[2],
+    ]
+    np.testing.assert_array_equal(np.asarray(mip1[:, :, :])[..., 0], expected)
+    # and we place it where cloud-volume does
+    reopened = await ba.open_source(tmp_path / "l", "8_12_80")
+    assert reopened.translation == pytest.approx(
+        tuple(o * 2 * r + r / 2 for o, r in zip(offset, RESOLUTION))[::-1]
+    )
+
+
+# ---- choosing a scale ------------------------------------------------------------------------
+@pytest.mark.parametrize("compress", [None, False])
+@pytest.mark.parametrize("choice", [{"scale_index": 2}, {"level": 2}, {"scale_index": -1}])
+async def test_a_scale_index_outside_the_layer_is_a_clear_error(tmp_path, compress, choice):
+    """An index past the last scale raised a bare IndexError; -1 opened the last scale of a
+    layer of '.gz' files and was refused (by tensorstore) on a layer of plain files."""
+    _layer(tmp_path / "l", compress=compress, scales=2)
+    with pytest.raises(ba.InvalidArgumentError, match=r"2 scales.*4_6_40, 8_12_40"):
+        await ba.open_source(tmp_path / "l", **choice)
+
+
+@pytest.mark.parametrize("compress", [None, False])
+async def test_a_scale_index_given_as_internal_path_is_refused_with_the_fix(tmp_path, compress):
+    """open_source(layer, 1) failed with "'int' object has no attribute 'strip'"."""
+    _layer(tmp_path / "l", compress=compress, scales=2)
+    with pytest.raises(ba.InvalidArgumentError, match=r"scale_index=1"):
+        await ba.open_source(tmp_path / "l", 1)
+
+
+# ---- other formats written into a layer's folder ---------------------------------------------
+async def test_a_pyramid_is_not_written_into_a_precomputed_layer(tmp_path):
+    """An OME-Zarr pyramid written into a layer's folder sat beside its 'info', and opening the
+    folder kept returning the layer's old voxels instead of the pyramid just written."""
+    cloudpath, _ = _layer(tmp_path / "l")
+    before = sorted(p.name for p in (tmp_path / "l").iterdir())
+    source = await ba.open_source(tmp_path / "l")
+    for exist_ok in (False, True):
+        with pytest.raises(ba.SourceExistsError, match="precomputed"):
+            await ba.pyramid(source, tmp_path / "l", 2, exist_ok=exist_ok)
+    with pytest.raises(ba.SourceExistsError, match="precomputed"):
+        await ba.create_source(
+            tmp_path / "l", format="zarr", shape=(4, 4, 4), dtype="uint8", chunks=(4, 4, 4)
+        )
+    assert sorted(p.name for p in (tmp_path / "l").iterdir()) == before
+    np.testing.assert_array_equal(await source.read(), _cv_zyx(cloudpath))
+
+
+async def test_a_precomputed_layer_is_not_created_over_a_zarr_array(tmp_path):
+    zarr = await ba.create_source(
+        tmp_path / "z", format="zarr", shape=(4, 4, 4), dtype="uint8", chunks=(4, 4, 4)
+    )
+    await zarr.write(..., np.ones((4, 4, 4), np.uint8))
+    with pytest.raises(ba.SourceExistsError, match="zarr"):
+        await ba.create_source(
+            f"precomputed://{tmp_path / 'z'}", shape=(4, 4, 4), dtype="uint8", chunks=(4, 4, 4)
+        )
+    assert not (tmp_path / "z" / "info").exists()
+
+
+async def test_a_pyramid_refuses_an_output_named_as_precomputed(tmp_path):
+    """ba.pyramid(src, 'precomputed://out', ...) wrote an OME-Zarr there without a word; no
+    precomputed reader (cloud-volume, neuroglancer) finds a layer in it."""
+    _layer(tmp_path / "l", compress=False)
+    source = await ba.open_source(tmp_path / "l")
+    with pytest.raises(ba.InvalidArgumentError, match="OME-Zarr"):
+        await ba.pyramid(source, f"precomputed://{tmp_path / 'out'}", 2)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- position kept through a spec ------------------------------------------------------------
+@pytest.mark.parametrize("compress", [None, False])
+async def test_a_reopened_spec_keeps_the_layer_position(tmp_path, compress):
+    """TensorStoreSource specs dropped the translation: a source reopened from its spec (as
+    workers and ba.attach do) sat at the origin, and so did a pyramid built from it."""
+    _layer(tmp_path / "l", compress=compress)
+    source = await ba.open_source(tmp_path / "l")
+    again = await ba.from_spec(json.loads(json.dumps(source.to_spec().to_json())))
+    assert source.translation == pytest.approx((160.0, 48.0, 48.0))
+    assert again.translation == pytest.approx(source.translation)
