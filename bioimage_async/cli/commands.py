@@ -449,6 +449,25 @@ def print_fields(info: dict[str, Any], indent: int) -> None:
 
 
 # ---- convert, downsample, pyramid ------------------------------------------------------------
+def warn_position_dropped(src: ba.Source, output: str) -> None:
+    """An input that sits somewhere (an MRC or NIfTI origin, a precomputed layer's voxel offset,
+    an OME-Zarr level's translation) is converted into an array that starts at 0: say so, or the
+    copy is silently shifted against its neighbours in a viewer. A pyramid keeps the position."""
+    translation = src.translation
+    if translation is None or not any(translation):
+        return
+    place = ", ".join(f"{value:g}" for value in translation)
+    logger.warning(
+        "%s sits at (%s) %s (its translation); %s records no position and starts at 0. "
+        "To keep it, build a pyramid (bioimage-async pyramid), whose OME-Zarr metadata records "
+        "the translation",
+        src.describe(),
+        place,
+        src.unit or "in voxel-size units",
+        output,
+    )
+
+
 def kept_axis_names(src: ba.Source, args: argparse.Namespace) -> tuple[str, ...] | None:
     """The input's axis names, for an output format that records them. Where it has no place
     for them (precomputed's axes are fixed), names other than the default are said to be
@@ -483,6 +502,7 @@ async def cmd_convert(args: argparse.Namespace) -> int:
         names = kept_axis_names(src, args)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
+    warn_position_dropped(src, args.output)
     out, created = await create_output(
         args,
         args.output,
@@ -530,6 +550,7 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
         names = kept_axis_names(src, args)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
+    warn_position_dropped(src, args.output)
     out, created = await create_output(
         args,
         args.output,

@@ -914,3 +914,28 @@ def test_messages_name_commands_not_python_calls_on_the_command_line():
         f"pick it up with: await ba.attach({folder!r}) (or: bioimage-async attach {folder})"
     )
     assert hint == f"pick it up with: bioimage-async attach {folder}"
+
+
+def test_convert_says_when_the_input_position_is_not_kept(tmp_path, volume):
+    """An MRC origin (as mrcfile writes it) places the map; a plain zarr copy starts at 0, which
+    a viewer shows shifted: the command says so, and says nothing for a file without one."""
+    mrcfile = pytest.importorskip("mrcfile")
+    placed, plain = tmp_path / "placed.mrc", tmp_path / "plain.mrc"
+    for path in (placed, plain):
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(volume.astype(np.int16))
+            mrc.voxel_size = (1.5, 2.5, 3.5)
+            if path == placed:
+                mrc.header.origin = (100.0, 200.0, 300.0)
+    warned = run("convert", placed, tmp_path / "placed.zarr", "--no-progress")
+    assert warned.returncode == 0, warned.stderr
+    assert "records no position and starts at 0" in warned.stderr
+    assert "bioimage-async pyramid" in warned.stderr
+    quiet = run("convert", plain, tmp_path / "plain.zarr", "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "position" not in quiet.stderr
+    downsampled = run(
+        "downsample", placed, tmp_path / "half.zarr", "--factor", "2", "--no-progress"
+    )
+    assert downsampled.returncode == 0, downsampled.stderr
+    assert "records no position and starts at 0" in downsampled.stderr
