@@ -28,11 +28,12 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, PayloadMismatchError, RunnerError
 from ..kernels.reductions import METHODS as REDUCTIONS
 from ..kernels.resample import downscale_shape
 from ..pipeline.stats import RunStats
 from ..runners.options import ExecKwargs, ExecOptions
+from ..runners.protocol import data_spec
 from ..runners.registry import runner_backend
 from ..sources import ome_zarr
 from ..sources.base import Source
@@ -175,15 +176,36 @@ def physical_levels(
     return result
 
 
-async def _resumed_level(options: ExecOptions, outputs: list[Source]) -> int:
-    """The level whose run folder ``options.resume_from`` is (its output spec tells)."""
+async def _existing_levels(root: Location, specs: list[dict[str, Any]], version: str) -> list[bool]:
+    """Whether each level's array is in the output (its zarr metadata file exists)."""
+    meta = "zarr.json" if version == "0.5" else ".zarray"
+    return [await root.exists(f"{spec['internal_path']}/{meta}") for spec in specs]
+
+
+async def _resumed_level(options: ExecOptions, outputs: list[Source | None], root: Location) -> int:
+    """The level whose run folder ``options.resume_from`` is (its output spec tells); refused
+    when that level, or one above it (which the failed run had finished), is no longer in the
+    output: a resume would build on fill values."""
     assert options.resume_from is not None and options.job_config is not None
     backend = runner_backend(options.job_type)
     manifest = await backend.read_manifest(options.job_config, options.resume_from)
-    wanted = manifest["sources"]["output"]
+    wanted = data_spec(manifest["sources"]["output"])
     for level, out in enumerate(outputs):
-        if out.to_spec().to_json() == wanted:
+        if out is not None and data_spec(out.to_spec().to_json()) == wanted:
+            gone = [k for k in range(level + 1) if outputs[k] is None]
+            if gone:
+                break
             return level
+    gone = [k for k, out in enumerate(outputs) if out is None]
+    if gone:
+        raise PayloadMismatchError(
+            f"resume_from={options.resume_from!r}: level(s) {gone} of {str(root)!r} are no "
+            "longer there (removed since the run failed?), so the blocks and levels the run "
+            "finished are gone and a resume would build the next levels from unwritten "
+            "voxels. Build the pyramid anew: without resume_from (exist_ok=True, or remove "
+            "the output first)",
+            tmp_folder=options.resume_from,
+        )
     raise InvalidArgumentError(
         f"resume_from={options.resume_from!r} is not a run of this pyramid's levels (its output "
         "is none of them); pass the tmp_folder of the RunnerError that this pyramid raised"
@@ -290,7 +312,7 @@ async def pyramid(
                     origin = _origin_for(image_levels[0].translation, src.ndim)
     name = name or root.name
     resuming = options.resume_from is not None
-    outputs = []
+    specs: list[dict[str, Any]] = []
     for level, shape in enumerate(shapes):
         level_chunk = tuple(min(c, n) for c, n in zip(level_chunks, shape))
         shard = None
@@ -303,9 +325,8 @@ async def pyramid(
                 if shards is not None
                 else shard_shape(shape, level_chunk, src.dtype.itemsize)
             )
-        outputs.append(
-            await create_source(
-                str(root),
+        specs.append(
+            dict(
                 shape=shape,
                 dtype=src.dtype,
                 chunks=level_chunk,
@@ -318,7 +339,21 @@ async def pyramid(
                 dimension_separator=None if ngff_version == "0.5" else "/",
             )
         )
-    first = await _resumed_level(options, outputs) if resuming else 0
+    first = 0
+    opened: list[Source | None] = [None] * len(specs)
+    if resuming:
+        # the levels the failed run wrote must still be there: one created anew here reads as
+        # its fill value, and the levels below would be built from it without a word
+        found = await _existing_levels(root, specs, ngff_version)
+        opened = [
+            await create_source(str(root), **spec) if there else None
+            for spec, there in zip(specs, found)
+        ]
+        first = await _resumed_level(options, opened, root)
+    outputs: list[Source] = []
+    for level, spec in enumerate(specs):
+        ready = opened[level]
+        outputs.append(ready if ready is not None else await create_source(str(root), **spec))
     total = options.stats
     order, anti_aliasing = SPLINES.get(chosen, (0, False))
     for level, out in enumerate(outputs):
@@ -328,19 +363,25 @@ async def pyramid(
         step = options.replace(
             resume_from=options.resume_from if level == first else None, stats=stats
         )
-        if level == 0:
-            await copy(src, out, **step.as_kwargs())
-        elif reduces:
-            await downsample(outputs[level - 1], factors, out, method=reduction, **step.as_kwargs())
-        else:
-            await downsample(
-                outputs[level - 1],
-                factors,
-                out,
-                order=order,
-                anti_aliasing=anti_aliasing,
-                **step.as_kwargs(),
-            )
+        try:
+            if level == 0:
+                await copy(src, out, **step.as_kwargs())
+            elif reduces:
+                await downsample(
+                    outputs[level - 1], factors, out, method=reduction, **step.as_kwargs()
+                )
+            else:
+                await downsample(
+                    outputs[level - 1],
+                    factors,
+                    out,
+                    order=order,
+                    anti_aliasing=anti_aliasing,
+                    **step.as_kwargs(),
+                )
+        except RunnerError as error:
+            _name_the_level(error, level, len(outputs), root)
+            raise
         if total is not None:
             total.merge(stats)
     await _write_metadata(
@@ -359,6 +400,29 @@ async def pyramid(
         ngff_version,
     )
     return outputs
+
+
+def _name_the_level(error: RunnerError, level: int, levels: int, root: Location) -> None:
+    """Say which level of which pyramid failed, that the levels below it were not built (never
+    from this level's missing blocks), and how to finish: the same call with ``resume_from``."""
+    below = (
+        f"levels {level + 1}-{levels - 1} were not built"
+        if level + 1 < levels - 1
+        else f"level {level + 1} was not built"
+        if level + 1 < levels
+        else "it is the last level"
+    )
+    how = (
+        f"call ba.pyramid again with the same arguments and resume_from={error.tmp_folder!r}"
+        if error.tmp_folder is not None
+        else "re-run the pyramid (its input lives in memory, so there is no run folder)"
+    )
+    message = (
+        f"pyramid {str(root)!r}: level {level} of {levels} is missing blocks "
+        f"{error.failed_block_ids[:10]}{' ...' if len(error.failed_block_ids) > 10 else ''} "
+        f"(block ids of level {level}'s grid); {below}. To finish, {how}"
+    )
+    error.args = (f"{error.args[0]}\n{message}" if error.args else message, *error.args[1:])
 
 
 async def _refresh_consolidated_metadata(root: Location, base: str, levels: int) -> None:
