@@ -28,7 +28,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, PayloadMismatchError, RunnerError
+from ..errors import InvalidArgumentError, PayloadMismatchError, RunnerError, SourceExistsError
 from ..kernels.reductions import METHODS as REDUCTIONS
 from ..kernels.resample import downscale_shape
 from ..pipeline.stats import RunStats
@@ -345,10 +345,19 @@ async def pyramid(
         # the levels the failed run wrote must still be there: one created anew here reads as
         # its fill value, and the levels below would be built from it without a word
         found = await _existing_levels(root, specs, ngff_version)
-        opened = [
-            await create_source(str(root), **spec) if there else None
-            for spec, there in zip(specs, found)
-        ]
+        try:
+            opened = [
+                await create_source(str(root), **spec) if there else None
+                for spec, there in zip(specs, found)
+            ]
+        except SourceExistsError as error:  # a level of another shape: another factor or input
+            raise PayloadMismatchError(
+                f"resume_from={options.resume_from!r}: {error} (a level of the pyramid the "
+                "failed run was building has another shape than this call's: another factor, "
+                "input or level count). Resume with the same arguments as the failed run, or "
+                "build the pyramid anew without resume_from",
+                tmp_folder=options.resume_from,
+            ) from error
         first = await _resumed_level(options, opened, root)
     outputs: list[Source] = []
     for level, spec in enumerate(specs):

@@ -67,3 +67,17 @@ async def test_resume_refuses_when_a_finished_level_was_removed(tmp_path, rng, r
     assert refused.value.tmp_folder == error.tmp_folder
     # nothing was created in the output by the refused call: a second resume is refused too
     assert not (tmp_path / "p.zarr" / "1").exists()
+
+
+async def test_resume_with_another_factor_names_the_mismatch(tmp_path, rng):
+    """The failed run's levels have other shapes than this call's: the resume is refused as a
+    resume of another pyramid (with its run folder), not with advice to remove the output."""
+    src = await _input(tmp_path, rng)
+    error = await _fail_at(tmp_path, src, 1)
+    kwargs = _kwargs(tmp_path)
+    with pytest.raises(ba.PayloadMismatchError) as refused:
+        await ba.pyramid(
+            src, tmp_path / "p.zarr", 3, factor=4, resume_from=error.tmp_folder, **kwargs
+        )
+    assert refused.value.tmp_folder == error.tmp_folder
+    assert "same arguments" in str(refused.value)
