@@ -202,23 +202,16 @@ class DecodedCache:
         batch = _Pending()
         with self._lock:
             for key, places in wanted.items():
-                segment = self._entries.get(key)
+                segment, pending = self._find_locked(key)
                 if segment is not None:
-                    self._entries.move_to_end(key)
-                    self.hit_count += 1
                     hits.append((key, segment))
-                    continue
-                pending = self._pending.get(key)
-                if pending is not None:
+                elif pending is not None:
                     waiting.append((key, pending))
                 elif not self._needed_here_only(places):
                     shared.append(key)
+                elif self._notice_reread(key):
+                    shared.append(key)
                 else:
-                    if not self.overlapping and key in self._used_up:
-                        self._start_overlapping()  # read again after reads took it whole
-                    if self.overlapping:
-                        shared.append(key)
-                        continue
                     self._pending[key] = batch
                     alone.append(key)
         return hits, waiting, shared, (alone, batch)
@@ -226,24 +219,31 @@ class DecodedCache:
     def _lookup(self, key: Hashable) -> tuple[np.ndarray | None, _Pending | None, bool]:
         """(cached segment, None, False), (None, someone's decode, False) or (None, claim, True)."""
         with self._lock:
-            segment = self._entries.get(key)
-            if segment is not None:
-                self._entries.move_to_end(key)
-                self.hit_count += 1
-                return segment, None, False
-            pending = self._pending.get(key)
-            if pending is not None:
-                return None, pending, False
-            if not self.overlapping and key in self._used_up:
-                self._start_overlapping()  # read again after reads took it whole
+            segment, pending = self._find_locked(key)
+            if segment is not None or pending is not None:
+                return segment, pending, False
+            self._notice_reread(key)
             pending = self._pending[key] = _Pending()
             return None, pending, True
 
-    def _start_overlapping(self) -> None:
-        """Reads overlap: keep segments by recency from now on (see the module doc)."""
-        self.overlapping = True
-        self._used_up.clear()
-        self._untaken.clear()
+    def _find_locked(self, key: Hashable) -> tuple[np.ndarray | None, _Pending | None]:
+        """(the cached segment, counted as a hit, None), (None, someone's decode) or (None,
+        None). Call with the lock held."""
+        segment = self._entries.get(key)
+        if segment is not None:
+            self._entries.move_to_end(key)
+            self.hit_count += 1
+            return segment, None
+        return None, self._pending.get(key)
+
+    def _notice_reread(self, key: Hashable) -> bool:
+        """Whether reads overlap, noticing it now if ``key`` is read again after reads took it
+        whole: segments are then kept by recency (see the module doc). Call with the lock held."""
+        if not self.overlapping and key in self._used_up:
+            self.overlapping = True
+            self._used_up.clear()
+            self._untaken.clear()
+        return self.overlapping
 
     def _decode_alone(
         self,
