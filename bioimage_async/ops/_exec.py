@@ -20,6 +20,7 @@ from ..runners.registry import load_runner_backends, runner_backend
 from ..runners.run import Run
 from ..sources.base import Source
 from ..sources.numpy_source import NumpySource
+from .overlap import same_voxels, shares_voxels
 
 logger = logging.getLogger("bioimage_async")
 
@@ -71,8 +72,40 @@ def check_distributed(task: BlockTask, options: ExecOptions) -> None:
         )
 
 
+def _reads_only_its_own_voxels(task: BlockTask) -> bool:
+    """Whether each block reads exactly the input voxels it writes (an in-place kernel without
+    a halo over an input of the output's shape): then writing into the input is safe."""
+    grid = task.grid
+    if task.input.shape != grid.shape or any(grid.halo) or grid.num_blocks == 0:
+        return False
+    probes = {0, grid.num_blocks - 1, grid.block_id(tuple(n // 2 for n in grid.grid_shape))}
+    return all(
+        tuple(task.kernel.input_roi(block)) == block.roi
+        for block in (grid.block(i) for i in sorted(probes))
+    )
+
+
+def check_overlap(task: BlockTask) -> None:
+    """Refuse an output that holds voxels of the input where blocks read other blocks'
+    voxels (a downsample into a region of its own input, a halo): whether a block reads a
+    voxel before or after another block overwrote it would depend on the order blocks run in,
+    and the run would report success with wrong values."""
+    if not shares_voxels(task.input, task.output):
+        return
+    if same_voxels(task.input, task.output) and _reads_only_its_own_voxels(task):
+        return
+    raise InvalidArgumentError(
+        f"{task.name} cannot write into {task.output.describe()}: it holds voxels of its input "
+        f"({task.input.describe()}; the same array, a view of it, or a handle on it), and "
+        "blocks read input voxels that other blocks write, so results would depend on the "
+        "order the blocks run in. Write into a separate array (ba.create_source), then copy "
+        "it back if needed"
+    )
+
+
 def check_task(task: BlockTask, options: ExecOptions) -> None:
     """Everything that can be refused before anything runs (or is created)."""
+    check_overlap(task)
     check_distributed(task, options)
     if task.mask is not None and task.mask.shape != task.grid.shape:
         raise InvalidArgumentError(

@@ -72,6 +72,8 @@ class _Worker:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        #: why the worker could not load the kernel (its traceback), else None
+        self.setup_error: str | None = None
 
     async def send(self, obj: Any) -> None:
         assert self.process.stdin is not None
@@ -135,7 +137,14 @@ class ComputePool:
         )
         worker = _Worker(process)
         self._all.append(worker)
-        await worker.send(self._setup)
+        try:  # wait until it is ready: its start-up is not a block's compute (block_timeout)
+            await worker.send(self._setup)
+            ok, error, _ = await worker.receive()
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
+            code = await worker.process.wait()
+            ok, error = False, f"the compute worker exited (exit code {code}) while starting"
+        if not ok:
+            worker.setup_error = str(error)
         return worker
 
     async def _ensure_started(self) -> asyncio.Queue[_Worker]:
@@ -151,6 +160,15 @@ class ComputePool:
                 self._idle = idle
         return self._idle
 
+    async def start(self) -> None:
+        """Start the workers now (they start with the first block otherwise): a run with a
+        ``block_timeout`` must not count their start-up (seconds: a Python process each,
+        importing numpy and the kernel) against its first blocks, which then time out, and the
+        replacement of each killed worker starts as slowly, so every block timed out.
+
+        Cancellation: the workers started so far are killed by ``aclose(kill=True)``."""
+        await self._ensure_started()
+
     async def compute(
         self, block_id: int, data: np.ndarray, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, float]:
@@ -159,6 +177,14 @@ class ComputePool:
         worker mid-block and starts a replacement."""
         idle = await self._ensure_started()
         worker = await idle.get()
+        if worker.setup_error is not None:
+            worker.kill()
+            self._replace(worker, idle)
+            raise BlockComputeError(
+                f"{worker.setup_error.rstrip()}\nblock {block_id}: the compute worker could not "
+                "load the block function (is its module importable in a fresh Python, from "
+                "the same folder?)"
+            )
         try:
             await worker.send((block_id, data, mask))
             ok, result, seconds = await worker.receive()
@@ -169,7 +195,7 @@ class ComputePool:
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as error:
             worker.kill()
             code = await worker.process.wait()
-            idle.put_nowait(await self._spawn())
+            self._replace(worker, idle)  # in the background: not inside this block's timeout
             raise WorkerCrashedError(
                 f"the compute worker died (exit code {code}) while computing block {block_id}; "
                 "it was replaced. Out of memory? Check the block size and num_workers."

@@ -1,7 +1,8 @@
 """A compute worker process: ``python -m bioimage_async.pipeline.compute_worker``.
 
 Talks to its ComputePool over stdin/stdout with length-prefixed pickle frames. The first frame is
-the cloudpickled (kernel, grid, output dtype, casting); every further frame is (block_id, data,
+the cloudpickled (kernel, grid, output dtype, casting), answered (True, None, 0) once it is
+loaded (or (False, traceback, 0) when it cannot be); every further frame is (block_id, data,
 mask) and gets a reply (ok, result-or-traceback, seconds). The protocol gets a private copy of
 the stdout file descriptor and fd 1 is pointed at stderr, so a user function that prints cannot
 corrupt it.
@@ -91,10 +92,15 @@ def main() -> None:
 
     from .compute_pool import compute_block
 
-    setup = read_frame(protocol_in)  # cloudpickle output; plain pickle.loads reads it
-    if setup is None:
+    try:
+        setup = read_frame(protocol_in)  # cloudpickle output; plain pickle.loads reads it
+        if setup is None:
+            return
+        kernel, grid, out_dtype, casting = setup
+    except Exception:  # noqa: BLE001 - e.g. the function's module cannot be imported here
+        write_frame(protocol_out, (False, traceback.format_exc(), 0.0))
         return
-    kernel, grid, out_dtype, casting = setup
+    write_frame(protocol_out, (True, None, 0.0))  # ready: the pool counts no start-up as compute
     while True:
         request = read_frame(protocol_in)
         if request is None:

@@ -167,10 +167,11 @@ class Journal:
         cls, task: BlockTask, path: str, config: RunnerConfig
     ) -> tuple[Journal, list[int]]:
         if not journaled(task):
+            in_memory = [role for role, s in task.sources().items() if not s.reopenable]
             raise InvalidArgumentError(
                 "resume_from finishes a run into sources that reopen from their specs; this "
-                "call's input or output lives in memory (a numpy array). Pass the same file-"
-                "backed sources as the run that failed"
+                f"call's {' and '.join(in_memory)} lives in memory (a numpy array). Pass the "
+                "same file-backed sources as the run that failed"
             )
         folder = await RunFolder.open(LocalFiles(), path)
         await folder.check_payload(task)
@@ -351,6 +352,8 @@ class LocalRunner(Runner):
                 finished.add(block_id)
 
         try:
+            if pool is not None and total:
+                await pool.start()  # not inside the first blocks' block_timeout
             outcome = await run_blocks(
                 plan.groups(ids),
                 lambda block_id: execute_block(task, block_id, compute, stats, buffers),
