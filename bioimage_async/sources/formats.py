@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._registry import Registry
-from ..errors import FormatNotSupportedError, MissingDependencyError
+from ..errors import FormatNotSupportedError, InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
     from .base import Source
@@ -113,10 +113,34 @@ class FormatBackend:
 class LocalFileFormat(FormatBackend):
     """A format read from local files by a blocking library: ``opener(path, key, mode=...)``."""
 
+    #: The per-format keywords ``open_source`` passes on to ``open_local`` (``pattern=``, ...);
+    #: any other is refused before the file is touched.
+    open_options: tuple[str, ...] = ()
+
     async def open(
         self, location: Location, internal_path: str | None, *, mode: str, **options: Any
     ) -> Source:
+        self.check_open_options(options)
         return await self.open_local(str(location.local_path), internal_path, mode=mode, **options)
+
+    def check_open_options(self, options: dict[str, Any]) -> None:
+        """Refuse keywords this format does not take: they reached the opener and failed as a
+        bare ``TypeError`` ("open_tiff() got an unexpected keyword argument 'level'")."""
+        unknown = sorted(set(options) - set(self.open_options))
+        if not unknown:
+            return
+        takes = ", ".join(f"{name}=" for name in self.open_options) or "no extra keywords"
+        hint = ""
+        if "level" in unknown:
+            hint = (
+                f"; level= selects a level of an OME-Zarr multiscale, a precomputed layer or a "
+                f"webknossos layer, and {self.name} files have no levels here (pick an "
+                f"array with internal_path=, or convert the level you need first)"
+            )
+        raise InvalidArgumentError(
+            f"open_source got keyword(s) the {self.name} format does not take: "
+            f"{', '.join(f'{name}=' for name in unknown)}; it takes {takes}{hint}"
+        )
 
     async def open_local(
         self, path: str, internal_path: str | None, *, mode: str, **options: Any

@@ -733,6 +733,7 @@ def wrap_h5py_dataset(dataset: Any) -> Hdf5Source:
 
 class Hdf5Format(LocalFileFormat):
     name = "hdf5"
+    open_options = ("cache_bytes",)
     description = "HDF5, .h5/.hdf5/.hdf (local files; single writer)"
     extensions = (".h5", ".hdf5", ".hdf")
     writable = True

@@ -296,6 +296,7 @@ async def open_knossos(
 
 class KnossosFormat(LocalFileFormat):
     name = "knossos"
+    open_options = ("dtype",)
     description = "KNOSSOS cubes, a folder of mag folders"
 
     async def detect(self, location: Location) -> bool:

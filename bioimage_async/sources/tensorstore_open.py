@@ -16,6 +16,7 @@ import tensorstore as ts
 
 from ..context import resource_options, run_blocking, tensorstore_context
 from ..errors import (
+    FormatNotSupportedError,
     InternalPathNotFoundError,
     InvalidArgumentError,
     ReadOnlySourceError,
@@ -269,9 +270,14 @@ async def open_tensorstore(
         if await driver.node(location, key) != "array":
             raise await _not_found(location, key, driver)
         spec = await driver.existing_spec(location, key)
-    store = driver.present(
-        await _ts_open(spec, location, f"open {driver.format} array", write=writable)
-    )
+    try:
+        opened = await _ts_open(spec, location, f"open {driver.format} array", write=writable)
+    except SourceError as error:
+        refused = error.__cause__
+        if driver.format in ("zarr", "zarr3") and isinstance(refused, ValueError):
+            raise _zarr_metadata_refused(location, key, driver, refused) from refused
+        raise
+    store = driver.present(opened)
     # zarr v3 and n5 names come as the store's labels (TensorStoreSource reads them)
     axes = ome.axes if ome is not None and ome.axes and len(ome.axes) == store.ndim else None
     if driver.format == "n5":
@@ -300,6 +306,50 @@ async def open_tensorstore(
         axes=axes,
         translation=translation,
     )
+
+
+def _zarr_metadata_refused(
+    location: Location, key: str, driver: Driver, err: ValueError
+) -> FormatNotSupportedError:
+    """tensorstore refused a zarr array's metadata (numcodecs filters such as Delta or
+    FixedScaleOffset, a compressor it lacks such as lz4, a sharding codec followed by
+    whole-shard codecs, a string or structured dtype). Its first line alone ("filters are not
+    supported", or "Sharding codec" cut before the JSON) named neither the cause nor the way
+    out: zarr-python, which wrote most such arrays, reads the ones of numeric dtype."""
+    where = str(location.join(key)) if key else str(location)
+    reason = _without_json(str(err))
+    if re.search(r'"(dtype|data_type)"|"field"', str(err)):
+        return FormatNotSupportedError(
+            f"cannot open the {driver.format} array {where}: its data type is not a numeric "
+            f"one ({reason}). bioimage_async reads and converts numeric volumes only (bool, "
+            "integers, floats, complex); string, object and structured arrays are refused. "
+            "Store the values as a numeric array (one array per field of a structured dtype)"
+        )
+    return FormatNotSupportedError(
+        f"cannot open the {driver.format} array {where}: tensorstore, bioimage_async's zarr "
+        f"reader, refuses its metadata ({reason}). If zarr-python reads it (numcodecs filters "
+        "and codecs, a numeric dtype), open it through zarr-python: "
+        f"ba.as_source(zarr.open_array({where!r}, mode='r')); or rewrite it with zarr-python "
+        "without those filters/codecs"
+    )
+
+
+def _without_json(text: str, limit: int = 400) -> str:
+    """tensorstore's message with its spec payload dropped and JSON objects shown as {...}."""
+    text = re.sub(r"\s*\[tensorstore_spec='.*", "", text.strip(), flags=re.DOTALL)
+    text = re.sub(r"^[A-Z_]+: ", "", text)
+    out: list[str] = []
+    depth = 0
+    for char in text:
+        if char == "{":
+            if depth == 0:
+                out.append("{...}")
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return " ".join("".join(out).split())[:limit]
 
 
 async def ome_level(location: Location, key: str, level: int | None) -> tuple[str, Level | None]:

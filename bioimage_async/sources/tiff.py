@@ -425,6 +425,7 @@ async def open_tiff(
 
 class TiffFormat(LocalFileFormat):
     name = "tiff"
+    open_options = ("pattern", "cache_bytes")
     description = "TIFF, .tif/.tiff, or a folder of 2D slices (any-case .tif/.tiff)"
     extensions = (".tif", ".tiff")
     requires = "tifffile"
