@@ -232,7 +232,9 @@ async def downsample(
     Without ``method``, output index i samples input coordinate i * (in/out) with a spline of
     ``order`` (0..5); ``anti_aliasing`` pre-smooths with a Gaussian of sigma
     max(0, (scale-1)/2). The defaults (order 0, no smoothing) never invent values, so they are
-    safe for label volumes. ``method`` reduces each window instead: "mode" (the most frequent
+    safe for label volumes. Orders 2..5 compute NaN and inf inputs as 0 and give NaN wherever
+    the spline (and smoothing) footprint of an output holds one, the same on every block shape
+    (a spline prefilter would otherwise spread one NaN along whole lines). ``method`` reduces each window instead: "mode" (the most frequent
     value, ties to the smallest: label-safe without dropping thin objects), "mean" (rounded for
     integers), "min" or "max"; windows clipped at the border use the voxels they have.
     "stride" takes each window's first voxel (``x[::f]``, the nearest-neighbour sampling of
