@@ -55,6 +55,10 @@ class WritePlan:
 
     grid: BlockGrid
     runs: tuple[tuple[range, ...], ...] | None = None  # per axis, when grouping is needed
+    #: when blocks share chunks that no block shape can keep apart (a region that starts off
+    #: the chunk grid): the (grain, offset) of the chunks whose writes one process must take
+    #: turns on (``pipeline.chunk_guard``)
+    guarded: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
     def grouped(self) -> bool:
@@ -98,11 +102,14 @@ def plan_writes(
     *,
     concurrent: bool,
     output_name: str = "the output",
+    one_writer: bool = False,
 ) -> WritePlan:
     """Check that concurrent block writes never share a chunk; group blocks within shards.
 
     ``offset``: where the output's chunk borders lie in its own coordinates (a region of a larger
-    array): at ``offset + k * chunk`` on each axis.
+    array): at ``offset + k * chunk`` on each axis. ``one_writer``: every write is made by this
+    process (a local run), so blocks of a region that starts off the chunk grid can take turns
+    on the chunks they share instead of being refused.
 
     Raises UnsafeBlockShapeError, proposing a block shape, when blocks would split chunks.
     """
@@ -111,11 +118,14 @@ def plan_writes(
     offset = tuple(offset) if offset is not None else (0,) * len(grid.shape)
     if not _aligned(grid, chunks, offset):
         if any(o % c for o, c in zip(offset, chunks)):
+            if one_writer:
+                return WritePlan(grid, guarded=(tuple(shards or chunks), offset))
             raise UnsafeBlockShapeError(
                 f"{output_name} is a region that does not start on a chunk boundary (chunks "
                 f"{tuple(chunks)}: its first chunk border lies {offset} voxels into it), so "
-                "parallel blocks would share chunks. Use a region "
-                "that starts on a chunk boundary, or write one block at a time with "
+                "parallel writers would share chunks. Use a region that starts on a chunk "
+                "boundary, run it locally (job_type='local', where blocks take turns on the "
+                "chunks they share), or write one block at a time with "
                 "job_config=ba.RunnerConfig(in_flight=1)."
             )
         proposal = propose_block_shape(grid.block_shape, chunks, grid.shape)

@@ -5,8 +5,10 @@ Shared by the local pipeline and the distributed worker, so both backends comput
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from ..context import run_blocking
 from ..kernels.casting import cast_checked
 from ..sources.indexing import Roi, roi_shape
 from .buffers import BufferPool
+from .chunk_guard import ChunkGuard
 from .compute_pool import block_where, compute_block
 from .stats import RunStats
 from .task import BlockTask
@@ -65,22 +68,30 @@ async def execute_block(
     compute: Compute | None,
     stats: RunStats,
     buffers: BufferPool | None = None,
+    guard: ChunkGuard | None = None,
 ) -> bool:
     """Process one block; returns False when an empty mask made it skip (nothing read/written).
+
+    With ``guard``, the block's writes wait while another block writes part of a chunk that
+    it writes part of (see ``pipeline.chunk_guard``).
 
     With ``buffers`` (and a kernel whose input is scratch), the input region is read into a
     pooled buffer, given back once the compute is done (once the block is written if the
     result is a view of it; dropped if the block fails).
     """
     if buffers is None or not (task.kernel.needs_compute and task.kernel.input_is_scratch):
-        return await _execute(task, block_id, compute, stats, None)
+        return await _execute(task, block_id, compute, stats, None, guard)
     held: list[np.ndarray] = []
-    done = await _execute(task, block_id, compute, stats, (buffers, held))
+    done = await _execute(task, block_id, compute, stats, (buffers, held), guard)
     # only now: after a failure, a timeout or a cancel, a read (tensorstore's copy) or a compute
     # thread may still be using the buffer, so it is dropped, never handed to another block
     for buffer in held:
         buffers.give(buffer)
     return done
+
+
+def _holding(guard: ChunkGuard | None, roi: Roi) -> AbstractAsyncContextManager[None]:
+    return guard.holding(roi) if guard is not None else contextlib.nullcontext()
 
 
 async def _read_input(
@@ -101,6 +112,7 @@ async def _execute(
     compute: Compute | None,
     stats: RunStats,
     pooled: tuple[BufferPool, list[np.ndarray]] | None,
+    guard: ChunkGuard | None = None,
 ) -> bool:
     block = task.grid.block(block_id)
     mask = partial = None
@@ -113,7 +125,9 @@ async def _execute(
     started = time.perf_counter()
     if mask is None and not task.kernel.needs_compute and _lossless(task):
         files_before = getattr(task.output, "raw_chunk_files", 0)
-        if await task.output.copy_region_from(block.roi, task.input, block.roi):
+        async with _holding(guard, block.roi):
+            copied = await task.output.copy_region_from(block.roi, task.input, block.roi)
+        if copied:
             stats.write_s += time.perf_counter() - started
             nbytes = int(np.prod(block.shape)) * task.output.dtype.itemsize
             stats.bytes_read += nbytes
@@ -139,11 +153,12 @@ async def _execute(
         while held:
             pool.give(held.pop())
     del data
-    if partial is not None:
-        old = await task.output.read_roi(block.roi)
-        result = np.where(partial, _cast(task, block_id, result, partial), old)
+    values = _cast(task, block_id, result, partial)
+    if partial is not None:  # only this block writes these voxels: read outside the guard
+        values = np.where(partial, values, await task.output.read_roi(block.roi))
     started = time.perf_counter()
-    await task.output.write_roi(block.roi, _cast(task, block_id, result), casting="unsafe")
+    async with _holding(guard, block.roi):
+        await task.output.write_roi(block.roi, values, casting="unsafe")
     stats.write_s += time.perf_counter() - started
     stats.bytes_written += result.nbytes
     return True

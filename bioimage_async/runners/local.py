@@ -23,6 +23,7 @@ from ..blocking.safety import WritePlan, plan_writes
 from ..context import resource_options
 from ..errors import ConfigError, InvalidArgumentError, RunLockedError, RunnerError
 from ..pipeline.buffers import input_buffers
+from ..pipeline.chunk_guard import ChunkGuard
 from ..pipeline.compute_pool import ComputePool
 from ..pipeline.engine import run_blocks
 from ..pipeline.execute import Compute, execute_block, threaded_compute
@@ -293,6 +294,7 @@ class LocalRunner(Runner):
             task.output.grid_offset,
             concurrent=in_flight > 1 and not task.output.serializes_writes,
             output_name=task.output.describe(),
+            one_writer=True,
         )
         return in_flight, plan
 
@@ -339,6 +341,7 @@ class LocalRunner(Runner):
         )
         # input regions of the library's kernels, reused from block to block
         buffers = input_buffers(task, in_flight, self.config.memory_budget // 4)
+        guard = ChunkGuard(task.grid.shape, *plan.guarded) if plan.guarded is not None else None
         done = 0
         # without a journal, only this run can say which blocks a re-run needs
         finished: set[int] | None = set() if journal is None else None
@@ -356,7 +359,7 @@ class LocalRunner(Runner):
                 await pool.start()  # not inside the first blocks' block_timeout
             outcome = await run_blocks(
                 plan.groups(ids),
-                lambda block_id: execute_block(task, block_id, compute, stats, buffers),
+                lambda block_id: execute_block(task, block_id, compute, stats, buffers, guard),
                 total=total,
                 in_flight=in_flight,
                 progress=options.progress,
@@ -389,6 +392,8 @@ class LocalRunner(Runner):
             raise
         if pool is not None:
             await pool.aclose(kill=False)
+        if guard is not None:  # writes that waited for a neighbour's on a shared chunk
+            stats.extra["shared_chunk_waits"] = float(guard.waits)
         if outcome.failed:
             raise RunnerError.for_blocks(
                 task.name,
