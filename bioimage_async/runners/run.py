@@ -303,6 +303,9 @@ class Run:
                 stats.compute_s += float(summary.get("compute_s", 0.0))
                 stats.write_s += float(summary.get("write_s", 0.0))
                 stats.blocks_failed += len(summary.get("failed") or [])
+                stats.blocks_skipped += int(summary.get("skipped", 0))
+        # the done logs hold the blocks an empty mask skipped too (a resume must not redo them)
+        stats.blocks_done = max(0, stats.blocks_done - stats.blocks_skipped)
 
     async def _finish(self, dead: dict[int, str]) -> None:
         await self._collect_stats()

@@ -52,6 +52,29 @@ async def test_mask_keeps_old_output_values_and_skips_empty_blocks_without_readi
     assert stats.blocks_skipped == stats.blocks_total - 2
 
 
+async def test_a_subprocess_run_counts_empty_mask_blocks_as_skipped_not_done(
+    tmp_path, zarr_volume, volume
+):
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[:16, :32, :32] = True  # exactly block 0
+    mask[20, 40, 50] = True  # one voxel in one other block
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32), fill_value=7
+    )
+    stored_mask = await ba.create_source(
+        tmp_path / "m.zarr", shape=volume.shape, dtype="bool", chunks=(16, 32, 32)
+    )
+    await ba.copy(mask, stored_mask)
+    stats = ba.RunStats()
+    await ba.copy(
+        zarr_volume, out, mask=stored_mask,
+        block_shape=(16, 32, 32), stats=stats, job_type="subprocess", num_workers=2,
+        job_config=ba.RunnerConfig(tmp_root=str(tmp_path)),
+    )  # fmt: skip
+    np.testing.assert_array_equal(await out.read(), np.where(mask, volume, 7))
+    assert (stats.blocks_done, stats.blocks_skipped) == (2, stats.blocks_total - 2)
+
+
 async def test_block_ids_rerun_only_those_blocks(tmp_path, zarr_volume, volume):
     out = await ba.create_source(
         tmp_path / "o.zarr", shape=volume.shape, dtype="uint8", chunks=(16, 32, 32)
