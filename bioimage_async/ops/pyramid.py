@@ -192,10 +192,9 @@ async def _resumed_level(options: ExecOptions, outputs: list[Source | None], roo
     wanted = data_spec(manifest["sources"]["output"])
     for level, out in enumerate(outputs):
         if out is not None and data_spec(out.to_spec().to_json()) == wanted:
-            gone = [k for k in range(level + 1) if outputs[k] is None]
-            if gone:
-                break
-            return level
+            if all(outputs[k] is not None for k in range(level)):
+                return level
+            break  # a level above it is gone
     gone = [k for k, out in enumerate(outputs) if out is None]
     if gone:
         raise PayloadMismatchError(
