@@ -458,7 +458,7 @@ def warn_position_dropped(src: ba.Source, output: str) -> None:
         return
     place = ", ".join(f"{value:g}" for value in translation)
     logger.warning(
-        "%s sits at (%s) %s (its translation); %s records no position and starts at 0. "
+        "%s sits at (%s) %s (its translation); %s records no such position (precomputed: whole voxels only) and starts at 0. "
         "To keep it, build a pyramid (bioimage-async pyramid), whose OME-Zarr metadata records "
         "the translation",
         src.describe(),
@@ -466,6 +466,34 @@ def warn_position_dropped(src: ba.Source, output: str) -> None:
         src.unit or "in voxel-size units",
         output,
     )
+
+
+def kept_translation(
+    src: ba.Source,
+    args: argparse.Namespace,
+    voxel_size: tuple[float, ...] | None,
+    unit: str | None,
+) -> tuple[float, ...] | None:
+    """The input's translation, in the output's unit, for an output format that records it
+    (precomputed's voxel_offset: whole voxels only); None where it would be dropped (then
+    ``warn_position_dropped`` says so). ``--voxel-size`` names another space: no translation,
+    as for a pyramid."""
+    translation = src.translation
+    if translation is None or not any(translation) or voxel_size is None:
+        return None
+    if args.voxel_size is not None or len(translation) != len(voxel_size):
+        return None
+    if not creation_backend(Location.parse(args.output), args.format).records_translation:
+        return None
+    spatial = spatial_axes(len(translation), src.axes)
+    moved = sizes_in_unit(translation, src.unit, unit, spatial)
+    if any(t and not is_spatial for t, is_spatial in zip(moved, spatial)):
+        return None
+    for t, size in zip(moved, voxel_size):
+        voxels = t / size
+        if abs(voxels - round(voxels)) > 1e-6 * max(1.0, abs(voxels)):
+            return None
+    return moved
 
 
 def kept_axis_names(src: ba.Source, args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -502,7 +530,9 @@ async def cmd_convert(args: argparse.Namespace) -> int:
         names = kept_axis_names(src, args)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
-    warn_position_dropped(src, args.output)
+    translation = kept_translation(src, args, voxel_size, unit)
+    if translation is None:
+        warn_position_dropped(src, args.output)
     out, created = await create_output(
         args,
         args.output,
@@ -514,6 +544,7 @@ async def cmd_convert(args: argparse.Namespace) -> int:
         voxel_size=voxel_size,
         unit=unit,
         dimension_names=names,
+        translation=translation,
     )
     stats = ba.RunStats()
     started = time.perf_counter()

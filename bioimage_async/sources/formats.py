@@ -51,6 +51,8 @@ class CreateRequest:
     voxel_size: tuple[float, ...] | None = None
     unit: str | None = None
     dimension_names: tuple[str, ...] | None = None
+    #: where voxel 0 sits, in the unit of ``voxel_size``, per axis (0 on non-spatial axes)
+    translation: tuple[float, ...] | None = None
     #: zarr v2 chunk keys: None (zarr's default '.') or '/' (what OME-NGFF requires)
     dimension_separator: str | None = None
 
@@ -76,6 +78,8 @@ class FormatBackend:
     records_voxel_size: bool = False
     #: Whether created arrays record ``dimension_names`` (else create_source refuses them).
     records_axis_names: bool = False
+    #: Whether created arrays record a ``translation`` (else create_source refuses one).
+    records_translation: bool = False
     #: The importable package the backend needs, and the pip extra that installs it.
     requires: str | None = None
     extra: str | None = None

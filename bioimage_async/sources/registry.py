@@ -9,6 +9,7 @@ refuses a ``format=`` that contradicts them: ``out.h5`` is never silently a zarr
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 from typing import Any
@@ -199,6 +200,7 @@ def create_request(
     unit: str | None = None,
     dimension_names: Any = None,
     dimension_separator: str | None = None,
+    translation: Any = None,
 ) -> CreateRequest:
     """Validated, normalised create_source arguments (chunks clipped to the shape)."""
     shape = _positive_ints(shape, "shape")
@@ -221,6 +223,7 @@ def create_request(
             )
         voxel_size = on_spatial_axes(sizes, len(shape), axes_from_names(names, len(shape)))
     unit = check_unit(unit)
+    translation = _translation(translation, len(shape), names)
     if dimension_separator not in (None, ".", "/"):
         raise InvalidArgumentError(
             f"dimension_separator must be '.' or '/', got {dimension_separator!r}"
@@ -238,7 +241,35 @@ def create_request(
         unit=unit,
         dimension_names=names,
         dimension_separator=dimension_separator,
+        translation=translation,
     )
+
+
+def _translation(
+    translation: Any, ndim: int, names: tuple[str, ...] | None
+) -> tuple[float, ...] | None:
+    """Per axis, 0 on the non-spatial ones (all 0 is kept: exist_ok compares it)."""
+    if translation is None:
+        return None
+    try:
+        values = tuple(float(v) for v in translation)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (ndim, 3) or len(values) > ndim or not all(map(math.isfinite, values)):
+        raise InvalidArgumentError(
+            f"translation {translation!r} must hold one finite number per axis of an array "
+            f"with {ndim} axes (or per spatial axis z, y, x)"
+        )
+    if len(values) < ndim:
+        axes = axes_from_names(names, ndim)
+        spatial = [a for a in range(ndim) if axes is not None and axes[a] in "zyx"]
+        if len(spatial) != len(values):
+            spatial = list(range(ndim - len(values), ndim))
+        placed = [0.0] * ndim
+        for axis, value in zip(spatial, values):
+            placed[axis] = value
+        values = tuple(placed)
+    return values
 
 
 def _dimension_names(names: Any, ndim: int) -> tuple[str, ...] | None:
@@ -272,6 +303,7 @@ async def create_source(
     storage: StorageOptions | dict[str, Any] | None = None,
     dimension_names: tuple[str, ...] | None = None,
     dimension_separator: str | None = None,
+    translation: tuple[float, ...] | None = None,
 ) -> Source:
     """Create a new chunked array and open it writable.
 
@@ -294,6 +326,10 @@ async def create_source(
     ``fill_value`` (what unwritten voxels read as) must fit the dtype exactly; n5 and
     precomputed have no fill value and take only 0. ``dimension_separator`` (zarr v2 only)
     names the chunk keys' separator: '.' (zarr's default) or '/' (OME-NGFF's requirement).
+    ``translation`` (where voxel 0 sits, in the unit of ``voxel_size``, one per axis or per
+    spatial axis) is recorded by precomputed (the scale's ``voxel_offset``, so it must be a
+    whole number of voxels and needs ``voxel_size``); the other formats have no place for it
+    and refuse it (a pyramid records it in OME-Zarr metadata).
     """
     location = Location.parse(path, StorageOptions.coerce(storage))
     await load_format_backends()
@@ -321,6 +357,7 @@ async def create_source(
         unit=unit,
         dimension_names=dimension_names,
         dimension_separator=dimension_separator,
+        translation=translation,
     )
     _check_recordable(backend, request)
     await check_installed(backend)
@@ -363,9 +400,10 @@ def _check_recordable(backend: FormatBackend, request: CreateRequest) -> None:
     for given, able, what, argument in (
         (request.voxel_size, "records_voxel_size", "a voxel size", "voxel_size"),
         (request.dimension_names, "records_axis_names", "axis names", "dimension_names"),
+        (request.translation, "records_translation", "a translation", "translation"),
     ):
-        if given is None or getattr(backend, able):
-            continue
+        if given is None or not any(given) or getattr(backend, able):
+            continue  # (a translation of 0 is what every array has)
         keeping = [b.name for b in formats() if b.creatable and getattr(b, able)]
         raise FormatNotSupportedError(
             f"the {backend.name} format has no place for {what}, so {argument}="

@@ -111,6 +111,7 @@ class PrecomputedFormat(TensorStoreFormat):
     url_prefixes = ("precomputed",)
     driver_name = "precomputed"
     records_axis_names = False  # its axes are (c,) z, y, x by definition
+    records_translation = True  # the scale's voxel_offset
 
     async def detect(self, location: Location) -> bool:
         return await location.read_json("info") is not None

@@ -29,7 +29,14 @@ from .base import Source
 from .formats import CreateRequest
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
-from .physical import for_axes, n5_voxel_size, positive_sizes, voxel_centre, zarr_voxel_size
+from .physical import (
+    for_axes,
+    n5_voxel_size,
+    positive_sizes,
+    sizes_in_unit,
+    voxel_centre,
+    zarr_voxel_size,
+)
 from .storage import (
     bounded,
     invalid_url,
@@ -37,7 +44,7 @@ from .storage import (
     short_error,
 )
 from .tensorstore_source import TensorStoreSource
-from .ts_drivers import DRIVERS, Driver, Precomputed
+from .ts_drivers import DRIVERS, Driver, Precomputed, voxel_offset_of
 
 logger = logging.getLogger("bioimage_async")
 
@@ -505,6 +512,31 @@ def _check_existing_layout(
         )
 
 
+async def _existing_translation(
+    location: Location, key: str, request: CreateRequest
+) -> tuple[float, ...] | None:
+    """Where an existing layer that exist_ok opens sits (in the request's unit). With a
+    ``translation``, only a layer that sits there is opened: writing into one placed
+    elsewhere would put the data at the wrong place, silently."""
+    info = await location.read_json("info") or {}
+    if request.translation is None:
+        found = precomputed_translation(info, key, None)
+        if found is None:
+            return None
+        spatial = [axis >= len(found) - 3 for axis in range(len(found))]
+        return sizes_in_unit(found, "nanometer", request.unit, spatial)
+    wanted = list(reversed(voxel_offset_of(request)))
+    scale = _precomputed_scale(info, key, None)
+    there = [int(v) for v in scale.get("voxel_offset") or [0, 0, 0]]
+    if there != wanted:
+        raise SourceExistsError(
+            f"the existing layer at {location} starts at voxel_offset {there} (x, y, z), not "
+            f"at {wanted}, where translation={tuple(request.translation)} places it; write "
+            "into it without translation=, or remove it first"
+        )
+    return request.translation
+
+
 def _note_kept_chunks(
     location: Location, chunks: tuple[int, ...] | None, request: CreateRequest
 ) -> None:
@@ -642,7 +674,9 @@ async def create_tensorstore(
         await _ensure_parent_groups(location, key, driver)
     if key and not exists and isinstance(driver, Precomputed):
         spec = await _aligned_scale(location, spec)
+    translation = request.translation if isinstance(driver, Precomputed) else None
     if exists and isinstance(driver, Precomputed):
+        translation = await _existing_translation(location, key, request)
         compressed = await _existing_compressed_layer(location, key, request)
         if compressed is not None:
             return compressed
@@ -672,5 +706,6 @@ async def create_tensorstore(
         lock_path=writer_lock_path(location, key),
         voxel_size=request.voxel_size,
         unit=request.unit,
+        translation=translation,
         axes=None if names is None else axes_from_names(names, store.ndim),
     )

@@ -559,6 +559,8 @@ class Precomputed(Driver):
         }
         if key:
             scale["key"] = key
+        if request.translation is not None:
+            scale["voxel_offset"] = list(reversed(voxel_offset_of(request)))
         return {
             "driver": self.ts_driver,
             "kvstore": location.kvstore(),
@@ -576,6 +578,35 @@ class Precomputed(Driver):
         if channels == 1:
             store = store[0]
         return super().present(store)
+
+
+def voxel_offset_of(request: CreateRequest) -> tuple[int, ...]:
+    """The (z, y, x) voxel offset that places voxel 0 at ``request.translation``: precomputed
+    records a position in whole voxels of the scale, so another one is refused, not rounded."""
+    translation = request.translation
+    assert translation is not None
+    if any(translation[:-3]):
+        raise InvalidArgumentError(
+            f"translation {translation} moves the channel axis; precomputed places only z, y "
+            "and x: give 0 there"
+        )
+    if request.voxel_size is None:
+        raise InvalidArgumentError(
+            f"translation {translation} needs voxel_size=: precomputed records where a layer "
+            "sits in voxels (its voxel_offset), so the translation is divided by the voxel size"
+        )
+    offset = []
+    for t, size in zip(translation[-3:], request.voxel_size[-3:]):
+        voxels = t / size
+        if abs(voxels - round(voxels)) > 1e-6 * max(1.0, abs(voxels)):
+            raise InvalidArgumentError(
+                f"translation {tuple(translation[-3:])} is not a whole number of voxels of "
+                f"{tuple(request.voxel_size[-3:])} (precomputed records a voxel_offset): "
+                f"{t:g} / {size:g} = {voxels:g}. Round it to a multiple of the voxel size, or "
+                "build a pyramid, whose OME-Zarr metadata records any translation"
+            )
+        offset.append(round(voxels))
+    return tuple(offset)
 
 
 async def _merge_json(here: Location, name: str, wanted: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ import pytest
 import tifffile
 import zarr
 
+import bioimage_async as ba
+
 CLI = [sys.executable, "-m", "bioimage_async.cli.main"]
 
 
@@ -929,7 +931,7 @@ def test_convert_says_when_the_input_position_is_not_kept(tmp_path, volume):
                 mrc.header.origin = (100.0, 200.0, 300.0)
     warned = run("convert", placed, tmp_path / "placed.zarr", "--no-progress")
     assert warned.returncode == 0, warned.stderr
-    assert "records no position and starts at 0" in warned.stderr
+    assert "records no such position" in warned.stderr
     assert "bioimage-async pyramid" in warned.stderr
     quiet = run("convert", plain, tmp_path / "plain.zarr", "--no-progress")
     assert quiet.returncode == 0, quiet.stderr
@@ -938,4 +940,39 @@ def test_convert_says_when_the_input_position_is_not_kept(tmp_path, volume):
         "downsample", placed, tmp_path / "half.zarr", "--factor", "2", "--no-progress"
     )
     assert downsampled.returncode == 0, downsampled.stderr
-    assert "records no position and starts at 0" in downsampled.stderr
+    assert "records no such position" in downsampled.stderr
+
+
+def test_convert_to_precomputed_keeps_a_whole_voxel_position(tmp_path, volume):
+    """precomputed records where a layer sits (voxel_offset, whole voxels): an MRC origin of
+    whole voxels is kept there, read back by cloud-volume at those bounds; another origin is
+    dropped with the warning."""
+    mrcfile = pytest.importorskip("mrcfile")
+    cloudvolume = pytest.importorskip("cloudvolume")
+    data = volume.astype(np.int16)
+    for name, origin in (("whole", (15.0, 50.0, 105.0)), ("half", (16.0, 50.0, 105.0))):
+        with mrcfile.new(tmp_path / f"{name}.mrc", overwrite=True) as mrc:
+            mrc.set_data(data)
+            mrc.voxel_size = (1.5, 2.5, 3.5)  # x, y, z in angstrom
+            mrc.header.origin = origin
+    source = ba.sync.open_source(str(tmp_path / "whole.mrc"))
+    kept = run("convert", tmp_path / "whole.mrc", f"precomputed://{tmp_path / 'whole'}",
+               "--no-progress")  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert "position" not in kept.stderr
+    layer = cloudvolume.CloudVolume(f"file://{tmp_path / 'whole'}", progress=False)
+    # where the reader places voxel 0 (y counts from the map's far edge: IMOD orientation)
+    zyx = [round(t / v) for t, v in zip(source.translation, source.voxel_size)]
+    assert zyx[0] == 30 and zyx[2] == 10  # origin / voxel size
+    x, y, z = list(layer.voxel_offset)
+    assert [z, y, x] == zyx
+    assert list(layer.resolution) == pytest.approx([0.15, 0.25, 0.35])
+    cutout = np.asarray(layer[x : x + data.shape[2], y : y + data.shape[1], z : z + data.shape[0]])
+    np.testing.assert_array_equal(cutout[..., 0].transpose(2, 1, 0), source[...])
+    reopened = ba.sync.open_source(f"precomputed://{tmp_path / 'whole'}")
+    assert reopened.translation == pytest.approx(tuple(v / 10 for v in source.translation))
+    dropped = run("convert", tmp_path / "half.mrc", f"precomputed://{tmp_path / 'half'}",
+                  "--no-progress")  # fmt: skip
+    assert dropped.returncode == 0, dropped.stderr
+    assert "records no such position" in dropped.stderr
+    assert list(cloudvolume.CloudVolume(f"file://{tmp_path / 'half'}").voxel_offset) == [0, 0, 0]

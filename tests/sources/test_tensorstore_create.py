@@ -108,3 +108,58 @@ def test_convert_refuses_to_write_over_an_ome_zarr_image(tmp_path, overwrite):
     )
     assert inside.returncode == 0, inside.stderr
     assert zarr.open_group(str(image), mode="r")["s0"][:].max() == 3
+
+
+async def test_a_precomputed_translation_is_its_voxel_offset_as_cloudvolume_reads_it(tmp_path):
+    cloudvolume = pytest.importorskip("cloudvolume")
+    data = np.random.default_rng(7).integers(0, 255, (12, 20, 28), dtype=np.uint8)
+    layer = await ba.create_source(
+        f"precomputed://{tmp_path / 'layer'}", shape=data.shape, dtype="uint8",
+        chunks=(8, 8, 8), voxel_size=(40, 4, 4), unit="nm", translation=(400, -40, 8),
+    )  # fmt: skip
+    await ba.copy(data, layer)
+    assert layer.translation == (400.0, -40.0, 8.0)
+    assert (await ba.open_source(f"precomputed://{tmp_path / 'layer'}")).translation == (
+        400.0, -40.0, 8.0,
+    )  # fmt: skip
+    volume = cloudvolume.CloudVolume(f"file://{tmp_path / 'layer'}", progress=False)
+    assert list(volume.voxel_offset) == [2, -10, 10]  # x, y, z
+    cutout = np.asarray(volume[2:30, -10:10, 10:22])[..., 0].transpose(2, 1, 0)
+    np.testing.assert_array_equal(cutout, data)
+    # exist_ok opens it where it sits, and refuses a call that places it elsewhere
+    again = await ba.create_source(
+        f"precomputed://{tmp_path / 'layer'}", shape=data.shape, dtype="uint8",
+        chunks=(8, 8, 8), exist_ok=True,
+    )  # fmt: skip
+    assert again.translation == (400.0, -40.0, 8.0)
+    with pytest.raises(ba.SourceExistsError, match="voxel_offset"):
+        await ba.create_source(
+            f"precomputed://{tmp_path / 'layer'}", shape=data.shape, dtype="uint8",
+            chunks=(8, 8, 8), voxel_size=(40, 4, 4), translation=(0, 0, 0), exist_ok=True,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("where", "kwargs", "message"),
+    [
+        ("precomputed://p1", {"voxel_size": (40, 4, 4), "translation": (1, 2, 3)}, "whole number"),
+        ("precomputed://p2", {"translation": (40, 4, 4)}, "needs voxel_size"),
+        ("a.zarr", {"translation": (1, 2, 3)}, "no place for a translation"),
+        ("b.n5", {"translation": (0, 0, 1)}, "no place for a translation"),
+        ("c.zarr", {"translation": (1, 2)}, "one finite number per axis"),
+    ],
+)
+async def test_a_translation_that_cannot_be_recorded_is_refused(tmp_path, where, kwargs, message):
+    scheme, _, name = where.rpartition("://")
+    path = f"{scheme}://{tmp_path / name}" if scheme else str(tmp_path / name)
+    with pytest.raises(ba.BioimageAsyncError, match=message):
+        await ba.create_source(path, shape=(8, 8, 8), dtype="uint8", chunks=(8, 8, 8), **kwargs)
+    assert not os.path.exists(tmp_path / name)
+
+
+async def test_a_translation_of_zero_is_accepted_by_every_format(tmp_path):
+    made = await ba.create_source(
+        tmp_path / "z.zarr", shape=(8, 8, 8), dtype="uint8", chunks=(8, 8, 8),
+        translation=(0, 0, 0),
+    )  # fmt: skip
+    assert made.translation is None
