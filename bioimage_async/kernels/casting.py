@@ -16,6 +16,7 @@ wrap, and is documented rather than refused.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,40 @@ def float_bounds_in(dtype: np.dtype, source: np.dtype) -> tuple[np.floating, np.
     return bounds[0], bounds[1]
 
 
+def lossless(source: np.dtype, dtype: np.dtype) -> bool:
+    """Whether every value of ``source`` is held exactly by ``dtype``: numpy's "safe" casts,
+    less the integers too wide for the float's mantissa (int64 into float64 is "safe" to numpy,
+    yet 2**53 + 1 becomes 2**53)."""
+    source, dtype = np.dtype(source), np.dtype(dtype)
+    if not np.can_cast(source, dtype, "safe"):
+        return False
+    if source.kind in "iu" and dtype.kind in "fc":
+        float_kind = dtype if dtype.kind == "f" else np.dtype(f"f{dtype.itemsize // 2}")
+        magnitude_bits = source.itemsize * 8 - (source.kind == "i")
+        return magnitude_bits <= np.finfo(float_kind).nmant + 1
+    return True
+
+
+def _exact_in_float(value: np.ndarray, dtype: np.dtype, low: Any, high: Any) -> bool:
+    """Whether the integers of ``value`` (between ``low`` and ``high``) are all held exactly by
+    the float ``dtype``; only those beyond its mantissa are looked at."""
+    limit = 2 ** (np.finfo(dtype).nmant + 1)
+    if -limit <= int(low) and int(high) <= limit:
+        return True
+    wide = (
+        value[(value > limit) | (value < -limit)]
+        if value.dtype.kind == "i"
+        else value[value > limit]
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = wide.astype(dtype)
+        info = np.iinfo(value.dtype)
+        # 2**63 (int64's max rounded) does not cast back: it is no value of the input anyway
+        inside = (rounded >= float(info.min)) & (rounded < float(info.max) + 1.0)
+        back = np.where(inside, rounded, 0).astype(value.dtype)
+    return bool((inside & (back == wide)).all())
+
+
 def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
     """Whether every value of ``value`` is representable in ``dtype``, and the value range."""
     if value.size == 0:
@@ -95,10 +130,15 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
         info = np.iinfo(dtype)
         return bool(int(low) >= info.min and int(high) <= info.max), shown
     if dtype.kind == "f":
-        if value.dtype.kind in "iub":  # the nearest float: a rounding, unless it overflows
+        if value.dtype.kind in "iub":  # exact, or the nearest float: refused, as an overflow
             with np.errstate(over="ignore"):  # float16: 65520 and up become inf
                 ends = np.asarray([low, high]).astype(dtype)
-            return bool(np.isfinite(ends).all()), shown
+            if not np.isfinite(ends).all():
+                return False, shown
+            if value.dtype.kind != "b" and not _exact_in_float(value, dtype, low, high):
+                bits = np.finfo(dtype).nmant + 1
+                return False, f"{shown}, integers beyond 2**{bits} that {dtype} rounds"
+            return True, shown
         finfo = np.finfo(dtype)
         finite = np.isfinite(low) or np.isfinite(high)
         too_big = (np.isfinite(low) and low < finfo.min) or (np.isfinite(high) and high > finfo.max)
@@ -123,7 +163,7 @@ def cast_checked(
     dtype = np.dtype(dtype)
     if value.dtype == dtype:
         return value
-    if casting == "unsafe" or np.can_cast(value.dtype, dtype, "safe"):
+    if casting == "unsafe" or lossless(value.dtype, dtype):
         return value.astype(dtype)
     if casting == "clip":
         return clip_cast(value, dtype)
@@ -131,6 +171,13 @@ def cast_checked(
         raise InvalidArgumentError(f"casting must be one of {CASTINGS}, got {casting!r}")
     partial = inside is not None and not inside.all()
     fits, shown = _fits(value[inside] if partial else value, dtype)
+    if not fits and shown.endswith("rounds"):
+        raise CastingError(
+            f"{where}: {shown} ({value.dtype} into {dtype}): writing them would store other "
+            "numbers (the nearest float), which for labels are other labels. Write into an "
+            "integer dtype that holds them, or pass casting='unsafe' (or 'clip') to accept "
+            "the rounding"
+        )
     if not fits:
         raise CastingError(
             f"{where}: {shown} ({value.dtype}) do not fit the output dtype {dtype} "

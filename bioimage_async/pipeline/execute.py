@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 import numpy as np
 
 from ..context import run_blocking
-from ..kernels.casting import cast_checked
+from ..kernels.casting import cast_checked, lossless
 from ..sources.indexing import Roi, roi_shape
 from .buffers import BufferPool
 from .chunk_guard import ChunkGuard
@@ -49,7 +49,7 @@ def threaded_compute(task: BlockTask) -> Compute:
 def _lossless(task: BlockTask) -> bool:
     """Whether input values always fit the output dtype (tensorstore's own cast may then copy
     chunk to chunk; otherwise values go through the checked cast in numpy)."""
-    return bool(np.can_cast(task.input.dtype, task.output.dtype, "safe"))
+    return lossless(task.input.dtype, task.output.dtype)
 
 
 def _cast(

@@ -152,7 +152,38 @@ async def test_integers_that_overflow_float16_are_refused_not_stored_as_inf(tmp_
     out = await ba.create_source(tmp_path / "o.zarr", shape=(3,), dtype="float16", chunks=(3,))
     with pytest.raises(ba.CastingError, match="float16"):
         await out.write(..., np.array([1, 65504, 65535], np.uint16))
-    await out.write(..., np.array([1, 65504, 65519], np.uint16))  # 65519 rounds to 65504
-    np.testing.assert_array_equal(await out.read(), np.array([1, 65504, 65504], np.float16))
+    with pytest.raises(ba.CastingError, match="rounds"):  # 65519 would be stored as 65504
+        await out.write(..., np.array([1, 65504, 65519], np.uint16))
+    await out.write(..., np.array([1, 65504, 2049], np.uint16), casting="clip")  # accepted
+    np.testing.assert_array_equal(await out.read(), np.array([1, 65504, 2048], np.float16))
     await out.write(..., np.array([1, 65535, 70000], np.int32), casting="clip")
     np.testing.assert_array_equal(await out.read(), np.array([1, 65504, 65504], np.float16))
+
+
+@pytest.mark.parametrize(
+    ("int_dtype", "float_dtype", "exact", "rounded"),
+    [
+        ("int64", "float64", [2**53, -(2**60), 2**62], 2**53 + 1),
+        ("uint64", "float64", [2**63, 2**64 - 2**11], 2**64 - 1),
+        ("uint32", "float32", [2**24, 2**31], 2**24 + 1),
+        ("int32", "float32", [-(2**31), 2**30], 2**31 - 1),
+    ],
+)
+async def test_integers_a_float_would_round_are_refused_and_exact_ones_pass(
+    tmp_path, int_dtype, float_dtype, exact, rounded
+):
+    """int64 into float64 is "safe" to numpy, yet 2**53 + 1 becomes 2**53: a label would turn
+    into its neighbour. Integers the float holds exactly are written, whatever their size."""
+    src = await ba.create_source(tmp_path / "in.zarr", shape=(4,), dtype=int_dtype, chunks=(2,))
+    values = np.array([*exact, 7][:3] + [rounded], dtype=int_dtype)
+    await src.write(..., values)
+    out = await ba.create_source(tmp_path / "o.zarr", shape=(4,), dtype=float_dtype, chunks=(2,))
+    with pytest.raises(ba.RunnerError, match="rounds") as error:
+        await ba.copy(src, out, block_shape=(2,))
+    assert error.value.failed_block_ids == [1]  # the block of the rounded value, alone
+    await ba.copy(src, out, block_shape=(2,), casting="unsafe")  # the opt-in: numpy's rounding
+    np.testing.assert_array_equal(await out.read(), values.astype(float_dtype))
+    exact_values = np.array([*exact, 0, 0][:4], dtype=int_dtype)
+    await src.write(..., exact_values)
+    await ba.copy(src, out, block_shape=(2,))
+    assert [int(v) for v in await out.read()] == [int(v) for v in exact_values]
