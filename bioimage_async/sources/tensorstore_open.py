@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from ..context import resource_options, run_blocking, tensorstore_context
+from ..context import resource_options, run_blocking
 from ..errors import (
     FormatNotSupportedError,
     InternalPathNotFoundError,
@@ -43,7 +43,7 @@ from .storage import (
     no_such_key,
     short_error,
 )
-from .tensorstore_source import TensorStoreSource
+from .tensorstore_source import TensorStoreSource, is_lossy, store_context
 from .ts_drivers import DRIVERS, Driver, Precomputed, voxel_offset_of
 
 logger = logging.getLogger("bioimage_async")
@@ -56,11 +56,26 @@ async def _ts_open(
     spec: dict[str, Any], location: Location, what: str, *, write: bool, create: bool = False
 ) -> ts.TensorStore:
     """ts.open with errors said in storage terms and, remotely, a bounded wait. A spec that
-    says ``assume_metadata`` is opened so (the keyword overrides the spec's member)."""
+    says ``assume_metadata`` is opened so (the keyword overrides the spec's member). A lossy
+    store is opened without a chunk cache (see ``is_lossy``)."""
+    store = await _ts_open_in(spec, location, what, write, create, store_context(is_lossy(spec)))
+    if not create and not is_lossy(spec) and is_lossy(store.spec().to_json()):
+        store = await _ts_open_in(spec, location, what, write, False, store_context(True))
+    return store
+
+
+async def _ts_open_in(
+    spec: dict[str, Any],
+    location: Location,
+    what: str,
+    write: bool,
+    create: bool,
+    context: ts.Context,
+) -> ts.TensorStore:
     try:
         future = ts.open(
             spec,
-            context=tensorstore_context(),
+            context=context,
             read=True,
             write=write,
             create=create,

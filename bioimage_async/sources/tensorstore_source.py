@@ -33,6 +33,20 @@ from .storage import (
 )
 
 
+def is_lossy(spec: dict[str, Any]) -> bool:
+    """Whether a store encodes chunks lossily (precomputed jpeg). Its chunk cache would keep
+    the values written, not the ones stored: reads in this process (the writing handle, or a
+    fresh open_source, which shares the cache) returned exact values while the file, other
+    processes, cloud-volume and neuroglancer hold the jpeg-decoded ones."""
+    return (spec.get("scale_metadata") or {}).get("encoding") == "jpeg"
+
+
+def store_context(uncached: bool) -> ts.Context:
+    """The process's context, or a child of it without a chunk cache (for lossy stores)."""
+    shared = tensorstore_context()
+    return ts.Context({"cache_pool": {"total_bytes_limit": 0}}, shared) if uncached else shared
+
+
 class TensorStoreSource(Source):
     """A source over a ``tensorstore.TensorStore`` (opened with bioimage_async's Context).
 
@@ -261,22 +275,31 @@ class TensorStoreSource(Source):
         if isinstance(spec.get("kvstore"), dict):
             spec["kvstore"] = with_credentials(spec["kvstore"], storage)
         where = Location.parse(location, storage) if location else None
-        try:
-            future = ts.open(
-                spec,
-                read=True,
-                write=writable,
-                open=True,
-                # a spec that carries the stored metadata (z5py's blosc n5, whose 'nthreads'
-                # tensorstore refuses) is opened on it, as in the process that made the spec
-                assume_metadata=bool(spec.get("assume_metadata")),
-                context=context or tensorstore_context(),
-            )
-        except ValueError as err:
-            if where is None or not where.is_remote:
-                raise SourceError(f"cannot reopen {location or spec}: {short_error(err)}") from err
-            raise invalid_url(err, where) from err
-        store = await (bounded(future, where) if where is not None and where.is_remote else future)
+
+        async def reopen(context: ts.Context) -> ts.TensorStore:
+            try:
+                future = ts.open(
+                    spec,
+                    read=True,
+                    write=writable,
+                    open=True,
+                    # a spec that carries the stored metadata (z5py's blosc n5, whose 'nthreads'
+                    # tensorstore refuses) is opened on it, as in the process that made the spec
+                    assume_metadata=bool(spec.get("assume_metadata")),
+                    context=context,
+                )
+            except ValueError as err:
+                if where is None or not where.is_remote:
+                    raise SourceError(
+                        f"cannot reopen {location or spec}: {short_error(err)}"
+                    ) from err
+                raise invalid_url(err, where) from err
+            remote = where is not None and where.is_remote
+            return await (bounded(future, where) if remote and where is not None else future)
+
+        store = await reopen(context or store_context(False))
+        if is_lossy(store.spec().to_json()):  # read back as stored, never as written
+            store = await reopen(store_context(True))
         return cls(
             store,
             writable=writable,

@@ -218,3 +218,25 @@ async def test_a_reopened_spec_keeps_the_layer_position(tmp_path, compress):
     again = await ba.from_spec(json.loads(json.dumps(source.to_spec().to_json())))
     assert source.translation == pytest.approx((160.0, 48.0, 48.0))
     assert again.translation == pytest.approx(source.translation)
+
+
+async def test_a_jpeg_layer_reads_back_as_stored_in_the_process_that_wrote_it(tmp_path):
+    """tensorstore's chunk cache kept the values written into a jpeg layer: the writing
+    handle, a fresh open_source and a reopened spec read them exactly, while the file (and
+    cloud-volume, neuroglancer, any other process) holds the jpeg-decoded values."""
+    written = np.random.default_rng(0).integers(0, 255, (16, 64, 64), dtype=np.uint8)
+    layer = await ba.create_source(
+        f"precomputed://{tmp_path / 'jpeg'}", shape=written.shape, dtype="uint8",
+        chunks=(8, 32, 32), compression="jpeg",
+    )  # fmt: skip
+    await ba.copy(written, layer)
+    stored = np.asarray(
+        cloudvolume.CloudVolume(f"file://{tmp_path / 'jpeg'}", progress=False)[:, :, :]
+    )[..., 0].transpose(2, 1, 0)
+    assert not np.array_equal(stored, written)  # jpeg is lossy: the test means something
+    np.testing.assert_array_equal(await layer.read(), stored)
+    reopened = await ba.open_source(f"precomputed://{tmp_path / 'jpeg'}")
+    np.testing.assert_array_equal(await reopened.read(), stored)
+    again = await ba.from_spec(layer.to_spec())
+    await again.write(..., written)
+    np.testing.assert_array_equal(await again.read(), stored)
