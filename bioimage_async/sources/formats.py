@@ -19,17 +19,25 @@ modules exposes ``FORMAT_BACKENDS``, and none imports its optional library at im
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._registry import Registry
-from ..errors import FormatNotSupportedError, InvalidArgumentError, MissingDependencyError
+from ..errors import (
+    FormatNotSupportedError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    SourceExistsError,
+)
 
 if TYPE_CHECKING:
     from .base import Source
     from .location import Location
+
+logger = logging.getLogger("bioimage_async")
 
 #: Modules (in ``bioimage_async.sources``) whose ``FORMAT_BACKENDS`` are the built-in formats,
 #: in detection order: a folder holding several formats' metadata is the first one's.
@@ -55,6 +63,28 @@ class CreateRequest:
     translation: tuple[float, ...] | None = None
     #: zarr v2 chunk keys: None (zarr's default '.') or '/' (what OME-NGFF requires)
     dimension_separator: str | None = None
+
+
+def check_kept_fill(where: str, existing: Any, requested: Any) -> None:
+    """exist_ok keeps the existing array's fill value (what its unwritten voxels read as):
+    one asked for that differs is refused, not dropped (unwritten voxels would read the old
+    one); the default 0 over another one is only noted."""
+    kept = 0 if existing is None else np.asarray(existing).item()
+    asked = 0 if requested is None else requested
+    if kept == asked or (kept != kept and asked != asked):  # NaN == NaN here
+        return
+    if asked == 0:
+        logger.warning(
+            "%s exists: writing into it keeps its fill value %r (what unwritten voxels read)",
+            where,
+            kept,
+        )
+        return
+    raise SourceExistsError(
+        f"the existing array at {where} has fill value {kept!r}, not the requested "
+        f"{asked!r}: its unwritten voxels would read {kept!r}. Write into it without "
+        "fill_value=, or remove it first"
+    )
 
 
 class FormatBackend:

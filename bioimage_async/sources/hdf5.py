@@ -41,7 +41,7 @@ from ..kernels.casting import exact_fill_value
 from .axis_names import axes_from_names
 from .base import Source, SourceSpec
 from .decoded_cache import DEFAULT_CACHE_BYTES, DecodedCache
-from .formats import CreateRequest, FormatBackend, LocalFileFormat
+from .formats import CreateRequest, FormatBackend, LocalFileFormat, check_kept_fill
 from .hdf5_chunks import ChunkCodec, ChunkReader
 from .indexing import Roi, roi_shape
 from .location import Location
@@ -589,6 +589,7 @@ def _create_blocking(
         node = file.get(key)
         if node is not None:
             _check_existing(node, path, key, shape, dtype, exist_ok)
+            check_kept_fill(f"{path} (key {key!r})", node.fillvalue, fill_value)
             node.attrs.update(attributes)
             return Hdf5Source(node, writable=True)
         if 0 in shape:  # HDF5 cannot chunk an empty axis; an empty volume needs no filter

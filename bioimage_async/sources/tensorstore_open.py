@@ -26,7 +26,7 @@ from ..errors import (
 )
 from .axis_names import ZARR_V2_ATTRIBUTE, axes_from_names
 from .base import Source
-from .formats import CreateRequest
+from .formats import CreateRequest, check_kept_fill
 from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
 from .physical import (
@@ -527,6 +527,33 @@ def _check_existing_layout(
         )
 
 
+async def _existing_voxel_size(
+    location: Location, key: str, request: CreateRequest
+) -> tuple[tuple[float, ...] | None, str | None]:
+    """The voxel size of an existing layer that exist_ok opens (in the request's unit): its
+    scale's ``resolution`` is not rewritten (it names the scale), so another one asked for is
+    refused rather than reported by the handle while the file keeps its own."""
+    info = await location.read_json("info") or {}
+    sizes, _ = precomputed_voxel_size(info, key, None)
+    if sizes is None:
+        return request.voxel_size, request.unit
+    spatial = [axis >= len(sizes) - 3 for axis in range(len(sizes))]
+    if request.voxel_size is not None:
+        asked = sizes_in_unit(request.voxel_size, request.unit or "nanometer", "nanometer", spatial)
+        if len(asked) != len(sizes) or not all(
+            math.isclose(a, b, rel_tol=1e-9) for a, b in zip(asked, sizes)
+        ):
+            raise SourceExistsError(
+                f"the existing layer at {location} has voxel size {sizes} nanometer, not the "
+                f"requested {request.voxel_size} {request.unit or 'nanometer'}; a scale's "
+                "resolution names it and is not rewritten. Write into it without voxel_size=, "
+                "or remove it first"
+            )
+        return request.voxel_size, request.unit or "nanometer"
+    unit = request.unit or "nanometer"
+    return sizes_in_unit(sizes, "nanometer", unit, spatial), unit
+
+
 async def _existing_translation(
     location: Location, key: str, request: CreateRequest
 ) -> tuple[float, ...] | None:
@@ -708,8 +735,13 @@ async def create_tensorstore(
         _note_kept_chunks(
             location, tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ()), request
         )
-    await driver.annotate(location, key, request)
     where = str(location.join(key)) if key else str(location)
+    if exists:
+        check_kept_fill(where, store.fill_value, request.fill_value)
+    voxel_size, unit = request.voxel_size, request.unit
+    if exists and isinstance(driver, Precomputed):
+        voxel_size, unit = await _existing_voxel_size(location, key, request)
+    await driver.annotate(location, key, request)
     names = request.dimension_names
     return TensorStoreSource(
         store,
@@ -719,8 +751,8 @@ async def create_tensorstore(
         location=where,
         storage=location.storage,
         lock_path=writer_lock_path(location, key),
-        voxel_size=request.voxel_size,
-        unit=request.unit,
+        voxel_size=voxel_size,
+        unit=unit,
         translation=translation,
         axes=None if names is None else axes_from_names(names, store.ndim),
     )

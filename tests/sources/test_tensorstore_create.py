@@ -163,3 +163,40 @@ async def test_a_translation_of_zero_is_accepted_by_every_format(tmp_path):
         translation=(0, 0, 0),
     )  # fmt: skip
     assert made.translation is None
+
+
+@pytest.mark.parametrize(
+    ("name", "format"), [("a.zarr", "zarr"), ("b.zarr", "zarr3"), ("c.h5", "hdf5")]
+)
+async def test_exist_ok_refuses_another_fill_value_and_keeps_its_own(
+    tmp_path, caplog, name, format
+):
+    path = str(tmp_path / name)
+    await ba.create_source(path, format=format, shape=(8, 8), dtype="uint8", chunks=(4, 4),
+                           fill_value=7)  # fmt: skip
+    with pytest.raises(ba.SourceExistsError, match="fill value 7, not the requested 9"):
+        await ba.create_source(path, format=format, shape=(8, 8), dtype="uint8", chunks=(4, 4),
+                               fill_value=9, exist_ok=True)  # fmt: skip
+    same = await ba.create_source(path, format=format, shape=(8, 8), dtype="uint8",
+                                  chunks=(4, 4), fill_value=7, exist_ok=True)  # fmt: skip
+    assert (await same.read(np.s_[0, 0])) == 7
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        default = await ba.create_source(path, format=format, shape=(8, 8), dtype="uint8",
+                                         chunks=(4, 4), exist_ok=True)  # fmt: skip
+    assert (await default.read(np.s_[0, 0])) == 7
+    assert "keeps its fill value 7" in caplog.text
+
+
+async def test_exist_ok_on_a_layer_refuses_another_voxel_size_and_reports_its_own(tmp_path):
+    where = f"precomputed://{tmp_path / 'layer'}"
+    await ba.create_source(where, shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
+                           voxel_size=(40, 4, 4), unit="nm")  # fmt: skip
+    with pytest.raises(ba.SourceExistsError, match="voxel size"):
+        await ba.create_source(where, shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
+                               voxel_size=(1, 1, 1), unit="um", exist_ok=True)  # fmt: skip
+    same = await ba.create_source(where, shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
+                                  voxel_size=(0.04, 0.004, 0.004), unit="um", exist_ok=True)  # fmt: skip
+    assert same.voxel_size == (0.04, 0.004, 0.004) and same.unit == "micrometer"
+    unsaid = await ba.create_source(where, shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
+                                    exist_ok=True)  # fmt: skip
+    assert unsaid.voxel_size == (40.0, 4.0, 4.0) and unsaid.unit == "nanometer"
