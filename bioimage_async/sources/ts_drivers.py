@@ -19,6 +19,7 @@ cannot know from the metadata alone: the chunk-key separator of a zarr v2 array 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -406,7 +407,7 @@ async def chunk_separator(here: Location, zarray: dict[str, Any]) -> str | None:
     declared = zarray.get("dimension_separator")
     if declared not in (None, ".", "/"):
         return None  # tensorstore refuses the metadata itself, naming the value
-    found = await _chunk_layouts(here, ndim, {declared} if declared else {".", "/"})
+    found = await _chunk_layouts(here, _chunk_grid(zarray), {declared} if declared else {".", "/"})
     if not found:
         return None
     if declared is None:
@@ -434,30 +435,59 @@ def _undeclared_separator(here: Location, found: set[str]) -> str | None:
     return "/" if found == {"/"} else None
 
 
-async def _chunk_layouts(here: Location, ndim: int, enough: set[str]) -> set[str] | None:
+def _chunk_grid(zarray: dict[str, Any]) -> tuple[int, ...]:
+    """Chunks per axis (1 where the metadata is malformed: tensorstore then says why)."""
+    shape, chunks = zarray.get("shape") or [], zarray.get("chunks") or []
+    try:
+        return tuple(max(1, -(-int(n) // int(c))) for n, c in zip(shape, chunks, strict=True))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return (1,) * len(shape)
+
+
+def _spread(grid: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Grid positions spread over the array: the first, middle and last index on every axis
+    (the first position first), at most 3**ndim of them."""
+    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in grid]
+    return sorted(itertools.product(*per_axis), key=lambda p: (any(p), p))
+
+
+async def _chunk_layouts(
+    here: Location, grid: tuple[int, ...], enough: set[str]
+) -> set[str] | None:
     """The separators ('.', '/') of the chunk keys stored below the array (a local scan stops
     once it has found ``enough``); None if unknown."""
+    ndim = len(grid)
     if here.is_local:
         folder = str(here.local_path)
         return await run_blocking(_local_layouts, folder, ndim, enough, LAYOUT_SCAN_LIMIT)
     if here.scheme in ("s3", "gs"):
         try:
-            rows = await asyncio.gather(*(_remote_row(here, sep, ndim) for sep in "./"))
-            return {sep for sep, row in zip("./", rows) if row}
+            rows = sorted({p[:-1] for p in _spread(grid)}, key=lambda p: (any(p), p))
+            for row in rows:  # the first row, else rows spread over the array
+                found = await asyncio.gather(*(_remote_row(here, sep, row) for sep in "./"))
+                if any(found):
+                    return {sep for sep, hit in zip("./", found) if hit}
+            return set()
         except (SourceError, ValueError, NotImplementedError, TimeoutError) as err:
             # a bucket that serves reads but refuses listing (403), or a slow one
-            logger.debug("cannot list the chunks of %s (%s): probing its first chunk", here, err)
-    return await _first_chunk_layouts(here, ndim)
+            logger.debug("cannot list the chunks of %s (%s): probing chunks", here, err)
+    return await _probed_chunk_layouts(here, grid)
 
 
-async def _first_chunk_layouts(here: Location, ndim: int) -> set[str] | None:
+async def _probed_chunk_layouts(here: Location, grid: tuple[int, ...]) -> set[str] | None:
     """Where listing cannot tell (http, a bucket that refuses it): the layouts under which the
-    first chunk exists. Taking the metadata on trust read an old nested array as all fill
-    value. A server error propagates (it says nothing about the layout); a first chunk that is
-    fill value under both names leaves the metadata to decide (None)."""
-    names = {sep: sep.join(["0"] * ndim) for sep in "./"}
-    found = {sep for sep, name in names.items() if await here.exists(name)}
-    return found or None
+    first chunk exists, else chunks spread over the array (the first, middle and last index
+    of every axis). Taking the metadata on trust read an old nested array whose first chunk
+    was never written as all fill value. A server error propagates (it says nothing about
+    the layout); chunks absent under both names leave the metadata to decide (None)."""
+    positions = _spread(grid)
+    for batch in (positions[:1], positions[1:]):
+        names = [(sep, sep.join(map(str, p))) for p in batch for sep in "./"]
+        hits = await asyncio.gather(*(here.exists(name) for _, name in names))
+        found = {sep for (sep, _), hit in zip(names, hits) if hit}
+        if found:
+            return found
+    return None
 
 
 def _chunk_key(separator: str, ndim: int) -> re.Pattern[str]:
@@ -494,16 +524,15 @@ def _holds_chunks(folder: str) -> bool:
         return any(True for _ in entries)
 
 
-async def _remote_row(here: Location, separator: str, ndim: int) -> bool:
-    """Whether the chunk row at index 0 of every axis but the last has keys with this
-    separator: a one-prefix listing, bounded however large the array (an array whose first
-    row is all fill value is taken as its metadata says)."""
-    prefix = ("0" + separator) * (ndim - 1)
+async def _remote_row(here: Location, separator: str, row: tuple[int, ...]) -> bool:
+    """Whether the chunk row at ``row`` (the indices of every axis but the last) has keys with
+    this separator: a one-prefix listing, bounded however large the array."""
+    prefix = "".join(f"{i}{separator}" for i in row)
     end = prefix[:-1] + chr(ord(separator) + 1)
     store = await open_kvstore(here.kvstore(), here)
     budget = min(resource_options().storage_timeout, LAYOUT_BUDGET)
     keys = await asyncio.wait_for(store.list(ts.KvStore.KeyRange(prefix, end)), budget)
-    pattern = _chunk_key(separator, ndim)
+    pattern = _chunk_key(separator, len(row) + 1)
     return any(pattern.fullmatch(k.decode("utf-8", "replace")) for k in keys)
 
 

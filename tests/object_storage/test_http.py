@@ -176,3 +176,18 @@ async def test_a_refused_http_read_says_the_url_is_not_public_not_aws_settings(h
     with pytest.raises(ba.StorageError, match="not public") as refused:
         await ba.open_source(f"{url}/vol", format="zarr")
     assert "AWS" not in str(refused.value)
+
+
+async def test_an_old_nested_zarr_whose_first_chunk_was_never_written_reads_over_http(
+    http_root, data
+):
+    """Only the first chunk was asked for under both names: absent (never written, all fill
+    value), the .zarray's '.' was trusted and every stored chunk read as 0. Chunks spread over
+    the array are asked for next."""
+    root, url = http_root
+    nested_zarr_without_separator(root / "nested.zarr", data)
+    (root / "nested.zarr" / "0" / "0" / "0").unlink()  # as if never written
+    expected = data.copy()
+    expected[:8, :16, :16] = 0
+    remote = await ba.open_source(f"{url}/nested.zarr")
+    np.testing.assert_array_equal(await remote.read(), expected)

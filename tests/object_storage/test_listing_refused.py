@@ -240,3 +240,26 @@ async def test_a_server_error_on_the_probe_is_an_error_not_a_missing_chunk(
     message = str(caught.value)
     assert f"s3://{bucket}/{FIRST_CHUNK[failing]}" in message  # the whole key
     assert "InternalError" in message
+
+
+@pytest.mark.parametrize("listing", ["allowed", "refused"])
+async def test_an_old_nested_zarr_whose_first_chunk_row_was_never_written_reads_its_chunks(
+    tmp_path, bucket, s3_env, refusing, data, listing
+):
+    """The layout was looked for in the first chunk row only (its listing, or its first
+    chunk): an array whose first z slab was never written read as all fill value."""
+    faults, storage = refusing
+    local = tmp_path / ARRAY
+    write_v2(local, data, CHUNKS, "/")
+    set_separator(local, None)
+    for row in (local / "0").iterdir():  # the first slab of chunks: never written
+        for chunk in row.iterdir():
+            chunk.unlink()
+        row.rmdir()
+    (local / "0").rmdir()
+    upload(local, s3_env, bucket, ARRAY)
+    expected = data.copy()
+    expected[: CHUNKS[0]] = 0
+    options = storage if listing == "refused" else None
+    src = await ba.open_source(f"s3://{bucket}/{ARRAY}", storage=options)
+    np.testing.assert_array_equal(await src.read(), expected)
