@@ -15,6 +15,8 @@ written cannot be told apart this way; it is opened through tensorstore (documen
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 from typing import Any
 
@@ -28,11 +30,28 @@ LISTING_LIMIT = 10_000
 
 def first_chunk_name(scale: dict[str, Any]) -> str:
     """The file name of the chunk at the scale's origin (precomputed's unsharded naming)."""
+    return chunk_name(scale, (0, 0, 0))
+
+
+def chunk_name(scale: dict[str, Any], position: tuple[int, ...]) -> str:
+    """The file name of the chunk at grid ``position`` (x, y, z)."""
     offset = [int(v) for v in scale.get("voxel_offset", [0, 0, 0])]
     size = [int(v) for v in scale["size"]]
     chunk = [int(v) for v in scale["chunk_sizes"][0]]
-    bounds = [f"{o}-{min(o + c, o + n)}" for o, c, n in zip(offset, chunk, size)]
+    bounds = [
+        f"{o + i * c}-{min(o + (i + 1) * c, o + n)}"
+        for o, c, n, i in zip(offset, chunk, size, position)
+    ]
     return "_".join(bounds)
+
+
+def _spread(scale: dict[str, Any]) -> list[tuple[int, ...]]:
+    """Grid positions spread over the scale (first, middle, last per axis), the origin first."""
+    size = [int(v) for v in scale["size"]]
+    chunk = [int(v) for v in scale["chunk_sizes"][0]]
+    grid = [max(1, -(-n // c)) for n, c in zip(size, chunk)]
+    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in grid]
+    return sorted(itertools.product(*per_axis), key=lambda p: (any(p), p))
 
 
 #: the suffixes cloud-volume's storage (cloudfiles) gives compressed chunk files on disks,
@@ -66,12 +85,15 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
             )
         suffix = kinds.pop() if kinds else None
         return suffix or None
-    name = first_chunk_name(scale)
-    if await folder.exists(name):
-        return None
-    for suffix in COMPRESSED_SUFFIXES:
-        if await folder.exists(name + suffix):
-            return suffix
+    # remotely (no cheap listing): a chunk's names, at the origin, else at chunks spread over
+    # the scale; a layer whose first chunk was never written opened through tensorstore,
+    # which read every '.gz' chunk as missing: zeros
+    for position in _spread(scale):
+        name = chunk_name(scale, position)
+        suffixes = ["", *COMPRESSED_SUFFIXES]
+        found = await asyncio.gather(*(folder.exists(name + suffix) for suffix in suffixes))
+        if any(found):
+            return next(s for s, hit in zip(suffixes, found) if hit) or None
     return None
 
 

@@ -191,3 +191,21 @@ async def test_an_old_nested_zarr_whose_first_chunk_was_never_written_reads_over
     expected[:8, :16, :16] = 0
     remote = await ba.open_source(f"{url}/nested.zarr")
     np.testing.assert_array_equal(await remote.read(), expected)
+
+
+async def test_a_gzip_chunk_layer_whose_first_chunk_was_never_written_is_refused_too(http_root):
+    """Only the first chunk's names were asked for: never written, the layer opened through
+    tensorstore, which read every '.gz' chunk as missing, zeros."""
+    CloudVolume = pytest.importorskip("cloudvolume").CloudVolume
+    root, base = http_root
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type="uint8", encoding="raw",
+        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=[48, 48, 16],
+        chunk_size=[16, 16, 8],
+    )  # fmt: skip
+    volume = CloudVolume(f"file://{root / 'layer'}", info=info, progress=False)
+    volume.commit_info()
+    volume[:, :, 8:16] = np.full((48, 48, 8, 1), 9, np.uint8)  # the first z chunk row: never
+    assert not list((root / "layer").glob("*/0-16_0-16_0-8*"))
+    with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
+        await ba.open_source(f"precomputed://{base}/layer")
