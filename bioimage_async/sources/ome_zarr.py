@@ -4,7 +4,9 @@
 0.5 in a zarr v3 group's ``zarr.json`` under ``attributes.ome`` (``ome.version == "0.5"``), with
 ``dimension_names`` on the arrays. Each dataset (level) has a ``scale`` and optionally a
 ``translation`` transform; the multiscale may add a global transform. Voxel i of a level sits at
-``translation + i * scale`` in physical space (pixel centres).
+``translation + i * scale`` in physical space (pixel centres). Each axis has its own unit;
+a source has one, so spatial axes in different length units are converted to x's (see
+``physical.common_unit``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 from .location import Location
-from .physical import normalize_unit, positive_sizes
+from .physical import common_unit, positive_sizes
 
 SPATIAL = ("z", "y", "x")
 AXIS_TYPES = {"t": "time", "c": "channel"}
@@ -62,19 +64,25 @@ def _transform(transforms: Any, kind: str) -> tuple[float, ...] | None:
 
 
 def multiscale_levels(attributes: dict[str, Any]) -> list[Level] | None:
-    """The levels of the first multiscale in group attributes, or None without one."""
+    """The levels of the first multiscale in group attributes, or None without one. Sizes and
+    translations are in one spatial unit; where the axes' units cannot be made one, both are
+    None (with a warning) rather than mixed."""
     multiscales = attributes.get("multiscales")
     if not isinstance(multiscales, list) or not multiscales:
         return None
     first = multiscales[0]
     axes = [a for a in first.get("axes", []) if isinstance(a, dict)]
-    # the spatial unit: a time axis's "second" is not the unit of the voxel size
-    units = [normalize_unit(a.get("unit")) for a in axes if _is_spatial(a)]
-    unit = next((u for u in units if u is not None), None)
     names = "".join(str(a.get("name", "")) for a in axes)
     letters = names if len(names) == len(axes) and len(set(names)) == len(names) else None
     if letters is not None and not set(letters) <= set("tczyx"):
         letters = None
+    # a time axis's "second" is not the unit of the voxel size, nor converted to it
+    found = common_unit(
+        [a.get("unit") for a in axes],
+        [_is_spatial(a) for a in axes],
+        [str(a.get("name", i)) for i, a in enumerate(axes)],
+    )
+    unit, factors = found if found is not None else (None, None)
     global_scale = _transform(first.get("coordinateTransformations"), "scale")
     global_shift = _transform(first.get("coordinateTransformations"), "translation")
     levels = []
@@ -87,8 +95,30 @@ def multiscale_levels(attributes: dict[str, Any]) -> list[Level] | None:
                 shift = tuple(a * b for a, b in zip(shift, global_scale))
         if global_shift is not None:
             shift = tuple(a + b for a, b in zip(shift or (0.0,) * len(global_shift), global_shift))
-        levels.append(Level(str(dataset.get("path")), positive_sizes(scale), shift, unit, letters))
+        if found is None:  # units that cannot be made one: unknown, not mixed
+            scale = shift = None
+        levels.append(
+            Level(
+                str(dataset.get("path")),
+                positive_sizes(_in_unit(scale, factors)),
+                _in_unit(shift, factors),
+                unit,
+                letters,
+            )
+        )
     return levels
+
+
+def _in_unit(
+    values: tuple[float, ...] | None, factors: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """Per-axis ``values`` times each axis's factor into the common unit; None where they
+    need converting but do not pair up with the axes (better unknown than wrong)."""
+    if values is None or factors is None or all(f == 1.0 for f in factors):
+        return values
+    if len(values) != len(factors):
+        return None
+    return tuple(v * f for v, f in zip(values, factors))
 
 
 def _is_spatial(axis: dict[str, Any]) -> bool:

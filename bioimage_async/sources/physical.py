@@ -6,16 +6,21 @@ for light sheet) is wrong in every viewer, and each tool stores it its own way: 
 (x y z), ImageJ TIFF ``spacing`` and resolution tags, MRC's voxel size (Angstrom, x y z), NIfTI
 ``pixdim`` (x y z, usually mm), HDF5 ``element_size_um`` (z y x, vigra/ilastik) and OME-Zarr's
 coordinate transformations. Sources present it in their own axis order (C order) as
-``voxel_size`` with one ``unit``, spelled as OME-NGFF spells units (UDUNITS-2 names).
+``voxel_size`` with one ``unit``, spelled as OME-NGFF spells units (UDUNITS-2 names). Files
+that give each axis its own unit (OME-Zarr axes, tensorstore's n5 ``units``) are converted to
+one: see ``common_unit``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidArgumentError
+
+logger = logging.getLogger("bioimage_async")
 
 #: Spellings seen in the wild -> OME-NGFF's unit name.
 _UNITS = {
@@ -118,8 +123,10 @@ def n5_voxel_size(
     attributes: dict[str, Any], ndim: int
 ) -> tuple[tuple[float, ...], str | None] | None:
     """(voxel size in C order, unit) from n5 attributes in the N5-viewer, saalfeld
-    ``resolution`` or n5-ij (ImageJ) conventions, all stored fastest axis first."""
-    unit = None
+    ``resolution`` or n5-ij (ImageJ) conventions, all stored fastest axis first. A ``units``
+    list (tensorstore's, one unit per axis) is converted to one unit (``common_unit``); None
+    where its spatial units cannot be."""
+    unit: Any = None
     sizes = None
     pixel = attributes.get("pixelResolution")
     if isinstance(pixel, dict):
@@ -130,8 +137,6 @@ def n5_voxel_size(
     if sizes is None and "resolution" in attributes:
         sizes = positive_sizes(attributes.get("resolution"))
         unit = attributes.get("unit") or attributes.get("units")
-        if isinstance(unit, list):
-            unit = unit[0] if unit else None
     if sizes is None and "pixelWidth" in attributes:
         sizes = positive_sizes(
             [attributes.get(k, 1.0) for k in ("pixelWidth", "pixelHeight", "pixelDepth")][:ndim]
@@ -142,7 +147,88 @@ def n5_voxel_size(
     factors = positive_sizes(attributes.get("downsamplingFactors"))
     if factors is not None and len(factors) == len(sizes):
         sizes = tuple(s * f for s, f in zip(sizes, factors))
-    return for_axes(tuple(reversed(sizes)), ndim), normalize_unit(unit)
+    zyx = tuple(reversed(sizes))
+    if isinstance(unit, list):
+        converted = _n5_in_one_unit(zyx, unit, attributes.get("axes"))
+        if converted is None:
+            return None
+        zyx, unit = converted
+    return for_axes(zyx, ndim), normalize_unit(unit)
+
+
+def _n5_in_one_unit(
+    zyx: tuple[float, ...], units: list[Any], labels: Any
+) -> tuple[tuple[float, ...], str | None] | None:
+    """Sizes (C order) whose per-axis ``units`` (fastest first, as stored) become one unit; the
+    ``axes`` labels (tensorstore's) say which axes are spatial, else the last three are."""
+    named = [normalize_unit(u) for u in reversed(units)]
+    if len(named) != len(zyx):  # not one unit per size: usable only if they agree
+        agreed = {u for u in named if u is not None}
+        if len(agreed) <= 1:
+            return zyx, next(iter(agreed), None)
+        logger.warning(
+            "n5 'units' %s do not pair with 'resolution' %s: the voxel size is left unknown",
+            units,
+            list(reversed(zyx)),
+        )
+        return None
+    letters = "".join(str(a).lower() for a in reversed(labels or [])) or None
+    if not isinstance(labels, list) or not _tczyx(letters, len(zyx)):
+        letters = None
+    names = list(letters) if letters else [f"axis {i}" for i in range(len(zyx))]
+    found = common_unit(named, spatial_axes(len(zyx), letters), names)
+    if found is None:
+        return None
+    unit, factors = found
+    return tuple(s * f for s, f in zip(zyx, factors)), unit
+
+
+def _tczyx(letters: str | None, ndim: int) -> bool:
+    """Whether ``letters`` name ``ndim`` axes, each once, with letters of "tczyx"."""
+    return (
+        letters is not None
+        and len(letters) == ndim
+        and len(set(letters)) == ndim
+        and set(letters) <= set("tczyx")
+    )
+
+
+def common_unit(
+    units: Sequence[str | None], spatial: Sequence[bool], names: Sequence[str]
+) -> tuple[str | None, tuple[float, ...]] | None:
+    """The one unit for axes that each carry their own (``units``, normalised, C order), and
+    the factor that brings each axis's values (sizes, translations) into it.
+
+    The unit is x's, the fastest spatial axis's (the last one with a unit), as the OME-TIFF
+    reader converts every PhysicalSize to PhysicalSizeX's unit and n5 ``units`` list x first.
+    Only spatial axes convert: a time axis in seconds or a channel axis keeps its values. A
+    spatial axis without a unit takes the common one as is. Where the spatial units differ
+    and one is not a length known here, nothing is converted or mixed: None, with a warning
+    naming the axes (the caller then leaves the voxel size unknown, as for TIFF).
+    """
+    found = [normalize_unit(u) if s else None for u, s in zip(units, spatial)]
+    given = [u for u in found if u is not None]
+    if not given:
+        return None, (1.0,) * len(found)
+    unit = given[-1]
+    if all(u == unit for u in given):
+        return unit, (1.0,) * len(found)
+    strange = sorted({u for u in given if u not in NANOMETERS})
+    if strange:
+        listed = ", ".join(f"{n}: {u!r}" for n, u, s in zip(names, found, spatial) if s)
+        logger.warning(
+            "the spatial axes have different units (%s) and %s %s not a length unit "
+            "bioimage_async converts (%s): their voxel size and translation are left unknown "
+            "rather than mixed; give the sizes with voxel_size= and unit= (ba.pyramid, "
+            "--voxel-size/--unit), or record one length unit on every spatial axis",
+            listed,
+            ", ".join(repr(u) for u in strange),
+            "is" if len(strange) == 1 else "are",
+            ", ".join(sorted(NANOMETERS)),
+        )
+        return None
+    factors = tuple(NANOMETERS[u] / NANOMETERS[unit] if u is not None else 1.0 for u in found)
+    return unit, factors
 
 
 def pixel_resolution(voxel_size: Sequence[float], unit: str | None) -> dict[str, Any]:
