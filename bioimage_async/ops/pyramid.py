@@ -40,7 +40,7 @@ from ..sources.base import Source
 from ..sources.formats import format_for_extension, format_for_prefix, load_format_backends
 from ..sources.location import Location
 from ..sources.physical import check_unit, for_axes, positive_sizes, sizes_in_unit
-from ..sources.registry import as_source, create_source
+from ..sources.registry import as_source, create_source, open_source
 from ._exec import exec_options
 from .copy import copy, positive_int_tuple
 from .downsample import downsample, normalize_factors
@@ -407,7 +407,13 @@ async def pyramid(
         labels,
         ngff_version,
     )
-    return outputs
+    # reopened from what was written: the handles made before the metadata know no voxel
+    # size, unit or translation
+    image = str(root.join(base)) if base else str(root)
+    return [
+        await open_source(image, level=k, mode="r+", storage=root.storage)
+        for k in range(len(outputs))
+    ]
 
 
 def _name_the_level(error: RunnerError, level: int, levels: int, root: Location) -> None:

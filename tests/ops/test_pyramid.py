@@ -147,6 +147,10 @@ async def test_a_label_pyramid_inside_an_image_pyramid_is_found_as_labels(tmp_pa
     scale = cells["multiscales"][0]["datasets"][1]["coordinateTransformations"][0]["scale"]
     assert scale == pytest.approx([0.6, 0.2, 0.2])  # the image's voxel size, not 1
     assert cells["multiscales"][0]["axes"][0]["unit"] == "micrometer"
+    # the returned levels say what the metadata says (they were made before it was written)
+    assert levels[1].voxel_size == pytest.approx((0.6, 0.2, 0.2))
+    assert levels[1].unit == "micrometer" and levels[1].translation is not None
+    assert levels[1].writable
     from ome_zarr_models.v05.image_label import ImageLabel
 
     ImageLabel.from_zarr(zarr.open_group(str(path / "labels" / "cells"), mode="r"))
