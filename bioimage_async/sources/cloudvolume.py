@@ -14,6 +14,7 @@ the recorded open parameters (the parameters are also the spec another process r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from .indexing import Roi
 from .physical import positive_sizes, voxel_centre
 from .threaded import ThreadedSource
 
+logger = logging.getLogger("bioimage_async")
+
 XYZ = tuple[int, int, int]
 
 
@@ -45,6 +48,10 @@ def _import_cloudvolume() -> Any:
     except ImportError:
         raise MissingDependencyError("cloud-volume", "cloudvolume", "open_cloudvolume") from None
     return cloudvolume
+
+
+def _over_http(cloudpath: str) -> bool:
+    return cloudpath.removeprefix("precomputed://").startswith(("http://", "https://"))
 
 
 def _normalize_cloudpath(cloudpath: str | os.PathLike[str]) -> str:
@@ -238,6 +245,13 @@ class CloudVolumeSource(ThreadedSource):
         try:
             cutout = self._thread_volume()[self._absolute(roi)]
         except cloudvolume.exceptions.EmptyVolumeException as err:
+            if _over_http(self.cloudpath):  # cloud-files takes a 403 for a missing file
+                raise SourceError(
+                    f"cannot read {self.describe()}: chunks in the region {roi} were not "
+                    f"served ({err}): never written, or forbidden (over http(s) cloud-files "
+                    "reports a 403 as a missing file). Check that the layer is public; "
+                    "ba.open_source('precomputed://<url>') tells the two apart"
+                ) from err
             raise SourceError(
                 f"cannot read {self.describe()}: chunks in the region {roi} were never written "
                 f"({err}). Open it with fill_missing=True to read missing chunks as zeros"
@@ -340,7 +354,8 @@ def open_cloudvolume(
         mip: the resolution level to open.
         fill_missing: read chunks that were never written as zeros instead of failing. A fresh
             layer written by blocks not aligned to its chunk grid needs it (the partial chunks
-            are read, merged and rewritten).
+            are read, merged and rewritten). Over http(s) cloud-files reports a forbidden
+            chunk (403) as missing, so it reads as zeros too (a warning says so).
         bounded: refuse boxes and reads outside the layer's bounds.
         cache: CloudVolume's local disk cache.
         non_aligned_writes: allow writes not aligned to the chunk grid (merged read-modify-write;
@@ -367,6 +382,14 @@ def open_cloudvolume(
     }
     if read_only:
         open_params["read_only"] = True
+    if fill_missing and _over_http(open_params["cloudpath"]):
+        logger.warning(
+            "%s: over http(s) cloud-volume (cloud-files) cannot tell a chunk it may not read "
+            "(403 Forbidden) from one never written, so with fill_missing=True forbidden chunks "
+            "read as zeros. ba.open_source('precomputed://<url>') reads through tensorstore, "
+            "which fails on a forbidden chunk and reads only missing ones as zeros",
+            open_params["cloudpath"],
+        )
     kwargs.pop("progress", None)
     if kwargs:
         open_params["kwargs"] = dict(kwargs)

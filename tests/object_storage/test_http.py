@@ -209,3 +209,33 @@ async def test_a_gzip_chunk_layer_whose_first_chunk_was_never_written_is_refused
     assert not list((root / "layer").glob("*/0-16_0-16_0-8*"))
     with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
         await ba.open_source(f"precomputed://{base}/layer")
+
+
+async def test_cloudvolume_over_http_says_a_forbidden_chunk_may_be_what_it_calls_missing(
+    http_root, caplog
+):
+    """cloud-files answers a 403 as a missing file: fill_missing=True reads forbidden chunks
+    as zeros (warned at open), and without it the error no longer advises fill_missing."""
+    cloudvolume = pytest.importorskip("cloudvolume")
+    from bioimage_async.sources.cloudvolume import open_cloudvolume
+
+    root, base = http_root
+    info = cloudvolume.CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type="uint8", encoding="raw",
+        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=[32, 32, 8],
+        chunk_size=[16, 16, 8],
+    )  # fmt: skip
+    volume = cloudvolume.CloudVolume(
+        f"file://{root / 'layer'}", info=info, compress=False, progress=False
+    )
+    volume.commit_info()
+    volume[:, :, :] = np.full((32, 32, 8, 1), 9, np.uint8)
+    (root / "layer" / "4_4_40" / ".forbidden").write_text("")  # the server answers 403 there
+    strict = open_cloudvolume(f"precomputed://{base}/layer")
+    with pytest.raises(ba.SourceError, match="never written, or forbidden"):
+        await strict.read()
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        open_cloudvolume(f"precomputed://{base}/layer", fill_missing=True)
+    assert "403 Forbidden" in caplog.text
+    with pytest.raises(ba.BioimageAsyncError):  # tensorstore tells forbidden from missing
+        await (await ba.open_source(f"precomputed://{base}/layer")).read()
