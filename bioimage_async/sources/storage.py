@@ -335,9 +335,19 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
             ),
             "access denied",
         )
+        unlisted = (
+            ". S3 also answers AccessDenied for a key that does not exist when the caller may "
+            "not list the bucket (s3:GetObject without s3:ListBucket, the usual public-read "
+            "policy): if the bucket is readable, the key may just be missing (a chunk never "
+            "written, a metadata file of another format): ask the bucket's owner for "
+            "s3:ListBucket"
+            if code == "AccessDenied" and where.scheme == "s3"
+            else ""
+        )
         return StorageError(
             f"access denied to {what} ({code}; {where.credentials_hint()}). Check "
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and the bucket's policy"
+            + unlisted
         )
     missing = _NOT_FOUND.search(text)
     if missing is not None or lowered.startswith("not_found"):

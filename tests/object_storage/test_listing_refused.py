@@ -69,6 +69,8 @@ class Faults:
         if listing and self.refuse_listing:
             return 403, s3_error("AccessDenied", "Access Denied")
         status = self.errors.get(key)
+        if status == 403:  # what AWS answers a caller without s3:ListBucket for a missing key
+            return status, s3_error("AccessDenied", "Access Denied")
         if status is not None:
             return status, s3_error("InternalError", "We encountered an internal error.")
         return None
@@ -263,3 +265,19 @@ async def test_an_old_nested_zarr_whose_first_chunk_row_was_never_written_reads_
     options = storage if listing == "refused" else None
     src = await ba.open_source(f"s3://{bucket}/{ARRAY}", storage=options)
     np.testing.assert_array_equal(await src.read(), expected)
+
+
+async def test_access_denied_on_a_missing_chunk_names_the_listbucket_cause(
+    tmp_path, bucket, s3_env, refusing, data
+):
+    """Without s3:ListBucket, AWS answers 403 AccessDenied for a chunk never written: the read
+    fails (never fill values) and the message says a missing key is one cause."""
+    faults, storage = refusing
+    local = tmp_path / "sparse.zarr"
+    write_v2(local, data, CHUNKS, ".")
+    (local / "0.0.0").unlink()  # never written
+    upload(local, s3_env, bucket, "sparse.zarr")
+    faults.errors["sparse.zarr/0.0.0"] = 403
+    with pytest.raises(ba.StorageError, match=r"sparse\.zarr/0\.0\.0.*s3:ListBucket"):
+        src = await ba.open_source(f"s3://{bucket}/sparse.zarr", storage=storage)
+        await src.read()  # (the open's layout probe meets it first)
