@@ -314,7 +314,9 @@ async def create_source(
 
     ``compression``: "default" (blosc-lz4; HDF5 gzip level 1), "blosc", "zstd", "gzip", "none";
     precomputed: "raw", "jpeg", "compressed_segmentation"; HDF5 also "lzf". ``exist_ok=True``
-    opens an existing array of the same shape and dtype for writing; a group (or an array of
+    opens an existing array of the same shape and dtype for writing (a ``fill_value``, and on
+    precomputed a ``voxel_size`` or ``translation``, other than its own is refused: they would
+    not be written); a group (or an array of
     another format) at the path is refused whatever ``exist_ok`` says, since the new array
     would hide what it holds: write inside it with ``internal_path``. ``voxel_size``/``unit``
     are written into the array's metadata and read back by ``open_source``: zarr v2/v3 and
