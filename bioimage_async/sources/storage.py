@@ -273,6 +273,8 @@ def unreachable(where: Location, why: str) -> StorageError:
 
 
 _NOT_FOUND = re.compile(r"Metadata at (.+?) does not exist")
+#: the key a tensorstore read or write error names ('Error reading "v.zarr/1.1.1"')
+_KEY_IN_ERROR = re.compile(r'Error (?:reading|writing) "([^"]+)"')
 _ACCESS = (
     "accessdenied",
     "access denied",
@@ -304,8 +306,13 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
     """A tensorstore error on object storage, said in storage terms and without a spec dump."""
     text = str(err)
     lowered = text.lower()
+    named = _KEY_IN_ERROR.search(text)
+    if not key and named is not None and not where.key.startswith(named.group(1)):
+        # tensorstore names the chunk key below the bucket; say that one, not the array
+        key = named.group(1).removeprefix(where.key.strip("/") + "/")
     what = f"{where}/{key}" if key else str(where)
-    if isinstance(err, NotImplementedError) or "does not support writing" in lowered:
+    read_only = isinstance(err, NotImplementedError) and where.scheme in ("http", "https")
+    if read_only or "does not support writing" in lowered:
         return StorageError(
             f"{where.scheme}:// is read-only: cannot write {what}; write to a local path, "
             "s3:// or gs://"

@@ -189,7 +189,7 @@ class TensorStoreSource(Source):
         )
 
     async def _in_storage_terms(
-        self, future: Any, errors: tuple[type[Exception], ...] = (ValueError,)
+        self, future: Any, errors: tuple[type[Exception], ...] = (ValueError, NotImplementedError)
     ) -> Any:
         """Await a tensorstore future. For a remote array, a failure (tensorstore already
         retried it, ``storage_retries``) is said in storage terms: bucket, key, credentials."""

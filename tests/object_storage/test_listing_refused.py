@@ -281,3 +281,21 @@ async def test_access_denied_on_a_missing_chunk_names_the_listbucket_cause(
     with pytest.raises(ba.StorageError, match=r"sparse\.zarr/0\.0\.0.*s3:ListBucket"):
         src = await ba.open_source(f"s3://{bucket}/sparse.zarr", storage=storage)
         await src.read()  # (the open's layout probe meets it first)
+
+
+@pytest.mark.parametrize("status", [410, 501])
+async def test_a_chunk_that_fails_is_named_not_the_whole_array(
+    tmp_path, bucket, s3_env, refusing, data, status
+):
+    """A 410 on one chunk was said as 'no such key' of the array, and a 501 escaped as a
+    bare NotImplementedError with tensorstore's dump."""
+    faults, storage = refusing
+    faults.refuse_listing = False
+    local = tmp_path / "full.zarr"
+    write_v2(local, data, CHUNKS, ".")
+    set_separator(local, ".")
+    upload(local, s3_env, bucket, "full.zarr")
+    faults.errors["full.zarr/1.1.1"] = status
+    src = await ba.open_source(f"s3://{bucket}/full.zarr", storage=storage)
+    with pytest.raises(ba.StorageError, match=r"full\.zarr/1\.1\.1"):
+        await src.read()
