@@ -297,5 +297,5 @@ async def test_a_chunk_that_fails_is_named_not_the_whole_array(
     upload(local, s3_env, bucket, "full.zarr")
     faults.errors["full.zarr/1.1.1"] = status
     src = await ba.open_source(f"s3://{bucket}/full.zarr", storage=storage)
-    with pytest.raises(ba.StorageError, match=r"full\.zarr/1\.1\.1"):
-        await src.read()
+    with pytest.raises(ba.StorageError, match=r"s3://[^ ]+/full\.zarr/1\.1\.1:"):
+        await src.read()  # the chunk's URL, not the array's with the key in a dump after it
