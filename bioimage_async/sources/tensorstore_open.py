@@ -527,6 +527,23 @@ def _check_existing_layout(
         )
 
 
+def _no_resolution(location: Location, key: str) -> None:
+    """precomputed records a resolution whatever is known: 1 nm without ``voxel_size``. For a
+    scale added to a layer that is wrong beside the others' (refused); for a new layer it is
+    a made-up size (said)."""
+    if key:
+        raise InvalidArgumentError(
+            f"the scale {key!r} added to the precomputed layer {location} needs voxel_size= "
+            "(its resolution, e.g. the first scale's times the downsampling factor): without "
+            "it 1 nm would be recorded, and viewers would draw the scale at the wrong size"
+        )
+    logger.warning(
+        "%s: no voxel_size given; the precomputed layer records a resolution of 1 nm per "
+        "voxel, which viewers and readers take as its size. Pass voxel_size= and unit=",
+        location,
+    )
+
+
 async def _existing_voxel_size(
     location: Location, key: str, request: CreateRequest
 ) -> tuple[tuple[float, ...] | None, str | None]:
@@ -714,6 +731,8 @@ async def create_tensorstore(
         )
     if key and driver.format != "precomputed":
         await _ensure_parent_groups(location, key, driver)
+    if not exists and isinstance(driver, Precomputed) and request.voxel_size is None:
+        _no_resolution(location, key)
     if key and not exists and isinstance(driver, Precomputed):
         spec = await _aligned_scale(location, spec)
     translation = request.translation if isinstance(driver, Precomputed) else None

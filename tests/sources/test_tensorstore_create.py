@@ -200,3 +200,18 @@ async def test_exist_ok_on_a_layer_refuses_another_voxel_size_and_reports_its_ow
     unsaid = await ba.create_source(where, shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
                                     exist_ok=True)  # fmt: skip
     assert unsaid.voxel_size == (40.0, 4.0, 4.0) and unsaid.unit == "nanometer"
+
+
+async def test_a_layer_without_voxel_size_says_it_records_1_nm_and_a_new_scale_needs_one(
+    tmp_path, caplog
+):
+    where = f"precomputed://{tmp_path / 'layer'}"
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        await ba.create_source(where, shape=(8, 16, 16), dtype="uint8", chunks=(8, 8, 8))
+    assert "resolution of 1 nm" in caplog.text
+    with pytest.raises(ba.InvalidArgumentError, match="needs voxel_size"):
+        await ba.create_source(where, shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8),
+                               internal_path="2_2_2")  # fmt: skip
+    added = await ba.create_source(where, shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8),
+                                   internal_path="2_2_2", voxel_size=(2, 2, 2), unit="nm")  # fmt: skip
+    assert added.voxel_size == (2.0, 2.0, 2.0)
