@@ -409,9 +409,9 @@ async def pyramid(
     )
     # reopened from what was written: the handles made before the metadata know no voxel
     # size, unit or translation
-    image = str(root.join(base)) if base else str(root)
+    written = str(root.join(base)) if base else str(root)
     return [
-        await open_source(image, level=k, mode="r+", storage=root.storage)
+        await open_source(written, level=k, mode="r+", storage=root.storage)
         for k in range(len(outputs))
     ]
 
