@@ -8,6 +8,12 @@ Chunks missing in the input stay missing in the output (and read as the fill val
 chunk keys the output had but the input lacks are deleted, so the result equals an ordinary
 copy's.
 
+Bytes are never written unread: each key's bytes are first checked to be an encoding of a chunk
+of the array (``chunk_check``: the codec's framing, sizes and checksums; a decode only where the
+framing says nothing, zlib, bzip2 and xz). A server's HTML error page or a body cut short thus
+fails its block with a SourceError naming the key, as decoding would, instead of becoming the
+output's chunk. Arrays whose codecs have no such check take the ordinary path.
+
 ``raw_chunks(source)`` is the capability: from a source's tensorstore handle it derives the
 array's kvstore, its chunk key naming and a fingerprint of everything that decides the bytes.
 ``raw_copy_plan(input, output)`` says whether a raw copy applies: both fingerprints and both
@@ -28,8 +34,10 @@ from typing import Any
 
 import tensorstore as ts
 
+from ..context import run_blocking
 from ..errors import SourceError
 from .base import Source
+from .chunk_check import ChunkCheck, chunk_check
 from .storage import short_error
 
 #: How many bytes of chunk data may be in flight at once (decoded size as the estimate).
@@ -76,6 +84,7 @@ class RawChunks:
     ``axes[i]`` is the presented axis that stored grid axis ``i`` follows (None for a stored
     axis that is not presented, such as the single channel of a precomputed layer), and
     ``unit[i]`` the chunk (shard) size along it: from them a presented region's keys follow.
+    ``check`` tells bytes that are no chunk of this array (an error page, a cut body).
     """
 
     kvstore: ts.KvStore
@@ -84,6 +93,7 @@ class RawChunks:
     presentation: str
     chunk_nbytes: int
     describe: str
+    check: ChunkCheck
     axes: tuple[int | None, ...] = ()
     unit: tuple[int, ...] = ()
     shape: tuple[int, ...] = ()
@@ -273,6 +283,10 @@ def raw_chunks(source: Source) -> RawChunks | None:
     if found is None:
         return None
     naming, elements = found
+    itemsize = store.dtype.numpy_dtype.itemsize
+    check = chunk_check(driver, spec, itemsize)
+    if check is None:
+        return None  # codecs whose files cannot be checked here: decoding checks them
     if math.prod(int(n) for n in store.shape) != _stored_elements(driver, spec):
         return None  # a view of part of the array: its chunks hold data outside it
     kvstore = store.kvstore
@@ -286,8 +300,9 @@ def raw_chunks(source: Source) -> RawChunks | None:
         naming=naming,
         fingerprint=_fingerprint(driver, spec),
         presentation=_presentation(store),
-        chunk_nbytes=elements * store.dtype.numpy_dtype.itemsize,
+        chunk_nbytes=elements * itemsize,
         describe=source.describe(),
+        check=check,
         axes=axes,
         unit=unit,
         shape=tuple(int(n) for n in store.shape),
@@ -418,18 +433,34 @@ async def copy_raw_chunks(
 
 
 async def copy_region_keys(plan: RawCopyPlan, keys: list[str]) -> int:
-    """Copy the keys of one block (bounded concurrency); returns the bytes copied."""
+    """Copy the keys of one block (bounded concurrency); returns the bytes copied.
+
+    The first failure cancels the keys still in flight (keys already written stay) and is
+    raised as is, so a failed block leaves nothing running; cancelling the caller does the same.
+    """
     limit = asyncio.Semaphore(plan.concurrency)
 
     async def one(key: str) -> int:
         async with limit:
             return max(await _copy_key(plan, key), 0)
 
-    return sum(await asyncio.gather(*(one(key) for key in keys)))
+    tasks = [asyncio.ensure_future(one(key)) for key in keys]
+    try:
+        return sum(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _copy_key(plan: RawCopyPlan, key: str) -> int:
-    """Copy one key; a key missing in the input is deleted in the output (-1)."""
+    """Copy one key; a key missing in the input is deleted in the output (-1).
+
+    The bytes read are checked to be a chunk of the array before they are written (a
+    SourceError names the key otherwise, and nothing is written for it). A check that decodes
+    runs in the blocking thread pool; cancelling the copy then abandons it to finish there.
+    """
     try:
         result = await plan.input.kvstore.read(key)
     except ValueError as err:
@@ -439,6 +470,7 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
     if result.state != "value":
         await _delete_key(plan, key)
         return -1
+    await _check_chunk(plan.input, key, result.value)
     try:
         await plan.output.kvstore.write(key, result.value)
     except (ValueError, NotImplementedError) as err:
@@ -446,6 +478,23 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
             f"cannot write chunk {key!r} of {plan.output.describe}: {short_error(err)}"
         ) from err
     return len(result.value)
+
+
+async def _check_chunk(raw: RawChunks, key: str, value: bytes) -> None:
+    """Refuse bytes that are no chunk of the array: writing them would corrupt the output."""
+    check = raw.check
+    data = memoryview(value)
+    problem = (
+        await run_blocking(check.problem, key, data) if check.decodes else check.problem(key, data)
+    )
+    if problem is None:
+        return
+    raise SourceError(
+        f"chunk {key!r} of {raw.describe} holds {problem}, starting {bytes(data[:16])!r}; the "
+        "server may have returned an error page or cut the body short (or the stored file is "
+        "damaged). Nothing was written for this key: copy again once the server answers with "
+        "the chunk"
+    )
 
 
 async def _delete_key(plan: RawCopyPlan, key: str) -> int:
