@@ -6,18 +6,25 @@ writes a part of a chunk by reading the chunk, changing it and writing it back, 
 writes at once lose one of them. In one process this is solved without giving up parallelism:
 a block takes, all at once, the chunks it writes only part of, and waits while another block
 holds any of them. Taking all at once (never one after the other) cannot deadlock.
+
+The chunks are given back when the write has really ended: a write that runs in a thread goes
+on after its block was cancelled (a ``block_timeout``), and a neighbour's read-modify-write of
+the same chunk meanwhile would be overwritten by it. Time spent waiting for a turn is not
+charged to the block's ``block_timeout`` (``block_deadline``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from ..sources.indexing import Roi
+from .block_deadline import not_charged
 
 ChunkIndex = tuple[int, ...]
+T = TypeVar("T")
 
 
 def _axis_partial_chunks(start: int, stop: int, extent: int, grain: int, offset: int) -> list[int]:
@@ -66,30 +73,47 @@ class ChunkGuard:
         self.grain = tuple(grain)
         self.offset = tuple(offset)
         self._held: set[ChunkIndex] = set()
-        self._changed = asyncio.Condition()
+        self._waiting: list[asyncio.Future[None]] = []
         #: how many writes had to wait for another block's (for RunStats)
         self.waits = 0
 
-    @asynccontextmanager
-    async def holding(self, roi: Roi) -> AsyncIterator[None]:
-        """Hold the chunks ``roi`` writes only part of while the body writes it."""
+    async def write(self, roi: Roi, write: Callable[[], Awaitable[T]]) -> T:
+        """Run ``write()`` (which writes ``roi``, reading what it must) holding the chunks it
+        writes only part of, until it has ended, even if this call is cancelled."""
         wanted = shared_chunks(roi, self.shape, self.grain, self.offset)
         if not wanted:
-            yield
-            return
-        async with self._changed:
-            if not self._held.isdisjoint(wanted):
-                self.waits += 1
-                await self._changed.wait_for(lambda: self._held.isdisjoint(wanted))
-            self._held |= wanted
+            return await write()
+        await self._acquire(wanted)
         try:
-            yield
-        finally:
-            # shielded: a cancelled write must still give its chunks back, or its neighbours
-            # would wait for ever
-            await asyncio.shield(self._release(wanted))
+            task = asyncio.ensure_future(write())
+        except BaseException:
+            self._release(wanted)
+            raise
+        task.add_done_callback(lambda done: self._ended(done, wanted))
+        return await asyncio.shield(task)
 
-    async def _release(self, chunks: frozenset[ChunkIndex]) -> None:
-        async with self._changed:
-            self._held -= chunks
-            self._changed.notify_all()
+    async def _acquire(self, wanted: frozenset[ChunkIndex]) -> None:
+        if not self._held.isdisjoint(wanted):
+            self.waits += 1
+            with not_charged():
+                while not self._held.isdisjoint(wanted):
+                    turn = asyncio.get_running_loop().create_future()
+                    self._waiting.append(turn)
+                    try:
+                        await turn
+                    finally:
+                        if turn in self._waiting:
+                            self._waiting.remove(turn)
+        self._held |= wanted
+
+    def _ended(self, done: asyncio.Future[Any], chunks: frozenset[ChunkIndex]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: the caller may have been cancelled meanwhile
+        self._release(chunks)
+
+    def _release(self, chunks: frozenset[ChunkIndex]) -> None:
+        self._held -= chunks
+        waiting, self._waiting = self._waiting, []
+        for turn in waiting:
+            if not turn.done():
+                turn.set_result(None)

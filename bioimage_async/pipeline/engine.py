@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import BlockCancelledError, BlockComputeError, BlockTimeoutError
+from .block_deadline import deadline
 from .progress import Progress, ProgressArg
 from .stats import RunStats
 
@@ -143,7 +144,8 @@ async def run_blocks(
         if block_timeout is None:
             return await contained(block_id)
         try:
-            return await asyncio.wait_for(contained(block_id), block_timeout)
+            async with deadline(block_timeout):  # waits on other blocks are not charged
+                return await contained(block_id)
         except TimeoutError:
             raise BlockTimeoutError(
                 f"block {block_id} took longer than block_timeout={block_timeout:g} s and was "

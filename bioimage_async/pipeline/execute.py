@@ -5,10 +5,9 @@ Shared by the local pipeline and the distributed worker, so both backends comput
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +19,8 @@ from .chunk_guard import ChunkGuard
 from .compute_pool import block_where, compute_block
 from .stats import RunStats
 from .task import BlockTask
+
+T = TypeVar("T")
 
 #: (block id, input region, the block's mask where it is partial) -> (result, compute seconds)
 Compute = Callable[[int, np.ndarray, np.ndarray | None], Awaitable[tuple[np.ndarray, float]]]
@@ -90,8 +91,9 @@ async def execute_block(
     return done
 
 
-def _holding(guard: ChunkGuard | None, roi: Roi) -> AbstractAsyncContextManager[None]:
-    return guard.holding(roi) if guard is not None else contextlib.nullcontext()
+async def _guarded(guard: ChunkGuard | None, roi: Roi, write: Callable[[], Awaitable[T]]) -> T:
+    """``write()``, taking turns with blocks that write part of the same chunks (if any)."""
+    return await write() if guard is None else await guard.write(roi, write)
 
 
 async def _read_input(
@@ -125,8 +127,9 @@ async def _execute(
     started = time.perf_counter()
     if mask is None and not task.kernel.needs_compute and _lossless(task):
         files_before = getattr(task.output, "raw_chunk_files", 0)
-        async with _holding(guard, block.roi):
-            copied = await task.output.copy_region_from(block.roi, task.input, block.roi)
+        copied = await _guarded(
+            guard, block.roi, lambda: task.output.copy_region_from(block.roi, task.input, block.roi)
+        )
         if copied:
             stats.write_s += time.perf_counter() - started
             nbytes = int(np.prod(block.shape)) * task.output.dtype.itemsize
@@ -154,11 +157,16 @@ async def _execute(
             pool.give(held.pop())
     del data
     values = _cast(task, block_id, result, partial)
-    if partial is not None:  # only this block writes these voxels: read outside the guard
-        values = np.where(partial, values, await task.output.read_roi(block.roi))
+
+    async def write() -> None:
+        merged = values
+        if partial is not None:  # read within the turn: a store reads whole chunks, which a
+            # neighbour may be rewriting (cloud-volume's files are rewritten in place)
+            merged = np.where(partial, values, await task.output.read_roi(block.roi))
+        await task.output.write_roi(block.roi, merged, casting="unsafe")
+
     started = time.perf_counter()
-    async with _holding(guard, block.roi):
-        await task.output.write_roi(block.roi, values, casting="unsafe")
+    await _guarded(guard, block.roi, write)
     stats.write_s += time.perf_counter() - started
     stats.bytes_written += result.nbytes
     return True

@@ -4,6 +4,7 @@ chunks that two blocks write part of (``pipeline.chunk_guard``); distributed run
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -35,10 +36,12 @@ async def test_blocks_sharing_a_chunk_write_one_at_a_time_and_others_at_once():
     log: list[str] = []
 
     async def write(name: str, roi: tuple[slice, ...]) -> None:
-        async with guard.holding(roi):
+        async def body() -> None:
             log.append(f"{name}+")
             await asyncio.sleep(0.05)
             log.append(f"{name}-")
+
+        await guard.write(roi, body)
 
     # a and b share chunk 1; c (voxels 19..27, all of chunk 2) shares nothing with them
     await asyncio.gather(
@@ -49,23 +52,48 @@ async def test_blocks_sharing_a_chunk_write_one_at_a_time_and_others_at_once():
     assert guard.waits == 1
 
 
-async def test_a_cancelled_holder_gives_its_chunks_back():
+async def test_a_cancelled_writer_holds_its_chunks_until_its_write_ends():
+    """A write that goes on after its caller was cancelled (a thread cannot be stopped) keeps
+    its chunks: a neighbour writing them meanwhile would be overwritten by it."""
     guard = ChunkGuard((30,), (8,), (3,))
-    entered = asyncio.Event()
+    entered, log = asyncio.Event(), []
 
-    async def hold_for_ever() -> None:
-        async with guard.holding((slice(0, 16),)):
-            entered.set()
-            await asyncio.sleep(3600)
+    async def slow_write() -> None:
+        entered.set()
+        await asyncio.sleep(0.3)
+        log.append("slow write ended")
 
-    holder = asyncio.create_task(hold_for_ever())
+    async def neighbour_write() -> None:
+        log.append("neighbour wrote")
+
+    caller = asyncio.create_task(guard.write((slice(0, 16),), slow_write))
     await entered.wait()
-    holder.cancel()
+    caller.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await holder
+        await caller
     async with asyncio.timeout(5):
-        async with guard.holding((slice(16, 30),)):
-            pass
+        await guard.write((slice(16, 30),), neighbour_write)
+    assert log == ["slow write ended", "neighbour wrote"]
+
+
+async def test_a_writer_cancelled_while_waiting_leaves_nothing_held():
+    guard = ChunkGuard((30,), (8,), (3,))
+    release = asyncio.Event()
+
+    async def until_released() -> None:
+        await release.wait()
+
+    first = asyncio.create_task(guard.write((slice(0, 16),), until_released))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(guard.write((slice(16, 30),), until_released))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    await first
+    async with asyncio.timeout(5):  # nothing left held by the cancelled waiter
+        await guard.write((slice(10, 30),), until_released)
 
 
 def test_only_a_one_writer_plan_takes_turns_others_are_refused():
@@ -165,3 +193,79 @@ def test_distributed_runs_still_refuse_an_off_grid_region(framed_output, tmp_pat
             data, view, block_shape=(32, 32, 32), job_type="subprocess",
             job_config=ba.RunnerConfig(tmp_root=str(tmp_path)),
         )  # fmt: skip
+
+
+def _cloudvolume_box(tmp_path, name, offset=(5, 9, 3), size=(80, 80, 40)):
+    """A cloud-volume layer (whose partial-chunk writes are non-atomic read-modify-writes of
+    whole chunk files) filled with a pattern, and a box of it off its 32x32x16 grid."""
+    cloudvolume = pytest.importorskip("cloudvolume")
+    from bioimage_async.sources.cloudvolume import open_cloudvolume
+
+    info = cloudvolume.CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type="uint16", encoding="raw",
+        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=[96, 96, 48],
+        chunk_size=[32, 32, 16],
+    )  # fmt: skip
+    layer = cloudvolume.CloudVolume(
+        f"file://{tmp_path / name}", info=info, compress=False, progress=False
+    )
+    layer.commit_info()
+    pattern = (np.arange(96 * 96 * 48) % 50_000 + 1).astype(np.uint16).reshape(96, 96, 48, 1)
+    layer[:, :, :] = pattern
+    box = open_cloudvolume(
+        f"file://{tmp_path / name}", offset=offset, size=size, compress=False
+    )  # one kind of chunk file: what the layer already holds
+    inside = tuple(slice(o, o + s) for o, s in zip(offset, size))
+
+    def read_box() -> np.ndarray:
+        return np.asarray(layer[inside])[..., 0].transpose(2, 1, 0)
+
+    return box, read_box
+
+
+def test_a_masked_write_off_the_grid_keeps_the_voxels_outside_its_mask(tmp_path):
+    """The old values outside the mask were read before the block's turn: a store reads whole
+    chunk files, which a neighbour was rewriting, and zeros came back and were written."""
+    box, read_box = _cloudvolume_box(tmp_path, "masked")
+    before = read_box()
+    data = np.random.default_rng(6).integers(1, 60_000, box.shape, dtype=np.uint16)
+    mask = np.zeros(box.shape, dtype=bool)
+    mask[::2] = True  # every other z plane
+    ba.sync.copy(
+        data, box, mask=mask, block_shape=(8, 32, 32), job_config=ba.RunnerConfig(in_flight=16)
+    )
+    np.testing.assert_array_equal(read_box(), np.where(mask, data, before))
+
+
+def test_a_timed_out_write_keeps_its_chunks_until_its_thread_ends(tmp_path, monkeypatch, request):
+    """A write in a thread goes on after its block timed out: its chunks were given back at
+    once, and a neighbour's read-modify-write was then overwritten by the late write. Waiting
+    for a turn is not charged to the waiting block's block_timeout either."""
+    from bioimage_async.sources import cloudvolume as cv_source
+
+    previous = ba.configure().blocking_threads
+    ba.configure(blocking_threads=8)  # the abandoned write holds one: the others need more
+    request.addfinalizer(lambda: ba.configure(blocking_threads=previous))
+    box, read_box = _cloudvolume_box(tmp_path, "timeout")
+    real = cv_source.CloudVolumeSource.write_blocking
+    slowed: list[tuple[slice, ...]] = []
+
+    def first_write_of_one_block_is_slow(self, roi, value):
+        if roi[0].start == 16 and roi[1].start == 32 and not slowed:
+            slowed.append(roi)
+            time.sleep(1.5)  # longer than block_timeout: the block is cancelled meanwhile
+        real(self, roi, value)
+
+    monkeypatch.setattr(
+        cv_source.CloudVolumeSource, "write_blocking", first_write_of_one_block_is_slow
+    )
+    data = np.random.default_rng(8).integers(1, 60_000, box.shape, dtype=np.uint16)
+    stats = ba.RunStats()
+    ba.sync.copy(
+        data, box, block_shape=(8, 32, 32), job_config=ba.RunnerConfig(in_flight=16),
+        block_timeout=0.5, retries=2, stats=stats,
+    )  # fmt: skip
+    assert slowed  # the slow write happened
+    time.sleep(2.0)  # the abandoned thread has ended
+    np.testing.assert_array_equal(read_box(), data)
+    assert stats.extra.get("retries") == 1  # the slow block only: its neighbours' waits were free
