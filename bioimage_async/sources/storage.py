@@ -307,9 +307,14 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
     text = str(err)
     lowered = text.lower()
     named = _KEY_IN_ERROR.search(text)
-    if not key and named is not None and not where.key.startswith(named.group(1)):
-        # tensorstore names the chunk key below the bucket; say that one, not the array
-        key = named.group(1).removeprefix(where.key.strip("/") + "/")
+    if not key and named is not None and where.scheme in ("s3", "gs"):
+        # tensorstore names the key below the bucket: say that one, not the array; a key of
+        # another array (the input of a copy whose output is ``where``) from the bucket's root
+        full, prefix = named.group(1), where.key.strip("/")
+        if prefix and full.startswith(prefix + "/"):
+            key = full[len(prefix) + 1 :]
+        elif full != prefix:
+            where, key = where.bucket_root(), full
     what = f"{where}/{key}" if key else str(where)
     read_only = isinstance(err, NotImplementedError) and where.scheme in ("http", "https")
     if read_only or "does not support writing" in lowered:

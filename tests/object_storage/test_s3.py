@@ -369,3 +369,22 @@ async def test_the_objects_tensorstore_wrote_are_what_tensorstore_names(bucket, 
     )
     await src.write((slice(0, 2), slice(0, 2)), np.ones((2, 2), np.uint8))
     assert set(s3_objects(s3_env, bucket)) == {"k.zarr/.zarray", "k.zarr/0.0"}
+
+
+async def test_a_damaged_input_chunk_is_named_by_its_own_url_in_a_copy_between_arrays(
+    bucket, s3_env, data
+):
+    """The error of the input's chunk came through the output's handle: its key was glued
+    onto the output's URL (s3://b/data/seg.zarr/data/raw.zarr/0.0.0), a key that does not
+    exist."""
+    raw = await ba.create_source(f"s3://{bucket}/data/raw.zarr", shape=data.shape,
+                                 dtype=data.dtype, chunks=(8, 16, 16), compression="gzip")  # fmt: skip
+    await ba.copy(data, raw)
+    store = ts.KvStore.open(ts_kvstore(s3_env, bucket, "data/raw.zarr/")).result()
+    store.write("0.0.0", b"not a gzip stream").result()
+    seg = await ba.create_source(f"s3://{bucket}/data/seg.zarr", shape=data.shape,
+                                 dtype=data.dtype, chunks=(8, 16, 16))  # fmt: skip
+    with pytest.raises(ba.RunnerError) as error:
+        await ba.copy(raw, seg, block_shape=(8, 16, 16))
+    assert f"s3://{bucket}/data/raw.zarr/0.0.0" in str(error.value)
+    assert "seg.zarr/data" not in str(error.value)
