@@ -105,6 +105,8 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
         if dtype.kind == "c":
             return True, ""
         return False, "complex values"
+    if dtype.kind == "c":  # a real value goes into the real part: a float of half the size
+        return _fits(value, np.dtype(f"f{dtype.itemsize // 2}"))
     low, high = value.min(), value.max()
     nan = ""
     if value.dtype.kind == "f" and (np.isnan(low) or np.isnan(high)):

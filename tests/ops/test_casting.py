@@ -187,3 +187,18 @@ async def test_integers_a_float_would_round_are_refused_and_exact_ones_pass(
     await src.write(..., exact_values)
     await ba.copy(src, out, block_shape=(2,))
     assert [int(v) for v in await out.read()] == [int(v) for v in exact_values]
+
+
+async def test_real_values_into_complex_are_checked_as_into_the_real_part(tmp_path):
+    """int64 2**53 + 1 into complex128 became 2**53, uint32 2**24 + 1 into complex64 2**24, and
+    float64 1e39 into complex64 inf: a complex output's real part is a float like any other."""
+    from bioimage_async.kernels.casting import cast_checked
+
+    with pytest.raises(ba.CastingError, match="rounds"):
+        cast_checked(np.array([2**53 + 1], np.int64), np.dtype("complex128"))
+    with pytest.raises(ba.CastingError, match="rounds"):
+        cast_checked(np.array([2**24 + 1], np.uint32), np.dtype("complex64"))
+    with pytest.raises(ba.CastingError, match="do not fit"):
+        cast_checked(np.array([1e39]), np.dtype("complex64"))
+    held = cast_checked(np.array([2**53, -7], np.int64), np.dtype("complex128"))
+    assert held.tolist() == [complex(2**53), complex(-7)]
