@@ -31,6 +31,7 @@ from .location import Location
 from .ome_zarr import Level, group_attributes, multiscale_levels, pick_level
 from .physical import (
     for_axes,
+    in_nanometers,
     n5_voxel_size,
     positive_sizes,
     sizes_in_unit,
@@ -574,26 +575,49 @@ async def _existing_voxel_size(
 async def _existing_translation(
     location: Location, key: str, request: CreateRequest
 ) -> tuple[float, ...] | None:
-    """Where an existing layer that exist_ok opens sits (in the request's unit). With a
-    ``translation``, only a layer that sits there is opened: writing into one placed
-    elsewhere would put the data at the wrong place, silently."""
+    """Where an existing layer that exist_ok opens sits, in the request's unit."""
     info = await location.read_json("info") or {}
-    if request.translation is None:
-        found = precomputed_translation(info, key, None)
-        if found is None:
-            return None
-        spatial = [axis >= len(found) - 3 for axis in range(len(found))]
-        return sizes_in_unit(found, "nanometer", request.unit, spatial)
-    wanted = list(reversed(voxel_offset_of(request)))
-    scale = _precomputed_scale(info, key, None)
-    there = [int(v) for v in scale.get("voxel_offset") or [0, 0, 0]]
-    if there != wanted:
-        raise SourceExistsError(
-            f"the existing layer at {location} starts at voxel_offset {there} (x, y, z), not "
-            f"at {wanted}, where translation={tuple(request.translation)} places it; write "
-            "into it without translation=, or remove it first"
+    found = precomputed_translation(info, key, None)
+    if found is None:
+        return None
+    spatial = [axis >= len(found) - 3 for axis in range(len(found))]
+    return sizes_in_unit(found, "nanometer", request.unit, spatial)
+
+
+async def _placed_scale(
+    location: Location, key: str, request: CreateRequest, spec: dict[str, Any], exists: bool
+) -> dict[str, Any]:
+    """The spec of a scale whose voxel 0 sits at ``request.translation``, read back as
+    ``open_source`` reads it (a coarser scale's voxel centres are half a first-scale voxel
+    further on). An existing scale (exist_ok) is opened only where it sits there: writing
+    into one placed elsewhere would put the data at the wrong place, silently."""
+    assert request.translation is not None
+    info = await location.read_json("info") or {}
+    scales = info.get("scales") or []
+    there = _precomputed_scale(info, key, None) if exists else {}
+    if request.voxel_size is not None:
+        sizes = in_nanometers(list(reversed(request.voxel_size[-3:])), request.unit)
+    elif there.get("resolution"):
+        sizes = [float(v) for v in there["resolution"]]
+    else:
+        raise InvalidArgumentError(
+            f"translation {request.translation} needs voxel_size=: precomputed records where "
+            "a layer sits in voxels (its voxel_offset), so the translation is divided by the "
+            "voxel size"
         )
-    return request.translation
+    base = [float(v) for v in scales[0]["resolution"]] if scales else sizes
+    wanted = voxel_offset_of(request.translation, request.unit, sizes, base)
+    if exists:
+        found = [int(v) for v in there.get("voxel_offset") or [0, 0, 0]]
+        if found != wanted:
+            raise SourceExistsError(
+                f"the existing layer at {location} starts at voxel_offset {found} (x, y, z), "
+                f"not at {wanted}, where translation={tuple(request.translation)} places it; "
+                "write into it without translation=, or remove it first"
+            )
+        return spec
+    scale = {**spec.get("scale_metadata", {}), "voxel_offset": wanted}
+    return {**spec, "scale_metadata": scale}
 
 
 def _note_kept_chunks(
@@ -733,11 +757,15 @@ async def create_tensorstore(
         await _ensure_parent_groups(location, key, driver)
     if not exists and isinstance(driver, Precomputed) and request.voxel_size is None:
         _no_resolution(location, key)
+    translation = None
+    if isinstance(driver, Precomputed) and request.translation is not None:
+        spec = await _placed_scale(location, key, request, spec, exists)
+        translation = request.translation
     if key and not exists and isinstance(driver, Precomputed):
         spec = await _aligned_scale(location, spec)
-    translation = request.translation if isinstance(driver, Precomputed) else None
-    if exists and isinstance(driver, Precomputed):
+    if exists and isinstance(driver, Precomputed) and translation is None:
         translation = await _existing_translation(location, key, request)
+    if exists and isinstance(driver, Precomputed):
         compressed = await _existing_compressed_layer(location, key, request)
         if compressed is not None:
             return compressed

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -588,8 +589,6 @@ class Precomputed(Driver):
         }
         if key:
             scale["key"] = key
-        if request.translation is not None:
-            scale["voxel_offset"] = list(reversed(voxel_offset_of(request)))
         return {
             "driver": self.ts_driver,
             "kvstore": location.kvstore(),
@@ -609,33 +608,34 @@ class Precomputed(Driver):
         return super().present(store)
 
 
-def voxel_offset_of(request: CreateRequest) -> tuple[int, ...]:
-    """The (z, y, x) voxel offset that places voxel 0 at ``request.translation``: precomputed
-    records a position in whole voxels of the scale, so another one is refused, not rounded."""
-    translation = request.translation
-    assert translation is not None
+def voxel_offset_of(
+    translation: Sequence[float],
+    unit: str | None,
+    sizes: Sequence[float],
+    base: Sequence[float],
+) -> list[int]:
+    """The (x, y, z) ``voxel_offset`` of a scale of resolution ``sizes`` (nm, x y z) whose
+    voxel 0 sits at ``translation`` (C order, in ``unit``), in a layer whose first scale has
+    resolution ``base``: the inverse of how it is read (``physical.voxel_centre``). precomputed
+    records whole voxels, so another position is refused, not rounded."""
     if any(translation[:-3]):
         raise InvalidArgumentError(
-            f"translation {translation} moves the channel axis; precomputed places only z, y "
-            "and x: give 0 there"
+            f"translation {tuple(translation)} moves the channel axis; precomputed places "
+            "only z, y and x: give 0 there"
         )
-    if request.voxel_size is None:
-        raise InvalidArgumentError(
-            f"translation {translation} needs voxel_size=: precomputed records where a layer "
-            "sits in voxels (its voxel_offset), so the translation is divided by the voxel size"
-        )
+    where = in_nanometers(list(reversed(translation[-3:])), unit)
     offset = []
-    for t, size in zip(translation[-3:], request.voxel_size[-3:]):
-        voxels = t / size
+    for t, size, first in zip(where, sizes, base):
+        voxels = (t - (size - first) / 2) / size
         if abs(voxels - round(voxels)) > 1e-6 * max(1.0, abs(voxels)):
             raise InvalidArgumentError(
                 f"translation {tuple(translation[-3:])} is not a whole number of voxels of "
-                f"{tuple(request.voxel_size[-3:])} (precomputed records a voxel_offset): "
-                f"{t:g} / {size:g} = {voxels:g}. Round it to a multiple of the voxel size, or "
+                f"{tuple(reversed(sizes))} nm (precomputed records a voxel_offset): "
+                f"{voxels:g} voxels on one axis. Round it to a multiple of the voxel size, or "
                 "build a pyramid, whose OME-Zarr metadata records any translation"
             )
         offset.append(round(voxels))
-    return tuple(offset)
+    return offset
 
 
 async def _merge_json(here: Location, name: str, wanted: dict[str, Any]) -> None:

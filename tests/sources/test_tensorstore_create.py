@@ -215,3 +215,34 @@ async def test_a_layer_without_voxel_size_says_it_records_1_nm_and_a_new_scale_n
     added = await ba.create_source(where, shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8),
                                    internal_path="2_2_2", voxel_size=(2, 2, 2), unit="nm")  # fmt: skip
     assert added.voxel_size == (2.0, 2.0, 2.0)
+
+
+async def test_a_scale_added_with_a_translation_reads_back_there(tmp_path):
+    """A coarser scale's translation is where its voxel centres sit (half a first-scale voxel
+    further on per doubling): written as offset * size, it read back 20 nm elsewhere, and
+    exist_ok then refused the translation it had read."""
+    where = f"precomputed://{tmp_path / 'layer'}"
+    await ba.create_source(where, shape=(8, 32, 32), dtype="uint8", chunks=(8, 16, 16),
+                           voxel_size=(40, 4, 4), unit="nm", translation=(400, 40, 40))  # fmt: skip
+    coarse = await ba.create_source(
+        where, shape=(4, 16, 16), dtype="uint8", chunks=(4, 16, 16), internal_path="80_8_8",
+        voxel_size=(80, 8, 8), unit="nm", translation=(420, 42, 42),
+    )  # fmt: skip
+    reopened = await ba.open_source(where, level=1)
+    assert coarse.translation == reopened.translation == (420.0, 42.0, 42.0)
+    again = await ba.create_source(
+        where,
+        shape=(4, 16, 16),
+        dtype="uint8",
+        chunks=(4, 16, 16),
+        internal_path="80_8_8",
+        translation=reopened.translation,
+        unit="nm",
+        exist_ok=True,
+    )  # fmt: skip  (no voxel_size: the scale's own resolution places it)
+    assert again.translation == (420.0, 42.0, 42.0)
+    with pytest.raises(ba.InvalidArgumentError, match="whole number of voxels"):
+        await ba.create_source(
+            where, shape=(4, 16, 16), dtype="uint8", chunks=(4, 16, 16), internal_path="x",
+            voxel_size=(80, 8, 8), unit="nm", translation=(400, 40, 40),
+        )  # fmt: skip
