@@ -8,6 +8,8 @@ wrong block computation.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +121,11 @@ def roi_shape(roi: Roi) -> tuple[int, ...]:
 
 def full_roi(shape: tuple[int, ...]) -> Roi:
     return tuple(slice(0, n) for n in shape)
+
+
+def spread_positions(grid: Sequence[int]) -> list[tuple[int, ...]]:
+    """Positions of a chunk grid spread over it: the first, middle and last index on every
+    axis (at most 3**ndim), the origin first. Where a store cannot be listed, a few chunks
+    looked up here tell its layout even when the first one was never written."""
+    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in grid]
+    return sorted(itertools.product(*per_axis), key=lambda p: (any(p), p))

@@ -16,13 +16,13 @@ written cannot be told apart this way; it is opened through tensorstore (documen
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from typing import Any
 
 from ..context import run_blocking
 from ..errors import FormatNotSupportedError, MissingDependencyError
 from .base import Source
+from .indexing import spread_positions
 from .location import Location
 
 LISTING_LIMIT = 10_000
@@ -45,13 +45,11 @@ def chunk_name(scale: dict[str, Any], position: tuple[int, ...]) -> str:
     return "_".join(bounds)
 
 
-def _spread(scale: dict[str, Any]) -> list[tuple[int, ...]]:
-    """Grid positions spread over the scale (first, middle, last per axis), the origin first."""
+def _chunk_grid(scale: dict[str, Any]) -> list[int]:
+    """Chunks per axis (x, y, z) of an unsharded scale."""
     size = [int(v) for v in scale["size"]]
     chunk = [int(v) for v in scale["chunk_sizes"][0]]
-    grid = [max(1, -(-n // c)) for n, c in zip(size, chunk)]
-    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in grid]
-    return sorted(itertools.product(*per_axis), key=lambda p: (any(p), p))
+    return [max(1, -(-n // c)) for n, c in zip(size, chunk)]
 
 
 #: the suffixes cloud-volume's storage (cloudfiles) gives compressed chunk files on disks,
@@ -88,7 +86,7 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
     # remotely (no cheap listing): a chunk's names, at the origin, else at chunks spread over
     # the scale; a layer whose first chunk was never written opened through tensorstore,
     # which read every '.gz' chunk as missing: zeros
-    for position in _spread(scale):
+    for position in spread_positions(_chunk_grid(scale)):
         name = chunk_name(scale, position)
         suffixes = ["", *COMPRESSED_SUFFIXES]
         found = await asyncio.gather(*(folder.exists(name + suffix) for suffix in suffixes))

@@ -19,7 +19,6 @@ cannot know from the metadata alone: the chunk-key separator of a zarr v2 array 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from ..context import resource_options, run_blocking
 from ..errors import FormatNotSupportedError, InvalidArgumentError, SourceError
 from .axis_names import ZARR_V2_ATTRIBUTE
 from .formats import CreateRequest
+from .indexing import spread_positions
 from .location import Location
 from .physical import in_nanometers, pixel_resolution
 from .storage import open_kvstore
@@ -445,13 +445,6 @@ def _chunk_grid(zarray: dict[str, Any]) -> tuple[int, ...]:
         return (1,) * len(shape)
 
 
-def _spread(grid: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Grid positions spread over the array: the first, middle and last index on every axis
-    (the first position first), at most 3**ndim of them."""
-    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in grid]
-    return sorted(itertools.product(*per_axis), key=lambda p: (any(p), p))
-
-
 async def _chunk_layouts(
     here: Location, grid: tuple[int, ...], enough: set[str]
 ) -> set[str] | None:
@@ -463,8 +456,9 @@ async def _chunk_layouts(
         return await run_blocking(_local_layouts, folder, ndim, enough, LAYOUT_SCAN_LIMIT)
     if here.scheme in ("s3", "gs"):
         try:
-            rows = sorted({p[:-1] for p in _spread(grid)}, key=lambda p: (any(p), p))
-            for row in rows:  # the first row, else rows spread over the array
+            for row in spread_positions(
+                grid[:-1]
+            ):  # the first row, else rows spread over the array
                 found = await asyncio.gather(*(_remote_row(here, sep, row) for sep in "./"))
                 if any(found):
                     return {sep for sep, hit in zip("./", found) if hit}
@@ -481,7 +475,7 @@ async def _probed_chunk_layouts(here: Location, grid: tuple[int, ...]) -> set[st
     of every axis). Taking the metadata on trust read an old nested array whose first chunk
     was never written as all fill value. A server error propagates (it says nothing about
     the layout); chunks absent under both names leave the metadata to decide (None)."""
-    positions = _spread(grid)
+    positions = spread_positions(grid)
     for batch in (positions[:1], positions[1:]):
         names = [(sep, sep.join(map(str, p))) for p in batch for sep in "./"]
         hits = await asyncio.gather(*(here.exists(name) for _, name in names))
