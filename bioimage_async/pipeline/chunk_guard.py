@@ -30,10 +30,8 @@ T = TypeVar("T")
 def _axis_partial_chunks(start: int, stop: int, extent: int, grain: int, offset: int) -> list[int]:
     """Indices (chunk k spans ``offset + k*grain`` to the next border) of the chunks on one
     axis that [start, stop) touches without covering all of their part inside [0, extent)."""
-    first = (start - offset) // grain
-    last = (stop - 1 - offset) // grain
     partial = []
-    for k in range(first, last + 1):
+    for k in _axis_chunks(start, stop, grain, offset):
         lo = max(offset + k * grain, 0)
         hi = min(offset + (k + 1) * grain, extent)
         if lo < start or hi > stop:
@@ -52,16 +50,13 @@ def shared_chunks(
     the chunks another block may write too."""
     if any(s.stop <= s.start for s in roi):
         return frozenset()
+    touched = [_axis_chunks(r.start, r.stop, g, o) for r, g, o in zip(roi, grain, offset)]
     chunks: set[ChunkIndex] = set()
     for axis, s in enumerate(roi):
         partial = _axis_partial_chunks(s.start, s.stop, shape[axis], grain[axis], offset[axis])
-        if not partial:
-            continue
-        ranges: list[Sequence[int]] = [
-            _axis_chunks(r.start, r.stop, g, o) for r, g, o in zip(roi, grain, offset)
-        ]
-        ranges[axis] = partial
-        chunks.update(itertools.product(*ranges))
+        if partial:
+            ranges: list[Sequence[int]] = [*touched[:axis], partial, *touched[axis + 1 :]]
+            chunks.update(itertools.product(*ranges))
     return frozenset(chunks)
 
 
