@@ -22,14 +22,15 @@ from typing import Any
 import bioimage_async as ba
 
 from ..context import run_blocking
-from ..errors import BioimageAsyncError, RunnerError, SourceExistsError
+from ..errors import BioimageAsyncError, InvalidArgumentError, RunnerError, SourceExistsError
 from ..runners.options import ExecOptions
 from ..runners.protocol import MANIFEST, id_ranges
 from ..runners.registry import runner_backend
 from ..sources import ome_zarr
 from ..sources.location import Location
-from ..sources.physical import check_unit, sizes_in_unit, spatial_axes
+from ..sources.physical import check_unit, in_nanometers, sizes_in_unit, spatial_axes
 from ..sources.registry import creation_backend, infer_format
+from ..sources.ts_drivers import voxel_offset_of
 from .parser import EXIT_OK
 
 logger = logging.getLogger("bioimage_async")
@@ -458,7 +459,8 @@ def warn_position_dropped(src: ba.Source, output: str) -> None:
         return
     place = ", ".join(f"{value:g}" for value in translation)
     logger.warning(
-        "%s sits at (%s) %s (its translation); %s records no such position (precomputed: whole voxels only) and starts at 0. "
+        "%s sits at (%s) %s (its translation); %s records no such position (precomputed: "
+        "whole voxels only) and starts at 0. "
         "To keep it, build a pyramid (bioimage-async pyramid), whose OME-Zarr metadata records "
         "the translation",
         src.describe(),
@@ -489,10 +491,11 @@ def kept_translation(
     moved = sizes_in_unit(translation, src.unit, unit, spatial)
     if any(t and not is_spatial for t, is_spatial in zip(moved, spatial)):
         return None
-    for t, size in zip(moved, voxel_size):
-        voxels = t / size
-        if abs(voxels - round(voxels)) > 1e-6 * max(1.0, abs(voxels)):
-            return None
+    sizes = in_nanometers(list(reversed(voxel_size[-3:])), unit)
+    try:  # a new layer: its first scale is its own base
+        voxel_offset_of(moved, unit, sizes, sizes)
+    except InvalidArgumentError:  # not whole voxels
+        return None
     return moved
 
 
