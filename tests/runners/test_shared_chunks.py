@@ -154,9 +154,10 @@ def test_downsample_and_masked_map_blocks_into_an_off_grid_region(framed_output)
     np.testing.assert_array_equal(out[...], expected)
 
 
-def test_cloudvolume_box_off_its_grid_takes_turns_and_loses_nothing(tmp_path):
-    """cloud-volume writes part of a chunk by downloading, painting and uploading it: two such
-    writes at once lose one. A local run into a box off the layer's grid must not."""
+def _cloudvolume_box(tmp_path, name, offset=(5, 9, 3), size=(80, 80, 40), prefilled=True):
+    """A cloud-volume layer (whose partial-chunk writes are non-atomic read-modify-writes of
+    whole chunk files), filled with a pattern (else never written, read with fill_missing),
+    and a box of it off its 32x32x16 grid."""
     cloudvolume = pytest.importorskip("cloudvolume")
     from bioimage_async.sources.cloudvolume import open_cloudvolume
 
@@ -166,20 +167,38 @@ def test_cloudvolume_box_off_its_grid_takes_turns_and_loses_nothing(tmp_path):
         chunk_size=[32, 32, 16],
     )  # fmt: skip
     layer = cloudvolume.CloudVolume(
-        f"file://{tmp_path / 'layer'}", info=info, compress=False, progress=False
+        f"file://{tmp_path / name}", info=info, compress=False, progress=False
     )
     layer.commit_info()
+    if prefilled:
+        pattern = np.arange(96 * 96 * 48) % 50_000 + 1
+        layer[:, :, :] = pattern.astype(np.uint16).reshape(96, 96, 48, 1)
     box = open_cloudvolume(
-        f"file://{tmp_path / 'layer'}", offset=(5, 9, 3), size=(80, 80, 40), fill_missing=True
-    )
+        f"file://{tmp_path / name}",
+        offset=offset,
+        size=size,
+        compress=False,
+        fill_missing=not prefilled,
+    )  # fmt: skip  (compress=False: one kind of chunk file, what the layer already holds)
+    inside = tuple(slice(o, o + s) for o, s in zip(offset, size))
+
+    def read_box() -> np.ndarray:
+        return np.asarray(layer[inside])[..., 0].transpose(2, 1, 0)
+
+    return box, read_box
+
+
+def test_cloudvolume_box_off_its_grid_takes_turns_and_loses_nothing(tmp_path):
+    """cloud-volume writes part of a chunk by downloading, painting and uploading it: two such
+    writes at once lose one. A local run into a box off the layer's grid must not."""
+    box, read_box = _cloudvolume_box(tmp_path, "layer", prefilled=False)
     assert box.grid_offset == (13, 23, 27)  # (z, y, x)
     data = np.random.default_rng(5).integers(1, 60_000, box.shape, dtype=np.uint16)
     stats = ba.RunStats()
     ba.sync.copy(
         data, box, block_shape=(16, 32, 32), job_config=ba.RunnerConfig(in_flight=16), stats=stats
     )
-    written = np.asarray(layer[5:85, 9:89, 3:43])[..., 0].transpose(2, 1, 0)
-    np.testing.assert_array_equal(written, data)
+    np.testing.assert_array_equal(read_box(), data)
     assert stats.extra["shared_chunk_waits"] > 0  # neighbours did meet on shared chunks
 
 
@@ -193,34 +212,6 @@ def test_distributed_runs_still_refuse_an_off_grid_region(framed_output, tmp_pat
             data, view, block_shape=(32, 32, 32), job_type="subprocess",
             job_config=ba.RunnerConfig(tmp_root=str(tmp_path)),
         )  # fmt: skip
-
-
-def _cloudvolume_box(tmp_path, name, offset=(5, 9, 3), size=(80, 80, 40)):
-    """A cloud-volume layer (whose partial-chunk writes are non-atomic read-modify-writes of
-    whole chunk files) filled with a pattern, and a box of it off its 32x32x16 grid."""
-    cloudvolume = pytest.importorskip("cloudvolume")
-    from bioimage_async.sources.cloudvolume import open_cloudvolume
-
-    info = cloudvolume.CloudVolume.create_new_info(
-        num_channels=1, layer_type="image", data_type="uint16", encoding="raw",
-        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=[96, 96, 48],
-        chunk_size=[32, 32, 16],
-    )  # fmt: skip
-    layer = cloudvolume.CloudVolume(
-        f"file://{tmp_path / name}", info=info, compress=False, progress=False
-    )
-    layer.commit_info()
-    pattern = (np.arange(96 * 96 * 48) % 50_000 + 1).astype(np.uint16).reshape(96, 96, 48, 1)
-    layer[:, :, :] = pattern
-    box = open_cloudvolume(
-        f"file://{tmp_path / name}", offset=offset, size=size, compress=False
-    )  # one kind of chunk file: what the layer already holds
-    inside = tuple(slice(o, o + s) for o, s in zip(offset, size))
-
-    def read_box() -> np.ndarray:
-        return np.asarray(layer[inside])[..., 0].transpose(2, 1, 0)
-
-    return box, read_box
 
 
 def test_a_masked_write_off_the_grid_keeps_the_voxels_outside_its_mask(tmp_path):
