@@ -96,24 +96,26 @@ def positive_sizes(values: Any, ndim: int | None = None) -> tuple[float, ...] | 
     return sizes
 
 
-def for_axes(spatial_zyx: Sequence[float], ndim: int) -> tuple[float, ...]:
-    """A per-axis tuple for an ``ndim`` array whose last axes are (..., z, y, x): 1.0 for the
-    leading non-spatial axes (channels, time)."""
+def for_axes(spatial_zyx: Sequence[float], ndim: int, fill: float = 1.0) -> tuple[float, ...]:
+    """A per-axis tuple for an ``ndim`` array whose last axes are (..., z, y, x): ``fill`` (a
+    size of 1.0, a position of 0.0) for the leading non-spatial axes (channels, time)."""
     spatial = tuple(spatial_zyx)[-min(ndim, len(spatial_zyx)) :]
-    return (1.0,) * (ndim - len(spatial)) + spatial
+    return (fill,) * (ndim - len(spatial)) + spatial
 
 
-def on_spatial_axes(sizes: Sequence[float], ndim: int, axes: str | None) -> tuple[float, ...]:
-    """Sizes given for the spatial axes only, on an ``ndim`` array: on the axes ``axes`` names
-    z, y, x where it names as many (an ImageJ 'zcyx' hyperstack keeps its channel axis at 1.0),
-    else on the last axes (``for_axes``)."""
+def on_spatial_axes(
+    sizes: Sequence[float], ndim: int, axes: str | None, fill: float = 1.0
+) -> tuple[float, ...]:
+    """Sizes (or, with ``fill=0.0``, positions) given for the spatial axes only, on an ``ndim``
+    array: on the axes ``axes`` names z, y, x where it names as many (an ImageJ 'zcyx'
+    hyperstack keeps its channel axis at ``fill``), else on the last axes (``for_axes``)."""
     sizes = tuple(float(v) for v in sizes)
     if len(sizes) == ndim or axes is None or len(axes) != ndim:
-        return for_axes(sizes, ndim)
+        return for_axes(sizes, ndim, fill)
     spatial = [a for a in range(ndim) if axes[a] in "zyx"]
     if len(spatial) != len(sizes):
-        return for_axes(sizes, ndim)
-    placed = [1.0] * ndim
+        return for_axes(sizes, ndim, fill)
+    placed = [fill] * ndim
     for axis, size in zip(spatial, sizes):
         placed[axis] = size
     return tuple(placed)

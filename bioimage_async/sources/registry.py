@@ -260,16 +260,7 @@ def _translation(
             f"translation {translation!r} must hold one finite number per axis of an array "
             f"with {ndim} axes (or per spatial axis z, y, x)"
         )
-    if len(values) < ndim:
-        axes = axes_from_names(names, ndim)
-        spatial = [a for a in range(ndim) if axes is not None and axes[a] in "zyx"]
-        if len(spatial) != len(values):
-            spatial = list(range(ndim - len(values), ndim))
-        placed = [0.0] * ndim
-        for axis, value in zip(spatial, values):
-            placed[axis] = value
-        values = tuple(placed)
-    return values
+    return on_spatial_axes(values, ndim, axes_from_names(names, ndim), fill=0.0)
 
 
 def _dimension_names(names: Any, ndim: int) -> tuple[str, ...] | None:
