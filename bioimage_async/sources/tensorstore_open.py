@@ -545,13 +545,12 @@ def _no_resolution(location: Location, key: str) -> None:
     )
 
 
-async def _existing_voxel_size(
-    location: Location, key: str, request: CreateRequest
+def _existing_voxel_size(
+    info: dict[str, Any], location: Location, key: str, request: CreateRequest
 ) -> tuple[tuple[float, ...] | None, str | None]:
     """The voxel size of an existing layer that exist_ok opens (in the request's unit): its
     scale's ``resolution`` is not rewritten (it names the scale), so another one asked for is
     refused rather than reported by the handle while the file keeps its own."""
-    info = await location.read_json("info") or {}
     sizes, _ = precomputed_voxel_size(info, key, None)
     if sizes is None:
         return request.voxel_size, request.unit
@@ -572,11 +571,10 @@ async def _existing_voxel_size(
     return sizes_in_unit(sizes, "nanometer", unit, spatial), unit
 
 
-async def _existing_translation(
-    location: Location, key: str, request: CreateRequest
+def _existing_translation(
+    info: dict[str, Any], key: str, request: CreateRequest
 ) -> tuple[float, ...] | None:
     """Where an existing layer that exist_ok opens sits, in the request's unit."""
-    info = await location.read_json("info") or {}
     found = precomputed_translation(info, key, None)
     if found is None:
         return None
@@ -584,15 +582,19 @@ async def _existing_translation(
     return sizes_in_unit(found, "nanometer", request.unit, spatial)
 
 
-async def _placed_scale(
-    location: Location, key: str, request: CreateRequest, spec: dict[str, Any], exists: bool
+def _placed_scale(
+    info: dict[str, Any],
+    location: Location,
+    key: str,
+    request: CreateRequest,
+    spec: dict[str, Any],
+    exists: bool,
 ) -> dict[str, Any]:
     """The spec of a scale whose voxel 0 sits at ``request.translation``, read back as
     ``open_source`` reads it (a coarser scale's voxel centres are half a first-scale voxel
     further on). An existing scale (exist_ok) is opened only where it sits there: writing
     into one placed elsewhere would put the data at the wrong place, silently."""
     assert request.translation is not None
-    info = await location.read_json("info") or {}
     scales = info.get("scales") or []
     there = _precomputed_scale(info, key, None) if exists else {}
     if request.voxel_size is not None:
@@ -758,13 +760,15 @@ async def create_tensorstore(
     if not exists and isinstance(driver, Precomputed) and request.voxel_size is None:
         _no_resolution(location, key)
     translation = None
+    # the layer's info (read once): where its scales sit and at which resolution
+    info = (await location.read_json("info") or {}) if isinstance(driver, Precomputed) else {}
     if isinstance(driver, Precomputed) and request.translation is not None:
-        spec = await _placed_scale(location, key, request, spec, exists)
+        spec = _placed_scale(info, location, key, request, spec, exists)
         translation = request.translation
     if key and not exists and isinstance(driver, Precomputed):
         spec = await _aligned_scale(location, spec)
     if exists and isinstance(driver, Precomputed) and translation is None:
-        translation = await _existing_translation(location, key, request)
+        translation = _existing_translation(info, key, request)
     if exists and isinstance(driver, Precomputed):
         compressed = await _existing_compressed_layer(location, key, request)
         if compressed is not None:
@@ -787,7 +791,7 @@ async def create_tensorstore(
         check_kept_fill(where, store.fill_value, request.fill_value)
     voxel_size, unit = request.voxel_size, request.unit
     if exists and isinstance(driver, Precomputed):
-        voxel_size, unit = await _existing_voxel_size(location, key, request)
+        voxel_size, unit = _existing_voxel_size(info, location, key, request)
     await driver.annotate(location, key, request)
     names = request.dimension_names
     return TensorStoreSource(
