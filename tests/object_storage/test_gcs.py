@@ -1,8 +1,9 @@
 """gs:// takes the same code path as s3:// through tensorstore's gcs kvstore.
 
-The spec building is tested always. A fake GCS server is used when ``gcp-storage-emulator`` is
-installed (it is not in the test extra): tensorstore finds it through ``TENSORSTORE_GCS_HTTP_URL``
-and sends the fixed token of ``GOOGLE_AUTH_TOKEN_FOR_TESTING``.
+The spec building is tested always. The round trips run against a fake GCS server,
+``gcp-storage-emulator`` (in the test extra, so CI runs them; a bare install skips them):
+tensorstore finds it through ``TENSORSTORE_GCS_HTTP_URL`` and sends the fixed token of
+``GOOGLE_AUTH_TOKEN_FOR_TESTING``.
 """
 
 from __future__ import annotations
