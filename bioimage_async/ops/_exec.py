@@ -14,7 +14,7 @@ from ..pipeline.task import BlockTask
 from ..runners.base import Runner
 from ..runners.distributed import DistributedRunner
 from ..runners.files import LocalFiles
-from ..runners.lease import RUN_FOLDER, Lease, holder_text
+from ..runners.lease import DRIVES, RUN_FOLDER, Lease, holder_text
 from ..runners.options import ExecKwargs, ExecOptions
 from ..runners.registry import load_runner_backends, runner_backend
 from ..runners.run import Run
@@ -137,7 +137,7 @@ def output_lease(task: BlockTask, options: ExecOptions) -> Lease | None:
 
 def wait_advice(holder: dict[str, Any]) -> str:
     """How to wait for the holder or stop it: a run left running has no process to stop."""
-    folder = holder.get(RUN_FOLDER)
+    folder = holder.get(RUN_FOLDER, holder.get(DRIVES))
     if folder is None:
         return "Wait for that run"
     return (
@@ -195,6 +195,7 @@ async def run_task(task: BlockTask, options: ExecOptions) -> Any:
     stats = options.stats if options.stats is not None else RunStats(name=task.name)
     stats.name = task.name
     lease = await take_output_lease(task, options)
+    runner.output_lease = lease
     ended = False
     try:
         result = await runner.run(task, options, stats)

@@ -8,6 +8,7 @@ from typing import Any
 from ..pipeline.stats import RunStats
 from ..pipeline.task import BlockTask
 from .config import RunnerConfig
+from .lease import Lease
 from .options import ExecOptions
 
 
@@ -16,6 +17,9 @@ class Runner(ABC):
 
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
+        #: the output's lease held by this process for the run (None: unlocked); a distributed
+        #: runner names its run folder in it before its workers start (``Lease.note_run``)
+        self.output_lease: Lease | None = None
 
     @abstractmethod
     async def run(self, task: BlockTask, options: ExecOptions, stats: RunStats) -> Any:

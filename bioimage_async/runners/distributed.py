@@ -110,6 +110,7 @@ class DistributedRunner(Runner):
             tasks = await run_blocking(self._plan_tasks, plan, missing, num_workers)
             run = self._run(folder, launcher, task, detach_on_cancel, stats)
             if tasks:
+                await self._note_run_in_output_lease(folder.path)
                 try:
                     task_ids = await folder.add_tasks(tasks)
                     jobs = await launcher.submit(folder, task_ids, num_workers)
@@ -134,6 +135,21 @@ class DistributedRunner(Runner):
                 await asyncio.shield(lease.release())
             if wait:
                 await launcher.close()
+
+    async def _note_run_in_output_lease(self, folder: str) -> None:
+        """Before any worker starts: the output stays locked while they run, even if this
+        process is killed meanwhile (they outlive it in their own sessions or on the cluster)."""
+        if self.output_lease is None:
+            return
+        try:
+            await self.output_lease.note_run(folder)
+        except OSError as error:
+            logger.warning(
+                "cannot record the run %s in the lock of its output (%s): if this process is "
+                "killed, the output is unlocked while the run's workers still write",
+                folder,
+                error,
+            )
 
     def _run(
         self,

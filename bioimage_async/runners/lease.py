@@ -16,6 +16,11 @@ elsewhere while its workers, which touch the lease as they run, touched it withi
 ``STALE_AFTER`` seconds. A resume of that run folder joins the hold instead of being
 refused (the resume checks the run's tasks itself).
 
+A driver that submitted a distributed run names its run folder in its record too (``drives``),
+before any worker starts: its workers (other sessions, other machines) write on when the driver
+is killed, so a driver found dead is not a stale holder while its run is alive, judged as a run
+holder is. A resume of that run joins such an orphaned hold.
+
 A dead holder's lease is broken under a claim: a small file named after the stale lease's token,
 created exclusively, so one breaker at a time reads the lease and removes it if it is still the
 stale one. Without the claim, a breaker that had read the stale lease could remove the live
@@ -53,6 +58,9 @@ BREAK_POLL = 0.01
 BREAK_WAIT_MAX = 10.0
 #: The key that makes a lease record a run holder: the run folder whose workers hold it.
 RUN_FOLDER = "run_folder"
+#: The run folder of the distributed run a live driver's record submitted (its workers may
+#: outlive the driver).
+DRIVES = "drives_run"
 
 
 def process_start_time(pid: int) -> str | None:
@@ -98,6 +106,29 @@ def holds_run(holder: dict[str, Any], run_folder: str | None) -> bool:
     return os.path.normpath(held) == os.path.normpath(run_folder)
 
 
+def drives(holder: dict[str, Any], run_folder: str | None) -> bool:
+    """Whether ``holder`` is the driver's record of the run in ``run_folder``."""
+    held = holder.get(DRIVES)
+    if not isinstance(held, str) or run_folder is None:
+        return False
+    return os.path.normpath(held) == os.path.normpath(run_folder)
+
+
+def kept_alive_by(holder: dict[str, Any], run_folder: str | None) -> bool:
+    """Whether the workers of ``run_folder`` keep ``holder`` live (they touch it as they run)."""
+    return holds_run(holder, run_folder) or drives(holder, run_folder)
+
+
+def driver_alive(holder: dict[str, Any]) -> bool | None:
+    """Whether a driver's record names a live process: None for another host's (its
+    processes cannot be seen from here)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = int(holder.get("pid", -1))
+    started = process_start_time(pid) if pid > 0 else None
+    return started is not None and started == holder.get("pid_start")
+
+
 def holder_text(holder: dict[str, Any]) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", 0))))
     if RUN_FOLDER in holder:
@@ -105,16 +136,26 @@ def holder_text(holder: dict[str, Any]) -> str:
             f"the {holder.get('job_type', 'distributed')} run {holder[RUN_FOLDER]}, left running "
             f"by its driver on {holder.get('host')} (since {since})"
         )
-    return f"pid {holder.get('pid')} on {holder.get('host')} (since {since})"
+    driver = f"pid {holder.get('pid')} on {holder.get('host')} (since {since})"
+    if DRIVES in holder and driver_alive(holder) is False:
+        return f"the run {holder[DRIVES]}, whose workers go on after its driver ({driver}) died"
+    if DRIVES in holder:
+        return f"{driver}, driving the run {holder[DRIVES]}"
+    return driver
 
 
 async def holder_alive(files: RunFiles, path: str, holder: dict[str, Any]) -> bool:
     if RUN_FOLDER in holder:
         return await run_holder_alive(files, path, holder)
-    if holder.get("host") == socket.gethostname():
-        pid = int(holder.get("pid", -1))
-        started = process_start_time(pid) if pid > 0 else None
-        return started is not None and started == holder.get("pid_start")
+    alive = driver_alive(holder)
+    if alive:
+        return True
+    if alive is False:
+        if DRIVES not in holder:
+            return False
+        # the driver died; the workers of its run may not have
+        orphaned = {RUN_FOLDER: holder[DRIVES], "host": holder.get("host")}
+        return await run_holder_alive(files, path, orphaned)
     touched = await files.mtime(path)
     return touched is not None and time.time() - touched < STALE_AFTER
 
@@ -242,13 +283,29 @@ class Lease:
             if holder is None:
                 continue  # released between our two calls: try again
             if await holder_alive(self.files, self.path, holder):
-                if holds_run(holder, self.joins):
+                if holds_run(holder, self.joins) or self._joins_orphaned(holder):
                     self.joined = True
                     self._heartbeat = asyncio.ensure_future(self._beat())
                     return self
                 raise self._refusal(holder)
             await self._break(holder)
         raise self._refusal(await self.read() or {})
+
+    def _joins_orphaned(self, holder: dict[str, Any]) -> bool:
+        """A resume of a run whose driver died while its workers go on joins their hold."""
+        return drives(holder, self.joins) and driver_alive(holder) is False
+
+    async def note_run(self, run_folder: str) -> None:
+        """Name the distributed run this process is about to submit in its record, so that its
+        workers keep the output locked if this process dies before they end (see ``drives``).
+        Raises OSError when the record cannot be rewritten."""
+        if self.joined:
+            return  # the run's hold already
+        current = await self.read()
+        if current is None or current.get("token") != self.holder["token"]:
+            return  # not ours any more
+        self.holder[DRIVES] = run_folder
+        await self.files.write_bytes(self.path, json.dumps(self.holder).encode())
 
     async def _create(self, data: bytes) -> bool:
         """The exclusive create, finished even when cancelled meanwhile: a lease file made by a
@@ -367,10 +424,14 @@ class Lease:
             await self.files.remove(self.path)
 
     async def end_run(self, run_folder: str) -> None:
-        """Remove the lease if it is the run holder of ``run_folder``, whose tasks all ended:
+        """Remove the lease if it is the run holder of ``run_folder`` (or the record of its
+        dead driver), whose tasks all ended:
         under a claim, as a break, so that a lease another run took meanwhile stays."""
         holder = await self.read()
-        if holder is not None and holds_run(holder, run_folder):
+        if holder is None:
+            return
+        orphaned = drives(holder, run_folder) and driver_alive(holder) is False
+        if holds_run(holder, run_folder) or orphaned:
             await self._break(holder, ended=True)
 
     async def __aenter__(self) -> Lease:

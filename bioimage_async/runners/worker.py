@@ -82,14 +82,15 @@ def _open_progress_log(progress_path: str) -> int:
 
 
 def _touch_if_held(lease_path: str, folder: str) -> None:
-    """Touch the output's lease if its record is this run's hold; errors are ignored (no file:
+    """Touch the output's lease if its record is this run's hold (or its driver's record of
+    this run, which outlives a killed driver); errors are ignored (no file:
     the lease was released or broken; another record: not ours to keep alive)."""
-    from .lease import holds_run
+    from .lease import kept_alive_by
 
     try:
         with open(lease_path) as handle:
             record = json.load(handle)
-        if isinstance(record, dict) and holds_run(record, folder):
+        if isinstance(record, dict) and kept_alive_by(record, folder):
             os.utime(lease_path)
     except (OSError, ValueError):
         pass
