@@ -78,7 +78,7 @@ class DistributedRunner(Runner):
                 folder = await RunFolder.open(files, resume_from)
                 await folder.check_payload(task)
                 lease = await folder.lease().acquire()
-                previous = self._run(folder, launcher, task, detach_on_cancel)
+                previous = self._run(folder, launcher, task, detach_on_cancel, stats)
                 if await previous.alive():
                     logger.warning(
                         "resume_from=%s: the run's job %s is still alive; attaching to it "
@@ -122,7 +122,6 @@ class DistributedRunner(Runner):
                     raise
                 await _record_or_stop(folder, launcher, job_type, task_ids, jobs)
                 stats.extra["tasks"] = float(len(task_ids))
-            stats.blocks_total = folder.manifest.requested_count()
             if not tasks and not wait:
                 return run  # nothing submitted: nothing goes on
             try:

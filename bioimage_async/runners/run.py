@@ -289,23 +289,38 @@ class Run:
         return text
 
     async def _collect_stats(self) -> None:
-        """Fill ``stats`` from the tasks' sentinels (blocks and seconds per phase)."""
+        """Fill ``stats`` with what the attempt waited for did (a resume's blocks, not the whole
+        run's): its blocks, done, skipped, and the seconds per phase from its tasks'
+        sentinels. ``blocks_failed`` is set by ``_finish`` (blocks of dead tasks have no
+        sentinel to say so)."""
         if self.stats is None:
             return
         stats = self.stats
-        stats.blocks_done = min(await self.folder.blocks_done_count(), stats.blocks_total or 2**62)
-        summaries = await asyncio.gather(
-            *(self.folder.summary(t) for t in self.task_ids()[:STATS_TASKS])
+        latest = self._latest_task_ids()
+        sizes = await self.folder.files.list_sizes(self.folder.join("progress"))
+        width = self.folder.manifest.record_width
+        ours = {f"{task_id}.log" for task_id in latest}
+        done_here = sum(size // width for name, size in sizes.items() if name in ours)
+        done_before = sum(
+            size // width
+            for name, size in sizes.items()
+            if name.endswith(".log") and name not in ours
         )
+        requested = self.folder.manifest.requested_count()
+        stats.blocks_total = max(0, requested - done_before)
+        summaries = await asyncio.gather(
+            *(self.folder.summary(t) for t in latest[:STATS_TASKS])
+        )
+        skipped = 0
         for summary in summaries:
             if summary:
                 stats.read_s += float(summary.get("read_s", 0.0))
                 stats.compute_s += float(summary.get("compute_s", 0.0))
                 stats.write_s += float(summary.get("write_s", 0.0))
-                stats.blocks_failed += len(summary.get("failed") or [])
-                stats.blocks_skipped += int(summary.get("skipped", 0))
+                skipped += int(summary.get("skipped", 0))
+        stats.blocks_skipped += skipped
         # the done logs hold the blocks an empty mask skipped too (a resume must not redo them)
-        stats.blocks_done = max(0, stats.blocks_done - stats.blocks_skipped)
+        stats.blocks_done = min(max(0, done_here - skipped), stats.blocks_total)
 
     async def _finish(self, dead: dict[int, str]) -> None:
         await self._collect_stats()
@@ -313,6 +328,8 @@ class Run:
         # a worker writes .success only after recording every block: no need to read the logs
         complete = not dead and set(self.task_ids()) <= succeeded
         missing = [] if complete else await self.folder.missing_blocks()
+        if self.stats is not None:
+            self.stats.blocks_failed = len(missing)
         if not missing:
             if not self.config.keep_tmp:
                 await self.folder.remove()

@@ -22,6 +22,7 @@ import bioimage_async as ba
 from .blockfns import (
     bright_volume,
     counting_invert,
+    exit_on_bright_while_marker_exists,
     fail_first_time,
     fail_while_marker_exists,
     sleepy,
@@ -276,6 +277,43 @@ async def test_subprocess_runs_fill_run_stats(tmp_path, rng):
     np.testing.assert_array_equal(await out.read(), data)
     assert stats.blocks_total == stats.blocks_done == 64
     assert stats.wall_s > 0 and stats.write_s > 0
+
+
+@pytest.mark.parametrize("failure", ["raise", "exit"])
+async def test_subprocess_run_stats_count_this_calls_blocks_failures_and_resume(
+    tmp_path, failure
+):
+    """A failed run counts its missing blocks as failed (also those of a worker that died and
+    left no sentinel); its resume counts only the blocks it ran, as a local resume does."""
+    data = bright_volume(SHAPE, BLOCK, [2, 5])
+    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    marker = tmp_path / "failing"
+    marker.write_text("")
+    make = fail_while_marker_exists if failure == "raise" else exit_on_bright_while_marker_exists
+    fn = make(str(marker))
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    kwargs = dict(block_shape=BLOCK, job_type="subprocess", num_workers=2, job_config=config)
+    failed = ba.RunStats()
+    with pytest.raises(ba.RunnerError) as error:
+        await ba.map_blocks(fn, src, out, stats=failed, **kwargs)
+    missing = error.value.failed_block_ids
+    assert {2, 5} <= set(missing) and (failure == "exit" or missing == [2, 5])
+    assert (failed.blocks_done, failed.blocks_failed, failed.blocks_total) == (
+        64 - len(missing),
+        len(missing),
+        64,
+    )
+    marker.unlink()
+    resumed = ba.RunStats()
+    await ba.map_blocks(fn, src, out, stats=resumed, resume_from=error.value.tmp_folder, **kwargs)
+    assert (resumed.blocks_done, resumed.blocks_failed, resumed.blocks_total) == (
+        len(missing),
+        0,
+        len(missing),
+    )
+    np.testing.assert_array_equal(await out.read(), 255 - data)
 
 
 async def test_block_timeout_counts_compute_only_not_the_wait_for_a_worker(rng):
