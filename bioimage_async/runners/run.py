@@ -308,9 +308,7 @@ class Run:
         )
         requested = self.folder.manifest.requested_count()
         stats.blocks_total = max(0, requested - done_before)
-        summaries = await asyncio.gather(
-            *(self.folder.summary(t) for t in latest[:STATS_TASKS])
-        )
+        summaries = await asyncio.gather(*(self.folder.summary(t) for t in latest[:STATS_TASKS]))
         skipped = 0
         for summary in summaries:
             if summary:

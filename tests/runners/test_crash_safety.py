@@ -280,9 +280,7 @@ async def test_subprocess_runs_fill_run_stats(tmp_path, rng):
 
 
 @pytest.mark.parametrize("failure", ["raise", "exit"])
-async def test_subprocess_run_stats_count_this_calls_blocks_failures_and_resume(
-    tmp_path, failure
-):
+async def test_subprocess_run_stats_count_this_calls_blocks_failures_and_resume(tmp_path, failure):
     """A failed run counts its missing blocks as failed (also those of a worker that died and
     left no sentinel); its resume counts only the blocks it ran, as a local resume does."""
     data = bright_volume(SHAPE, BLOCK, [2, 5])
