@@ -500,20 +500,28 @@ def kept_translation(
 
 
 def kept_axis_names(src: ba.Source, args: argparse.Namespace) -> tuple[str, ...] | None:
-    """The input's axis names, for an output format that records them. Where it has no place
-    for them (precomputed's axes are fixed), names other than the default are said to be
-    lost: a pyramid of the output would take a channel axis for z."""
+    """The input's axis names, for an output format that records them. A format with no
+    place for them (precomputed's axes are (c,) z, y, x by definition) takes the axes by
+    position: an input whose named axes are in another order is refused, since its channels
+    would be written as z (and z's voxel size lost), with the --transpose that fixes it."""
     if src.axes is None:
         return None
     backend = creation_backend(Location.parse(args.output), args.format)
     if backend.records_axis_names:
         return tuple(src.axes)
-    if src.ndim > 5 or src.axes != "tczyx"[-src.ndim :]:
-        logger.warning(
-            "the %s format has no place for axis names: the output does not record the "
-            "input's axes %r (convert to zarr, zarr3, n5 or hdf5 to keep them)",
-            backend.name,
-            src.axes,
+    positional = "tczyx"[-src.ndim :] if src.ndim <= 5 else None
+    if src.axes != positional:
+        fix = (
+            f"reorder them with --transpose {positional}, or convert"
+            if positional is not None and sorted(src.axes) == sorted(positional)
+            else "convert"
+        )
+        raise InvalidArgumentError(
+            f"the {backend.name} format has no place for axis names and takes the axes by "
+            f"position as {positional or 'at most 5 axes tczyx'!r}, but the input's axes are "
+            f"{src.axes!r}: its {src.axes[0]!r} axis would be written as "
+            f"{(positional or 'tczyx')[0]!r}, with its voxel size. {fix[0].upper()}{fix[1:]} "
+            "to zarr, zarr3, n5 or hdf5, which record the axes"
         )
     return None
 

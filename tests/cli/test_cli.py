@@ -482,6 +482,65 @@ def test_a_converted_zcyx_hyperstack_is_refused_by_pyramid_instead_of_blended(tm
     assert not (tmp_path / "p.zarr").exists()
 
 
+@pytest.mark.parametrize(
+    "axes, shape, fix",
+    [("ZCYX", (4, 3, 16, 18), "--transpose czyx"), ("TZYX", (2, 4, 16, 18), None)],
+)
+def test_a_hyperstack_whose_axes_precomputed_cannot_take_by_position_is_refused(
+    tmp_path, axes, shape, fix
+):
+    """precomputed takes the axes by position as (c,) z, y, x: a ZCYX hyperstack was written
+    with its planes as channels and its channels as z (z's voxel size lost), exit code 0."""
+    refused = one_line_error(
+        run(
+            "convert",
+            make_hyperstack(tmp_path, axes, shape),
+            tmp_path / "layer",
+            "--format",
+            "precomputed",
+        )
+    )
+    assert f"'{axes.lower()}'" in refused and "zarr3" in refused
+    assert (fix in refused) if fix else ("--transpose" not in refused)
+    assert not (tmp_path / "layer").exists()
+
+
+def test_a_zcyx_hyperstack_transposed_into_precomputed_reads_back_in_cloud_volume(tmp_path):
+    cloudvolume = pytest.importorskip("cloudvolume")
+    data = np.random.default_rng(6).integers(0, 255, (4, 3, 16, 18), dtype=np.uint8)
+    tifffile.imwrite(
+        tmp_path / "h.tif",
+        data,
+        imagej=True,
+        resolution=(1 / 0.3, 1 / 0.4),
+        metadata={"spacing": 0.7, "unit": "um", "axes": "ZCYX"},
+    )
+    made = run(
+        "convert",
+        tmp_path / "h.tif",
+        tmp_path / "layer",
+        "--format",
+        "precomputed",
+        "--transpose",
+        "czyx",
+        "--no-progress",
+    )
+    assert made.returncode == 0, made.stderr
+    layer = cloudvolume.CloudVolume(f"file://{tmp_path / 'layer'}", progress=False)
+    assert layer.num_channels == 3
+    assert list(layer.resolution) == pytest.approx([300, 400, 700])
+    xyzc = np.asarray(layer[:, :, :])
+    np.testing.assert_array_equal(xyzc.transpose(2, 3, 1, 0), data)  # z c y x
+
+
+def make_hyperstack(tmp_path, axes: str, shape: tuple[int, ...]):
+    path = tmp_path / "h.tif"
+    tifffile.imwrite(
+        path, np.zeros(shape, np.uint8), imagej=True, metadata={"axes": axes, "spacing": 0.7}
+    )
+    return path
+
+
 # ---- --transpose: an ImageJ ZCYX hyperstack from the command line ---------------------------
 def test_a_zcyx_hyperstack_pyramid_with_transpose_keeps_its_channels_apart(tmp_path):
     """The refusal told CLI users to pass input.transpose(...), which only Python can do."""
