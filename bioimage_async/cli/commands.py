@@ -526,6 +526,31 @@ def kept_axis_names(src: ba.Source, args: argparse.Namespace) -> tuple[str, ...]
     return None
 
 
+#: Output formats that record voxel sizes in one fixed unit (a size without one would be
+#: declared in it).
+FIXED_SIZE_UNITS = {"precomputed": "nanometres", "hdf5": "micrometres"}
+
+
+def check_sizes_have_a_unit(
+    args: argparse.Namespace, voxel_size: tuple[float, ...] | None, unit: str | None
+) -> None:
+    """Refuse to write the input's unitless voxel size (a NIfTI without xyzt_units) into a
+    format whose sizes have a fixed unit: it would be declared in that unit, unasked."""
+    if voxel_size is None or unit is not None or getattr(args, "voxel_size", None) is not None:
+        return
+    backend = creation_backend(Location.parse(args.output), args.format)
+    fixed = FIXED_SIZE_UNITS.get(backend.name)
+    if fixed is None:
+        return
+    sizes = ", ".join(f"{float(v):g}" for v in voxel_size)
+    other = ", or --voxel-size with --unit" if hasattr(args, "voxel_size") else ""
+    raise InvalidArgumentError(
+        f"the voxel size ({sizes}) taken from the input has no unit, and the {backend.name} "
+        f"format records sizes in {fixed}: pass --unit with the unit of the input's sizes "
+        f"(e.g. --unit um){other}"
+    )
+
+
 async def cmd_convert(args: argparse.Namespace) -> int:
     kwargs = exec_kwargs(args)
     src = await open_input(args)
@@ -539,6 +564,7 @@ async def cmd_convert(args: argparse.Namespace) -> int:
         voxel_size = sizes_in_unit(voxel_size, src.unit, unit, spatial)
     try:
         names = kept_axis_names(src, args)
+        check_sizes_have_a_unit(args, voxel_size, unit)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
     translation = kept_translation(src, args, voxel_size, unit)
@@ -588,8 +614,13 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
             voxel_size = tuple(s * f for s, f in zip(src.voxel_size, factors))
         else:  # spline sampling at i * in / out
             voxel_size = tuple(s * n / m for s, n, m in zip(src.voxel_size, src.shape, target))
+    unit = src.unit
+    if voxel_size is not None and args.unit is not None:  # as convert's --unit alone
+        unit = check_unit(args.unit)
+        voxel_size = sizes_in_unit(voxel_size, src.unit, unit, spatial_axes(src.ndim, src.axes))
     try:
         names = kept_axis_names(src, args)
+        check_sizes_have_a_unit(args, voxel_size, unit)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
     warn_position_dropped(src, args.output)
@@ -601,7 +632,7 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
         default_chunks(target, args.chunks),
         compression=args.compression,
         voxel_size=voxel_size,
-        unit=src.unit if voxel_size is not None else None,
+        unit=unit if voxel_size is not None else None,
         dimension_names=names,
     )
     stats = ba.RunStats()

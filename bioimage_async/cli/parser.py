@@ -379,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _input_options(down)
     _output_options(down, shards=False)
+    down.add_argument(
+        "--unit",
+        metavar="UNIT",
+        help="unit to record the voxel size in (the input's converted, or the unit of an "
+        "input's sizes that have none): nm, um, mm, angstrom (e.g. --unit um)",
+    )
     add_execution(down)
 
     pyr = _sub(

@@ -541,6 +541,48 @@ def make_hyperstack(tmp_path, axes: str, shape: tuple[int, ...]):
     return path
 
 
+@pytest.mark.parametrize("format, ext", [("precomputed", ""), ("hdf5", ".h5")])
+def test_an_input_voxel_size_without_a_unit_is_not_declared_in_the_formats_unit(
+    tmp_path, format, ext
+):
+    """A NIfTI without xyzt_units has sizes but no unit: precomputed recorded them as nm,
+    silently; HDF5's refusal named a --voxel-size the user never gave."""
+    nibabel = pytest.importorskip("nibabel")
+    image = nibabel.Nifti1Image(np.zeros((17, 13, 5), np.int16), np.diag([0.5, 0.75, 2.0, 1]))
+    nibabel.save(image, tmp_path / "v.nii")  # xyzt_units: unknown
+    out = tmp_path / f"out{ext}"
+    for command in (["convert"], ["downsample", "--factor", "2"]):
+        refused = one_line_error(run(*command, tmp_path / "v.nii", out, "--format", format))
+        assert "voxel size" in refused and "taken from the input has no unit" in refused
+        assert "--unit" in refused and not out.exists()
+    made = run(
+        "convert", tmp_path / "v.nii", out, "--format", format, "--unit", "um", "--no-progress"
+    )
+    assert made.returncode == 0, made.stderr
+    if format == "precomputed":
+        info = json.loads((out / "info").read_text())
+        assert info["scales"][0]["resolution"] == pytest.approx([500, 750, 2000])
+    halved = tmp_path / f"half{ext}"
+    made = run(
+        "downsample",
+        tmp_path / "v.nii",
+        halved,
+        "--factor",
+        "2",
+        "--method",
+        "mean",
+        "--format",
+        format,
+        "--unit",
+        "um",
+        "--no-progress",
+    )
+    assert made.returncode == 0, made.stderr
+    if format == "precomputed":
+        info = json.loads((halved / "info").read_text())
+        assert info["scales"][0]["resolution"] == pytest.approx([1000, 1500, 4000])
+
+
 # ---- --transpose: an ImageJ ZCYX hyperstack from the command line ---------------------------
 def test_a_zcyx_hyperstack_pyramid_with_transpose_keeps_its_channels_apart(tmp_path):
     """The refusal told CLI users to pass input.transpose(...), which only Python can do."""
