@@ -303,12 +303,9 @@ async def pyramid(
         if image is not None and image_levels:
             base = f"labels/{name}"  # inside the image, in the image's own version
             ngff_version = "0.5" if image.get("version") == "0.5" else "0.4"
-            if voxel_size is None and src.voxel_size is None and image_levels[0].voxel_size:
-                # labels drawn on the image share its physical space, origin included
-                sizes = for_axes(image_levels[0].voxel_size, src.ndim)
-                unit = unit if unit is not None else image_levels[0].unit
-                if src.translation is None and image_levels[0].translation:
-                    origin = _origin_for(image_levels[0].translation, src.ndim)
+            sizes, unit, origin = _in_image_space(
+                src, image_levels[0], axes, sizes, unit, origin, own_sizes=voxel_size is not None
+            )
     name = name or root.name
     resuming = options.resume_from is not None
     specs: list[dict[str, Any]] = []
@@ -491,6 +488,35 @@ def level_factors(factor: Any, axes: str) -> tuple[int, ...]:
             "average different channels together; give 1 for c"
         )
     return factors
+
+
+def _in_image_space(
+    src: Source,
+    image: Any,
+    axes: str,
+    sizes: tuple[float, ...],
+    unit: str | None,
+    origin: tuple[float, ...],
+    *,
+    own_sizes: bool,
+) -> tuple[tuple[float, ...], str | None, tuple[float, ...]]:
+    """Level 0's (sizes, unit, origin) of labels drawn on the image whose level 0 is
+    ``image``: labels without a voxel size of their own take the image's, converted into
+    ``unit=`` when given (not relabelled); labels without a translation of their own take the
+    image's, converted likewise, when their voxels are the image's (also when the caller passed
+    the image's voxel size, as the docs advise for arrays)."""
+    spatial = [a in ome_zarr.SPATIAL for a in axes]
+    if image.voxel_size and not own_sizes and src.voxel_size is None:
+        wanted = unit if unit is not None else image.unit
+        image_sizes = for_axes(image.voxel_size, src.ndim)
+        sizes = sizes_in_unit(image_sizes, image.unit, wanted, spatial)
+        unit = wanted
+    if src.translation is None and image.translation and image.voxel_size:
+        image_sizes = sizes_in_unit(for_axes(image.voxel_size, src.ndim), image.unit, unit, spatial)
+        if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(image_sizes, sizes)):
+            placed = _origin_for(image.translation, src.ndim)
+            origin = sizes_in_unit(placed, image.unit, unit, spatial)
+    return sizes, unit, origin
 
 
 def _origin_for(translation: Any, ndim: int) -> tuple[float, ...]:

@@ -118,6 +118,23 @@ async def test_the_input_translation_is_kept_and_labels_inside_share_it(tmp_path
     assert label_levels[0]["coordinateTransformations"][1]["translation"] == [100.0, 50.0, 25.0]
     group = zarr.open_group(str(source), mode="r")
     np.testing.assert_array_equal(group["labels"]["cells"]["0"][...], labels)
+    # the image's voxel size passed (as docs/pyramids.md advised): the same space, the same
+    # origin (the translation was dropped: labels sat 100 um off the image)
+    await ba.pyramid(
+        labels, source, 2, labels=True, name="given", voxel_size=(2.0, 0.5, 0.5), unit="um"
+    )
+    given = multiscale(source / "labels" / "given")["datasets"][0]["coordinateTransformations"]
+    assert given == [
+        {"type": "scale", "scale": [2.0, 0.5, 0.5]},
+        {"type": "translation", "translation": [100.0, 50.0, 25.0]},
+    ]
+    # unit= converts the image's sizes and origin (they were relabelled: 1000x off)
+    await ba.pyramid(labels, source, 2, labels=True, name="in_nm", unit="nm")
+    in_nm = multiscale(source / "labels" / "in_nm")
+    assert in_nm["axes"][0]["unit"] == "nanometer"
+    scale, shift = in_nm["datasets"][0]["coordinateTransformations"]
+    assert scale["scale"] == pytest.approx([2000.0, 500.0, 500.0])
+    assert shift["translation"] == pytest.approx([100000.0, 50000.0, 25000.0])
 
 
 async def test_a_crop_of_an_ome_zarr_input_keeps_its_axes_and_moves_its_origin(tmp_path):
