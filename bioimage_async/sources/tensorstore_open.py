@@ -479,8 +479,10 @@ async def _aligned_scale(location: Location, spec: dict[str, Any]) -> dict[str, 
     Sources present a scale from 0, so the new scale's voxel 0 is written from the first
     scale's voxel 0 (a downsample of it), which sits at that scale's ``voxel_offset``. Created
     at voxel offset 0, the new scale sat that many voxels away from the layer in cloud-volume
-    and neuroglancer, silently. Its offset is the first scale's corner in the new resolution,
-    rounded down where it falls inside a voxel, as cloud-volume's ``add_scale`` does."""
+    and neuroglancer, silently. Its offset is the first scale's corner in the new resolution.
+    Where that corner falls inside a new voxel (an odd offset, a factor of 2) the scale is
+    refused: rounded down as cloud-volume's ``add_scale`` does, every voxel downsampled from
+    the first scale's voxel 0 on would sit a fraction of a window away from its place."""
     info = await location.read_json("info")
     scales = (info or {}).get("scales") or []
     scale = dict(spec.get("scale_metadata") or {})
@@ -492,9 +494,20 @@ async def _aligned_scale(location: Location, spec: dict[str, Any]) -> dict[str, 
     sizes = positive_sizes(scale.get("resolution"))
     if base is None or sizes is None or len(offset) != 3 or not any(offset):
         return spec
-    scale["voxel_offset"] = [
-        math.floor(float(o) * b / s + 1e-9) for o, b, s in zip(offset, base, sizes)
-    ]
+    exact = [float(o) * b / s for o, b, s in zip(offset, base, sizes)]
+    if any(abs(v - round(v)) > 1e-6 for v in exact):
+        raise InvalidArgumentError(
+            f"the first scale of {location} starts at voxel_offset {list(offset)} (x, y, z) in "
+            f"{list(base)} nm voxels, which is not a whole number of this scale's {list(sizes)} "
+            "nm voxels: downsampled from the first scale's voxel 0, its voxels would sit "
+            "between this scale's grid positions, where cloud-volume and neuroglancer place "
+            "them. Downsample a view of the first scale that starts on a multiple of the "
+            "factor (e.g. view = src.view(np.s_[:, :, 1:]) for an odd x offset) into a scale "
+            "created with translation= where its first window's centre sits (view.translation "
+            "plus half this scale's voxel minus half the first scale's, on each axis), or move "
+            "the layer's voxel_offset to a multiple of the factor"
+        )
+    scale["voxel_offset"] = [round(v) for v in exact]
     return {**spec, "scale_metadata": scale}
 
 

@@ -21,7 +21,16 @@ VOLUME_SIZE = (70, 45, 23)  # XYZ, no multiple of the chunk size
 CHUNK = (16, 32, 8)  # XYZ
 
 
-def _layer(path, *, compress=None, encoding="raw", dtype="uint16", num_channels=1, scales=1):
+def _layer(
+    path,
+    *,
+    compress=None,
+    encoding="raw",
+    dtype="uint16",
+    num_channels=1,
+    scales=1,
+    voxel_offset=VOXEL_OFFSET,
+):
     """A layer written by cloud-volume (its default compression unless ``compress``), every
     scale filled with random values; returns the cloudpath and each scale's data (x, y, z, c)."""
     info = CloudVolume.create_new_info(
@@ -30,7 +39,7 @@ def _layer(path, *, compress=None, encoding="raw", dtype="uint16", num_channels=
         data_type=dtype,
         encoding=encoding,
         resolution=list(RESOLUTION),
-        voxel_offset=list(VOXEL_OFFSET),
+        voxel_offset=list(voxel_offset),
         volume_size=list(VOLUME_SIZE),
         chunk_size=list(CHUNK),
     )
@@ -146,6 +155,52 @@ async def test_a_scale_added_to_a_cloudvolume_layer_lines_up_with_its_voxel_offs
     reopened = await ba.open_source(tmp_path / "l", "8_12_80")
     assert reopened.translation == pytest.approx(
         tuple(o * 2 * r + r / 2 for o, r in zip(offset, RESOLUTION))[::-1]
+    )
+
+
+async def test_a_scale_that_cannot_line_up_with_an_odd_voxel_offset_is_refused_with_a_fix(
+    tmp_path,
+):
+    """On a layer whose voxel_offset x is odd, the added 2x scale got floor(offset / 2): its
+    voxel 0, downsampled from the layer's voxel 0, sat one scale-0 voxel off in cloud-volume."""
+    odd = (13, 8, 4)  # XYZ
+    cloudpath, _ = _layer(tmp_path / "l", compress=False, voxel_offset=odd)
+    level0 = await ba.open_source(tmp_path / "l")
+    info_before = (tmp_path / "l" / "info").read_text()
+    shape = tuple(math.ceil(n / 2) for n in level0.shape)
+    with pytest.raises(ba.InvalidArgumentError, match=r"voxel_offset \[13, 8, 4\].*view"):
+        await ba.create_source(
+            f"precomputed://{tmp_path / 'l'}",
+            internal_path="8_12_80",
+            shape=shape,
+            dtype="uint16",
+            chunks=(8, 16, 16),
+            voxel_size=(80, 12, 8),
+            unit="nm",
+        )
+    assert (tmp_path / "l" / "info").read_text() == info_before  # nothing added
+    # the message's fix: a view starting on the factor's grid, placed at its first window
+    view = level0.view(np.s_[:, :, 1:])
+    first, coarse = (40.0, 6.0, 4.0), (80.0, 12.0, 8.0)  # z, y, x nm
+    placed = tuple(t + (c - f) / 2 for t, c, f in zip(view.translation, coarse, first))
+    coarser = await ba.create_source(
+        f"precomputed://{tmp_path / 'l'}",
+        internal_path="8_12_80",
+        shape=tuple(math.ceil(n / 2) for n in view.shape),
+        dtype="uint16",
+        chunks=(8, 16, 16),
+        voxel_size=coarse,
+        unit="nm",
+        translation=placed,
+    )
+    await ba.downsample(view, 2, coarser, method="max")
+    mip1 = CloudVolume(cloudpath, mip=1, progress=False)
+    offset, size = [int(v) for v in mip1.voxel_offset], [int(v) for v in mip1.volume_size]
+    assert offset == [7, 4, 2]
+    whole = _absolute_max_downsample(cloudpath, (2, 2, 2))
+    expected = whole[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
+    np.testing.assert_array_equal(
+        np.asarray(mip1[:, :, :])[..., 0], expected[:, :, offset[2] : offset[2] + size[2]]
     )
 
 
