@@ -188,10 +188,15 @@ class Resampling:
             for tap in range(index.shape[1]):
                 taps = _gather(array, index[:, tap], axis)
                 factor = weight[:, tap].astype(work).reshape(shape)
+                contribution = np.multiply(taps, factor, dtype=work)
+                unused = weight[:, tap] == 0
+                if unused.any():  # positions sampled exactly at a voxel: their neighbour's
+                    # NaN or inf (0 * NaN) must not reach them, on any block shape
+                    contribution = np.where(unused.reshape(shape), work.type(0), contribution)
                 if result is None:
-                    result = np.multiply(taps, factor, dtype=work)
+                    result = contribution
                 else:
-                    result += taps * factor
+                    result += contribution
             assert result is not None
             array = result
         return np.ascontiguousarray(array)

@@ -100,3 +100,23 @@ async def test_complex_mean_is_one_answer_from_zarr_numpy_and_masked_runs(tmp_pa
     np.testing.assert_allclose(from_zarr, reference.astype(dtype), rtol=1e-6)
     np.testing.assert_array_equal(from_numpy, from_zarr)
     np.testing.assert_array_equal(masked, from_zarr)
+
+
+@pytest.mark.parametrize("anti_aliasing", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_linear_sampling_of_nan_and_inf_is_the_same_on_every_block_shape(anti_aliasing, bad):
+    """An output sampled exactly at a voxel gave its neighbour's NaN zero weight, and 0 * NaN
+    is NaN: whether it did depended on the block (a block whose positions all fall on voxels
+    took one tap). Odd shapes mix exact and fractional positions."""
+    rng = np.random.default_rng(5)
+    data = rng.random((13, 40, 37)).astype(np.float32)
+    data[rng.random(data.shape) < 0.002] = bad
+    data[1, 0, 0] = bad  # beside output z=0, which samples input z=0 exactly (scale 13/7)
+    whole = ba.sync.downsample(data, 2, order=1, anti_aliasing=anti_aliasing, progress=False)
+    for block_shape in [(1, 2, 2), (1, 4, 4), (3, 5, 7)]:
+        blocks = ba.sync.downsample(
+            data, 2, order=1, anti_aliasing=anti_aliasing, block_shape=block_shape, progress=False
+        )
+        np.testing.assert_array_equal(blocks, whole)  # NaN at the same places
+    if not anti_aliasing:  # nothing spreads it: the exact sample is the voxel itself
+        assert whole[0, 0, 0] == data[0, 0, 0]
