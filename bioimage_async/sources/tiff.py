@@ -12,6 +12,7 @@ once per conversion. Page lookups (IFD parsing) hold tifffile's file-handle lock
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections import OrderedDict
@@ -44,6 +45,11 @@ from .tiff_folder import (
 )
 from .tiff_metadata import layout_axes, source_axes, tiff_voxel_size
 from .tiff_segments import PageSegments, SegmentGrid, pread_reader
+
+logger = logging.getLogger("bioimage_async")
+
+#: ``internal_path`` that stacks every page of a file (one series per page: written page by page)
+PAGES = "pages"
 
 #: how many segments' offsets the kept page tables hold at most (~15 MB; the first looked up
 #: leave first): a page's table is read from the file once, not once per block that reads it
@@ -90,6 +96,9 @@ class TiffSource(ThreadedSource):
 
     #: the series' axis letters as tifffile names them ('ZCYX', 'YXS', 'QYX', ...)
     file_axes: str = ""
+
+    #: every page of the file stacked (``internal_path='pages'``), not one series
+    all_pages: bool = False
 
     @property
     def axes(self) -> str | None:
@@ -175,6 +184,8 @@ class TiffSource(ThreadedSource):
 
     def describe(self) -> str:
         series = f" (series {self.series_index})" if self.series_index else ""
+        if self.all_pages:
+            series = " (all pages)"
         return f"TIFF file {self.path}{series}"
 
     def mapped_region(self, roi: Roi) -> np.ndarray | None:
@@ -275,6 +286,8 @@ class TiffSource(ThreadedSource):
             self._series.parent.close()
 
     def to_spec(self) -> SourceSpec:
+        if self.all_pages:
+            return SourceSpec(self.kind, {"path": self.path, "pages": True})
         return SourceSpec(self.kind, {"path": self.path, "series": self.series_index})
 
     @classmethod
@@ -283,13 +296,55 @@ class TiffSource(ThreadedSource):
         path = str(params["path"])
         if not os.path.isfile(path):
             raise SourceNotFoundError(f"no such TIFF file: {path!r}")
-        series = str(int(params.get("series", 0)))
+        series = PAGES if params.get("pages") else str(int(params.get("series", 0)))
         return await run_blocking(_open_file_blocking, path, series, DEFAULT_CACHE_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------
 # opening a file
 # ---------------------------------------------------------------------------------------------
+def _say_other_series(path: str, all_series: Any) -> None:
+    """Opening series 0 of a file that holds more says so: a stack written page by page
+    (tifffile's ``append=True``, a writer loop) holds one series per page, and reading only
+    its first plane was silent."""
+    first = all_series[0]
+    same = all(
+        len(s) == 1 and s.shape == first.shape and s.dtype == first.dtype for s in all_series
+    )
+    hint = (
+        f"; they look like the planes of one stack written page by page: open them as one "
+        f"with internal_path={PAGES!r}"
+        if same
+        else ""
+    )
+    logger.warning(
+        "TIFF file %s holds %d series: series 0 (shape %s) is opened; internal_path='1' and "
+        "so on open the others%s",
+        path,
+        len(all_series),
+        tuple(first.shape),
+        hint,
+    )
+
+
+def _pages_as_series(tif: Any, path: str) -> Any:
+    """Every page of the file as one stack (``internal_path='pages'``): the planes of a stack
+    written page by page, which tifffile reads as one series per page."""
+    pages = list(tif.pages)
+    first = pages[0]
+    for number, page in enumerate(pages):
+        if page.shape != first.shape or page.dtype != first.dtype:
+            raise FormatNotSupportedError(
+                f"internal_path={PAGES!r} stacks every page of {path!r}, but page {number} has "
+                f"shape {page.shape} and dtype {page.dtype} where page 0 has {first.shape} and "
+                f"{first.dtype}; open its series one by one (internal_path='0', '1', ...)"
+            )
+    shape = (len(pages), *first.shape)
+    return tifffile_module().TiffPageSeries(
+        pages, shape, first.dtype, "I" + first.axes, parent=tif, kind="generic"
+    )
+
+
 def _memory_map(path: str, index: int, series: Any) -> tuple[np.ndarray | None, str]:
     """The series mapped into memory, or None and tifffile's reason why it cannot be.
 
@@ -339,15 +394,20 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
         all_series = tif.series
         if not all_series:
             raise SourceError(f"the TIFF file {path!r} holds no image")
+        pages = key == PAGES
         index = int(key) if key and key.isdigit() else 0
-        if key not in (None, "") and not (key.isdigit() and index < len(all_series)):
-            raise InternalPathNotFoundError(path, key, [str(i) for i in range(len(all_series))])
-        series = all_series[index]
+        if key not in (None, "", PAGES) and not (key.isdigit() and index < len(all_series)):
+            names = [str(i) for i in range(len(all_series))] + [PAGES]
+            raise InternalPathNotFoundError(path, key, names)
+        if key in (None, "") and len(all_series) > 1:
+            _say_other_series(path, all_series)
+        series = _pages_as_series(tif, path) if pages else all_series[index]
         shape, page_shape, contiguous = _series_layout(series)
         dtype = series.dtype
-        letters = layout_axes(series, shape, page_shape)
+        letters = "" if pages else layout_axes(series, shape, page_shape)
         physical = tiff_voxel_size(tif, series, index, letters)
-        mapped, why_not = _memory_map(path, index, series)
+        # tifffile maps series by index, not the stack of every page
+        mapped, why_not = (None, "") if pages else _memory_map(path, index, series)
         if mapped is None:  # compressed, tiled or scattered pages: decode segments
             if contiguous:
                 raise FormatNotSupportedError(
@@ -376,6 +436,7 @@ def _open_file_blocking(path: str, key: str | None, cache_bytes: int) -> TiffSou
             )
         source.physical = physical
         source.file_axes = letters
+        source.all_pages = pages
         return source
     except BaseException:
         tif.close()
@@ -395,7 +456,9 @@ async def open_tiff(
 ) -> TiffSource | TiffFolderSource:
     """Open a TIFF file, or a folder of 2D TIFF slices selected by ``pattern``, read-only.
 
-    A file's ``internal_path`` may name a series by number ('1'); the default is the first.
+    A file's ``internal_path`` may name a series by number ('1'); the default is the first
+    (with a warning when there are more). ``'pages'`` stacks every page of the file: a stack
+    written page by page (tifffile's ``append=True``) holds one series per page.
     A folder's slices are matched by ``pattern`` (a glob; ``internal_path`` may hold it, as
     bioimage-py keys image stacks); without one, every file ending in .tif or .tiff in any case
     (IMG_0001.TIF too). Slices stack in natural order. ``cache_bytes`` bounds the decoded strips

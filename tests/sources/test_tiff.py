@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -461,3 +462,38 @@ def test_page_numbers_count_pages_in_c_order_over_the_leading_axes() -> None:
                     else 0
                 )
                 assert page_number(lead_roi, pos, lead_shape) == expected
+
+
+# ---- a stack written page by page: one series per page -----------------------------------------
+@pytest.mark.parametrize("compression", [None, "zlib"])
+async def test_a_stack_written_page_by_page_opens_whole_with_pages_and_warns_without(
+    tmp_path, caplog, compression
+):
+    """tifffile reads a stack appended page by page as one series per page: its first plane
+    was opened as the whole file, silently."""
+    path = tmp_path / "appended.tif"
+    data = np.random.default_rng(3).integers(0, 255, (5, 13, 17), dtype=np.uint8)
+    for plane in data:
+        tifffile.imwrite(path, plane, append=True, compression=compression)
+    assert len(tifffile.TiffFile(path).series) == 5
+    with caplog.at_level(logging.WARNING, logger="bioimage_async"):
+        first = await ba.open_source(path)
+    assert first.shape == (13, 17)
+    assert "holds 5 series" in caplog.text and "internal_path='pages'" in caplog.text
+    src = await ba.open_source(path, "pages")
+    assert src.shape == (5, 13, 17) and "all pages" in src.describe()
+    np.testing.assert_array_equal(await src.read(), tifffile.imread(path, key=slice(None)))
+    out = await ba.copy(src, block_shape=(2, 8, 8))
+    np.testing.assert_array_equal(out, data)
+    reopened = await ba.from_spec(src.to_spec())
+    np.testing.assert_array_equal(
+        await reopened.read_roi(np.s_[1:4, 2:9, 3:11]), data[1:4, 2:9, 3:11]
+    )
+
+
+async def test_pages_of_different_shapes_are_not_stacked(tmp_path):
+    path = tmp_path / "mixed.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8), append=True)
+    tifffile.imwrite(path, np.zeros((8, 9), np.uint8), append=True)
+    with pytest.raises(ba.FormatNotSupportedError, match="page 1 has shape"):
+        await ba.open_source(path, "pages")
