@@ -147,7 +147,22 @@ async def open_source(
     await check_installed(backend)
     if mode != "r" and not backend.writable:
         refuse_write_mode(backend.name, mode)
-    return await backend.open(location, internal_path, mode=mode, **options)
+    return _numeric(await backend.open(location, internal_path, mode=mode, **options))
+
+
+def _numeric(source: Source) -> Source:
+    """Refuse voxels that are records, strings or objects (a NIfTI RGB24 image's R, G, B
+    fields): no block-wise op, cast or fill value applies to them."""
+    dtype = source.dtype
+    if dtype.fields is None and dtype.kind not in "OSUV":
+        return source
+    fields = f" (fields {', '.join(dtype.names)})" if dtype.names else ""
+    raise FormatNotSupportedError(
+        f"{source.describe()} holds voxels of dtype {dtype}{fields}, not numbers: bioimage_async "
+        "reads numeric and boolean voxels only. Split the fields into a channel axis of numbers "
+        "first (e.g. numpy.lib.recfunctions.structured_to_unstructured on the data read with "
+        "the format's own library)"
+    )
 
 
 def _internal_path(internal_path: Any) -> str | None:

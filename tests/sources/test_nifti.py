@@ -172,3 +172,12 @@ def test_a_time_series_reports_spatial_sizes_only(tmp_path: Path) -> None:
     assert src.shape == (5, 4, 3, 2)
     assert src.voxel_size == pytest.approx((1.0, 0.9, 0.8, 0.7)) and src.unit == "millimeter"
     np.testing.assert_array_equal(run(src.read()), data.transpose())
+
+
+async def test_an_rgb24_image_is_refused_at_open_with_what_to_do(tmp_path):
+    """Its structured voxels (R, G, B fields) opened, then every conversion died with a raw
+    TypeError from the fill-value check."""
+    rgb = np.zeros((6, 5, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii")
+    with pytest.raises(ba.FormatNotSupportedError, match=r"fields R, G, B.*structured_to"):
+        await ba.open_source(tmp_path / "rgb.nii")
