@@ -450,20 +450,33 @@ def print_fields(info: dict[str, Any], indent: int) -> None:
 
 
 # ---- convert, downsample, pyramid ------------------------------------------------------------
-def warn_position_dropped(src: ba.Source, output: str) -> None:
+def warn_position_dropped(
+    src: ba.Source, output: str, window_factors: tuple[int, ...] | None = None
+) -> None:
     """An input that sits somewhere (an MRC or NIfTI origin, a precomputed layer's voxel offset,
     an OME-Zarr level's translation) is converted into an array that starts at 0: say so, or the
-    copy is silently shifted against its neighbours in a viewer. A pyramid keeps the position."""
+    copy is silently shifted against its neighbours in a viewer. A pyramid keeps the position.
+
+    ``window_factors``: the output's voxels are the centres of windows of that many input
+    voxels (a window reduction), so its voxel 0 sits half a window minus half a voxel further
+    on, which is said as well where the input has a voxel size (a physical space)."""
     translation = src.translation
+    what = f"{src.describe()} sits at"
+    sizes = src.voxel_size
+    if window_factors is not None and sizes is not None and len(sizes) == src.ndim:
+        origin = translation if translation is not None else (0.0,) * src.ndim
+        shift = [(f - 1) / 2 * v for f, v in zip(window_factors, sizes)]
+        if any(shift):
+            translation = tuple(o + d for o, d in zip(origin, shift))
+            what = "the output's voxel 0 (the centre of the input's first window) sits at"
     if translation is None or not any(translation):
         return
     place = ", ".join(f"{value:g}" for value in translation)
     logger.warning(
-        "%s sits at (%s) %s (its translation); %s records no such position (precomputed: "
-        "whole voxels only) and starts at 0. "
-        "To keep it, build a pyramid (bioimage-async pyramid), whose OME-Zarr metadata records "
-        "the translation",
-        src.describe(),
+        "%s (%s) %s; %s records no such position (precomputed: whole voxels only) and starts "
+        "at 0. To keep it, build a pyramid (bioimage-async pyramid), whose OME-Zarr metadata "
+        "records the translation",
+        what,
         place,
         src.unit or "in voxel-size units",
         output,
@@ -623,7 +636,8 @@ async def cmd_downsample(args: argparse.Namespace) -> int:
         check_sizes_have_a_unit(args, voxel_size, unit)
     except BioimageAsyncError as error:
         raise mark_side(error, "output") from error
-    warn_position_dropped(src, args.output)
+    windows = factors if args.method not in (None, "stride") else None
+    warn_position_dropped(src, args.output, windows)
     out, created = await create_output(
         args,
         args.output,

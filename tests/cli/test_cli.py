@@ -1042,6 +1042,32 @@ def test_convert_says_when_the_input_position_is_not_kept(tmp_path, volume):
     )
     assert downsampled.returncode == 0, downsampled.stderr
     assert "records no such position" in downsampled.stderr
+    # a window's centre is half a window minus half a voxel from its first voxel: said too
+    # (the output recorded the larger voxels but not where the first one sits)
+    windows = run(
+        "downsample",
+        plain,
+        tmp_path / "mean.zarr",
+        "--factor",
+        "2",
+        "--method",
+        "mean",
+        "--no-progress",
+    )
+    assert windows.returncode == 0, windows.stderr
+    assert "centre of the input's first window" in windows.stderr
+    assert "(0.75, 1.25, 1.75)" in windows.stderr.replace("\n", " ")
+    strided = run(
+        "downsample",
+        plain,
+        tmp_path / "stride.zarr",
+        "--factor",
+        "2",
+        "--method",
+        "stride",
+        "--no-progress",
+    )
+    assert strided.returncode == 0 and "position" not in strided.stderr
 
 
 def test_convert_to_precomputed_keeps_a_whole_voxel_position(tmp_path, volume):
