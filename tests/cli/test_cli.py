@@ -1056,7 +1056,7 @@ def test_convert_says_when_the_input_position_is_not_kept(tmp_path, volume):
     )
     assert windows.returncode == 0, windows.stderr
     assert "centre of the input's first window" in windows.stderr
-    assert "(0.75, 1.25, 1.75)" in windows.stderr.replace("\n", " ")
+    assert "(1.75, 1.25, 0.75) angstrom" in windows.stderr  # z, y, x: half of 3.5, 2.5, 1.5
     strided = run(
         "downsample",
         plain,
