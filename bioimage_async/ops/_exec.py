@@ -50,6 +50,16 @@ def allocate_output(
     return NumpySource(array), array
 
 
+def refuse_empty(src: Source, op: str) -> None:
+    """An input with an empty axis has no voxel to reduce: said as such (a pyramid divided by
+    zero, a downsample named a block id out of range)."""
+    if 0 in src.shape:
+        raise InvalidArgumentError(
+            f"{op} needs an input with voxels, but {src.describe()} has shape {src.shape} (an "
+            "empty axis)"
+        )
+
+
 def check_distributed(task: BlockTask, options: ExecOptions) -> None:
     """Distributed workers reopen every source from its spec: refuse what cannot be reopened."""
     if not options.distributed:

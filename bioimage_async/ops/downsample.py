@@ -22,7 +22,7 @@ from ..runners.options import ExecKwargs
 from ..sources.base import Source
 from ..sources.indexing import Roi
 from ..sources.registry import as_source
-from ._exec import OpResult, allocate_output, exec_options, finish, run_task
+from ._exec import OpResult, allocate_output, exec_options, finish, refuse_empty, run_task
 from .copy import resolve_block_shape
 
 
@@ -255,6 +255,7 @@ async def downsample(
                 "spline path (method=None): pass one or the other"
             )
     src = as_source(input)
+    refuse_empty(src, "downsample")
     factors = normalize_factors(scale_factor, src.ndim)
     target = downscale_shape(src.shape, factors)
     out, array = allocate_output(

@@ -41,7 +41,7 @@ from ..sources.formats import format_for_extension, format_for_prefix, load_form
 from ..sources.location import Location
 from ..sources.physical import check_unit, for_axes, positive_sizes, sizes_in_unit
 from ..sources.registry import as_source, create_source, open_source
-from ._exec import exec_options
+from ._exec import exec_options, refuse_empty
 from .copy import copy, positive_int_tuple
 from .downsample import downsample, normalize_factors
 
@@ -271,6 +271,7 @@ async def pyramid(
             f"ngff_version must be one of {NGFF_VERSIONS}, got {ngff_version!r}"
         )
     src = as_source(input)
+    refuse_empty(src, "pyramid")
     if options.distributed and not src.reopenable:
         raise InvalidArgumentError(
             f"the input ({src.describe()}) lives in this process's memory and cannot be "

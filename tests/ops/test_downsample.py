@@ -397,3 +397,15 @@ async def test_a_view_that_drops_an_axis_downsamples_like_its_numpy_twin(tmp_pat
     factor = 3 if method == "mode" else 2
     expected = await ba.downsample(data[1:12, 3, 2:], factor, method=method)
     np.testing.assert_array_equal(await ba.downsample(view, factor, method=method), expected)
+
+
+@pytest.mark.parametrize("op", ["downsample", "pyramid"])
+async def test_an_input_with_an_empty_axis_is_refused_as_such(tmp_path, op):
+    """pyramid divided by zero; downsample said block id 0 was out of range."""
+    empty = np.zeros((0, 4, 4), np.uint8)
+    with pytest.raises(ba.InvalidArgumentError, match=r"\(0, 4, 4\) \(an empty axis\)"):
+        if op == "pyramid":
+            await ba.pyramid(empty, tmp_path / "p.ome.zarr", 1)
+        else:
+            await ba.downsample(empty, 2, method="mean")
+    assert not (tmp_path / "p.ome.zarr").exists()
