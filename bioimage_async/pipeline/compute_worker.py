@@ -113,6 +113,14 @@ def main() -> None:
             result = compute_block(kernel, block, data, out_dtype, casting, mask)
         except Exception:  # noqa: BLE001 - reported to the parent as this block's failure
             reply = (False, traceback.format_exc(), 0.0)
+        except SystemExit as error:  # sys.exit() in the function: its block fails, not this
+            # process (the parent read a dead worker as an OOM kill, the exit nowhere)
+            reply = (
+                False,
+                f"{traceback.format_exc()}\nthe function raised {error!r} (sys.exit() in it or "
+                "in a library it calls): the block counts as failed, the others go on",
+                0.0,
+            )
         else:
             reply = (True, result, time.perf_counter() - started)
         try:
