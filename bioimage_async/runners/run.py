@@ -309,13 +309,16 @@ class Run:
         requested = self.folder.manifest.requested_count()
         stats.blocks_total = max(0, requested - done_before)
         summaries = await asyncio.gather(*(self.folder.summary(t) for t in latest[:STATS_TASKS]))
-        skipped = 0
+        skipped = retries = 0
         for summary in summaries:
             if summary:
                 stats.read_s += float(summary.get("read_s", 0.0))
                 stats.compute_s += float(summary.get("compute_s", 0.0))
                 stats.write_s += float(summary.get("write_s", 0.0))
                 skipped += int(summary.get("skipped", 0))
+                retries += int(summary.get("retries", 0))
+        if retries:
+            stats.extra["retries"] = stats.extra.get("retries", 0.0) + retries
         stats.blocks_skipped += skipped
         # the done logs hold the blocks an empty mask skipped too (a resume must not redo them)
         stats.blocks_done = min(max(0, done_here - skipped), stats.blocks_total)

@@ -232,6 +232,7 @@ async def run_task(folder: str, task_id: int) -> int:
         "compute_s": round(stats.compute_s, 3),
         "write_s": round(stats.write_s, 3),
         "skipped": stats.blocks_skipped,  # empty mask: done for a resume, but never written
+        "retries": int(stats.extra.get("retries", 0)),
     }
     # a block neither done nor failed would otherwise pass as done under a success sentinel
     unaccounted = [b for g in todo for b in g if b not in marked and b not in outcome.failed]

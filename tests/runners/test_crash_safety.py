@@ -330,6 +330,7 @@ async def test_distributed_runs_honour_retries_and_block_timeout(tmp_path, rng):
     src = await ba.open_source(tmp_path / "in.zarr")
     out = await ba.open_source(tmp_path / "out.zarr", mode="r+")
     config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    stats = ba.RunStats()
     await ba.map_blocks(
         fail_first_time(str(marker_dir)),
         src,
@@ -339,8 +340,12 @@ async def test_distributed_runs_honour_retries_and_block_timeout(tmp_path, rng):
         num_workers=2,
         job_config=config,
         retries=1,
+        stats=stats,
     )
     np.testing.assert_array_equal(await out.read(), 255 - data)
+    # each first failure left a marker and was retried once (the count was never filled)
+    assert stats.extra["retries"] == len(list(marker_dir.iterdir())) > 0
+    assert (stats.blocks_done, stats.blocks_failed) == (64, 0)
     with pytest.raises(ba.RunnerError, match="block_timeout=1") as hung:
         await ba.map_blocks(
             sleepy(3600),
