@@ -98,12 +98,20 @@ class SubprocessLauncher(Launcher):
                 code = self._exit_code(pid)
                 alive = code is None and _pid_alive(pid)
                 first_open = True
+                died_in: int | None = None  # the task a dead worker ended in
                 for task_id in record["tasks"]:
                     if task_id in finished:
                         states[task_id] = TaskState("COMPLETED", log=log)
                     elif alive:
                         states[task_id] = TaskState("RUNNING" if first_open else "PENDING", log=log)
                         first_open = False
+                    elif died_in is not None:  # queued behind it in the same process
+                        states[task_id] = TaskState(
+                            "FAILED",
+                            reason=f"never started: its worker process (pid {pid}) ended in "
+                            f"task {died_in} first",
+                            log=log,
+                        )
                     elif code == 0:
                         states[task_id] = TaskState("COMPLETED", "0", log=log)
                     elif code is not None and code < 0:
@@ -117,6 +125,8 @@ class SubprocessLauncher(Launcher):
                             "worker process ended" if code is None else None,
                             log=log,
                         )
+                    if not alive and code != 0 and task_id not in finished and died_in is None:
+                        died_in = task_id
         return states
 
     async def cancel(self, folder: RunFolder) -> None:

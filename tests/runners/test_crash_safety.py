@@ -448,3 +448,29 @@ async def test_resume_refuses_another_function_of_the_same_name(tmp_path):
     same = fail_while_marker_exists(str(marker))  # equal code and closure: the same function
     await ba.map_blocks(same, src, out, block_shape=BLOCK, resume_from=folder)
     np.testing.assert_array_equal(await out.read(), 255 - data)
+
+
+async def test_tasks_queued_behind_a_dead_worker_are_said_never_to_have_started(tmp_path):
+    """One subprocess worker runs its tasks in turn: when it dies in one, the later ones were
+    reported 'FAILED, exit code 3' as if each had crashed."""
+    data = bright_volume(SHAPE, BLOCK, [2])
+    src = await ba.create_source(tmp_path / "in.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    await src.write(..., data)
+    out = await ba.create_source(tmp_path / "out.zarr", shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    marker = tmp_path / "failing"
+    marker.write_text("")
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"), poll_interval=0.05)
+    with pytest.raises(ba.RunnerError) as error:
+        await ba.map_blocks(
+            exit_on_bright_while_marker_exists(str(marker)),
+            src,
+            out,
+            block_shape=BLOCK,
+            job_type="subprocess",
+            num_workers=1,
+            job_config=config,
+        )
+    text = str(error.value)
+    assert "task 0: FAILED, exit code 3" in text
+    assert "task 1: FAILED, reason never started: its worker process" in text
+    assert "ended in task 0 first" in text
