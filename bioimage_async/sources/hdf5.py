@@ -22,6 +22,7 @@ truncates or creates one (that is ``create_source(format='hdf5')``'s job).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -47,8 +48,10 @@ from .indexing import Roi, roi_shape
 from .location import Location
 from .optional import import_optional
 from .parallel_read import fill_in_parts, read_in_parts
-from .physical import check_unit, microns, positive_sizes, spatial_axes
+from .physical import check_unit, microns, on_spatial_axes, positive_sizes, spatial_axes
 from .threaded import ThreadedSource
+
+logger = logging.getLogger("bioimage_async")
 
 #: create_source(compression=...) -> h5py create_dataset keywords. 'default' is gzip level 1:
 #: readable by every HDF5 tool (lzf is h5py-only) and the fastest gzip level to write.
@@ -101,9 +104,8 @@ class Hdf5Source(ThreadedSource):
         self._file_dtype = dtype
         self._dtype = dtype.newbyteorder("=")
         self._chunks = None if dataset.chunks is None else tuple(int(c) for c in dataset.chunks)
-        # vigra/ilastik's convention: element_size_um, in the dataset's (C) axis order
-        self._voxel_size = positive_sizes(dataset.attrs.get("element_size_um"), len(self._shape))
         self._axes = _recorded_axes(dataset, len(self._shape))
+        self._voxel_size = _element_size(dataset, self._shape, self._axes)
         self.chunk_cache = DecodedCache(cache_bytes)
         codec = None if writable or dataset.file.mode != "r" else ChunkCodec.of(dataset)
         self._chunk_reader = (
@@ -722,6 +724,27 @@ def _recorded_attributes(
         spatial = spatial_axes(len(shape), axes)
         attributes["element_size_um"] = list(microns(sizes, unit, spatial))
     return attributes
+
+
+def _element_size(
+    dataset: Any, shape: tuple[int, ...], axes: str | None
+) -> tuple[float, ...] | None:
+    """vigra/ilastik's ``element_size_um``, in the dataset's (C) axis order: one size per axis,
+    or three for z, y, x of a dataset with more axes (placed on its spatial axes); any other
+    length is said to be dropped, not guessed."""
+    sizes = positive_sizes(dataset.attrs.get("element_size_um"))
+    if sizes is None or len(sizes) == len(shape):
+        return sizes
+    if len(sizes) == 3 and len(shape) > 3:
+        return on_spatial_axes(sizes, len(shape), axes)
+    logger.warning(
+        "%s: element_size_um %s has %d sizes for %d axes; the voxel size is dropped",
+        dataset.name,
+        list(sizes),
+        len(sizes),
+        len(shape),
+    )
+    return None
 
 
 def wrap_h5py_dataset(dataset: Any) -> Hdf5Source:

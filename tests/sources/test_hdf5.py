@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -453,3 +454,20 @@ def test_a_key_through_an_existing_dataset_is_refused_and_the_file_kept(tmp_path
         )
     with h5py.File(path, "r") as f:
         assert list(f) == ["keep"] and list(f["keep"][...]) == list(range(6))
+
+
+async def test_three_element_sizes_on_a_4d_dataset_go_on_its_spatial_axes(tmp_path, caplog):
+    """element_size_um (z, y, x) on a czyx dataset was dropped without a word."""
+    path = tmp_path / "e.h5"
+    tags = [{"key": k, "typeFlags": 1 if k == "c" else 2, "resolution": 0} for k in "czyx"]
+    with h5py.File(path, "w") as f:
+        spatial = f.create_dataset("spatial", data=np.zeros((2, 5, 6, 7), np.uint8))
+        spatial.attrs["element_size_um"] = (0.5, 0.2, 0.1)
+        spatial.attrs["axistags"] = json.dumps({"axes": tags})
+        short = f.create_dataset("short", data=np.zeros((2, 5, 6, 7), np.uint8))
+        short.attrs["element_size_um"] = (0.5, 0.2)
+    src = await ba.open_source(path, "spatial")
+    assert src.axes == "czyx" and src.voxel_size == (1.0, 0.5, 0.2, 0.1)
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        assert (await ba.open_source(path, "short")).voxel_size is None
+    assert "has 2 sizes for 4 axes" in caplog.text
