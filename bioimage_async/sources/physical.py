@@ -269,7 +269,7 @@ def spatial_axes(ndim: int, axes: str | None) -> list[bool]:
 def in_nanometers(sizes: Sequence[float], unit: str | None) -> list[float]:
     """Sizes converted to nm (precomputed's unit); sizes without a unit are taken as nm."""
     factor = NANOMETERS.get(unit or "nanometer", 1.0)
-    return [float(v) * factor for v in sizes]
+    return [converted(float(v), factor) for v in sizes]
 
 
 def sizes_in_unit(
@@ -284,8 +284,16 @@ def sizes_in_unit(
         return tuple(float(s) for s in sizes)
     factor = NANOMETERS[from_unit] / NANOMETERS[to_unit]
     return tuple(
-        float(s) * factor if is_spatial else float(s) for s, is_spatial in zip(sizes, spatial)
+        converted(float(s), factor) if is_spatial else float(s)
+        for s, is_spatial in zip(sizes, spatial)
     )
+
+
+def converted(value: float, factor: float) -> float:
+    """``value * factor`` without the binary noise of the unit factor (0.3 um is 300 nm, not
+    300.00000000000006), kept to 15 significant digits: what a decimal value written into
+    metadata carries."""
+    return float(f"{value * factor:.15g}")
 
 
 def voxel_centre(
