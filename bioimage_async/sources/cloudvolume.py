@@ -174,6 +174,12 @@ class CloudVolumeSource(ThreadedSource):
         return "nanometer" if self._voxel_size is not None else None
 
     @property
+    def axes(self) -> str | None:
+        """A single-channel layer's axes, as the tensorstore path names them (a converted
+        layer then records them, as one read through tensorstore does)."""
+        return "zyx"
+
+    @property
     def translation(self) -> tuple[float, ...] | None:
         """Where the box's first voxel sits (nm; see ``voxel_centre``), so a pyramid of it
         lines up with the layer."""

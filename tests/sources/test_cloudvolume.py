@@ -144,6 +144,7 @@ async def test_open_source_precomputed_and_open_cloudvolume_agree(layer, mip):
     through_tensorstore = await ba.open_source(f"precomputed://{folder}", key)
     through_cloudvolume = open_cloudvolume(f"precomputed://{layer}", mip=mip)
     assert through_tensorstore.shape == through_cloudvolume.shape
+    assert through_tensorstore.axes == through_cloudvolume.axes == "zyx"  # was None
     np.testing.assert_array_equal(
         await through_tensorstore.read(...), await through_cloudvolume.read(...)
     )
