@@ -107,7 +107,7 @@ class SubprocessLauncher(Launcher):
                         first_open = False
                     elif died_in is not None:  # queued behind it in the same process
                         states[task_id] = TaskState(
-                            "FAILED",
+                            "FAILED" if code is not None else "GONE",
                             reason=f"never started: its worker process (pid {pid}) ended in "
                             f"task {died_in} first",
                             log=log,
