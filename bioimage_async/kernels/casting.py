@@ -102,8 +102,11 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
     if value.size == 0:
         return True, "no values"
     if value.dtype.kind == "c":
-        if dtype.kind == "c":
-            return True, ""
+        if dtype.kind == "c":  # each part into a float of half the size (1e300+0j was inf)
+            part = np.dtype(f"f{dtype.itemsize // 2}")
+            real, real_shown = _fits(np.ascontiguousarray(value.real), part)
+            imag, imag_shown = _fits(np.ascontiguousarray(value.imag), part)
+            return real and imag, f"real parts {real_shown}, imaginary parts {imag_shown}"
         return False, "complex values"
     if dtype.kind == "c":  # a real value goes into the real part: a float of half the size
         return _fits(value, np.dtype(f"f{dtype.itemsize // 2}"))
@@ -142,9 +145,14 @@ def _fits(value: np.ndarray, dtype: np.dtype) -> tuple[bool, str]:
                 return False, f"{shown}, integers beyond 2**{bits} that {dtype} rounds"
             return True, shown
         finfo = np.finfo(dtype)
-        finite = np.isfinite(low) or np.isfinite(high)
-        too_big = (np.isfinite(low) and low < finfo.min) or (np.isfinite(high) and high > finfo.max)
-        return bool(not (finite and too_big)), shown
+        if not (np.isfinite(low) and np.isfinite(high)):
+            # an infinite end hides the finite values beyond the range on its side ([inf,
+            # 1e39] into float32 was written as [inf, inf]): look at the finite ones
+            finite = value[np.isfinite(value)]
+            if finite.size == 0:
+                return True, shown
+            low, high = finite.min(), finite.max()
+        return bool(low >= finfo.min and high <= finfo.max), shown
     return True, shown
 
 

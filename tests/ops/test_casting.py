@@ -202,3 +202,40 @@ async def test_real_values_into_complex_are_checked_as_into_the_real_part(tmp_pa
         cast_checked(np.array([1e39]), np.dtype("complex64"))
     held = cast_checked(np.array([2**53, -7], np.int64), np.dtype("complex128"))
     assert held.tolist() == [complex(2**53), complex(-7)]
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        ([np.inf, 1e39], "float32"),
+        ([-np.inf, -1e39], "float32"),
+        ([-np.inf, 1e39, np.inf], "float32"),
+        ([-np.inf, 1e5, np.inf], "float16"),
+    ],
+)
+async def test_an_infinite_end_does_not_hide_finite_values_beyond_a_narrower_float(
+    tmp_path, values, dtype
+):
+    """Only the finite end of the range was checked: [inf, 1e39] went into float32 as
+    [inf, inf] under checked casting."""
+    out = await ba.create_source(
+        tmp_path / "o.zarr", shape=(len(values),), dtype=dtype, chunks=(4,)
+    )
+    with pytest.raises(ba.RunnerError, match="do not fit"):
+        await ba.copy(np.array(values), out)
+    held = await ba.create_source(tmp_path / "p.zarr", shape=(4,), dtype=dtype, chunks=(4,))
+    await ba.copy(np.array([np.inf, -np.inf, 1.5, np.nan]), held)  # inf and NaN themselves fit
+    assert np.array_equal(
+        await held.read(), np.array([np.inf, -np.inf, 1.5, np.nan], dtype), equal_nan=True
+    )
+
+
+async def test_complex_into_a_narrower_complex_is_checked_part_by_part():
+    """complex128 into complex64 was never checked: 1e300+0j was stored as inf+0j."""
+    from bioimage_async.kernels.casting import cast_checked
+
+    for value in (1e300 + 0j, 1 + 1e300j):
+        with pytest.raises(ba.CastingError, match="do not fit"):
+            cast_checked(np.array([value]), np.dtype("complex64"))
+    kept = cast_checked(np.array([1.5 - 2j, complex(np.inf, np.nan)]), np.dtype("complex64"))
+    assert kept[0] == np.complex64(1.5 - 2j) and np.isinf(kept[1].real)
