@@ -24,7 +24,16 @@ from ..sources.numpy_source import NumpySource
 from ..sources.view import ViewSource
 
 #: spec parameters that describe the handle, not the stored array
-_HANDLE_PARAMS = ("writable", "voxel_size", "unit", "axes", "location", "lock_path", "format")
+_HANDLE_PARAMS = (
+    "writable",
+    "mode",
+    "voxel_size",
+    "unit",
+    "axes",
+    "location",
+    "lock_path",
+    "format",
+)
 #: members of a tensorstore spec that pick out the stored array (the transform says which part)
 _STORED = ("driver", "kvstore", "path", "scale_index", "field")
 
@@ -83,8 +92,9 @@ def resolve(source: Source) -> Resolved:
         key: Any = None
     else:
         named = {k: stored.get(k) for k in _STORED}
-        if isinstance(kvstore, dict) and kvstore.get("driver") == "file":  # "a.zarr/": absolute
-            absolute = os.path.abspath(str(kvstore.get("path", ""))) + "/"
+        if isinstance(kvstore, dict) and kvstore.get("driver") == "file":  # "a.zarr/": absolute,
+            # through symlinks (a link to the input is the input)
+            absolute = os.path.realpath(str(kvstore.get("path", ""))) + "/"
             named["kvstore"] = {**kvstore, "path": absolute}
         key = ("tensorstore", json.dumps(named, sort_keys=True))
     if adapter:
@@ -162,6 +172,9 @@ def _storage_key(spec: dict[str, Any] | None) -> Any:
     params = dict(spec.get("params") or {})
     for name in _HANDLE_PARAMS:
         params.pop(name, None)
+    path = params.get("path")
+    if isinstance(path, str) and "://" not in path:  # a local file, through symlinks
+        params["path"] = os.path.realpath(path)
     return (spec.get("kind"), repr(sorted(params.items(), key=lambda item: item[0])))
 
 

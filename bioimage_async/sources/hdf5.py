@@ -138,7 +138,8 @@ class Hdf5Source(ThreadedSource):
         return self._chunks
 
     def writer_lock_path(self) -> str | None:
-        folder, name = os.path.split(self.path)
+        # beside the file itself: runs through a symlink to it take the same lock
+        folder, name = os.path.split(os.path.realpath(self.path))
         return os.path.join(folder, f".{name}.bioimage_async-writer.json")
 
     @property
