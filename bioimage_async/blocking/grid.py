@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidArgumentError, InvalidIndexError
-from ..sources.indexing import Roi
+from ..sources.indexing import Roi, normalize_index
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,16 @@ class BlockGrid:
             )
         return ids
 
-    def ids_in_roi(self, roi: Roi) -> list[int]:
-        """Ids of the blocks that intersect a region (e.g. to re-run a damaged area)."""
-        ranges = [range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(roi, self.block_shape)]
+    def ids_in_roi(self, roi: Any) -> list[int]:
+        """Ids of the blocks that intersect a region (e.g. to re-run a damaged area), given as
+        a source index is (slices, ints, '...', negative bounds; past the volume refused). An
+        empty region has none (an unnormalised one gave other rows' blocks and id -1)."""
         import itertools
 
+        region = normalize_index(roi, self.shape).roi
+        if any(s.stop <= s.start for s in region):
+            return []
+        ranges = [
+            range(s.start // b, math.ceil(s.stop / b)) for s, b in zip(region, self.block_shape)
+        ]
         return [self.block_id(p) for p in itertools.product(*ranges)]

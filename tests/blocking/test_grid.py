@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 
+import bioimage_async as ba
 from bioimage_async import BlockGrid
 
 
@@ -38,3 +40,16 @@ def test_out_of_range_block_ids_are_refused_up_front():
 def test_block_shape_must_match_dimensions():
     with pytest.raises(ValueError, match="one entry per axis|entries"):
         BlockGrid((10, 10), (5, 5, 5))
+
+
+def test_ids_in_roi_takes_a_region_as_a_source_index_does():
+    """The region was not normalised: negative starts gave id -1, a region in row 1 gave a
+    block of row 0, and an empty region gave block 0."""
+    grid = BlockGrid((40, 100), (10, 25))  # 4 x 4 blocks
+    assert grid.ids_in_roi(np.s_[0:10, -50:]) == [2, 3]
+    assert grid.ids_in_roi(np.s_[10:20, :]) == [4, 5, 6, 7]
+    assert grid.ids_in_roi(np.s_[..., 30:31]) == [1, 5, 9, 13]
+    assert grid.ids_in_roi(np.s_[-1, 0:30]) == [12, 13]
+    assert grid.ids_in_roi(np.s_[5:5, :]) == []
+    with pytest.raises(ba.InvalidIndexError, match="out of bounds"):
+        grid.ids_in_roi(np.s_[0:50, :])
