@@ -8,24 +8,30 @@ precomputed open first looks for ``.gz`` chunk names and, where it finds them, s
 through cloud-volume, the tool that wrote them: reads decode both names, writes keep the
 layer's convention (read-modify-write of the ``.gz`` files).
 
-Detection: a local scale folder is listed (up to ``LISTING_LIMIT`` names); remotely, the first
-chunk of the scale is looked up under both names. A remote layer whose first chunk was never
-written cannot be told apart this way; it is opened through tensorstore (documented).
+Detection: a local scale folder is listed (up to ``LISTING_LIMIT`` names); remotely, chunks
+spread over the scale are looked up under both names, and where none was written a bucket lists
+the scale's keys (within ``LIST_BUDGET``). Only over http (no listing) does such a sparse layer
+open through tensorstore, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
-from ..context import run_blocking
+from ..context import resource_options, run_blocking
 from ..errors import FormatNotSupportedError, MissingDependencyError
 from .base import Source
 from .indexing import spread_positions
 from .location import Location
 
+logger = logging.getLogger("bioimage_async")
+
 LISTING_LIMIT = 10_000
+#: seconds a remote scale's listing may take (a sparse scale whose probed chunks are absent)
+LIST_BUDGET = 5.0
 
 
 def first_chunk_name(scale: dict[str, Any]) -> str:
@@ -72,17 +78,7 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
         return None  # shard files carry their own per-chunk encoding, never a suffix
     folder = location.join(str(scale["key"]))
     if location.is_local:
-        kinds = {_suffix(name) for name in await folder.list_names(LISTING_LIMIT)}
-        kinds.discard(None)
-        if len(kinds) > 1:
-            shown = ", ".join(f"'<chunk>{k}'" for k in sorted(str(k) for k in kinds))
-            raise FormatNotSupportedError(
-                f"the precomputed scale {folder} holds chunk files of several kinds ({shown}): "
-                "which copy of a chunk is current cannot be told (readers pick either). Keep "
-                "one kind, e.g. rewrite the layer with cloud-volume, and open it again"
-            )
-        suffix = kinds.pop() if kinds else None
-        return suffix or None
+        return _one_kind(folder, await folder.list_names(LISTING_LIMIT))
     # remotely (no cheap listing): a chunk's names, at the origin, else at chunks spread over
     # the scale; a layer whose first chunk was never written opened through tensorstore,
     # which read every '.gz' chunk as missing: zeros
@@ -92,7 +88,33 @@ async def compressed_chunk_suffix(location: Location, scale: dict[str, Any]) -> 
         found = await asyncio.gather(*(folder.exists(name + suffix) for suffix in suffixes))
         if any(found):
             return next(s for s, hit in zip(suffixes, found) if hit) or None
+    # a sparse scale: its keys where the store lists them (s3, gs), within a budget
+    keys = await folder.list_keys(timeout=min(resource_options().storage_timeout, LIST_BUDGET))
+    if keys is not None:
+        return _one_kind(folder, keys)
+    logger.warning(
+        "no chunk of the precomputed scale %s was found where it was looked for, and its "
+        "chunks cannot be listed: it is read as plain chunk files. If they are "
+        "'<chunk>.gz' files (cloud-volume writing to a folder, then uploaded as files), they "
+        "read as missing: open the layer with ba.open_cloudvolume instead",
+        folder,
+    )
     return None
+
+
+def _one_kind(folder: Location, names: list[str]) -> str | None:
+    """The one compressed suffix among a scale's chunk file names (None: plain files)."""
+    kinds = {_suffix(name) for name in names}
+    kinds.discard(None)
+    if len(kinds) > 1:
+        shown = ", ".join(f"'<chunk>{k}'" for k in sorted(str(k) for k in kinds))
+        raise FormatNotSupportedError(
+            f"the precomputed scale {folder} holds chunk files of several kinds ({shown}): "
+            "which copy of a chunk is current cannot be told (readers pick either). Keep "
+            "one kind, e.g. rewrite the layer with cloud-volume, and open it again"
+        )
+    suffix = kinds.pop() if kinds else None
+    return suffix or None
 
 
 def _scale_of(

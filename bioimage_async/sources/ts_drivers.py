@@ -409,6 +409,18 @@ async def chunk_separator(here: Location, zarray: dict[str, Any]) -> str | None:
     if declared not in (None, ".", "/"):
         return None  # tensorstore refuses the metadata itself, naming the value
     found = await _chunk_layouts(here, _chunk_grid(zarray), {declared} if declared else {".", "/"})
+    if found is None and declared is None and not here.is_local:
+        logger.warning(
+            "the zarr v2 array %s names no dimension_separator in its .zarray, and no chunk was "
+            "found where it was looked for (%s): it is read with dotted chunk keys, zarr's "
+            "default. If it was written with nested keys (zarr-python's NestedDirectoryStore "
+            'before 2.8), its chunks read as the fill value: add "dimension_separator": "/" '
+            "to its .zarray",
+            here,
+            "its chunks could not be listed"
+            if here.scheme not in ("s3", "gs")
+            else "listing timed out or was refused",
+        )
     if not found:
         return None
     if declared is None:
@@ -462,7 +474,11 @@ async def _chunk_layouts(
                 found = await asyncio.gather(*(_remote_row(here, sep, row) for sep in "./"))
                 if any(found):
                     return {sep for sep, hit in zip("./", found) if hit}
-            return set()
+            # a sparse array (or an empty one): every key, within the budget; an empty set
+            # took an old nested array whose chunks sit elsewhere for dotted, all fill
+            budget = min(resource_options().storage_timeout, LAYOUT_BUDGET)
+            keys = await here.list_keys(timeout=budget)
+            return None if keys is None else _layouts_of(keys, ndim)
         except (SourceError, ValueError, NotImplementedError, TimeoutError) as err:
             # a bucket that serves reads but refuses listing (403), or a slow one
             logger.debug("cannot list the chunks of %s (%s): probing chunks", here, err)
@@ -483,6 +499,20 @@ async def _probed_chunk_layouts(here: Location, grid: tuple[int, ...]) -> set[st
         if found:
             return found
     return None
+
+
+def _layouts_of(keys: list[str], ndim: int) -> set[str]:
+    """The separators of the chunk keys among a listing's keys (relative to the array)."""
+    dotted, nested = _chunk_key(".", ndim), _chunk_key("/", ndim)
+    found: set[str] = set()
+    for key in keys:
+        if dotted.fullmatch(key):
+            found.add(".")
+        elif nested.fullmatch(key):
+            found.add("/")
+        if len(found) == 2:
+            break
+    return found
 
 
 def _chunk_key(separator: str, ndim: int) -> re.Pattern[str]:

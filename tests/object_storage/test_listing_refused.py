@@ -299,3 +299,51 @@ async def test_a_chunk_that_fails_is_named_not_the_whole_array(
     src = await ba.open_source(f"s3://{bucket}/full.zarr", storage=storage)
     with pytest.raises(ba.StorageError, match=r"s3://[^ ]+/full\.zarr/1\.1\.1:"):
         await src.read()  # the chunk's URL, not the array's with the key in a dump after it
+
+
+@pytest.mark.parametrize("listing", ["allowed", "refused"])
+async def test_an_old_nested_zarr_whose_chunks_sit_between_the_probed_rows(
+    tmp_path, bucket, s3_env, refusing, listing, caplog
+):
+    """No chunk at the probed rows (the first, middle and last): the '.' of an undeclared
+    separator was taken on trust and the array read as all fill value, without a word. A
+    bucket that lists now lists the keys; one that refuses says it could not tell."""
+    faults, storage = refusing
+    data = np.arange(40 * 16 * 16, dtype=np.uint16).reshape(40, 16, 16) + 1
+    local = tmp_path / "sparse.zarr"
+    write_v2(local, data, (8, 16, 16), "/")
+    set_separator(local, None)
+    for z in (0, 2, 3, 4):  # only chunk row z=1 stays: rows 0, 2 and 4 are the probed ones
+        (local / str(z) / "0" / "0").unlink()
+    upload(local, s3_env, bucket, "sparse.zarr")
+    expected = np.zeros_like(data)
+    expected[8:16] = data[8:16]
+    options = storage if listing == "refused" else None
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        src = await ba.open_source(f"s3://{bucket}/sparse.zarr", storage=options)
+        values = await src.read()
+    if listing == "allowed":
+        np.testing.assert_array_equal(values, expected)
+        assert "dimension_separator" not in caplog.text
+    else:
+        assert 'add "dimension_separator": "/"' in caplog.text
+
+
+async def test_a_gzip_chunk_layer_in_a_bucket_whose_probed_chunks_are_absent_is_refused(
+    tmp_path, bucket, s3_env
+):
+    """Its '.gz' chunks sat only where no chunk was looked for: it opened through tensorstore
+    and read as zeros. The bucket's listing now finds them."""
+    CloudVolume = pytest.importorskip("cloudvolume").CloudVolume
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type="image", data_type="uint8", encoding="raw",
+        resolution=[4, 4, 40], voxel_offset=[0, 0, 0], volume_size=[64, 64, 8],
+        chunk_size=[16, 16, 8],
+    )  # fmt: skip
+    volume = CloudVolume(f"file://{tmp_path / 'layer'}", info=info, progress=False)
+    volume.commit_info()
+    volume[16:32, 16:32, :] = np.full((16, 16, 8, 1), 9, np.uint8)  # x, y chunk 1 of 4 only
+    assert [p.name for p in (tmp_path / "layer").glob("*/*.gz")] == ["16-32_16-32_0-8.gz"]
+    upload(tmp_path / "layer", s3_env, bucket, "layer")
+    with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
+        await ba.open_source(f"precomputed://s3://{bucket}/layer")
