@@ -35,7 +35,7 @@ from typing import Any
 import tensorstore as ts
 
 from ..context import run_blocking
-from ..errors import SourceError
+from ..errors import SourceError, StorageError
 from .base import Source
 from .chunk_check import ChunkCheck, chunk_check
 from .storage import short_error
@@ -373,7 +373,7 @@ async def _list_chunks(raw: RawChunks) -> list[str] | None:
     except NotImplementedError:
         return None
     except ValueError as err:
-        raise SourceError(f"cannot list the chunks of {raw.describe}: {short_error(err)}") from err
+        raise StorageError(f"cannot list the chunks of {raw.describe}: {short_error(err)}") from err
     names = (k.decode("utf-8", "replace") for k in keys)
     return [k for k in names if raw.naming.is_chunk(k)]
 
@@ -464,7 +464,7 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
     try:
         result = await plan.input.kvstore.read(key)
     except ValueError as err:
-        raise SourceError(
+        raise StorageError(
             f"cannot read chunk {key!r} of {plan.input.describe}: {short_error(err)}"
         ) from err
     if result.state != "value":
@@ -474,7 +474,7 @@ async def _copy_key(plan: RawCopyPlan, key: str) -> int:
     try:
         await plan.output.kvstore.write(key, result.value)
     except (ValueError, NotImplementedError) as err:
-        raise SourceError(
+        raise StorageError(
             f"cannot write chunk {key!r} of {plan.output.describe}: {short_error(err)}"
         ) from err
     return len(result.value)
@@ -501,7 +501,7 @@ async def _delete_key(plan: RawCopyPlan, key: str) -> int:
     try:
         await plan.output.kvstore.delete_range(ts.KvStore.KeyRange(key, key + "\x00"))
     except (ValueError, NotImplementedError) as err:
-        raise SourceError(
+        raise StorageError(
             f"cannot delete chunk {key!r} of {plan.output.describe}: {short_error(err)}"
         ) from err
     return 0

@@ -361,6 +361,19 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and the bucket's policy"
             + unlisted
         )
+    redirect = _REDIRECT.search(text)
+    if redirect is not None:
+        return StorageError(
+            f"{what} answered HTTP {redirect.group(1)}, a redirect, which tensorstore does not "
+            "follow: open the URL it points to instead (curl -sIL <url> prints it)"
+        )
+    if "was ignored by server" in lowered and "byte range" in lowered:
+        return StorageError(
+            f"cannot read part of {what}: its server ignores HTTP Range requests, which "
+            "reading part of a shard (or of a chunk file) needs. Serve the files with a server "
+            "that honours Range (nginx, a bucket's web endpoint), or copy them to local disk "
+            f"first ({first_line(text)})"
+        )
     missing = _NOT_FOUND.search(text)
     if missing is not None or lowered.startswith("not_found"):
         return no_such_key(where, key)
@@ -372,6 +385,10 @@ def storage_error(err: BaseException, where: Location, key: str = "") -> Storage
             f"{first_line(text)}"
         )
     return StorageError(f"cannot access {what}: {first_line(text)}")
+
+
+#: tensorstore's words for a redirect it did not follow ("Unknown [HTTP code 302]")
+_REDIRECT = re.compile(r"HTTP code (30[12378])\b")
 
 
 def no_such_key(where: Location, key: str = "") -> StorageError:
@@ -390,7 +407,7 @@ def first_line(text: str, limit: int = 240) -> str:
     """The message's first line without tensorstore's bracketed payloads and spec dumps."""
     line = text.strip().splitlines()[0] if text.strip() else text
     line = re.sub(r"\s*\[[a-z_]+='.*", "", line)  # [tensorstore_spec='...'], [http_...='...']
-    if " {" in line:
-        line = line.split(" {", 1)[0].rstrip(" :[")
+    if ' {"' in line:  # a JSON spec dump; a shard's {1, 2, 3} coordinates stay
+        line = line.split(' {"', 1)[0].rstrip(" :[")
     line = re.sub(r"^[A-Z_]+: ", "", line)  # the absl status code
     return line.replace("\\x00", "/")[:limit]  # tensorstore escapes a key's path separator

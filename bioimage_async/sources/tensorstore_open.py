@@ -204,7 +204,16 @@ async def _arrays_named_by_metadata(location: Location) -> list[str]:
 
 
 async def _not_found(location: Location, key: str, driver: Driver) -> Exception:
-    """The error for a missing array: the bucket, the key, or the array inside a group."""
+    """The error for a missing array: the bucket, the key, or the array inside a group; or
+    the array of another format stored there (a zarr v2 array opened as zarr3://)."""
+    other = await _array_of_another_format(location, key, driver)
+    if other is not None:
+        where = f"{location}" + (f" (key {key!r})" if key else "")
+        return InvalidArgumentError(
+            f"{where} holds a {other} array, not a {driver.format} one: drop the "
+            f"'{driver.format}://' prefix (or format=) to open what is there, or name "
+            f"'{other}'"
+        )
     if location.is_local:
         return InternalPathNotFoundError(
             str(location), key or None, await list_arrays(location, driver)
@@ -216,6 +225,17 @@ async def _not_found(location: Location, key: str, driver: Driver) -> Exception:
     return InternalPathNotFoundError(
         str(location), key or None, await list_arrays(location, driver)
     )
+
+
+async def _array_of_another_format(location: Location, key: str, driver: Driver) -> str | None:
+    """The format of an array stored at ``key`` that ``driver`` did not find (None: none)."""
+    others = [d for d in DRIVERS.values() if d.format != driver.format]
+    try:
+        nodes = await asyncio.gather(*(d.node(location, key) for d in others))
+    except Exception:  # noqa: BLE001 - only a hint for the message: the not-found error stands
+        return None
+    found = [d.format for d, node in zip(others, nodes) if node == "array"]
+    return found[0] if found else None
 
 
 async def _zarr_driver(location: Location, key: str) -> Driver:

@@ -198,11 +198,18 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self) -> Any:
         self._remaining: int | None = None
+        if self.path.startswith("/moved/"):  # what a Zenodo or GitHub link answers
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/moved") :])
+            self.end_headers()
+            return None
         wanted = self.headers.get("Range")
         path = self.translate_path(self.path)
         if os.path.exists(os.path.join(os.path.dirname(path), ".forbidden")):
             self.send_error(403)  # a folder marked private: what a server without access says
             return None
+        if self._marked(path, ".ignores_range"):  # python -m http.server: whole files only
+            wanted = None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", (wanted or "").strip())
         if not match or match.groups() == ("", "") or not os.path.isfile(path):
             return super().send_head()
@@ -226,6 +233,16 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(self._remaining))
         self.end_headers()
         return handle
+
+    @staticmethod
+    def _marked(path: str, marker: str) -> bool:
+        """Whether a folder above ``path`` holds ``marker``."""
+        folder = os.path.dirname(path)
+        while folder and folder != os.path.dirname(folder):
+            if os.path.exists(os.path.join(folder, marker)):
+                return True
+            folder = os.path.dirname(folder)
+        return False
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         remaining = self._remaining

@@ -239,3 +239,26 @@ async def test_cloudvolume_over_http_says_a_forbidden_chunk_may_be_what_it_calls
     assert "403 Forbidden" in caplog.text
     with pytest.raises(ba.BioimageAsyncError):  # tensorstore tells forbidden from missing
         await (await ba.open_source(f"precomputed://{base}/layer")).read()
+
+
+async def test_storage_errors_over_http_say_what_the_server_did(http_root, data):
+    """A server that ignores Range lost its cause (the message was cut at a shard's '{1, 2}'
+    coordinates), a redirect read 'Unknown [HTTP code 302]', and a zarr3:// prefix on a zarr
+    v2 array said the array held 'none'."""
+    root, url = http_root
+    sharded = await ba.create_source(
+        root / "sh.zarr", shape=(32, 64, 64), dtype="uint16", chunks=(16, 16, 16),
+        shards=(32, 64, 64), format="zarr3",
+    )  # fmt: skip
+    await sharded.write(..., np.ones((32, 64, 64), np.uint16))
+    (root / "sh.zarr" / ".ignores_range").write_text("")
+    remote = await ba.open_source(f"{url}/sh.zarr")
+    with pytest.raises(ba.StorageError, match="ignores HTTP Range") as partial:
+        await remote.read_roi(np.s_[5:20, 10:40, 3:50])
+    assert "{" in str(partial.value)  # the shard's coordinates kept, not the cut
+    with pytest.raises(ba.StorageError, match=r"HTTP 302, a redirect"):
+        await ba.open_source(f"{url}/moved/sh.zarr")
+    await ba.create_source(root / "v2.zarr", shape=SHAPE, dtype=data.dtype, chunks=(8, 8, 8))
+    for where in (f"{url}/v2.zarr", str(root / "v2.zarr")):
+        with pytest.raises(ba.InvalidArgumentError, match="holds a zarr array, not a zarr3 one"):
+            await ba.open_source(f"zarr3://{where}")
