@@ -21,18 +21,9 @@ import pytest
 import bioimage_async as ba
 
 from .gated import BLOCK, SHAPE, calls, gated_setup
+from .test_detached_output_lock import lock_record
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def lock_record(out: ba.Source) -> dict | None:
-    path = out.writer_lock_path()
-    assert path is not None
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
 
 
 def start_driver(tmp_path: Path) -> subprocess.Popen:

@@ -125,21 +125,26 @@ def _absolute_max_downsample(cloudpath, factor):
     return blocks.max(axis=(1, 3, 5))
 
 
+async def _coarser_scale(layer, shape, **placed) -> ba.Source:
+    """A 2x coarser scale (80 x 12 x 8 nm, key 8_12_80) added to the layer for ``shape``."""
+    return await ba.create_source(
+        f"precomputed://{layer}",
+        internal_path="8_12_80",
+        shape=tuple(math.ceil(n / 2) for n in shape),
+        dtype="uint16",
+        chunks=(8, 16, 16),
+        voxel_size=(80, 12, 8),
+        unit="nm",
+        **placed,
+    )
+
+
 async def test_a_scale_added_to_a_cloudvolume_layer_lines_up_with_its_voxel_offset(tmp_path):
     """create_source(..., internal_path=<new key>) gave the new scale voxel_offset 0 whatever the
     layer's: cloud-volume and neuroglancer showed its downsample 6x4x2 voxels off the data."""
     cloudpath, _ = _layer(tmp_path / "l")  # cloud-volume's defaults: .gz chunk files
     level0 = await ba.open_source(tmp_path / "l")
-    shape = tuple(math.ceil(n / 2) for n in level0.shape)
-    coarser = await ba.create_source(
-        f"precomputed://{tmp_path / 'l'}",
-        internal_path="8_12_80",
-        shape=shape,
-        dtype="uint16",
-        chunks=(8, 16, 16),
-        voxel_size=(80, 12, 8),
-        unit="nm",
-    )
+    coarser = await _coarser_scale(tmp_path / "l", level0.shape)
     await ba.downsample(level0, 2, coarser, method="max")
 
     mip1 = CloudVolume(cloudpath, mip=1, progress=False)
@@ -167,32 +172,14 @@ async def test_a_scale_that_cannot_line_up_with_an_odd_voxel_offset_is_refused_w
     cloudpath, _ = _layer(tmp_path / "l", compress=False, voxel_offset=odd)
     level0 = await ba.open_source(tmp_path / "l")
     info_before = (tmp_path / "l" / "info").read_text()
-    shape = tuple(math.ceil(n / 2) for n in level0.shape)
     with pytest.raises(ba.InvalidArgumentError, match=r"voxel_offset \[13, 8, 4\].*view"):
-        await ba.create_source(
-            f"precomputed://{tmp_path / 'l'}",
-            internal_path="8_12_80",
-            shape=shape,
-            dtype="uint16",
-            chunks=(8, 16, 16),
-            voxel_size=(80, 12, 8),
-            unit="nm",
-        )
+        await _coarser_scale(tmp_path / "l", level0.shape)
     assert (tmp_path / "l" / "info").read_text() == info_before  # nothing added
     # the message's fix: a view starting on the factor's grid, placed at its first window
     view = level0.view(np.s_[:, :, 1:])
     first, coarse = (40.0, 6.0, 4.0), (80.0, 12.0, 8.0)  # z, y, x nm
     placed = tuple(t + (c - f) / 2 for t, c, f in zip(view.translation, coarse, first))
-    coarser = await ba.create_source(
-        f"precomputed://{tmp_path / 'l'}",
-        internal_path="8_12_80",
-        shape=tuple(math.ceil(n / 2) for n in view.shape),
-        dtype="uint16",
-        chunks=(8, 16, 16),
-        voxel_size=coarse,
-        unit="nm",
-        translation=placed,
-    )
+    coarser = await _coarser_scale(tmp_path / "l", view.shape, translation=placed)
     await ba.downsample(view, 2, coarser, method="max")
     mip1 = CloudVolume(cloudpath, mip=1, progress=False)
     offset, size = [int(v) for v in mip1.voxel_offset], [int(v) for v in mip1.volume_size]
