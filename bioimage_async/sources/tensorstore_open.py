@@ -670,6 +670,72 @@ def _note_kept_chunks(
         )
 
 
+def _note_kept_codec(
+    location: Location, driver: Driver, wanted: dict[str, Any], store: ts.TensorStore
+) -> None:
+    """exist_ok keeps the existing array's compression: say so when another was asked for
+    (create_source(compression='gzip', exist_ok=True) on a blosc array said nothing)."""
+    try:
+        have = codec_name(driver.format, store.spec().to_json())
+    except (ValueError, TypeError):
+        return
+    asked = codec_name(driver.format, wanted)
+    if asked is not None and have is not None and asked != have:
+        logger.warning(
+            "%s exists: writing into it keeps its compression %s, not the requested %s; remove "
+            "it first to get the new codec",
+            location,
+            have,
+            asked,
+        )
+
+
+def codec_name(format: str, spec: dict[str, Any]) -> str | None:
+    """A short name of a tensorstore spec's compression ('blosc-lz4', 'zstd', 'raw', 'none');
+    None where the spec does not say."""
+    metadata = spec.get("metadata") or {}
+    if format == "zarr":
+        if "compressor" not in metadata:
+            return None
+        return _named(metadata["compressor"], "id")
+    if format == "n5":
+        if "compression" not in metadata:
+            return None
+        named = _named(metadata["compression"], "type")
+        return "none" if named == "raw" else named
+    if format == "zarr3":
+        if "codecs" not in metadata:
+            return None
+        return "+".join(_zarr3_compressors(metadata["codecs"])) or "none"
+    if format == "precomputed":
+        encoding = (spec.get("scale_metadata") or {}).get("encoding")
+        return None if encoding is None else str(encoding)
+    return None
+
+
+def _named(codec: Any, key: str) -> str:
+    if not codec:
+        return "none"
+    name = str(codec.get(key))
+    return f"{name}-{codec['cname']}" if name == "blosc" and codec.get("cname") else name
+
+
+def _zarr3_compressors(codecs: list[Any]) -> list[str]:
+    """The bytes-to-bytes codecs of a zarr v3 codec chain, inside a sharding codec too."""
+    names: list[str] = []
+    for codec in codecs or []:
+        if not isinstance(codec, dict):
+            continue
+        name = str(codec.get("name"))
+        configuration = codec.get("configuration") or {}
+        if name == "sharding_indexed":
+            names += _zarr3_compressors(configuration.get("codecs") or [])
+        elif name not in ("bytes", "transpose", "crc32c"):
+            cname = configuration.get("cname")
+            names.append(f"{name}-{cname}" if name == "blosc" and cname else name)
+    return names
+
+
 #: The file a run writing into a local array keeps inside its folder while it runs.
 WRITER_LOCK = ".bioimage_async-writer.json"
 
@@ -819,6 +885,8 @@ async def create_tensorstore(
         _note_kept_chunks(
             location, tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ()), request
         )
+        if request.compression not in (None, "default"):  # named: say when it is not kept
+            _note_kept_codec(location, driver, driver.create_spec(location, key, request), store)
     where = str(location.join(key)) if key else str(location)
     if exists:
         check_kept_fill(where, store.fill_value, request.fill_value)

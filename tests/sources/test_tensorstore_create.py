@@ -246,3 +246,30 @@ async def test_a_scale_added_with_a_translation_reads_back_there(tmp_path):
             where, shape=(4, 16, 16), dtype="uint8", chunks=(4, 16, 16), internal_path="x",
             voxel_size=(80, 8, 8), unit="nm", translation=(400, 40, 40),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "format, shards, other, kept",
+    [
+        ("zarr", None, "gzip", "blosc-lz4"),
+        ("zarr3", (8, 8, 8), "zstd", "blosc-lz4"),
+        ("n5", None, "gzip", "blosc-lz4"),
+        ("precomputed", None, "jpeg", "raw"),
+    ],
+)
+async def test_exist_ok_says_when_it_keeps_another_compression(
+    tmp_path, caplog, format, shards, other, kept
+):
+    """create_source(compression=..., exist_ok=True) on an array of another codec kept it
+    without a word (the voxels are right; the codec is not the one asked for)."""
+    path = tmp_path / ("layer" if format == "precomputed" else f"a.{format}")
+    kwargs = dict(shape=(8, 8, 8), dtype="uint8", chunks=(8, 8, 8), format=format)
+    kwargs.update(voxel_size=(1, 1, 1), unit="nm")
+    if shards is not None:
+        kwargs["shards"] = shards
+    await ba.create_source(path, **kwargs)
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        await ba.create_source(path, exist_ok=True, **kwargs)  # the default: nothing to say
+        assert "keeps its compression" not in caplog.text
+        await ba.create_source(path, exist_ok=True, compression=other, **kwargs)
+    assert f"keeps its compression {kept}, not the requested" in caplog.text
