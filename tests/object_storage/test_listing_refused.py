@@ -347,3 +347,26 @@ async def test_a_gzip_chunk_layer_in_a_bucket_whose_probed_chunks_are_absent_is_
     upload(tmp_path / "layer", s3_env, bucket, "layer")
     with pytest.raises(ba.FormatNotSupportedError, match=r"'<chunk>\.gz' files"):
         await ba.open_source(f"precomputed://s3://{bucket}/layer")
+
+
+async def test_a_storage_failure_in_a_raw_chunk_copy_is_a_storage_error(
+    tmp_path, bucket, s3_env, refusing
+):
+    """The raw (chunk file) path raised SourceError where the decoding path raises
+    StorageError: code catching storage failures (an OSError) missed it."""
+    faults, storage = refusing
+    faults.refuse_listing = False
+    data = np.arange(16 * 32 * 32, dtype=np.uint16).reshape(16, 32, 32)
+    kwargs = dict(shape=data.shape, dtype="uint16", chunks=(8, 16, 16))
+    local = await ba.create_source(tmp_path / "in.zarr", **kwargs)
+    await local.write(..., data)
+    upload(tmp_path / "in.zarr", s3_env, bucket, "in.zarr")
+    faults.errors["in.zarr/1.1.1"] = 500
+    src = await ba.open_source(f"s3://{bucket}/in.zarr", storage=storage)
+    out = await ba.create_source(tmp_path / "out.zarr", **kwargs)
+    stats = ba.RunStats()
+    with pytest.raises(ba.RunnerError) as failed:
+        await ba.copy(src, out, block_shape=(8, 16, 16), stats=stats, retries=0)
+    assert failed.value.failed_block_ids == [7]
+    assert stats.extra.get("raw_copied_blocks", 0) == 7  # the other blocks moved as files
+    assert "StorageError" in str(failed.value) and "1.1.1" in str(failed.value)
