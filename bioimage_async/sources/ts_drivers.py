@@ -585,8 +585,14 @@ class Precomputed(Driver):
         return self.scale_spec(location, key, None)
 
     def scale_spec(self, location: Location, key: str, scale_index: int | None) -> dict[str, Any]:
-        """A scale by key, by index, or the first one."""
-        spec: dict[str, Any] = {"driver": self.ts_driver, "kvstore": location.kvstore()}
+        """A scale by key, by index, or the first one. Chunks of zeros are stored too
+        (``store_data_equal_to_fill_value``): precomputed has no fill value, and cloud-volume
+        and igneous take a missing chunk for an unwritten one (an error by default)."""
+        spec: dict[str, Any] = {
+            "driver": self.ts_driver,
+            "kvstore": location.kvstore(),
+            "store_data_equal_to_fill_value": True,
+        }
         if key:
             spec["scale_metadata"] = {"key": key}
         elif scale_index is not None:
@@ -616,6 +622,7 @@ class Precomputed(Driver):
         return {
             "driver": self.ts_driver,
             "kvstore": location.kvstore(),
+            "store_data_equal_to_fill_value": True,  # as scale_spec: every written chunk
             "multiscale_metadata": {
                 "data_type": dtype.name,
                 "num_channels": channels,

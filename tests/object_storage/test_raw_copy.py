@@ -77,7 +77,12 @@ async def check_raw_copy(
     await ordinary_copy(src, plain_out, monkeypatch)
     np.testing.assert_array_equal(await raw_out.read(), data)
     np.testing.assert_array_equal(await raw_out.read(), await plain_out.read())
-    assert chunk_keys(raw_out) == chunk_keys(src) == chunk_keys(plain_out)
+    assert chunk_keys(raw_out) == chunk_keys(src)
+    if create.get("format") == "precomputed":  # no fill value: a decoding copy writes every
+        # chunk it read, zeros too (cloud-volume takes a missing chunk for an unwritten one)
+        assert chunk_keys(src) < chunk_keys(plain_out)
+    else:
+        assert chunk_keys(src) == chunk_keys(plain_out)
     reopened = await ba.from_spec(raw_out.to_spec())  # what a later reader sees
     np.testing.assert_array_equal(await reopened.read(), data)
 

@@ -282,3 +282,22 @@ async def test_a_jpeg_layer_reads_back_as_stored_in_the_process_that_wrote_it(tm
     again = await ba.from_spec(layer.to_spec())
     await again.write(..., written)
     np.testing.assert_array_equal(await again.read(), stored)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "compressed_segmentation"])
+async def test_every_written_chunk_is_stored_zeros_too(tmp_path, encoding):
+    """A chunk of zeros was not stored (tensorstore skips chunks equal to the fill value), so
+    cloud-volume with its defaults raised EmptyVolumeException on a fully written layer, and
+    rewriting a chunk with zeros deleted its file."""
+    dtype = "uint32" if encoding == "compressed_segmentation" else "uint8"
+    data = np.zeros((16, 16, 32), dtype)
+    data[:, :, 16:] = 7  # x chunk 0: all zeros
+    layer = await ba.create_source(
+        f"precomputed://{tmp_path / 'l'}", shape=data.shape, dtype=dtype, chunks=(16, 16, 16),
+        voxel_size=(4, 4, 4), unit="nm", compression=encoding,
+    )  # fmt: skip
+    await ba.copy(data, layer)
+    volume = CloudVolume(f"file://{tmp_path / 'l'}", progress=False)  # fill_missing=False
+    np.testing.assert_array_equal(np.asarray(volume[:, :, :])[..., 0].transpose(2, 1, 0), data)
+    await layer.write(np.s_[:, :, 16:], np.zeros((16, 16, 16), dtype))  # zeros over data
+    np.testing.assert_array_equal(np.asarray(volume[:, :, :])[..., 0], 0)
