@@ -552,8 +552,10 @@ async def _existing_compressed_layer(
 def _check_existing_layout(
     location: Location, shape: tuple[int, ...], dtype: Any, request: CreateRequest
 ) -> None:
-    """exist_ok opens what is there only when it is what was asked for."""
-    if tuple(shape) != tuple(request.shape) or np.dtype(dtype) != request.dtype:
+    """exist_ok opens what is there only when it is what was asked for (byte order aside:
+    tensorstore presents '>u2' as uint16, and the values are the same)."""
+    native = request.dtype.newbyteorder("=")
+    if tuple(shape) != tuple(request.shape) or np.dtype(dtype).newbyteorder("=") != native:
         raise SourceExistsError(
             f"the existing array at {location} has shape {tuple(shape)} and dtype "
             f"{np.dtype(dtype)}, not the requested {tuple(request.shape)} / "
@@ -667,6 +669,23 @@ def _note_kept_chunks(
             location,
             tuple(chunks),
             tuple(request.chunks),
+        )
+
+
+def _note_kept_shards(location: Location, store: ts.TensorStore, request: CreateRequest) -> None:
+    """exist_ok keeps the existing array's shards: say so when other shards were named."""
+    if request.shards is None:
+        return
+    read = tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ())
+    write = tuple(int(n or 0) for n in store.chunk_layout.write_chunk.shape or ())
+    if write != tuple(request.shards):
+        kept = "no shards" if write == read else f"its shards {write}"
+        logger.warning(
+            "%s exists: writing into it keeps %s, not the requested shards %s; remove it "
+            "first to get the new layout",
+            location,
+            kept,
+            tuple(request.shards),
         )
 
 
@@ -885,6 +904,7 @@ async def create_tensorstore(
         _note_kept_chunks(
             location, tuple(int(n or 0) for n in store.chunk_layout.read_chunk.shape or ()), request
         )
+        _note_kept_shards(location, store, request)
         if request.compression not in (None, "default"):  # named: say when it is not kept
             _note_kept_codec(location, driver, driver.create_spec(location, key, request), store)
     where = str(location.join(key)) if key else str(location)

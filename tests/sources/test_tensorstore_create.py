@@ -273,3 +273,31 @@ async def test_exist_ok_says_when_it_keeps_another_compression(
         assert "keeps its compression" not in caplog.text
         await ba.create_source(path, exist_ok=True, compression=other, **kwargs)
     assert f"keeps its compression {kept}, not the requested" in caplog.text
+
+
+@pytest.mark.parametrize("format", ["zarr", "zarr3", "n5"])
+async def test_a_big_endian_dtype_reopens_with_exist_ok(tmp_path, format):
+    """tensorstore presents '>u2' as uint16: the same call with exist_ok=True was refused
+    ('dtype uint16, not the requested >u2')."""
+    path = tmp_path / f"a.{format}"
+    values = np.arange(8 * 8 * 8, dtype=">u2").reshape(8, 8, 8) * 100
+    kwargs = dict(shape=values.shape, dtype=values.dtype, chunks=(8, 8, 8), format=format)
+    await ba.create_source(path, **kwargs)
+    again = await ba.create_source(path, exist_ok=True, **kwargs)
+    await again.write(..., values)
+    np.testing.assert_array_equal(await (await ba.open_source(path)).read(), values)
+    with pytest.raises(ba.SourceExistsError, match="dtype"):
+        await ba.create_source(path, exist_ok=True, **{**kwargs, "dtype": ">i2"})
+
+
+async def test_exist_ok_says_when_it_keeps_other_shards(tmp_path, caplog):
+    """Other chunks or codecs were said; other shards were kept without a word."""
+    path = tmp_path / "a.zarr"
+    kwargs = dict(shape=(32, 32, 32), dtype="uint8", chunks=(8, 8, 8), format="zarr3")
+    await ba.create_source(path, shards=(32, 32, 32), **kwargs)
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        await ba.create_source(path, exist_ok=True, **kwargs)  # shards not named: nothing
+        assert "shards" not in caplog.text
+        kept = await ba.create_source(path, shards=(16, 16, 16), exist_ok=True, **kwargs)
+    assert "keeps its shards (32, 32, 32), not the requested shards (16, 16, 16)" in caplog.text
+    assert kept.shards == (32, 32, 32)
