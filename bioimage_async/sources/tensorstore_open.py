@@ -5,6 +5,7 @@ terms (with a bounded wait for object stores)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -35,6 +36,7 @@ from .physical import (
     n5_voxel_size,
     positive_sizes,
     sizes_in_unit,
+    spatial_axes,
     voxel_centre,
     zarr_voxel_size,
 )
@@ -657,6 +659,47 @@ def _placed_scale(
     return {**spec, "scale_metadata": scale}
 
 
+async def _check_kept_physical(
+    location: Location, key: str, driver: Driver, request: CreateRequest
+) -> CreateRequest:
+    """exist_ok writes the request's voxel size and axis names where the array records none;
+    other ones than it records are refused (they were written over the array's own, so its
+    existing voxels were said to be of another size, or their axes renamed). Returns the
+    request without what the array already records (kept as it is written)."""
+    if request.voxel_size is None and request.dimension_names is None:
+        return request
+    existing = await open_tensorstore(location, key or None, driver=driver)
+    kept = dataclasses.replace(
+        request,
+        dimension_names=None if existing.axes is not None else request.dimension_names,
+        voxel_size=None if existing.voxel_size is not None else request.voxel_size,
+        unit=None if existing.voxel_size is not None else request.unit,
+    )
+    where = f"{location}" + (f" (key {key!r})" if key else "")
+    names = request.dimension_names
+    wanted_axes = axes_from_names(names, existing.ndim) if names is not None else None
+    if wanted_axes is not None and existing.axes is not None and wanted_axes != existing.axes:
+        raise SourceExistsError(
+            f"the existing array at {where} names its axes {existing.axes!r}, not the requested "
+            f"{wanted_axes!r}; pass the same dimension_names (or none), or remove it first"
+        )
+    if request.voxel_size is None or existing.voxel_size is None:
+        return kept
+    spatial = spatial_axes(existing.ndim, existing.axes)
+    have = sizes_in_unit(existing.voxel_size, existing.unit, request.unit, spatial)
+    if len(have) != len(request.voxel_size) or not all(
+        math.isclose(a, b, rel_tol=1e-6) for a, b in zip(have, request.voxel_size)
+    ):
+        shown = ", ".join(f"{v:g}" for v in existing.voxel_size)
+        raise SourceExistsError(
+            f"the existing array at {where} records a voxel size of ({shown}) "
+            f"{existing.unit or '(no unit)'}, not the requested {tuple(request.voxel_size)} "
+            f"{request.unit or '(no unit)'}; pass the same voxel_size (or none), or remove it "
+            "first"
+        )
+    return kept
+
+
 def _note_kept_chunks(
     location: Location, chunks: tuple[int, ...] | None, request: CreateRequest
 ) -> None:
@@ -913,6 +956,8 @@ async def create_tensorstore(
     voxel_size, unit = request.voxel_size, request.unit
     if exists and isinstance(driver, Precomputed):
         voxel_size, unit = _existing_voxel_size(info, location, key, request)
+    elif exists:  # the array's own names and sizes are kept (other ones refused)
+        request = await _check_kept_physical(location, key, driver, request)
     await driver.annotate(location, key, request)
     names = request.dimension_names
     return TensorStoreSource(

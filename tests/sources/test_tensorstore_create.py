@@ -301,3 +301,24 @@ async def test_exist_ok_says_when_it_keeps_other_shards(tmp_path, caplog):
         kept = await ba.create_source(path, shards=(16, 16, 16), exist_ok=True, **kwargs)
     assert "keeps its shards (32, 32, 32), not the requested shards (16, 16, 16)" in caplog.text
     assert kept.shards == (32, 32, 32)
+
+
+@pytest.mark.parametrize("format", ["zarr", "zarr3", "n5"])
+async def test_exist_ok_refuses_other_axis_names_or_voxel_size_and_keeps_its_own(tmp_path, format):
+    """The request's axis names and voxel size were written over the array's own."""
+    path = tmp_path / f"a.{format}"
+    kwargs = dict(shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8), format=format)
+    named = dict(dimension_names=("z", "y", "x"), voxel_size=(40, 4, 4), unit="nm")
+    await ba.create_source(path, **kwargs, **named)
+    with pytest.raises(ba.SourceExistsError, match="names its axes 'zyx', not the requested"):
+        await ba.create_source(path, exist_ok=True, **kwargs, dimension_names=("c", "y", "x"))
+    with pytest.raises(ba.SourceExistsError, match=r"voxel size of \(40, 4, 4\) nanometer"):
+        await ba.create_source(path, exist_ok=True, **kwargs, voxel_size=(8, 8, 8), unit="nm")
+    # the same ones, in another unit, and none at all are accepted
+    await ba.create_source(
+        path, exist_ok=True, **kwargs, voxel_size=(0.04, 0.004, 0.004), unit="um"
+    )
+    await ba.create_source(path, exist_ok=True, **kwargs)
+    kept = await ba.open_source(path)
+    assert kept.axes == "zyx" and kept.voxel_size == pytest.approx((40, 4, 4))
+    assert kept.unit == "nanometer"
