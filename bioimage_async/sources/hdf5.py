@@ -189,7 +189,12 @@ class Hdf5Source(ThreadedSource):
         return data if self._file_dtype.isnative else data.astype(self._dtype)
 
     def write_blocking(self, roi: Roi, value: np.ndarray) -> None:
+        """Written through to the file (``flush``) before returning: a run journals a block as
+        done once its write returned, and HDF5 keeps written chunks in its own cache until a
+        flush, so a process killed after the mark lost blocks the journal called done (a
+        resume then reported success with them missing)."""
         self.dataset[roi if roi else ()] = value
+        self.dataset.file.flush()
 
     def close(self) -> None:
         """Flush and close the file (if this source opened it). Reads and writes then fail."""
@@ -497,7 +502,26 @@ def _open_file(path: str, h5_mode: str) -> Any:
         raise SourceError(
             f"cannot open {path!r} as HDF5 (mode {h5_mode!r}): {err}. Is it an HDF5 file, and "
             "is it not open for writing by another process (HDF5 file locking)?"
+            + _DAMAGED_HINT
+            * _looks_damaged(err)
         ) from err
+
+
+#: HDF5 files are not crash-safe: what to say when one reads as damaged.
+_DAMAGED_HINT = (
+    " If a process writing it was killed (kill -9, an out-of-memory kill, a power loss), the "
+    "file may be damaged beyond repair: HDF5 updates its metadata in place. Remove it and run "
+    "again, or write zarr (crash-safe, resumable) and convert to HDF5 at the end"
+)
+
+
+def _looks_damaged(err: BaseException) -> bool:
+    """Whether h5py's error reads like a file left damaged (rather than locked or foreign)."""
+    text = str(err).lower()
+    return any(
+        s in text
+        for s in ("bad object header", "bad symbol table", "truncated file", "bad heap", "checksum")
+    )
 
 
 def _open_blocking(path: str, key: str | None, writable: bool, cache_bytes: int) -> Hdf5Source:
@@ -585,7 +609,7 @@ def _create_blocking(
     except OSError as err:
         raise SourceError(
             f"cannot open or create the HDF5 file {path!r} for writing: {err}. Is it an HDF5 "
-            "file, and not open in another process?"
+            "file, and not open in another process?" + _DAMAGED_HINT * _looks_damaged(err)
         ) from err
     try:
         _refuse_dataset_on_the_way(file, path, key)

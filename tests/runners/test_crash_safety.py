@@ -109,6 +109,38 @@ async def test_a_local_copy_killed_halfway_resumes_and_reads_each_block_at_most_
     assert not os.path.exists(folder)  # removed after success
 
 
+async def test_a_copy_into_hdf5_killed_halfway_resumes_exactly(tmp_path, rng):
+    """HDF5 kept written chunks in its own cache until a flush: blocks journaled as done were
+    lost with the killed process, and the resume reported success with them missing (a new
+    file killed that way could not even be opened)."""
+    data = await make_data(tmp_path, rng)
+    counts = str(tmp_path / "reads.txt")
+    out_path = tmp_path / "out.h5"
+    made = await ba.create_source(out_path, shape=SHAPE, dtype="uint8", chunks=BLOCK)
+    made.close()  # HDF5 locks a file open for writing: the script opens it next
+    process = start_script(
+        tmp_path,
+        f"""
+        async def main():
+            src = SlowCountingSource(await ba.open_source({str(tmp_path / "in.zarr")!r}), {counts!r}, 0.05)
+            out = await ba.open_source({str(out_path)!r}, mode="r+")
+            config = ba.RunnerConfig(tmp_root={str(tmp_path / "tmp")!r})
+            await ba.copy(src, out, block_shape={BLOCK}, num_workers=2, job_config=config)
+        asyncio.run(main())
+    """,
+    )
+    wait_for(lambda: sum(read_counts(counts).values()) >= 32)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    folder = run_folder(tmp_path, "copy")
+    assert 0 < len(await ba.missing_blocks(folder)) < 64
+    src = SlowCountingSource(await ba.open_source(tmp_path / "in.zarr"), counts, 0.05)
+    out = await ba.open_source(out_path, mode="r+")
+    config = ba.RunnerConfig(tmp_root=str(tmp_path / "tmp"))
+    await ba.copy(src, out, block_shape=BLOCK, num_workers=2, job_config=config, resume_from=folder)
+    np.testing.assert_array_equal(await out.read(), data)
+
+
 async def test_a_local_map_blocks_killed_halfway_resumes_exactly(tmp_path, rng):
     data = await make_data(tmp_path, rng)
     counts = str(tmp_path / "calls.txt")
