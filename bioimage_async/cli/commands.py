@@ -830,6 +830,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import default_folder, report_text, run_demo, write_sample_stack
 
     if args.make_input:
+        if os.path.exists(args.make_input):  # a user's file of that name was replaced
+            raise InvalidArgumentError(
+                f"--make-input {args.make_input} exists; the demo writes its sample stack only "
+                "to a new path: remove it or name another"
+            )
         shape = await run_blocking(write_sample_stack, args.make_input)
         print(f"wrote a sample stack of shape {shape} to {args.make_input}")
         return EXIT_OK

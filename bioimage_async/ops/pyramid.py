@@ -535,10 +535,14 @@ def _physical(
     else 1 (and no unit)."""
     if voxel_size is not None:
         sizes = positive_sizes(voxel_size)
-        if sizes is None or len(sizes) > src.ndim:
+        spatial_count = sum(a in ome_zarr.SPATIAL for a in axes)
+        if sizes is None or len(sizes) not in (src.ndim, spatial_count):
+            # fewer sizes were taken for the last axes, the others made up as 1 (4,4 on z, y, x
+            # recorded z as 1 nm)
             raise InvalidArgumentError(
-                f"voxel_size must hold positive sizes for the spatial axes (z, y, x) or every "
-                f"axis of the input (shape {src.shape}), got {voxel_size!r}"
+                f"voxel_size must hold one positive size per spatial axis ({spatial_count}: "
+                f"{''.join(a for a in axes if a in ome_zarr.SPATIAL)}) or per axis of the input "
+                f"(axes {axes}, shape {src.shape}), got {voxel_size!r}"
             )
         return for_axes(sizes, src.ndim), check_unit(unit)
     if src.voxel_size is not None and len(src.voxel_size) == src.ndim:

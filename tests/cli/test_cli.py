@@ -1103,3 +1103,19 @@ def test_convert_to_precomputed_keeps_a_whole_voxel_position(tmp_path, volume):
     assert dropped.returncode == 0, dropped.stderr
     assert "records no such position" in dropped.stderr
     assert list(cloudvolume.CloudVolume(f"file://{tmp_path / 'half'}").voxel_offset) == [0, 0, 0]
+
+
+def test_pyramid_refuses_fewer_voxel_sizes_than_spatial_axes(tmp_path, tiff_file):
+    """--voxel-size 4,4 on a z, y, x volume recorded z as an invented 1 nm."""
+    refused = one_line_error(
+        run("pyramid", tiff_file, tmp_path / "p.ome.zarr", "--levels", "2", "--voxel-size", "4,4")
+    )
+    assert "one positive size per spatial axis (3: zyx)" in refused
+    assert not (tmp_path / "p.ome.zarr").exists()
+
+
+def test_demo_make_input_does_not_replace_an_existing_file(tmp_path):
+    precious = tmp_path / "stack.tif"
+    precious.write_bytes(b"my own data")
+    refused = one_line_error(run("demo", "--make-input", precious))
+    assert "exists" in refused and precious.read_bytes() == b"my own data"
