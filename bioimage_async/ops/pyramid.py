@@ -22,6 +22,7 @@ run folder it is and then builds the levels below it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any, Unpack
@@ -44,6 +45,8 @@ from ..sources.registry import as_source, create_source, open_source
 from ._exec import exec_options, refuse_empty
 from .copy import copy, positive_int_tuple
 from .downsample import downsample, normalize_factors
+
+logger = logging.getLogger("bioimage_async")
 
 #: spline methods -> (order, anti-aliasing)
 SPLINES = {"nearest": (0, False), "linear": (1, False), "smooth": (1, True), "cubic": (3, True)}
@@ -405,6 +408,7 @@ async def pyramid(
         labels,
         ngff_version,
     )
+    await _say_stale_levels(root, base, len(outputs), ngff_version)
     # reopened from what was written: the handles made before the metadata know no voxel
     # size, unit or translation
     written = str(root.join(base)) if base else str(root)
@@ -412,6 +416,27 @@ async def pyramid(
         await open_source(written, level=k, mode="r+", storage=root.storage)
         for k in range(len(outputs))
     ]
+
+
+async def _say_stale_levels(root: Location, base: str, levels: int, version: str) -> None:
+    """A pyramid written over one with more levels (exist_ok) leaves the old deeper level
+    arrays on disk, unlisted in the metadata but still an array to zarr-python and to a viewer
+    that lists arrays: say which, with the fix."""
+    from ..sources.ts_drivers import DRIVERS
+
+    driver = DRIVERS["zarr3" if version == "0.5" else "zarr"]
+    here = root.join(base) if base else root
+    stale: list[int] = []
+    while len(stale) < 64 and await driver.node(here, str(levels + len(stale))) == "array":
+        stale.append(levels + len(stale))
+    if stale:
+        logger.warning(
+            "%s: level(s) %s of an earlier pyramid stay on disk beside this one's %d (unlisted in "
+            "the metadata, holding the earlier image); remove them",
+            here,
+            ", ".join(map(str, stale)),
+            levels,
+        )
 
 
 def _name_the_level(error: RunnerError, level: int, levels: int, root: Location) -> None:

@@ -300,3 +300,15 @@ async def test_resume_from_finishes_the_failed_level_then_builds_the_rest(tmp_pa
     )
     for level, expected in zip(levels, await _successive(volume, 3)):
         np.testing.assert_array_equal(await level.read(), expected)
+
+
+async def test_a_pyramid_over_a_deeper_one_says_which_old_levels_stay(tmp_path, caplog):
+    """exist_ok over a 3-level pyramid with 2 levels left level 2 (the old image) on disk,
+    unlisted, without a word."""
+    path = tmp_path / "p.ome.zarr"
+    await ba.pyramid(np.full((16, 32, 32), 7, np.uint8), path, 3, method="mean")
+    with caplog.at_level("WARNING", logger="bioimage_async"):
+        await ba.pyramid(
+            np.full((16, 32, 32), 200, np.uint8), path, 2, method="mean", exist_ok=True
+        )
+    assert "level(s) 2 of an earlier pyramid stay on disk beside this one's 2" in caplog.text
