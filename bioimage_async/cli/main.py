@@ -10,6 +10,7 @@ notices (a run's folder when it starts, a resume's missing blocks) go to stderr 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import select
@@ -154,6 +155,30 @@ def main(argv: list[str] | None = None) -> int:
         text = str(error).strip()
         message = text.splitlines()[0] if text else type(error).__name__
         print(f"bioimage-async {args.command}: error: {cli_words(message, side)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError) as error:  # fmt: skip
+        # a path the command cannot use (a read-only or missing folder, --tmp-root a file):
+        # said in one line like any refusal, not as a traceback with exit 1 ('a run failed')
+        if args.debug:
+            raise
+        where = f" {error.filename!r}" if error.filename else ""
+        reason = error.strerror or type(error).__name__
+        print(
+            f"bioimage-async {args.command}: error: cannot use{where}: {reason} (a read-only, "
+            "missing or wrong kind of path?)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OSError as error:
+        if args.debug or error.errno != errno.EROFS:
+            raise
+        where = f" {error.filename!r}" if error.filename else ""
+        print(
+            f"bioimage-async {args.command}: error: cannot write{where}: the file system is "
+            "read-only; choose a writable path",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 

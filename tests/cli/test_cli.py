@@ -1119,3 +1119,14 @@ def test_demo_make_input_does_not_replace_an_existing_file(tmp_path):
     precious.write_bytes(b"my own data")
     refused = one_line_error(run("demo", "--make-input", precious))
     assert "exists" in refused and precious.read_bytes() == b"my own data"
+
+
+def test_a_path_the_command_cannot_use_is_a_one_line_error(tmp_path, tiff_file):
+    """A pyramid under a file, or --tmp-root a file, gave a traceback and exit 1 (which says
+    'a run failed, with block ids')."""
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("")
+    under_a_file = run("pyramid", tiff_file, a_file / "p.ome.zarr", "--levels", "2")
+    assert "Not a directory" in one_line_error(under_a_file)
+    tmp_root_a_file = run("convert", tiff_file, tmp_path / "o.zarr", "--tmp-root", a_file)
+    assert "cannot use" in one_line_error(tmp_root_a_file)
