@@ -73,17 +73,15 @@ def run_folder(tmp_path, name):
     return found[0]
 
 
-async def test_a_local_copy_killed_halfway_resumes_and_reads_each_block_at_most_once_more(
-    tmp_path, rng
-):
-    data = await make_data(tmp_path, rng)
-    counts = str(tmp_path / "reads.txt")
+async def copy_killed_halfway(tmp_path, out_path, counts: str) -> str:
+    """A copy of in.zarr into ``out_path`` by another process, SIGKILLed once half the blocks
+    were read; returns its run folder."""
     process = start_script(
         tmp_path,
         f"""
         async def main():
             src = SlowCountingSource(await ba.open_source({str(tmp_path / "in.zarr")!r}), {counts!r}, 0.05)
-            out = await ba.open_source({str(tmp_path / "out.zarr")!r}, mode="r+")
+            out = await ba.open_source({str(out_path)!r}, mode="r+")
             config = ba.RunnerConfig(tmp_root={str(tmp_path / "tmp")!r})
             await ba.copy(src, out, block_shape={BLOCK}, num_workers=2, job_config=config)
         asyncio.run(main())
@@ -92,7 +90,15 @@ async def test_a_local_copy_killed_halfway_resumes_and_reads_each_block_at_most_
     wait_for(lambda: sum(read_counts(counts).values()) >= 32)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    folder = run_folder(tmp_path, "copy")
+    return run_folder(tmp_path, "copy")
+
+
+async def test_a_local_copy_killed_halfway_resumes_and_reads_each_block_at_most_once_more(
+    tmp_path, rng
+):
+    data = await make_data(tmp_path, rng)
+    counts = str(tmp_path / "reads.txt")
+    folder = await copy_killed_halfway(tmp_path, tmp_path / "out.zarr", counts)
     assert 0 < len(await ba.missing_blocks(folder)) < 64
     before = read_counts(counts)
     src = SlowCountingSource(await ba.open_source(tmp_path / "in.zarr"), counts, 0.05)  # same spec
@@ -118,21 +124,7 @@ async def test_a_copy_into_hdf5_killed_halfway_resumes_exactly(tmp_path, rng):
     out_path = tmp_path / "out.h5"
     made = await ba.create_source(out_path, shape=SHAPE, dtype="uint8", chunks=BLOCK)
     made.close()  # HDF5 locks a file open for writing: the script opens it next
-    process = start_script(
-        tmp_path,
-        f"""
-        async def main():
-            src = SlowCountingSource(await ba.open_source({str(tmp_path / "in.zarr")!r}), {counts!r}, 0.05)
-            out = await ba.open_source({str(out_path)!r}, mode="r+")
-            config = ba.RunnerConfig(tmp_root={str(tmp_path / "tmp")!r})
-            await ba.copy(src, out, block_shape={BLOCK}, num_workers=2, job_config=config)
-        asyncio.run(main())
-    """,
-    )
-    wait_for(lambda: sum(read_counts(counts).values()) >= 32)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    folder = run_folder(tmp_path, "copy")
+    folder = await copy_killed_halfway(tmp_path, out_path, counts)
     assert 0 < len(await ba.missing_blocks(folder)) < 64
     src = SlowCountingSource(await ba.open_source(tmp_path / "in.zarr"), counts, 0.05)
     out = await ba.open_source(out_path, mode="r+")
